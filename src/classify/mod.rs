@@ -1,0 +1,68 @@
+//! Classification engines: one trait, a linear first-match reference engine per key type, and
+//! the fast engines that must agree with it on every packet.
+
+pub mod linear;
+
+use crate::packet::key::{FiveTuple, ThreeTuple};
+use crate::policy::model::{FiveMatch, Policy, ThreeMatch};
+
+pub use linear::Linear;
+
+/// The index of a rule in its policy's rule list for that tuple kind (its priority: lower wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleId(pub u32);
+
+impl RuleId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A key type together with the rule match it is tested against.
+pub trait Key: Copy {
+    /// The match type of rules on this key.
+    type Match;
+    /// The reference semantics: does `m` match this key?
+    fn matched_by(&self, m: &Self::Match) -> bool;
+    /// The rules of this key type in a policy.
+    fn rules(policy: &Policy) -> Vec<&Self::Match>;
+}
+
+impl Key for ThreeTuple {
+    type Match = ThreeMatch;
+    #[inline]
+    fn matched_by(&self, m: &ThreeMatch) -> bool {
+        m.src.matches(self.src) && m.dst.matches(self.dst) && m.label.matches(self.label)
+    }
+    fn rules(policy: &Policy) -> Vec<&ThreeMatch> {
+        policy.three.iter().map(|r| &r.matcher).collect()
+    }
+}
+
+impl Key for FiveTuple {
+    type Match = FiveMatch;
+    #[inline]
+    fn matched_by(&self, m: &FiveMatch) -> bool {
+        m.src.matches(self.src)
+            && m.dst.matches(self.dst)
+            && m.proto.is_none_or(|p| p == self.proto)
+            && m.sport.matches(self.sport)
+            && m.dport.matches(self.dport)
+    }
+    fn rules(policy: &Policy) -> Vec<&FiveMatch> {
+        policy.five.iter().map(|r| &r.matcher).collect()
+    }
+}
+
+/// A classification engine for one key type: the first matching rule, or `None` for the default.
+///
+/// Engines are built once from a policy and then shared read-only by the hot loop, which is
+/// generic over this trait; implementations must not allocate in `classify`.
+pub trait Classifier<K: Key>: Send + Sync {
+    /// A short name for reports ("linear", "tuplemerge", ...).
+    fn name(&self) -> &'static str;
+    /// The first rule (lowest index) that matches `key`.
+    fn classify(&self, key: &K) -> Option<RuleId>;
+    /// Approximate heap bytes held by the engine.
+    fn memory_bytes(&self) -> usize;
+}

@@ -1,0 +1,77 @@
+//! The command line: clap argument definitions and one small module per command that wires the
+//! library's data path together. Parsing arguments is kept apart from doing the work.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit code: success, no findings.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the command ran and found problems (policy errors, mismatches).
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit code: usage error, I/O error, or a missing privilege.
+pub const EXIT_ERROR: u8 = 2;
+
+/// flowpol: flow-label policy engine for Linux.
+///
+/// Exit codes: 0 ok, 1 findings (policy errors, or warnings with --deny-warnings), 2 usage,
+/// I/O error or missing privilege.
+#[derive(Parser, Debug)]
+#[command(name = "flowpol", version, about, long_about = None)]
+pub struct Cli {
+    /// More logging on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses arguments, runs the command, maps errors to exit code 2.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
+        }
+    };
+    init_logging(cli.verbose);
+    match run(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::from(EXIT_OK);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(command: Command) -> anyhow::Result<u8> {
+    match command {}
+}

@@ -1,0 +1,15 @@
+//! flowpol: a flow-label policy engine for Linux.
+//!
+//! Policies are ordered rules on the IPv6 3-tuple (src, dst, flow label), which needs only the
+//! fixed 40-byte header, and, for contrast, on the classic 5-tuple, which needs the transport
+//! header behind any extension headers. The library holds all logic; the `flowpol` binary is a
+//! thin command line over it ([`cli`]).
+#![deny(unsafe_code)]
+
+pub mod classify;
+pub mod cli;
+pub mod label;
+pub mod packet;
+pub mod policy;
+
+pub use label::FlowLabel;

@@ -1,0 +1,272 @@
+//! The checked policy: what the engines, the compilers and `fmt` consume. Built from the syntax
+//! tree by [`crate::policy::check`]; every rule keeps its span so a finding can point back at it.
+
+use crate::label::FlowLabel;
+use crate::policy::syntax::Span;
+
+/// A rule set after checking: ordered rules for each tuple kind (first match wins) and a default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Declared classes, in declaration order (classes used but never declared are added here
+    /// in order of first use when the file declares none).
+    pub classes: Vec<ClassDef>,
+    /// Rules on (src, dst, flow label), from the fixed IPv6 header only.
+    pub three: Vec<Rule<ThreeMatch>>,
+    /// Rules on (src, dst, proto, sport, dport), the conventional way.
+    pub five: Vec<Rule<FiveMatch>>,
+    /// The action for packets no rule matches.
+    pub default: Action,
+    /// False when the file had no `default` line (then the default is `pass`).
+    pub default_explicit: bool,
+}
+
+/// A traffic class, with an optional firewall mark for kernel export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassDef {
+    pub name: String,
+    pub mark: Option<u32>,
+}
+
+/// What a matching rule (or the default) does with a packet.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    Pass,
+    Drop,
+    Class(String),
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Pass => f.write_str("pass"),
+            Action::Drop => f.write_str("drop"),
+            Action::Class(c) => write!(f, "class {c}"),
+        }
+    }
+}
+
+/// One ordered rule. `span` covers the rule in its source file; it is not compared.
+#[derive(Clone, Debug)]
+pub struct Rule<M> {
+    pub name: String,
+    pub matcher: M,
+    pub action: Action,
+    pub span: Span,
+}
+
+impl<M: PartialEq> PartialEq for Rule<M> {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.matcher == other.matcher && self.action == other.action
+    }
+}
+impl<M: Eq> Eq for Rule<M> {}
+
+/// An IPv6 prefix with its host bits cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Prefix {
+    pub addr: u128,
+    pub len: u8,
+}
+
+impl Prefix {
+    /// Builds a prefix, clearing host bits. `len` must be at most 128.
+    pub fn new(addr: u128, len: u8) -> Self {
+        debug_assert!(len <= 128);
+        Prefix { addr: addr & Self::mask_of(len), len }
+    }
+
+    /// The network mask of a prefix length.
+    pub const fn mask_of(len: u8) -> u128 {
+        if len == 0 { 0 } else { u128::MAX << (128 - len as u32) }
+    }
+
+    /// This prefix's mask.
+    pub const fn mask(&self) -> u128 {
+        Self::mask_of(self.len)
+    }
+
+    /// True when `addr` lies in this prefix.
+    #[inline]
+    pub fn contains(&self, addr: u128) -> bool {
+        addr & self.mask() == self.addr
+    }
+
+    /// True when every address of `other` lies in `self`.
+    pub fn covers(&self, other: &Prefix) -> bool {
+        self.len <= other.len && self.contains(other.addr)
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = std::net::Ipv6Addr::from(self.addr);
+        if self.len == 128 { write!(f, "{a}") } else { write!(f, "{a}/{}", self.len) }
+    }
+}
+
+/// A set of prefixes; empty means any address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AddrMatch(pub Vec<Prefix>);
+
+impl AddrMatch {
+    /// The wildcard.
+    pub fn any() -> Self {
+        AddrMatch(Vec::new())
+    }
+    pub fn is_any(&self) -> bool {
+        self.0.is_empty() || self.0.iter().any(|p| p.len == 0)
+    }
+    #[inline]
+    pub fn matches(&self, addr: u128) -> bool {
+        self.0.is_empty() || self.0.iter().any(|p| p.contains(addr))
+    }
+    /// True when every address `other` matches, `self` matches too (each prefix of `other` is
+    /// inside one prefix of `self`; exact for prefix sets).
+    pub fn covers(&self, other: &AddrMatch) -> bool {
+        if self.is_any() {
+            return true;
+        }
+        if other.is_any() {
+            return false;
+        }
+        other.0.iter().all(|o| self.0.iter().any(|s| s.covers(o)))
+    }
+}
+
+/// How a rule matches the flow label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LabelMatch {
+    Any,
+    Exact(FlowLabel),
+    /// `label & mask == value`; `value` has no bits outside `mask`.
+    Masked { value: u32, mask: u32 },
+    /// Inclusive, `lo <= hi`.
+    Range { lo: FlowLabel, hi: FlowLabel },
+}
+
+impl LabelMatch {
+    #[inline]
+    pub fn matches(&self, label: FlowLabel) -> bool {
+        let l = label.value();
+        match *self {
+            LabelMatch::Any => true,
+            LabelMatch::Exact(v) => l == v.value(),
+            LabelMatch::Masked { value, mask } => l & mask == value,
+            LabelMatch::Range { lo, hi } => lo.value() <= l && l <= hi.value(),
+        }
+    }
+
+    /// True when every label `other` matches, `self` matches too. Exact: falls back to walking
+    /// the (at most 2^20) labels of `other` only when no closed form applies.
+    pub fn covers(&self, other: &LabelMatch) -> bool {
+        use LabelMatch::*;
+        match (*self, *other) {
+            (Any, _) => true,
+            (_, Any) => self.as_range() == Some((0, FlowLabel::MASK)),
+            (s, Exact(v)) => s.matches(v),
+            (Masked { value, mask }, Masked { value: v2, mask: m2 }) => {
+                mask & m2 == mask && v2 & mask == value
+            }
+            (s, o) => match (s.as_range(), o.as_range()) {
+                (Some((a, b)), Some((c, d))) => a <= c && d <= b,
+                _ => o.values().all(|l| s.matches(FlowLabel::from_low_bits(l))),
+            },
+        }
+    }
+
+    /// The match as an inclusive interval, when it is one.
+    pub fn as_range(&self) -> Option<(u32, u32)> {
+        match *self {
+            LabelMatch::Any => Some((0, FlowLabel::MASK)),
+            LabelMatch::Exact(v) => Some((v.value(), v.value())),
+            LabelMatch::Range { lo, hi } => Some((lo.value(), hi.value())),
+            LabelMatch::Masked { value, mask } => {
+                // An interval when the mask is a run of high bits (a label prefix).
+                let low = !mask & FlowLabel::MASK;
+                if low & (low.wrapping_add(1)) == 0 {
+                    Some((value, value | low))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Every label value this match accepts (for exhaustive checks).
+    pub fn values(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..=FlowLabel::MASK).filter(move |&l| self.matches(FlowLabel::from_low_bits(l)))
+    }
+}
+
+/// An inclusive port range; `0..=65535` is any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortMatch {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortMatch {
+    pub const ANY: PortMatch = PortMatch { lo: 0, hi: u16::MAX };
+    pub fn is_any(&self) -> bool {
+        *self == Self::ANY
+    }
+    #[inline]
+    pub fn matches(&self, port: u16) -> bool {
+        self.lo <= port && port <= self.hi
+    }
+    pub fn covers(&self, other: &PortMatch) -> bool {
+        self.lo <= other.lo && other.hi <= self.hi
+    }
+}
+
+/// A 3-tuple rule's match: fields of the fixed IPv6 header only.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ThreeMatch {
+    pub src: AddrMatch,
+    pub dst: AddrMatch,
+    pub label: LabelMatch,
+}
+
+/// A 5-tuple rule's match. `proto: None` is any protocol (then both port matches are any).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FiveMatch {
+    pub src: AddrMatch,
+    pub dst: AddrMatch,
+    pub proto: Option<u8>,
+    pub sport: PortMatch,
+    pub dport: PortMatch,
+}
+
+impl ThreeMatch {
+    pub fn covers(&self, other: &ThreeMatch) -> bool {
+        self.src.covers(&other.src) && self.dst.covers(&other.dst) && self.label.covers(&other.label)
+    }
+}
+
+impl FiveMatch {
+    pub fn covers(&self, other: &FiveMatch) -> bool {
+        self.src.covers(&other.src)
+            && self.dst.covers(&other.dst)
+            && (self.proto.is_none() || self.proto == other.proto)
+            && self.sport.covers(&other.sport)
+            && self.dport.covers(&other.dport)
+    }
+}
+
+/// IANA protocol numbers that carry 16-bit ports at the start of their header.
+pub const PORT_PROTOCOLS: [(u8, &str); 5] =
+    [(6, "tcp"), (17, "udp"), (132, "sctp"), (33, "dccp"), (136, "udplite")];
+
+/// Protocol names the language knows.
+pub const PROTOCOL_NAMES: [(u8, &str); 6] =
+    [(6, "tcp"), (17, "udp"), (132, "sctp"), (58, "icmpv6"), (33, "dccp"), (136, "udplite")];
+
+/// The name of a protocol number, if the language has one.
+pub fn proto_name(p: u8) -> Option<&'static str> {
+    PROTOCOL_NAMES.iter().find(|(n, _)| *n == p).map(|(_, s)| *s)
+}
+
+/// True when packets of this protocol carry ports the 5-tuple can match.
+pub fn proto_has_ports(p: u8) -> bool {
+    PORT_PROTOCOLS.iter().any(|(n, _)| *n == p)
+}

@@ -8,7 +8,7 @@ use crate::packet::key::{FiveTuple, ThreeTuple};
 use crate::policy::model::{FiveMatch, Policy, ThreeMatch};
 
 pub use linear::Linear;
-pub use tuplemerge::{FastFive, FastThree, TupleMerge};
+pub use tuplemerge::{FastFive, FastThree, TmConfig, TupleMerge};
 
 /// The index of a rule in its policy's rule list for that tuple kind (its priority: lower wins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -26,6 +26,24 @@ use rustc_hash::FxHashMap;
 /// Most entries a table bucket takes before a rule has to go to another (or a new) table.
 pub const COLLISION_LIMIT: usize = 8;
 
+/// Build parameters (the defaults are what the measurements in docs/performance.md use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TmConfig {
+    /// Most entries per bucket before a rule goes elsewhere.
+    pub collision_limit: usize,
+    /// New tables round prefix lengths down to a multiple of this.
+    pub addr_step: u8,
+}
+
+impl Default for TmConfig {
+    fn default() -> Self {
+        TmConfig {
+            collision_limit: COLLISION_LIMIT,
+            addr_step: 4,
+        }
+    }
+}
+
 /// A key type the TupleMerge engine can classify: its fields as (src, dst, extra bits), and how
 /// a rule of that key type splits into hashable entries plus a residual check.
 pub trait TmKey: Key + Sized {
@@ -335,10 +353,6 @@ impl BuildTable {
     }
 }
 
-fn relax_len(l: u8) -> u8 {
-    l - l % 4
-}
-
 impl<K: TmKey> TupleMerge<K> {
     /// Builds the engine from the policy's rules of this key type.
     pub fn new(policy: &Policy) -> Self {
@@ -347,6 +361,13 @@ impl<K: TmKey> TupleMerge<K> {
 
     /// Builds the engine from rules in priority order.
     pub fn from_matches(rules: &[&K::Match]) -> Self {
+        Self::with_config(rules, TmConfig::default())
+    }
+
+    /// Builds the engine with explicit parameters.
+    pub fn with_config(rules: &[&K::Match], cfg: TmConfig) -> Self {
+        let step = cfg.addr_step.max(1);
+        let relax_len = |l: u8| l - l % step;
         let any = [Prefix { addr: 0, len: 0 }];
         let mut entries: Vec<Entry<K::Residual>> = Vec::with_capacity(rules.len());
         let mut tuples: Vec<Tuple> = Vec::with_capacity(rules.len());
@@ -395,7 +416,7 @@ impl<K: TmKey> TupleMerge<K> {
                 }
                 let k = bt.key(e.src, e.dst, ev);
                 let g = bt.groups.entry(k).or_default();
-                if g.len() < COLLISION_LIMIT {
+                if g.len() < cfg.collision_limit {
                     g.push(ei as u32);
                     placed = true;
                     break;

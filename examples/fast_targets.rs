@@ -1,0 +1,194 @@
+//! Measures the fast engines against the linear reference for docs/performance.md:
+//! `cargo run --release --example fast_targets [-- QUICK]`.
+//!
+//! ClassBench 10k sets (from ../shared/data/classbench, with their traces when present, else
+//! keys drawn from the rules), and generated 100k-rule sets. Every key goes through both engines
+//! in the same run; a mismatch aborts. Build peak memory is measured by a counting allocator.
+
+use flowpol::classify::{Classifier, FastFive, FastThree, Key, Linear, TmConfig};
+use flowpol::r#gen::classbench::{self, As, DEFAULT_MAP_V4};
+use flowpol::r#gen::rules::{self, Shape, Tuple};
+use flowpol::packet::key::{FiveTuple, ThreeTuple};
+use flowpol::policy::Policy;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
+
+struct Counting;
+static CUR: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator, only counting bytes.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let c = CUR.fetch_add(l.size(), Relaxed) + l.size();
+        PEAK.fetch_max(c, Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        CUR.fetch_sub(l.size(), Relaxed);
+        // SAFETY: `p` came from `alloc` with this layout.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn time_ns<K, C: Classifier<K> + ?Sized>(c: &C, keys: &[K], min_rounds: usize) -> (f64, u64)
+where
+    K: Key,
+{
+    let mut rounds = 0;
+    let mut sum = 0u64;
+    let start = Instant::now();
+    while rounds < min_rounds || start.elapsed().as_millis() < 300 {
+        for k in keys {
+            sum =
+                sum.wrapping_add(black_box(c.classify(black_box(k))).map_or(0, |r| u64::from(r.0)));
+        }
+        rounds += 1;
+    }
+    (
+        start.elapsed().as_nanos() as f64 / (rounds * keys.len()) as f64,
+        sum,
+    )
+}
+
+struct Row {
+    name: String,
+    rules: usize,
+    build_ms: f64,
+    peak_mb: f64,
+    bytes: usize,
+    tables: usize,
+    lin_ns: f64,
+    fast_ns: f64,
+}
+
+fn run<K, F>(
+    name: &str,
+    policy: &Policy,
+    keys: &[K],
+    build: impl Fn(&Policy) -> F,
+    stats: impl Fn(&F) -> usize,
+) -> Row
+where
+    K: Key + Send + Sync + std::fmt::Debug,
+    K::Match: Clone + Send + Sync,
+    F: Classifier<K>,
+{
+    let lin = Linear::<K>::new(policy);
+    let base = CUR.load(Relaxed);
+    PEAK.store(base, Relaxed);
+    let t = Instant::now();
+    let fast = build(policy);
+    let build_ms = t.elapsed().as_secs_f64() * 1e3;
+    let peak_mb = (PEAK.load(Relaxed) - base) as f64 / 1e6;
+    for k in keys {
+        let (a, b) = (lin.classify(k), fast.classify(k));
+        assert_eq!(a, b, "{name}: mismatch on {k:?}");
+    }
+    let (lin_ns, _) = time_ns(&lin, keys, 1);
+    let (fast_ns, _) = time_ns(&fast, keys, 3);
+    Row {
+        name: name.to_string(),
+        rules: K::rules(policy).len(),
+        build_ms,
+        peak_mb,
+        bytes: fast.memory_bytes(),
+        tables: stats(&fast),
+        lin_ns,
+        fast_ns,
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "QUICK");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/classbench");
+    let mut rows = Vec::new();
+    let n_keys = if quick { 5_000 } else { 50_000 };
+    for set in ["acl1_10k", "fw1_10k", "ipc1_10k"] {
+        let Ok(text) = std::fs::read_to_string(format!("{dir}/{set}")) else {
+            eprintln!("{dir}/{set} absent: skipping the ClassBench sets");
+            break;
+        };
+        let cb = classbench::parse_rules(&text).expect("ClassBench rules");
+        let trace = std::fs::read_to_string(format!("{dir}/{set}_trace"))
+            .ok()
+            .map(|t| classbench::parse_trace(&t).expect("ClassBench trace"));
+        let p5 = classbench::to_policy(&cb, As::Five, DEFAULT_MAP_V4);
+        let p3 = classbench::to_policy(&cb, As::Three, DEFAULT_MAP_V4);
+        let (k5, k3, src): (Vec<FiveTuple>, Vec<ThreeTuple>, &str) = match &trace {
+            Some(t) => {
+                let t = &t[..t.len().min(n_keys)];
+                (
+                    t.iter().map(|p| p.five(DEFAULT_MAP_V4)).collect(),
+                    t.iter().map(|p| p.three(DEFAULT_MAP_V4)).collect(),
+                    "trace",
+                )
+            }
+            None => (
+                rules::five_keys(&p5, n_keys, 1),
+                rules::three_keys(&p3, n_keys, 1),
+                "drawn",
+            ),
+        };
+        rows.push(run(
+            &format!("{set} five ({src})"),
+            &p5,
+            &k5,
+            FastFive::new,
+            |f| f.stats().tables,
+        ));
+        rows.push(run(
+            &format!("{set} three ({src})"),
+            &p3,
+            &k3,
+            FastThree::new,
+            |f| f.stats().tables,
+        ));
+    }
+    let big = if quick { 20_000 } else { 100_000 };
+    for shape in [Shape::Acl, Shape::Fw, Shape::Ipc] {
+        let p5 = rules::generate(shape, big, 42, Tuple::Five);
+        let k5 = rules::five_keys(&p5, n_keys / 5, 2);
+        rows.push(run(
+            &format!("gen {shape:?} {big} five"),
+            &p5,
+            &k5,
+            FastFive::new,
+            |f| f.stats().tables,
+        ));
+        let p3 = rules::generate(shape, big, 42, Tuple::Three);
+        let k3 = rules::three_keys(&p3, n_keys / 5, 2);
+        rows.push(run(
+            &format!("gen {shape:?} {big} three"),
+            &p3,
+            &k3,
+            FastThree::new,
+            |f| f.stats().tables,
+        ));
+    }
+    println!(
+        "| set | rules | build ms | build peak MB | engine bytes | tables | linear ns | fast ns | speed-up |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {} | {} | {:.0} | {:.1} | {:.0}× |",
+            r.name,
+            r.rules,
+            r.build_ms,
+            r.peak_mb,
+            r.bytes,
+            r.tables,
+            r.lin_ns,
+            r.fast_ns,
+            r.lin_ns / r.fast_ns
+        );
+    }
+}

@@ -137,6 +137,26 @@ fn main() {
                 "drawn",
             ),
         };
+        if std::env::args().any(|a| a == "TUNE") {
+            for limit in [8, 16, 32] {
+                for step in [8, 16, 32] {
+                    let cfg = TmConfig {
+                        collision_limit: limit,
+                        addr_step: step,
+                    };
+                    let f5 = FastFive::with_config(&FiveTuple::rules(&p5), cfg);
+                    let f3 = FastThree::with_config(&ThreeTuple::rules(&p3), cfg);
+                    let (n5, _) = time_ns(&f5, &k5, 3);
+                    let (n3, _) = time_ns(&f3, &k3, 3);
+                    println!(
+                        "{set} limit {limit} step {step}: five {n5:.0} ns ({} tables), three {n3:.0} ns ({} tables)",
+                        f5.stats().tables,
+                        f3.stats().tables
+                    );
+                }
+            }
+            continue;
+        }
         rows.push(run(
             &format!("{set} five ({src})"),
             &p5,

@@ -7,8 +7,8 @@
 //! range). Entries live in hash tables keyed on the key bits under the table's tuple; a table
 //! accepts an entry whose tuple is at least as specific as its own (the *merge*), as long as the
 //! bucket it lands in holds fewer than [`COLLISION_LIMIT`] entries. A new table gets a *relaxed*
-//! tuple (prefix lengths rounded down to a multiple of 4, only whole label / protocol / port
-//! fields) so that later rules can share it.
+//! tuple (prefix lengths rounded down to a multiple of 16, then of 8, 4, 2 if that table is
+//! full there; label prefixes by nibbles; the protocol and an exact destination port) so that later rules can share it.
 //!
 //! Lookup hashes the key under each table's tuple, in order of the table's best (lowest) rule
 //! index, and stops as soon as a table's best cannot beat the match found so far. Every candidate
@@ -24,7 +24,7 @@ use crate::policy::model::{AddrMatch, FiveMatch, LabelMatch, Policy, Prefix, Thr
 use rustc_hash::FxHashMap;
 
 /// Most entries a table bucket takes before a rule has to go to another (or a new) table.
-pub const COLLISION_LIMIT: usize = 8;
+pub const COLLISION_LIMIT: usize = 32;
 
 /// Build parameters (the defaults are what the measurements in docs/performance.md use).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,9 +243,10 @@ impl TmKey for FiveTuple {
             & (k.dport <= r.dhi)
     }
     fn relax_extra(mask: u64) -> u64 {
-        // Whole fields only: the protocol, and a port only when it is a single value.
+        // Whole fields only: the protocol, and the destination port when it is a single value
+        // (source ports are mostly wildcards and rarely tell rules apart).
         let mut out = 0;
-        for (shift, full) in [(PROTO_SHIFT, 0xffu64), (SPORT_SHIFT, 0xffff), (0, 0xffff)] {
+        for (shift, full) in [(PROTO_SHIFT, 0xffu64), (0, 0xffff)] {
             if (mask >> shift) & full == full {
                 out |= full << shift;
             }
@@ -367,7 +368,6 @@ impl<K: TmKey> TupleMerge<K> {
     /// Builds the engine with explicit parameters.
     pub fn with_config(rules: &[&K::Match], cfg: TmConfig) -> Self {
         let step = cfg.addr_step.max(1);
-        let relax_len = |l: u8| l - l % step;
         let any = [Prefix { addr: 0, len: 0 }];
         let mut entries: Vec<Entry<K::Residual>> = Vec::with_capacity(rules.len());
         let mut tuples: Vec<Tuple> = Vec::with_capacity(rules.len());
@@ -425,18 +425,23 @@ impl<K: TmKey> TupleMerge<K> {
             if placed {
                 continue;
             }
-            let relaxed = Tuple {
-                slen: relax_len(t.slen),
-                dlen: relax_len(t.dlen),
-                emask: K::relax_extra(t.emask),
-            };
-            // The relaxed tuple's table exists only if that bucket was full: then use the exact
-            // tuple, whose collisions (same hashed bits) nothing can split further.
-            let tuple = if by_tuple.contains_key(&relaxed) {
-                t
-            } else {
-                relaxed
-            };
+            // A relaxed tuple's table exists only if this entry's bucket in it was full: then
+            // try finer steps, and at last the exact tuple, whose collisions (same hashed bits)
+            // nothing can split further.
+            let mut tuple = t;
+            let mut st = step;
+            while st > 1 {
+                let relaxed = Tuple {
+                    slen: t.slen - t.slen % st,
+                    dlen: t.dlen - t.dlen % st,
+                    emask: K::relax_extra(t.emask),
+                };
+                if !by_tuple.contains_key(&relaxed) {
+                    tuple = relaxed;
+                    break;
+                }
+                st /= 2;
+            }
             let ti = *by_tuple.entry(tuple).or_insert_with(|| {
                 tables.push(BuildTable {
                     tuple,
@@ -633,7 +638,8 @@ mod tests {
         assert_eq!(ThreeTuple::relax_extra(0xe0000), 0);
         assert_eq!(ThreeTuple::relax_extra(0x000ff), 0);
         assert_eq!(ThreeTuple::relax_extra(0), 0);
-        assert_eq!(FiveTuple::relax_extra(0xff_ffff_fc00), 0xff_ffff_0000);
+        assert_eq!(FiveTuple::relax_extra(0xff_ffff_fc00), 0xff_0000_0000);
+        assert_eq!(FiveTuple::relax_extra(0xff_ffff_ffff), 0xff_0000_ffff);
     }
 
     #[test]

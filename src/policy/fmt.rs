@@ -77,6 +77,7 @@ fn addr(s: &mut String, kw: &str, a: &AddrMatch) {
 fn label(s: &mut String, l: &LabelMatch) {
     match *l {
         LabelMatch::Any => Ok(()),
+        LabelMatch::Exact(v) if v.is_zero() => write!(s, " label 0"),
         LabelMatch::Exact(v) => write!(s, " label {:#x}", v.value()),
         LabelMatch::Masked { value, mask } => write!(s, " label {value:#x}/{mask:#x}"),
         LabelMatch::Range { lo, hi } => write!(s, " label {:#x}-{:#x}", lo.value(), hi.value()),

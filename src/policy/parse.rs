@@ -121,6 +121,19 @@ pub(crate) fn token_at(i: &str) -> (String, usize) {
     (format!("`{t}`"), n)
 }
 
+/// The keywords that start a top-level item.
+const TOP_LEVEL: [&str; 4] = ["class", "default", "three", "five"];
+
+/// Where parsing resumes after an error inside a block.
+enum Recovery<'s> {
+    /// At the next `rule` of the same block.
+    Resume(&'s str),
+    /// After the `}` that closes the block (or at the end of the file).
+    Close(&'s str),
+    /// At a top-level keyword: the block ends without its `}`.
+    Escape(&'s str),
+}
+
 /// Parser state: the whole source (for spans) and the diagnostics found so far.
 struct P<'s> {
     src: &'s str,
@@ -316,36 +329,57 @@ impl<'s> P<'s> {
                 }
                 Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
                     self.syntax_error(e.clone());
-                    i = self.recover_rule(e.at);
+                    match self.recover_rule(e.at) {
+                        Recovery::Resume(rest) => i = rest,
+                        Recovery::Close(rest) | Recovery::Escape(rest) => {
+                            return Ok((
+                                rest,
+                                BlockAst {
+                                    tuple,
+                                    keyword_span,
+                                    rules,
+                                    span: self.span(start, rest),
+                                },
+                            ));
+                        }
+                    }
                 }
                 Err(nom::Err::Incomplete(_)) => unreachable!("complete parsers only"),
             }
         }
     }
 
-    /// After an error inside a block: skip tokens to the next `rule`, or to a `}` that closes
-    /// the block (one followed by a top-level keyword or the end of the file).
-    fn recover_rule(&self, mut i: &'s str) -> &'s str {
+    /// After an error inside a block: skip tokens to the next `rule`; to a `}` that closes the
+    /// block (first on its line, or followed by a top-level keyword or the end of the file); or
+    /// to a top-level keyword first on its line, which ends the block.
+    fn recover_rule(&self, mut i: &'s str) -> Recovery<'s> {
         let (_, n) = token_at(i);
-        i = skip_ws(&i[n.max(1).min(i.len())..]);
-        while !i.is_empty() {
+        i = &i[n.max(1).min(i.len())..];
+        loop {
+            let before_ws = i;
+            i = skip_ws(i);
+            if i.is_empty() {
+                return Recovery::Close(i);
+            }
+            let line_start = before_ws[..before_ws.len() - i.len()].contains('\n');
             if peek_keyword(i, "rule") {
-                return i;
+                return Recovery::Resume(i);
+            }
+            if line_start && TOP_LEVEL.iter().any(|k| peek_keyword(i, k)) {
+                return Recovery::Escape(i);
             }
             if let Some(rest) = i.strip_prefix('}') {
                 let after = skip_ws(rest);
-                if after.is_empty()
-                    || ["class", "default", "three", "five", "rule"]
-                        .iter()
-                        .any(|k| peek_keyword(after, k))
+                if line_start
+                    || after.is_empty()
+                    || TOP_LEVEL.iter().any(|k| peek_keyword(after, k))
                 {
-                    return i;
+                    return Recovery::Close(rest);
                 }
             }
             let (_, n) = token_at(i);
-            i = skip_ws(&i[n.max(1).min(i.len())..]);
+            i = &i[n.max(1).min(i.len())..];
         }
-        i
     }
 
     // rule = "rule" NAME { field } "->" action ;

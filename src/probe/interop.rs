@@ -240,8 +240,16 @@ pub enum Step {
 
 impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = serde_json::to_value(self).ok();
-        f.write_str(s.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
+        f.write_str(match self {
+            Step::Socket => "socket",
+            Step::Setsockopt => "setsockopt",
+            Step::Bind => "bind",
+            Step::Listen => "listen",
+            Step::Connect => "connect",
+            Step::Accept => "accept",
+            Step::Send => "send",
+            Step::Recv => "recv",
+        })
     }
 }
 
@@ -715,20 +723,21 @@ pub fn run(
     }
 }
 
-fn context_line(report: &Report) -> String {
-    let v6only = report
-        .context
-        .bindv6only
-        .map_or("absent".to_string(), |v| v.to_string());
+/// `kernel K, net.ipv6.bindv6only = B`.
+fn context_line(c: &Context) -> String {
+    let v6only = c.bindv6only.map_or("absent".to_string(), |v| v.to_string());
+    format!("kernel {}, net.ipv6.bindv6only = {v6only}", c.kernel)
+}
+
+/// `proto P, timeout T ms: N pairs, K ok, F fail`.
+fn summary_line(report: &Report) -> String {
+    let ok = report.ok_count();
     format!(
-        "kernel {}, net.ipv6.bindv6only = {}, proto {}, timeout {} ms: {} pairs, {} ok, {} fail",
-        report.context.kernel,
-        v6only,
+        "proto {}, timeout {} ms: {} pairs, {ok} ok, {} fail",
         report.proto,
         report.timeout_ms,
         report.results.len(),
-        report.ok_count(),
-        report.results.len() - report.ok_count()
+        report.results.len() - ok
     )
 }
 
@@ -744,16 +753,21 @@ pub fn render_table(report: &Report) -> String {
             r.result_text(),
         ]);
     }
-    format!("{}\n{t}\n", context_line(report))
+    format!(
+        "{}, {}\n{t}\n",
+        context_line(&report.context),
+        summary_line(report)
+    )
 }
 
 /// The table in Markdown (for a README), context line above.
 pub fn render_markdown(report: &Report) -> String {
     let esc = |s: &str| s.replace('|', "\\|");
     let mut out = format!(
-        "Measured by `flowpol interop --proto {}`: {}.\n\n",
+        "Measured by `flowpol interop --proto {} --format markdown` on Linux: {}; {}.\n\n",
         report.proto,
-        context_line(report)
+        context_line(&report.context),
+        summary_line(report)
     );
     out.push_str("| server listen addr | client connect addr | result |\n|---|---|---|\n");
     for r in &report.results {
@@ -921,59 +935,68 @@ mod tests {
 
     #[test]
     fn loopback_pairs_on_this_host() {
-        // Runs on loopback only; holds wherever IPv6 is enabled (the test host has it).
+        // Loopback only, and only pairs that hold even where IPv6 addresses are disabled (an
+        // AF_INET6 socket on `::` still takes IPv4 clients then). The full matrix is measured
+        // in namespaces by tests/interop.rs.
         let t = Duration::from_millis(500);
-        let any_off = Listen {
-            v6only: Some(false),
+        let any = |v6only| Listen {
+            v6only: Some(v6only),
             ..Listen::plain(Ipv6Addr::UNSPECIFIED.into())
         };
+        let lo4 = Connect::plain(Ipv4Addr::LOCALHOST.into());
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let r = probe_pair(proto, &any(false), &lo4, t);
+            assert_eq!(
+                (r.result, r.peer.as_deref(), r.v6only),
+                (Outcome::Ok, Some("::ffff:127.0.0.1"), Some(false)),
+                "{r:?}"
+            );
+            let r = probe_pair(proto, &any(true), &lo4, t);
+            let step = if proto == Proto::Tcp {
+                Step::Connect
+            } else {
+                Step::Recv
+            };
+            assert_eq!(
+                (r.result, r.step, r.error.as_deref(), r.v6only),
+                (
+                    Outcome::Fail,
+                    Some(step),
+                    Some("connection refused"),
+                    Some(true)
+                ),
+                "{r:?}"
+            );
+            assert_eq!(r.connect_sockaddr.port, r.listen_sockaddr.port);
+            assert_ne!(r.listen_sockaddr.port, 0);
+        }
         let r = probe_pair(
             Proto::Tcp,
-            &any_off,
-            &Connect::plain(Ipv4Addr::LOCALHOST.into()),
+            &Listen::plain(Ipv4Addr::LOCALHOST.into()),
+            &lo4,
             t,
         );
-        assert_eq!(
-            (r.result, r.peer.as_deref()),
-            (Outcome::Ok, Some("::ffff:127.0.0.1")),
-            "{r:?}"
-        );
-        assert_eq!(r.v6only, Some(false));
-        let r = probe_pair(
+        assert_eq!(r.result_text(), "ok, peer 127.0.0.1");
+        assert_eq!(r.local, Some("127.0.0.1".into()));
+    }
+
+    #[test]
+    fn result_text_names_step_and_error() {
+        let mut r = probe_pair(
             Proto::Tcp,
-            &Listen::plain(Ipv6Addr::LOCALHOST.into()),
+            &Listen::plain("fe80::1".parse().unwrap()),
             &Connect::plain(Ipv4Addr::LOCALHOST.into()),
-            t,
+            Duration::from_millis(100),
         );
+        // bind(2) of a link-local address without a scope id: EINVAL, nothing sent.
+        assert_eq!(r.result_text(), "fail: bind: invalid argument");
         assert_eq!(
-            (r.result, r.step, r.error.as_deref()),
-            (
-                Outcome::Fail,
-                Some(Step::Connect),
-                Some("connection refused")
-            )
+            (r.errno.as_deref(), r.side),
+            (Some("EINVAL"), Some(Side::Server))
         );
-        let r = probe_pair(
-            Proto::Udp,
-            &Listen::plain(Ipv6Addr::LOCALHOST.into()),
-            &Connect::plain(Ipv4Addr::LOCALHOST.into()),
-            t,
-        );
-        assert_eq!(
-            (r.result, r.step, r.error.as_deref()),
-            (Outcome::Fail, Some(Step::Recv), Some("connection refused")),
-            "{r:?}"
-        );
-        let r = probe_pair(
-            Proto::Udp,
-            &any_off,
-            &Connect::plain(Ipv4Addr::LOCALHOST.into()),
-            t,
-        );
-        assert_eq!(
-            (r.result, r.peer.as_deref()),
-            (Outcome::Ok, Some("::ffff:127.0.0.1")),
-            "{r:?}"
-        );
+        assert!(r.peer.is_none() && r.local.is_none());
+        r.result = Outcome::Ok;
+        r.peer = Some("::ffff:127.0.0.1".into());
+        assert_eq!(r.result_text(), "ok, peer ::ffff:127.0.0.1");
     }
 }

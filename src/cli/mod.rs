@@ -1,6 +1,8 @@
 //! The command line: clap argument definitions and one small module per command that wires the
 //! library's data path together. Parsing arguments is kept apart from doing the work.
 
+pub mod check;
+pub mod fmt;
 pub mod interop;
 
 use clap::{Parser, Subcommand};
@@ -29,7 +31,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Measure the IPv4/IPv6 listen/connect interoperability matrix of this host.
+    Check(check::Args),
+    Fmt(fmt::Args),
     Interop(interop::Args),
 }
 
@@ -79,6 +82,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn run(command: Command) -> anyhow::Result<u8> {
     match command {
+        Command::Check(a) => check::run(a),
+        Command::Fmt(a) => fmt::run(a),
         Command::Interop(a) => interop::run(a),
     }
 }

@@ -27,10 +27,15 @@ pub enum ProtoArg {
     Udp,
 }
 
-/// Measure which server listen address accepts which client connect address on this host
-/// (IPv4, IPv6, IPv4-mapped, link-local with and without scope), with the peer address the
-/// server saw or the step and error of every failure. Only the host's own addresses are
-/// contacted. Exit 0 when the probe ran: failing pairs are data, not errors.
+/// Measure which IPv4/IPv6 listen/connect address pairs work on this host.
+///
+/// Servers listen on `::` (IPV6_V6ONLY off and on), `::1`, `0.0.0.0`, `127.0.0.1`, each
+/// routable address of the host, each IPv6 link-local address without scope id, with scope id
+/// and with SO_BINDTODEVICE, and each IPv4 link-local address; clients connect to the loopback,
+/// routable and link-local addresses. Every pair reports `ok` with the peer address the server
+/// saw, or `fail` with the step and the error. Only the host's own addresses are contacted;
+/// every attempt is bounded by --timeout-ms. Exit 0 when the probe ran: failing pairs are
+/// data, not errors.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Only the addresses of this interface (besides 127.0.0.1, ::1, :: and 0.0.0.0).

@@ -61,7 +61,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut addrs: Vec<probe::HostAddr> = match &args.iface {
         Some(name) => {
             probe::ifindex(name)?;
-            host.iter().filter(|a| &a.iface == name).cloned().collect()
+            host.iter()
+                .filter(|a| on_iface(&a.iface, name))
+                .cloned()
+                .collect()
         }
         None => host.clone(),
     };
@@ -94,4 +97,24 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(EXIT_OK)
+}
+
+/// Whether an address listed on `label` (an interface name or an IPv4 label `eth0:1`) belongs
+/// to interface `name`.
+fn on_iface(label: &str, name: &str) -> bool {
+    label == name
+        || label
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(':'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iface_labels() {
+        assert!(super::on_iface("eth0", "eth0"));
+        assert!(super::on_iface("eth0:1", "eth0"));
+        assert!(!super::on_iface("eth01", "eth0"));
+        assert!(!super::on_iface("eth0", "eth0:1"));
+    }
 }

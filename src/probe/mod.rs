@@ -87,14 +87,20 @@ pub fn host_addrs() -> Result<Vec<HostAddr>, ProbeError> {
         let Some(sa) = ifa.address.as_ref() else {
             continue;
         };
-        let ip = if let Some(v4) = sa.as_sockaddr_in() {
-            IpAddr::V4(v4.ip())
+        let (ip, scope) = if let Some(v4) = sa.as_sockaddr_in() {
+            (IpAddr::V4(v4.ip()), 0)
         } else if let Some(v6) = sa.as_sockaddr_in6() {
-            IpAddr::V6(v6.ip())
+            (IpAddr::V6(v6.ip()), v6.scope_id())
         } else {
             continue;
         };
-        let ifindex = nix::net::if_::if_nametoindex(ifa.interface_name.as_str()).unwrap_or(0);
+        // A link-local address carries its interface as scope id; IPv4 labels such as
+        // `eth0:1` are no interface names, so resolve the part before the colon.
+        let base = ifa.interface_name.split(':').next().unwrap_or_default();
+        let ifindex = match scope {
+            0 => nix::net::if_::if_nametoindex(base).unwrap_or(0),
+            s => s,
+        };
         let a = HostAddr {
             ip,
             iface: ifa.interface_name,

@@ -552,11 +552,21 @@ fn tcp(server: Socket, obs: &mut Observed, deadline: Instant) -> Result<(), Fail
 
 fn udp(server: Socket, obs: &mut Observed, deadline: Instant) -> Result<(), Failure> {
     let server = std::net::UdpSocket::from(server);
-    let client = std::net::UdpSocket::from(new_socket(obs.connect_sa, Proto::Udp, Side::Client)?);
-    client
-        .connect(obs.connect_sa)
-        .map_err(at(Step::Connect, Side::Client))?;
-    obs.local = client.local_addr().ok();
+    // The kernel may give the client the server's port number on another address; connected
+    // to itself, the client would swallow its own datagram. Such a client is replaced.
+    let mut tries = 0;
+    let client = loop {
+        let client =
+            std::net::UdpSocket::from(new_socket(obs.connect_sa, Proto::Udp, Side::Client)?);
+        client
+            .connect(obs.connect_sa)
+            .map_err(at(Step::Connect, Side::Client))?;
+        obs.local = client.local_addr().ok();
+        tries += 1;
+        if tries >= 3 || obs.local.is_none_or(|l| !same_endpoint(l, obs.connect_sa)) {
+            break client;
+        }
+    };
     let token = token();
     client.send(&token).map_err(at(Step::Send, Side::Client))?;
 

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod fmt;
+pub mod interop;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +33,7 @@ pub struct Cli {
 pub enum Command {
     Check(check::Args),
     Fmt(fmt::Args),
+    Interop(interop::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -82,5 +84,6 @@ fn run(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Check(a) => check::run(a),
         Command::Fmt(a) => fmt::run(a),
+        Command::Interop(a) => interop::run(a),
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub fn require_root(test: &str) -> bool {
     // SAFETY-free check: geteuid via `id -u` keeps tests free of unsafe.
     let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let root = uid.as_deref() == Ok("0");
+    let root = uid.as_deref().is_ok_and(|u| u == "0");
     if !root {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{test}: needs root (CAP_NET_ADMIN, CAP_NET_RAW) and CI=true forbids skipping");

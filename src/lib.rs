@@ -12,5 +12,6 @@ pub mod r#gen;
 pub mod label;
 pub mod packet;
 pub mod policy;
+pub mod probe;
 
 pub use label::FlowLabel;

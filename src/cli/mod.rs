@@ -1,6 +1,10 @@
 //! The command line: clap argument definitions and one small module per command that wires the
 //! library's data path together. Parsing arguments is kept apart from doing the work.
 
+pub mod check;
+pub mod fmt;
+pub mod interop;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -26,7 +30,11 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    Check(check::Args),
+    Fmt(fmt::Args),
+    Interop(interop::Args),
+}
 
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
@@ -73,5 +81,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn run(command: Command) -> anyhow::Result<u8> {
-    match command {}
+    match command {
+        Command::Check(a) => check::run(a),
+        Command::Fmt(a) => fmt::run(a),
+        Command::Interop(a) => interop::run(a),
+    }
 }

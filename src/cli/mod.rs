@@ -3,6 +3,9 @@
 
 pub mod check;
 pub mod fmt;
+pub mod r#gen;
+pub mod gen_rules;
+pub mod import;
 pub mod interop;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +37,11 @@ pub enum Command {
     Check(check::Args),
     Fmt(fmt::Args),
     Interop(interop::Args),
+    /// Import ClassBench rule sets and traces.
+    Import(import::Args),
+    /// Generate test material.
+    #[command(subcommand)]
+    Gen(r#gen::Gen),
 }
 
 fn init_logging(verbose: u8) {
@@ -85,5 +93,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
         Command::Check(a) => check::run(a),
         Command::Fmt(a) => fmt::run(a),
         Command::Interop(a) => interop::run(a),
+        Command::Import(a) => import::run(a),
+        Command::Gen(g) => r#gen::run(g),
     }
 }

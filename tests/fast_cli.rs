@@ -67,7 +67,9 @@ fn import_classbench_prints_a_policy_that_checks_and_round_trips() {
         rules.to_str().unwrap(),
     ]));
     assert!(
-        three.contains("rule cb3 src 64:ff9b::/96 dst 64:ff9b::c0a8:0/112 label 0x1770-0x17af -> pass"),
+        three.contains(
+            "rule cb3 src 64:ff9b::/96 dst 64:ff9b::c0a8:0/112 label 0x1770-0x17af -> pass"
+        ),
         "{three}"
     );
     check_passes(dir.path(), "three.pol", &three);

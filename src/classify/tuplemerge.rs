@@ -39,7 +39,7 @@ impl Default for TmConfig {
     fn default() -> Self {
         TmConfig {
             collision_limit: COLLISION_LIMIT,
-            addr_step: 4,
+            addr_step: 16,
         }
     }
 }

@@ -138,8 +138,8 @@ fn main() {
             ),
         };
         if std::env::args().any(|a| a == "TUNE") {
-            for limit in [8, 16, 32] {
-                for step in [8, 16, 32] {
+            for limit in [16, 32, 64] {
+                for step in [16] {
                     let cfg = TmConfig {
                         collision_limit: limit,
                         addr_step: step,
@@ -147,6 +147,15 @@ fn main() {
                     let f5 = FastFive::with_config(&FiveTuple::rules(&p5), cfg);
                     let f3 = FastThree::with_config(&ThreeTuple::rules(&p3), cfg);
                     let (n5, _) = time_ns(&f5, &k5, 3);
+                    let probes5: usize = k5.iter().map(|k| f5.lookup_counted(k).1).sum();
+                    let checks5: usize = k5.iter().map(|k| f5.lookup_counted(k).2).sum();
+                    let probes3: usize = k3.iter().map(|k| f3.lookup_counted(k).1).sum();
+                    println!(
+                        "   five: {:.1} probes {:.1} checks per key; three: {:.1} probes",
+                        probes5 as f64 / k5.len() as f64,
+                        checks5 as f64 / k5.len() as f64,
+                        probes3 as f64 / k3.len() as f64
+                    );
                     let (n3, _) = time_ns(&f3, &k3, 3);
                     println!(
                         "{set} limit {limit} step {step}: five {n5:.0} ns ({} tables), three {n3:.0} ns ({} tables)",

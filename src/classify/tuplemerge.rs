@@ -531,6 +531,33 @@ impl<K: TmKey> TupleMerge<K> {
         (best != u32::MAX).then_some(RuleId(best))
     }
 
+    /// Like [`TupleMerge::lookup`], also counting the tables probed and the entries checked
+    /// (for tuning and reports; not the hot path).
+    pub fn lookup_counted(&self, key: &K) -> (Option<RuleId>, usize, usize) {
+        let (s, d, x) = (key.src(), key.dst(), key.extra());
+        let (mut best, mut probes, mut checks) = (u32::MAX, 0, 0);
+        for t in &self.tables {
+            if t.best >= best {
+                break;
+            }
+            probes += 1;
+            let h = hash(s & t.smask, d & t.dmask, x & t.emask);
+            let b = t.base as usize + (h >> t.shift) as usize;
+            let (lo, hi) = (self.offsets[b] as usize, self.offsets[b + 1] as usize);
+            for e in &self.entries[lo..hi] {
+                if e.rule >= best {
+                    break;
+                }
+                checks += 1;
+                if e.addrs_ok(s, d) && K::residual_ok(&e.res, key) {
+                    best = e.rule;
+                    break;
+                }
+            }
+        }
+        ((best != u32::MAX).then_some(RuleId(best)), probes, checks)
+    }
+
     /// Tables, entries and bucket sizes.
     pub fn stats(&self) -> TmStats {
         let mut max_bucket = 0;

@@ -4,6 +4,10 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod replay;
+pub mod send;
+pub mod sink;
+
 /// Exit code: success, no findings.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: the command ran and found problems (policy errors, mismatches).
@@ -26,7 +30,14 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Send UDP or TCP traffic with a chosen or kernel-chosen flow label.
+    Send(send::Args),
+    /// Receive traffic and report the flow label of each datagram or connection.
+    Sink(sink::Args),
+    /// Replay a capture onto an interface through a raw packet socket.
+    Replay(replay::Args),
+}
 
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
@@ -73,5 +84,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn run(command: Command) -> anyhow::Result<u8> {
-    match command {}
+    match command {
+        Command::Send(a) => send::run(a),
+        Command::Sink(a) => sink::run(a),
+        Command::Replay(a) => replay::run(a),
+    }
 }

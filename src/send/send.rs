@@ -27,6 +27,10 @@ use super::errors::{self, LeaseFacts, LeaseRequest, SendError};
 use super::{Proto, Share, sys};
 use crate::FlowLabel;
 
+/// How long `--auto` waits for the looped-back copies: the first packets to a new neighbour
+/// wait for neighbour discovery, which retries after one second.
+const AUTO_WAIT: Duration = Duration::from_secs(3);
+
 /// Largest UDP payload over IPv6 (65535 - 8) and IPv4 (65535 - 20 - 8).
 pub const MAX_UDP_PAYLOAD_V6: usize = 65527;
 /// Largest UDP payload over IPv4.
@@ -450,7 +454,7 @@ pub fn send(cfg: &SendConfig) -> Result<SendReport, SendError> {
                 }
             }
             if let Some(o) = observer.as_mut() {
-                o.wait(&sock, cfg.count, Duration::from_millis(500));
+                o.wait(&sock, cfg.count, AUTO_WAIT);
             }
         }
         Proto::Tcp => {
@@ -470,7 +474,7 @@ pub fn send(cfg: &SendConfig) -> Result<SendReport, SendError> {
                 }
             }
             if let Some(o) = observer.as_mut() {
-                o.wait(&sock, cfg.count.min(1), Duration::from_millis(500));
+                o.wait(&sock, cfg.count.min(1), AUTO_WAIT);
             }
             // Close our side, then wait for the peer to close, so every segment of ours (FIN
             // included) leaves while the socket still holds the label.

@@ -18,9 +18,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pcap_file::DataLink;
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::{DataLink, TsResolution};
 
 use super::errors::SendError;
 use super::sys;
@@ -287,11 +287,19 @@ pub fn prepare_bytes(bytes: &[u8], macs: &Macs) -> Result<Prepared, String> {
         Some(_) => {
             let mut r = PcapReader::new(bytes)
                 .map_err(|e| format!("not a readable pcap or pcapng file: {e}"))?;
-            let link = r.header().datalink;
+            let header = r.header();
+            let link = header.datalink;
             p.note_link(link);
-            while let Some(pkt) = r.next_packet() {
+            // Raw records: real captures sometimes hold records longer than the header's snap
+            // length, which the checked reader refuses; the record length is what counts.
+            while let Some(pkt) = r.next_raw_packet() {
                 let pkt = pkt.map_err(|e| format!("pcap record {}: {e}", p.frames_in_file))?;
-                p.push(link, pkt.timestamp, &pkt.data, pkt.orig_len, macs);
+                let frac = match header.ts_resolution {
+                    TsResolution::MicroSecond => Duration::from_micros(u64::from(pkt.ts_frac)),
+                    TsResolution::NanoSecond => Duration::from_nanos(u64::from(pkt.ts_frac)),
+                };
+                let ts = Duration::from_secs(u64::from(pkt.ts_sec)) + frac;
+                p.push(link, ts, &pkt.data, pkt.orig_len, macs);
             }
         }
         None => return Err("file too short to be a capture".into()),

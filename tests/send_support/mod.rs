@@ -97,6 +97,8 @@ impl Capture {
         let mut args = vec![
             "tcpdump",
             "--immediate-mode",
+            "-B",
+            "8192",
             "-i",
             iface,
             "-n",
@@ -167,7 +169,7 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     let f = std::fs::File::open(path).unwrap();
     let mut r = pcap_file::pcap::PcapReader::new(f).unwrap();
     let mut v = Vec::new();
-    while let Some(p) = r.next_packet() {
+    while let Some(p) = r.next_raw_packet() {
         v.push(p.unwrap().data.into_owned());
     }
     v

@@ -1,12 +1,14 @@
 //! The command line: clap argument definitions and one small module per command that wires the
 //! library's data path together. Parsing arguments is kept apart from doing the work.
 
-use clap::{Parser, Subcommand};
-use std::process::ExitCode;
-
+pub mod check;
+pub mod fmt;
 pub mod replay;
 pub mod send;
 pub mod sink;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// Exit code: success, no findings.
 pub const EXIT_OK: u8 = 0;
@@ -31,6 +33,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    Check(check::Args),
+    Fmt(fmt::Args),
     /// Send UDP or TCP traffic with a chosen or kernel-chosen flow label.
     Send(send::Args),
     /// Receive traffic and report the flow label of each datagram or connection.
@@ -85,6 +89,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn run(command: Command) -> anyhow::Result<u8> {
     match command {
+        Command::Check(a) => check::run(a),
+        Command::Fmt(a) => fmt::run(a),
         Command::Send(a) => send::run(a),
         Command::Sink(a) => sink::run(a),
         Command::Replay(a) => replay::run(a),

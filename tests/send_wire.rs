@@ -430,3 +430,126 @@ fn ipv4_peers_have_null_label() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn tclass_link_local_iface_and_rate() {
+    let Some(p) = setup("sk") else { return };
+    // B's link-local address, reachable only through an interface (scope id + SO_BINDTODEVICE).
+    let out = sh(&[
+        "ip", "-n", &p.b, "-6", "-o", "addr", "show", "dev", &p.b_if, "scope", "link",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ll = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let cap = Capture::start(&p.b, &p.b_if, "udp dst port 6010");
+    let sink = Sink::start(
+        &p.b,
+        &["--listen", ":6010", "--count", "10", "--idle-timeout", "10"],
+    );
+    let out = flowpol_ok(
+        &p.a,
+        &[
+            "send", "--to", &ll, "--iface", &p.a_if, "--port", "6010", "--label", "0x2468",
+            "--tclass", "0xb8", "--count", "10", "--rate", "50", "--format", "json",
+        ],
+    );
+    let r = json(&out);
+    let records = sink.records();
+    let cap = cap.stop();
+    assert!(
+        r["elapsed_s"].as_f64().unwrap() >= 0.17,
+        "10 packets at 50/s take at least 0.18 s: {r}"
+    );
+    assert!(r["rate_pps"].as_f64().unwrap() < 60.0, "{r}");
+    assert!(r["local"].as_str().unwrap().starts_with("[fe80::"), "{r}");
+    assert_eq!(
+        r["observed_labels"],
+        serde_json::json!([0x2468]),
+        "looped-back copies carry the label: {r}"
+    );
+    let frames = cap.fields(None, &["ipv6.flow", "ipv6.tclass"]);
+    assert_eq!(frames.len(), 10);
+    for f in &frames {
+        assert_eq!(hex(&f[0]), 0x2468);
+        assert_eq!(hex(&f[1]), 0xb8);
+    }
+    assert_eq!(records.len(), 10);
+    assert!(
+        records
+            .iter()
+            .all(|r| r["flow_label"] == 0x2468 && r["tclass"] == 0xb8),
+        "{records:?}"
+    );
+}
+
+#[test]
+fn share_mode_mismatch_is_explained() {
+    let Some(p) = setup("sm") else { return };
+    flowpol_ok(
+        &p.a,
+        &[
+            "send", "--to", &p.b_addr, "--port", "6011", "--label", "0x99", "--share", "user",
+            "--linger", "60",
+        ],
+    );
+    // The same user may join a lingering share-user label...
+    flowpol_ok(
+        &p.a,
+        &[
+            "send", "--to", &p.b_addr, "--port", "6011", "--label", "0x99", "--share", "user",
+        ],
+    );
+    // ...but not with another share mode.
+    let out = flowpol(
+        &p.a,
+        &[
+            "send", "--to", &p.b_addr, "--port", "6011", "--label", "0x99", "--share", "any",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(EPERM)")
+            && err.contains("different share mode")
+            && err.contains("--share user"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tcp_sink_over_ipv4_reports_null_label() {
+    let Some(p) = setup("s5") else { return };
+    let sink = Sink::start(
+        &p.b,
+        &[
+            "--listen",
+            ":6012",
+            "--proto",
+            "tcp",
+            "--count",
+            "1",
+            "--idle-timeout",
+            "10",
+        ],
+    );
+    let out = json(&flowpol_ok(
+        &p.a,
+        &[
+            "send", "--to", &p.b_addr4, "--port", "6012", "--proto", "tcp", "--size", "500",
+            "--format", "json",
+        ],
+    ));
+    assert!(out["flow_label"].is_null());
+    let r = sink.records();
+    assert_eq!(r.len(), 1);
+    assert!(r[0]["flow_label"].is_null(), "{}", r[0]);
+    assert_eq!(r[0]["bytes"], 500);
+    assert!(r[0]["peer"].as_str().unwrap().starts_with(&p.a_addr4));
+}

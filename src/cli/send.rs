@@ -30,6 +30,15 @@ pub fn parse_label(s: &str) -> Result<FlowLabel, String> {
     FlowLabel::new(v).map_err(|e| e.to_string())
 }
 
+/// Parses a traffic class in decimal or 0x-hex.
+pub fn parse_tclass(s: &str) -> Result<u8, String> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u8::from_str_radix(hex, 16),
+        None => s.parse::<u8>(),
+    }
+    .map_err(|e| format!("`{s}` is not a traffic class 0-255: {e}"))
+}
+
 /// Send labelled traffic: lease the label with IPV6_FLOWLABEL_MGR, send with IPV6_FLOWINFO_SEND
 /// and sin6_flowinfo in network byte order, release the lease at the end. Without --label or
 /// --auto the packets carry label 0 (IPV6_AUTOFLOWLABEL off).
@@ -65,8 +74,8 @@ pub struct Args {
     /// Interface to send on (SO_BINDTODEVICE; scope id of a link-local destination).
     #[arg(long)]
     pub iface: Option<String>,
-    /// Traffic class (IPV6_TCLASS), 0-255.
-    #[arg(long)]
+    /// Traffic class (IPV6_TCLASS), 0-255, decimal or 0x-hex (DSCP << 2 | ECN).
+    #[arg(long, value_parser = parse_tclass)]
     pub tclass: Option<u8>,
     /// Who else may use the leased label.
     #[arg(long, value_enum, default_value_t = Share::Excl)]
@@ -186,5 +195,8 @@ mod tests {
                 .contains("wider than 20 bits")
         );
         assert!(parse_label("x").is_err());
+        assert_eq!(parse_tclass("0xb8"), Ok(0xb8));
+        assert_eq!(parse_tclass("46"), Ok(46));
+        assert!(parse_tclass("256").is_err());
     }
 }

@@ -325,21 +325,20 @@ pub fn label_in_looped_packet(buf: &[u8], dst: Ipv6Addr) -> Option<FlowLabel> {
     })
 }
 
-/// Collects the labels of looped-back copies (for `--auto`).
-struct AutoObserver {
+/// Collects the labels of the looped-back copies of what was sent: the label `--auto` reports,
+/// and a check that a leased label really went out.
+struct WireObserver {
     dst: Ipv6Addr,
     buf: Vec<u8>,
     seen: u64,
     labels: Vec<FlowLabel>,
 }
 
-impl AutoObserver {
+impl WireObserver {
     fn new(sock: &Socket, dst: Ipv6Addr) -> Result<Self, SendError> {
-        sys::set_int(sock, libc::IPPROTO_IPV6, sys::IPV6_AUTOFLOWLABEL, 1)
-            .map_err(io_err("setting IPV6_AUTOFLOWLABEL"))?;
         sys::enable_tx_loopback(sock)
             .map_err(io_err("enabling SO_TIMESTAMPING packet loopback"))?;
-        Ok(AutoObserver {
+        Ok(WireObserver {
             dst,
             buf: vec![0; 65536 + 128],
             seen: 0,
@@ -370,6 +369,21 @@ impl AutoObserver {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// The source address the kernel's route lookup picks for `dest`; no packet is sent.
+fn route_source(cfg: &SendConfig, dest: &SockAddr) -> Option<IpAddr> {
+    let domain = if cfg.to.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, None).ok()?;
+    if let Some(i) = &cfg.iface {
+        s.bind_device(Some(i.as_bytes())).ok()?;
+    }
+    s.connect(dest).ok()?;
+    s.local_addr().ok()?.as_socket().map(|a| a.ip())
 }
 
 /// Sleeps until packet `i` is due under `rate`.
@@ -405,12 +419,16 @@ pub fn send(cfg: &SendConfig) -> Result<SendReport, SendError> {
                 lease(&sock, cfg, dst, l)?;
                 flowinfo = sys::flowinfo_for_label(l.value(), 0);
             }
-            LabelMode::Auto => observer = Some(AutoObserver::new(&sock, dst)?),
+            LabelMode::Auto => {
+                sys::set_int(&sock, libc::IPPROTO_IPV6, sys::IPV6_AUTOFLOWLABEL, 1)
+                    .map_err(io_err("setting IPV6_AUTOFLOWLABEL"))?;
+            }
             LabelMode::Unlabelled => {
                 sys::set_int(&sock, libc::IPPROTO_IPV6, sys::IPV6_AUTOFLOWLABEL, 0)
                     .map_err(io_err("turning IPV6_AUTOFLOWLABEL off"))?;
             }
         }
+        observer = Some(WireObserver::new(&sock, dst)?);
     }
     let dest: SockAddr = match cfg.to {
         IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(
@@ -500,26 +518,44 @@ pub fn send(cfg: &SendConfig) -> Result<SendReport, SendError> {
         .local_addr()
         .ok()
         .and_then(|a| a.as_socket())
-        .map(|a| a.to_string());
+        .map(|mut a| {
+            // An unbound UDP socket shows `::`; report the source the route lookup picks.
+            if a.ip().is_unspecified()
+                && let Some(ip) = route_source(cfg, &dest)
+            {
+                a.set_ip(ip);
+            }
+            a.to_string()
+        });
     if let Some(l) = fixed {
         release(&sock, l)?;
     }
     let elapsed = last.duration_since(start).as_secs_f64();
-    let (label_mode, flow_label, observed) = match (cfg.label, dst6) {
-        (_, None) => ("none", None, Vec::new()),
-        (LabelMode::Fixed(l), _) => ("leased", Some(l), Vec::new()),
-        (LabelMode::Unlabelled, _) => ("none", Some(FlowLabel::ZERO), Vec::new()),
+    let observed = observer.map(|o| o.labels).unwrap_or_default();
+    let single = if observed.len() == 1 {
+        Some(observed[0])
+    } else {
+        None
+    };
+    let (label_mode, flow_label) = match (cfg.label, dst6) {
+        (_, None) => ("none", None),
+        (LabelMode::Fixed(l), _) => {
+            if observed.iter().any(|&o| o != l) {
+                tracing::warn!("asked for label {l} but the kernel sent {observed:?}");
+            }
+            ("leased", Some(l))
+        }
+        // Label 0 unless the kernel forces automatic labels (net.ipv6.auto_flowlabels=3).
+        (LabelMode::Unlabelled, _) => ("none", Some(single.unwrap_or(FlowLabel::ZERO))),
         (LabelMode::Auto, _) => {
-            let labels = observer.map(|o| o.labels).unwrap_or_default();
-            (
-                "auto",
-                if labels.len() == 1 {
-                    Some(labels[0])
-                } else {
-                    None
-                },
-                labels,
-            )
+            if single == Some(FlowLabel::ZERO) {
+                tracing::warn!(
+                    "the kernel sent label 0: net.ipv6.auto_flowlabels is {} (0 disables automatic labels)",
+                    errors::read_sysctl("net/ipv6/auto_flowlabels")
+                        .map_or("unknown".into(), |v| v.to_string())
+                );
+            }
+            ("auto", single)
         }
     };
     Ok(SendReport {

@@ -553,3 +553,19 @@ fn tcp_sink_over_ipv4_reports_null_label() {
     assert_eq!(r[0]["bytes"], 500);
     assert!(r[0]["peer"].as_str().unwrap().starts_with(&p.a_addr4));
 }
+
+#[test]
+fn mapped_destination_gives_einval_explanation() {
+    let Some(p) = setup("si") else { return };
+    let mapped = format!("::ffff:{}", p.b_addr4);
+    let out = flowpol(
+        &p.a,
+        &["send", "--to", &mapped, "--port", "6013", "--label", "0x10"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(EINVAL)") && err.contains("IPv4-mapped"),
+        "{err}"
+    );
+}

@@ -53,7 +53,8 @@ pub struct Args {
     /// Flow label to lease and send with (decimal or 0x-hex, 20 bits).
     #[arg(long, value_parser = parse_label, conflicts_with = "auto")]
     pub label: Option<FlowLabel>,
-    /// Let the kernel choose the label (IPV6_AUTOFLOWLABEL) and report the one it used.
+    /// Let the kernel choose the label (IPV6_AUTOFLOWLABEL) and report the one it used, read
+    /// from copies of the sent packets the kernel loops back (SO_TIMESTAMPING, TX_SCHED).
     #[arg(long)]
     pub auto: bool,
     /// Transport.

@@ -508,6 +508,42 @@ mod tests {
     }
 
     #[test]
+    fn reads_pcapng_with_interfaces_of_different_link_types() {
+        use pcap_file::pcapng::PcapNgWriter;
+        use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+        use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+        let ip6 = [0x60u8, 0, 0, 1, 0, 0, 59, 64];
+        let mut eth = vec![0xffu8; 6];
+        eth.extend_from_slice(&[2, 0, 0, 0, 0, 9, 0x86, 0xdd]);
+        eth.extend_from_slice(&ip6);
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 0))
+            .unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::RAW, 0))
+            .unwrap();
+        for (iface, data) in [(0u32, &eth[..]), (1, &ip6[..])] {
+            let epb = EnhancedPacketBlock {
+                interface_id: iface,
+                timestamp: Duration::from_secs(1),
+                original_len: data.len() as u32,
+                data: std::borrow::Cow::Borrowed(data),
+                options: vec![],
+            };
+            w.write_pcapng_block(epb).unwrap();
+        }
+        let p = prepare_bytes(&w.into_inner(), &MACS).unwrap();
+        assert_eq!(p.frames_in_file, 2);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.frame(0).1, &eth[..]);
+        assert_eq!(&p.frame(1).1[12..14], &[0x86, 0xdd]);
+        assert_eq!(&p.frame(1).1[14..], &ip6);
+        assert_eq!(
+            p.link_types,
+            vec!["ETHERNET".to_string(), "RAW".to_string()]
+        );
+    }
+
+    #[test]
     fn parses_macs() {
         assert_eq!(parse_mac("02:fb:00:00:00:01"), Some([2, 0xfb, 0, 0, 0, 1]));
         assert_eq!(parse_mac("02:fb:00:00:00"), None);

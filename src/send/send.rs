@@ -548,6 +548,15 @@ pub fn send(cfg: &SendConfig) -> Result<SendReport, SendError> {
         // Label 0 unless the kernel forces automatic labels (net.ipv6.auto_flowlabels=3).
         (LabelMode::Unlabelled, _) => ("none", Some(single.unwrap_or(FlowLabel::ZERO))),
         (LabelMode::Auto, _) => {
+            if observed.is_empty() {
+                tracing::warn!(
+                    "no looped-back copy of the sent packets was seen, so the label is unknown \
+                     (net.core.tstamp_allow_data is {}; 0 withholds packet copies from \
+                     processes without CAP_NET_RAW)",
+                    errors::read_sysctl("net/core/tstamp_allow_data")
+                        .map_or("unknown".into(), |v| v.to_string())
+                );
+            }
             if single == Some(FlowLabel::ZERO) {
                 tracing::warn!(
                     "the kernel sent label 0: net.ipv6.auto_flowlabels is {} (0 disables automatic labels)",

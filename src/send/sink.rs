@@ -16,6 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::errors::SendError;
 use super::{Proto, sys};
+use crate::FlowLabel;
 
 /// What `sink` listens on.
 #[derive(Clone, Debug)]
@@ -40,7 +41,7 @@ pub struct SinkRecord {
     /// Payload bytes (the datagram, or the whole connection).
     pub bytes: u64,
     /// The flow label (TCP: of the last segment); `None` for IPv4 peers.
-    pub flow_label: Option<u32>,
+    pub flow_label: Option<FlowLabel>,
     /// The traffic class, when the kernel reported it (UDP over IPv6).
     pub tclass: Option<u8>,
 }
@@ -146,7 +147,7 @@ fn udp_record(r: &sys::Received) -> SinkRecord {
         peer: peer.map(|p| p.to_string()).unwrap_or_default(),
         bytes: r.len as u64,
         // No cmsg on an IPv6 datagram means its flow info was zero.
-        flow_label: v6.then(|| r.flowinfo.unwrap_or(0) & sys::IPV6_FLOWINFO_FLOWLABEL),
+        flow_label: v6.then(|| FlowLabel::from_low_bits(r.flowinfo.unwrap_or(0))),
         tclass: if v6 {
             Some(((r.flowinfo.unwrap_or(0) & sys::IPV6_FLOWINFO_PRIORITY) >> 20) as u8)
         } else {
@@ -196,7 +197,7 @@ fn tcp_record(
         proto: Proto::Tcp,
         peer: peer.map(|p| p.to_string()).unwrap_or_default(),
         bytes,
-        flow_label: if v6 { Some(label.unwrap_or(0)) } else { None },
+        flow_label: v6.then(|| FlowLabel::from_low_bits(label.unwrap_or(0))),
         tclass: None,
     })
 }
@@ -222,13 +223,13 @@ mod tests {
             flowinfo: Some(0x0b81_2345),
         };
         let rec = udp_record(&r);
-        assert_eq!(rec.flow_label, Some(0x12345));
+        assert_eq!(rec.flow_label, Some(FlowLabel::new(0x12345).unwrap()));
         assert_eq!(rec.tclass, Some(0xb8));
         let r = sys::Received {
             flowinfo: None,
             ..r
         };
-        assert_eq!(udp_record(&r).flow_label, Some(0));
+        assert_eq!(udp_record(&r).flow_label, Some(FlowLabel::ZERO));
         let r = sys::Received {
             peer: Some("[::ffff:10.0.0.1]:4".parse().unwrap()),
             ..r

@@ -97,6 +97,8 @@ impl Capture {
         let mut args = vec![
             "tcpdump",
             "--immediate-mode",
+            "-Z",
+            "root",
             "-B",
             "8192",
             "-i",

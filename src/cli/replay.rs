@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::cli::send::Format;
-use crate::send::replay::{ReplayConfig, ReplayReport, Timing, parse_mac, replay};
+use crate::send::replay::{ReplayConfig, ReplayReport, Timing, parse_mac, replay_with_progress};
 
 /// Replay a pcap/pcapng capture onto an interface (needs CAP_NET_RAW), at the captured timing
 /// (times --speed), at --rate frames per second, or --fast. Ethernet captures go out as they are;
@@ -91,7 +91,16 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         loops: args.loops,
         dst_mac: args.dst_mac,
     };
-    let report = replay(&cfg)?;
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let report = replay_with_progress(&cfg, |done, total| {
+        if bar.length().is_none() {
+            bar.set_length(total);
+        }
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let report = report?;
     match args.format {
         Format::Json => println!(
             "{}",

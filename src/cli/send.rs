@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 
 use crate::FlowLabel;
-use crate::send::send::{CreateMode, LabelMode, SendConfig, SendReport, send};
+use crate::send::send::{CreateMode, LabelMode, SendConfig, SendReport, send_with_progress};
 use crate::send::{Proto, Share};
 
 /// Output format of send and replay.
@@ -171,7 +171,13 @@ fn table(r: &SendReport) -> comfy_table::Table {
 /// Runs `flowpol send`.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let cfg = args.config()?;
-    let report = send(&cfg)?;
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(cfg.count),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let report = send_with_progress(&cfg, |n| bar.set_position(n));
+    bar.finish_and_clear();
+    let report = report?;
     match args.format {
         Format::Json => println!(
             "{}",

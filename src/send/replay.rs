@@ -327,6 +327,14 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 
 /// Replays the capture as configured.
 pub fn replay(cfg: &ReplayConfig) -> Result<ReplayReport, SendError> {
+    replay_with_progress(cfg, |_, _| {})
+}
+
+/// Like [`replay`], calling `progress(frames done, frames in total)` after every frame.
+pub fn replay_with_progress(
+    cfg: &ReplayConfig,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ReplayReport, SendError> {
     if let Timing::Captured { speed: x } | Timing::Rate(x) = cfg.timing
         && !(x.is_finite() && x > 0.0)
     {
@@ -362,6 +370,7 @@ pub fn replay(cfg: &ReplayConfig) -> Result<ReplayReport, SendError> {
     let mut last = start;
     let mut offset = Duration::ZERO; // where the current pass starts on the replay clock
     let mut sent_index = 0u64;
+    let total = prepared.len() as u64 * u64::from(cfg.loops.max(1));
     for pass in 0..cfg.loops.max(1) {
         if prepared.is_empty() {
             break;
@@ -386,6 +395,7 @@ pub fn replay(cfg: &ReplayConfig) -> Result<ReplayReport, SendError> {
                 }
             }
             sent_index += 1;
+            progress(sent_index, total);
             match send_frame(&sock, frame) {
                 Ok(n) => {
                     report.frames_sent += 1;

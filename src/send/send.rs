@@ -399,6 +399,14 @@ fn pace(start: Instant, i: u64, rate: Option<f64>) {
 
 /// Sends as configured and reports what was sent.
 pub fn send(cfg: &SendConfig) -> Result<SendReport, SendError> {
+    send_with_progress(cfg, |_| {})
+}
+
+/// Like [`send`], calling `progress(packets sent)` after every datagram or write.
+pub fn send_with_progress(
+    cfg: &SendConfig,
+    mut progress: impl FnMut(u64),
+) -> Result<SendReport, SendError> {
     validate(cfg)?;
     let (sock, scope) = open_socket(cfg)?;
     let dst6 = match cfg.to {
@@ -465,6 +473,7 @@ pub fn send(cfg: &SendConfig) -> Result<SendReport, SendError> {
                     .send_to(&payload, &dest)
                     .map_err(|e| send_refusal(e, "sending to"))?;
                 packets += 1;
+                progress(packets);
                 bytes += n as u64;
                 last = Instant::now();
                 if let Some(o) = observer.as_mut() {
@@ -485,6 +494,7 @@ pub fn send(cfg: &SendConfig) -> Result<SendReport, SendError> {
                 stamp(&mut payload, i);
                 write_all(&sock, &payload).map_err(io_err(format!("writing to {}", cfg.to)))?;
                 packets += 1;
+                progress(packets);
                 bytes += payload.len() as u64;
                 last = Instant::now();
                 if let Some(o) = observer.as_mut() {

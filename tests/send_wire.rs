@@ -569,3 +569,48 @@ fn mapped_destination_gives_einval_explanation() {
         "{err}"
     );
 }
+
+#[test]
+fn from_picks_the_source_address() {
+    let Some(p) = setup("so") else { return };
+    let second = p.a_addr.replace("::1", "::3");
+    sh(&[
+        "ip",
+        "-n",
+        &p.a,
+        "addr",
+        "add",
+        &format!("{second}/64"),
+        "dev",
+        &p.a_if,
+        "nodad",
+    ]);
+    let sink = Sink::start(
+        &p.b,
+        &["--listen", ":6014", "--count", "1", "--idle-timeout", "10"],
+    );
+    let r = json(&flowpol_ok(
+        &p.a,
+        &[
+            "send", "--to", &p.b_addr, "--from", &second, "--port", "6014", "--label", "0x3",
+            "--format", "json",
+        ],
+    ));
+    assert!(
+        r["local"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("[{second}]:")),
+        "{r}"
+    );
+    let rec = sink.records();
+    assert!(
+        rec[0]["peer"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("[{second}]:")),
+        "{}",
+        rec[0]
+    );
+    assert_eq!(rec[0]["flow_label"], 3);
+}

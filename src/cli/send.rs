@@ -160,7 +160,11 @@ fn table(r: &SendReport) -> comfy_table::Table {
         ("sent", format!("{} packets, {} bytes", r.packets, r.bytes)),
         (
             "rate",
-            format!("{:.1} packets/s over {:.3} s", r.rate_pps, r.elapsed_s),
+            if r.packets >= 2 {
+                format!("{:.1} packets/s over {:.3} s", r.rate_pps, r.elapsed_s)
+            } else {
+                "n/a (one packet)".to_string()
+            },
         ),
     ] {
         t.add_row(vec![k.to_string(), v]);

@@ -82,3 +82,64 @@ impl Share {
         }
     }
 }
+
+/// Times of the first and the last packet, for the achieved rate.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SendClock {
+    first: Option<std::time::Instant>,
+    last: Option<std::time::Instant>,
+}
+
+impl SendClock {
+    /// Records a packet handed to the kernel now.
+    pub(crate) fn tick(&mut self) {
+        let now = std::time::Instant::now();
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+    }
+
+    /// Seconds from the first to the last packet.
+    pub(crate) fn elapsed_s(&self) -> f64 {
+        match (self.first, self.last) {
+            (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+
+    /// Packets per second over `n` packets: the n-1 gaps between them over the time they took
+    /// (0 with fewer than two packets, where no rate exists).
+    pub(crate) fn rate(&self, n: u64) -> f64 {
+        let e = self.elapsed_s();
+        if n >= 2 && e > 0.0 {
+            (n - 1) as f64 / e
+        } else {
+            0.0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_modes_round_trip() {
+        for s in [Share::Excl, Share::Process, Share::User, Share::Any] {
+            assert_eq!(Share::from_raw(s.raw()), Some(s));
+        }
+        assert_eq!(Share::from_raw(0), None);
+        assert_eq!(Share::Any.raw(), 255);
+    }
+
+    #[test]
+    fn clock_rate_needs_two_packets() {
+        let mut c = SendClock::default();
+        assert_eq!(c.rate(0), 0.0);
+        c.tick();
+        assert_eq!(c.rate(1), 0.0);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        c.tick();
+        let r = c.rate(2);
+        assert!(r > 0.0 && r <= 50.0, "{r}");
+    }
+}

@@ -367,7 +367,7 @@ pub fn replay_with_progress(
         ..ReplayReport::default()
     };
     let start = Instant::now();
-    let mut last = start;
+    let mut clock = super::SendClock::default();
     let mut offset = Duration::ZERO; // where the current pass starts on the replay clock
     let mut sent_index = 0u64;
     let total = prepared.len() as u64 * u64::from(cfg.loops.max(1));
@@ -403,17 +403,13 @@ pub fn replay_with_progress(
                 }
                 Err(reason) => *report.send_errors.entry(reason?).or_default() += 1,
             }
-            last = Instant::now();
+            clock.tick();
         }
         offset = pass_end;
         report.loops = pass + 1;
     }
-    report.elapsed_s = last.duration_since(start).as_secs_f64();
-    report.rate_pps = if report.elapsed_s > 0.0 {
-        report.frames_sent as f64 / report.elapsed_s
-    } else {
-        0.0
-    };
+    report.elapsed_s = clock.elapsed_s();
+    report.rate_pps = clock.rate(report.frames_sent);
     Ok(report)
 }
 

@@ -463,7 +463,7 @@ pub fn send_with_progress(
     let mut packets = 0u64;
     let mut bytes = 0u64;
     let start = Instant::now();
-    let mut last = start;
+    let mut clock = super::SendClock::default();
     match cfg.proto {
         Proto::Udp => {
             for i in 0..cfg.count {
@@ -475,7 +475,7 @@ pub fn send_with_progress(
                 packets += 1;
                 progress(packets);
                 bytes += n as u64;
-                last = Instant::now();
+                clock.tick();
                 if let Some(o) = observer.as_mut() {
                     o.drain(&sock);
                 }
@@ -496,7 +496,7 @@ pub fn send_with_progress(
                 packets += 1;
                 progress(packets);
                 bytes += payload.len() as u64;
-                last = Instant::now();
+                clock.tick();
                 if let Some(o) = observer.as_mut() {
                     o.drain(&sock);
                 }
@@ -540,7 +540,6 @@ pub fn send_with_progress(
     if let Some(l) = fixed {
         release(&sock, l)?;
     }
-    let elapsed = last.duration_since(start).as_secs_f64();
     let observed = observer.map(|o| o.labels).unwrap_or_default();
     let single = if observed.len() == 1 {
         Some(observed[0])
@@ -589,12 +588,8 @@ pub fn send_with_progress(
         observed_labels: observed,
         packets,
         bytes,
-        elapsed_s: elapsed,
-        rate_pps: if elapsed > 0.0 {
-            packets as f64 / elapsed
-        } else {
-            0.0
-        },
+        elapsed_s: clock.elapsed_s(),
+        rate_pps: clock.rate(packets),
     })
 }
 

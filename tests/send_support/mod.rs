@@ -33,7 +33,11 @@ pub fn flowpol_ok(ns: &str, args: &[&str]) -> String {
 }
 
 /// Spawns `cmd`, waiting until a stderr line contains `ready`; the rest of stderr is collected.
-fn spawn_until(mut cmd: Command, ready: &str, what: &str) -> (Child, mpsc::Receiver<String>) {
+fn spawn_until(
+    mut cmd: Command,
+    ready: &str,
+    what: &str,
+) -> (Child, mpsc::Receiver<String>, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -49,22 +53,24 @@ fn spawn_until(mut cmd: Command, ready: &str, what: &str) -> (Child, mpsc::Recei
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if !signalled && line.contains(&ready) {
                 signalled = true;
-                let _ = ready_tx.send(());
+                let _ = ready_tx.send(line.clone());
             }
             all.push_str(&line);
             all.push('\n');
         }
         let _ = tx.send(all);
     });
-    if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "{what} did not get ready: {}",
-            rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
-        );
+    match ready_rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(line) => (child, rx, line),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} did not get ready: {}",
+                rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+            );
+        }
     }
-    (child, rx)
 }
 
 /// Waits for `child` up to `limit`, killing it after.
@@ -111,7 +117,7 @@ impl Capture {
             &f,
         ];
         args.extend(filter.split_whitespace());
-        let (child, stderr) = spawn_until(VethPair::exec(ns, &args), "listening on", "tcpdump");
+        let (child, stderr, _) = spawn_until(VethPair::exec(ns, &args), "listening on", "tcpdump");
         Capture {
             child,
             stderr,
@@ -187,6 +193,8 @@ pub fn hex(s: &str) -> u32 {
 pub struct Sink {
     child: Child,
     stderr: mpsc::Receiver<String>,
+    /// The address it announced (`listening on ADDR (proto)`).
+    pub addr: std::net::SocketAddr,
 }
 
 impl Sink {
@@ -194,8 +202,28 @@ impl Sink {
     pub fn start(ns: &str, args: &[&str]) -> Sink {
         let mut a = vec![BIN, "sink"];
         a.extend_from_slice(args);
-        let (child, stderr) = spawn_until(VethPair::exec(ns, &a), "listening on", "flowpol sink");
-        Sink { child, stderr }
+        Self::spawn(VethPair::exec(ns, &a))
+    }
+
+    /// Starts `flowpol sink ARGS` in the test's own network namespace (loopback tests).
+    pub fn start_here(args: &[&str]) -> Sink {
+        let mut c = Command::new(BIN);
+        c.arg("sink").args(args);
+        Self::spawn(c)
+    }
+
+    fn spawn(cmd: Command) -> Sink {
+        let (child, stderr, line) = spawn_until(cmd, "listening on", "flowpol sink");
+        let addr = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Sink {
+            child,
+            stderr,
+            addr,
+        }
     }
 
     /// Waits for it to exit (it should have `--count` or `--idle-timeout`), returns its records.

@@ -162,6 +162,14 @@ fn validate(cfg: &SendConfig) -> Result<(), SendError> {
             "--from {f} and --to {to} are of different address families"
         )));
     }
+    if let IpAddr::V6(a) = cfg.to
+        && is_link_local(a)
+        && cfg.iface.is_none()
+    {
+        return Err(SendError::Usage(format!(
+            "{a} is a link-local address: say which link with --iface"
+        )));
+    }
     if cfg.proto == Proto::Udp {
         let max = if cfg.to.is_ipv4() {
             MAX_UDP_PAYLOAD_V4
@@ -648,6 +656,8 @@ mod tests {
         assert!(matches!(validate(&cfg), Err(SendError::Usage(_))));
         cfg.size = MAX_UDP_PAYLOAD_V6;
         assert!(validate(&cfg).is_ok());
+        let cfg = SendConfig::new("fe80::1".parse().unwrap(), 9, l);
+        assert!(matches!(validate(&cfg), Err(SendError::Usage(m)) if m.contains("--iface")));
     }
 
     #[test]

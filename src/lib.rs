@@ -11,5 +11,6 @@ pub mod cli;
 pub mod label;
 pub mod packet;
 pub mod policy;
+pub mod source;
 
 pub use label::FlowLabel;

@@ -1,6 +1,8 @@
 //! The command line: clap argument definitions and one small module per command that wires the
 //! library's data path together. Parsing arguments is kept apart from doing the work.
 
+pub mod r#gen;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -26,7 +28,10 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Generate test inputs (`gen trace`: a synthetic capture).
+    Gen(r#gen::Args),
+}
 
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
@@ -73,5 +78,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn run(command: Command) -> anyhow::Result<u8> {
-    match command {}
+    match command {
+        Command::Gen(a) => r#gen::run(a),
+    }
 }

@@ -1,6 +1,8 @@
 //! The command line: clap argument definitions and one small module per command that wires the
 //! library's data path together. Parsing arguments is kept apart from doing the work.
 
+pub mod check;
+pub mod fmt;
 pub mod r#gen;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    Check(check::Args),
+    Fmt(fmt::Args),
     /// Generate test inputs (`gen trace`: a synthetic capture).
     Gen(r#gen::Args),
 }
@@ -79,6 +83,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn run(command: Command) -> anyhow::Result<u8> {
     match command {
+        Command::Check(a) => check::run(a),
+        Command::Fmt(a) => fmt::run(a),
         Command::Gen(a) => r#gen::run(a),
     }
 }

@@ -12,6 +12,7 @@ pub mod r#gen;
 pub mod label;
 pub mod packet;
 pub mod policy;
+pub mod report;
 pub mod source;
 
 pub use label::FlowLabel;

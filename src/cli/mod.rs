@@ -2,6 +2,7 @@
 //! library's data path together. Parsing arguments is kept apart from doing the work.
 
 pub mod check;
+pub mod classify;
 pub mod fmt;
 pub mod r#gen;
 
@@ -33,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     Check(check::Args),
     Fmt(fmt::Args),
+    /// Classify a capture on the 3-tuple and the 5-tuple, side by side.
+    Classify(classify::Args),
     /// Generate test inputs (`gen trace`: a synthetic capture).
     Gen(r#gen::Args),
 }
@@ -85,6 +88,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Check(a) => check::run(a),
         Command::Fmt(a) => fmt::run(a),
+        Command::Classify(a) => classify::run(a),
         Command::Gen(a) => r#gen::run(a),
     }
 }

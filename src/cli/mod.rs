@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod classify;
+pub mod flows;
 pub mod fmt;
 pub mod r#gen;
 
@@ -36,6 +37,8 @@ pub enum Command {
     Fmt(fmt::Args),
     /// Classify a capture on the 3-tuple and the 5-tuple, side by side.
     Classify(classify::Args),
+    /// Label behaviour per flow: can a 3-tuple policy stand in for a 5-tuple one?
+    Flows(flows::Args),
     /// Generate test inputs (`gen trace`: a synthetic capture).
     Gen(r#gen::Args),
 }
@@ -89,6 +92,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
         Command::Check(a) => check::run(a),
         Command::Fmt(a) => fmt::run(a),
         Command::Classify(a) => classify::run(a),
+        Command::Flows(a) => flows::run(a),
         Command::Gen(a) => r#gen::run(a),
     }
 }

@@ -13,15 +13,16 @@
 //! | clients, site B                  | `2001:db8:b::/48`   | Ethernet                      |
 //! | clients, site C                  | `2001:db8:c::/48`   | Ethernet, 802.1Q VLAN 100     |
 //! | clients, lab (ULA)               | `fd00:1::/64`       | Ethernet, QinQ 10 / 200       |
-//! | web servers, tcp/443             | `2001:db8:ff::10`–`::1f` |                          |
+//! | web servers, tcp/443             | `2001:db8:ff::10`–`::13` |                          |
 //! | DNS resolver, udp/53             | `2001:db8:ff::53`   |                               |
-//! | media servers, udp/5004-5005     | `2001:db8:fe::10`–`::1f` |                          |
+//! | media servers, udp/5004-5005     | `2001:db8:fe::10`–`::13` |                          |
 //! | IPsec gateway, ESP               | `2001:db8:fe::50`   |                               |
 //!
-//! Flows (each picks a client at random; clients use ephemeral ports 32768–60999):
+//! Flows (each picks one of about `flows / 4` client hosts, so a host often has several flows
+//! to the same server; clients use ephemeral ports 32768–60999):
 //! - **web** (35 %): TCP client → server port 443, handshake then requests and responses in
 //!   both directions. Client labels: constant random (50 %), re-drawn mid-flow like Linux after
-//!   a retransmission timeout (30 %, each later client packet re-draws with probability 1/25), or
+//!   a retransmission timeout (30 %, each later client packet re-draws with probability 1/15), or
 //!   zero (20 %). The server answers with its own constant random label (zero if the client's is).
 //! - **dns** (20 %): UDP queries to `2001:db8:ff::53` port 53 and responses; labels zero (50 %) or
 //!   constant random; one response in 8 is 1800 bytes and is fragmented (first and non-first
@@ -158,7 +159,7 @@ fn random_label(rng: &mut ChaCha8Rng) -> u32 {
 }
 
 impl Flow {
-    fn new(rng: &mut ChaCha8Rng, index: usize) -> Flow {
+    fn new(rng: &mut ChaCha8Rng, hosts: &[(u128, Vlan)]) -> Flow {
         let kind = match rng.random_range(0..100u32) {
             0..35 => Kind::Web,
             35..55 => Kind::Dns,
@@ -166,17 +167,15 @@ impl Flow {
             75..90 => Kind::Echo,
             _ => Kind::Esp,
         };
-        let (prefix, len, vlan) = CLIENTS[rng.random_range(0..CLIENTS.len())];
-        let host = rng.random::<u128>() & (u128::MAX >> len);
-        let client = prefix | host.max(1);
+        let (client, vlan) = hosts[rng.random_range(0..hosts.len())];
         let server = match kind {
-            Kind::Web => P_WEB + rng.random_range(0..16u128),
+            Kind::Web => P_WEB + rng.random_range(0..4u128),
             Kind::Dns => P_DNS,
-            Kind::Media => P_MEDIA + rng.random_range(0..16u128),
+            Kind::Media => P_MEDIA + rng.random_range(0..4u128),
             Kind::Echo => match rng.random_range(0..3u32) {
-                0 => P_WEB + rng.random_range(0..16u128),
+                0 => P_WEB + rng.random_range(0..4u128),
                 1 => P_DNS,
-                _ => P_MEDIA + rng.random_range(0..16u128),
+                _ => P_MEDIA + rng.random_range(0..4u128),
             },
             Kind::Esp => P_ESP_GW,
         };
@@ -211,7 +210,7 @@ impl Flow {
             Strategy::Constant | Strategy::Redrawn => (random_label(rng), random_label(rng)),
         };
         let mut mac_c = [0x02, 0x00, 0, 0, 0, 0];
-        mac_c[2..6].copy_from_slice(&(index as u32 + 1).to_be_bytes());
+        mac_c[2..6].copy_from_slice(&(client as u32).to_be_bytes());
         Flow {
             kind,
             client,
@@ -270,8 +269,16 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 impl Generator {
     pub fn new(cfg: &TraceConfig) -> Generator {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        // Client hosts: about one per four flows, so hosts open several flows to the same server.
+        let hosts: Vec<(u128, Vlan)> = (0..(cfg.flows / 4).max(2))
+            .map(|_| {
+                let (prefix, len, vlan) = CLIENTS[rng.random_range(0..CLIENTS.len())];
+                let host = rng.random::<u128>() & (u128::MAX >> len);
+                (prefix | host.max(1), vlan)
+            })
+            .collect();
         let flows: Vec<Flow> = (0..cfg.flows.max(1))
-            .map(|i| Flow::new(&mut rng, i))
+            .map(|_| Flow::new(&mut rng, &hosts))
             .collect();
         let total_weight = flows.iter().map(|f| f.weight).sum();
         Generator {
@@ -354,7 +361,7 @@ impl Generator {
                 if from_client
                     && f.strategy == Strategy::Redrawn
                     && n > 2
-                    && self.rng.random_range(0..25u32) == 0
+                    && self.rng.random_range(0..15u32) == 0
                 {
                     f.label_c = random_label(&mut self.rng);
                 }

@@ -4,6 +4,7 @@
 //! [`table`]. `classify` (offline) and a live `watch` share all of it, so both print the same
 //! table and the same JSON shape.
 
+pub mod flows;
 pub mod json;
 pub mod table;
 pub mod tally;

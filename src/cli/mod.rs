@@ -2,7 +2,10 @@
 //! library's data path together. Parsing arguments is kept apart from doing the work.
 
 pub mod check;
+pub mod classify;
+pub mod flows;
 pub mod fmt;
+pub mod r#gen;
 pub mod interop;
 
 use clap::{Parser, Subcommand};
@@ -31,9 +34,18 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Validate policy files for CI: every finding in every file, with line and column.
     Check(check::Args),
+    /// Print a policy in canonical form.
     Fmt(fmt::Args),
+    /// Measure which IPv4/IPv6 listen/connect address pairs work on this host.
     Interop(interop::Args),
+    /// Classify a capture on the 3-tuple and the 5-tuple, side by side.
+    Classify(classify::Args),
+    /// Label behaviour per flow: can a 3-tuple policy stand in for a 5-tuple one?
+    Flows(flows::Args),
+    /// Generate test inputs (`gen trace`: a synthetic capture).
+    Gen(r#gen::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -85,5 +97,8 @@ fn run(command: Command) -> anyhow::Result<u8> {
         Command::Check(a) => check::run(a),
         Command::Fmt(a) => fmt::run(a),
         Command::Interop(a) => interop::run(a),
+        Command::Classify(a) => classify::run(a),
+        Command::Flows(a) => flows::run(a),
+        Command::Gen(a) => r#gen::run(a),
     }
 }

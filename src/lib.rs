@@ -8,9 +8,13 @@
 
 pub mod classify;
 pub mod cli;
+pub mod r#gen;
 pub mod label;
 pub mod packet;
 pub mod policy;
+pub mod probe;
+pub mod report;
 pub mod send;
+pub mod source;
 
 pub use label::FlowLabel;

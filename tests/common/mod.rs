@@ -1,3 +1,3 @@
-//! Shared helpers of the integration tests.
+//! Helpers shared by the integration tests.
 
 pub mod netns;

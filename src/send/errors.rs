@@ -34,6 +34,15 @@ pub enum SendError {
     /// Arguments that cannot work together.
     #[error("{0}")]
     Usage(String),
+    /// A capture file that cannot be read.
+    #[error("{path}: {source}")]
+    Capture {
+        /// The file.
+        path: String,
+        /// What is wrong with it, and where.
+        #[source]
+        source: crate::source::pcap::CaptureError,
+    },
     /// Any other I/O failure, with what was being done.
     #[error("{context}: {source}")]
     Io {

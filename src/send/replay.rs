@@ -3,27 +3,24 @@
 //! one or more times. What a normal socket cannot send (extension headers, fragments, ESP, any
 //! label) goes out byte for byte.
 //!
-//! The capture is read with the `pcap-file` crate here (the shared `source::pcap` reader is not on
-//! main yet). Every frame is converted to Ethernet once, into one buffer, before the first send,
+//! The capture is read with the shared reader [`crate::source::pcap`] (pcap and pcapng, several
+//! interfaces). Every frame is converted to Ethernet once, into one buffer, before the first send,
 //! so the send loop does not allocate. Link types:
 //! - Ethernet (1): sent as captured;
-//! - raw IP (101, 228 IPv4, 229 IPv6), BSD null/loopback (0, 108), Linux cooked SLL (113) and
-//!   SLL2 (276): an Ethernet header is synthesized (destination `--dst-mac`, default broadcast;
-//!   source the capture's SLL address when it has one, else the interface's MAC; EtherType from
-//!   the IP version or the SLL protocol field);
+//! - raw IP (101, 12, 14, 228 IPv4, 229 IPv6), BSD null/loopback (0, 108), Linux cooked SLL (113)
+//!   and SLL2 (276): an Ethernet header is synthesized (destination `--dst-mac`, default
+//!   broadcast; source the capture's SLL address when it has one, else the interface's MAC;
+//!   EtherType from the IP version or the SLL protocol field);
 //! - anything else: skipped and counted by reason.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pcap_file::pcap::PcapReader;
-use pcap_file::pcapng::{Block, PcapNgReader};
-use pcap_file::{DataLink, TsResolution};
-
 use super::errors::SendError;
 use super::sys;
+use crate::packet::LinkType;
+use crate::source::pcap::{CaptureError, CaptureReader};
 
 /// When frames go out.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -94,8 +91,8 @@ pub struct Prepared {
     pub frames_in_file: u64,
     /// Skipped frames by reason.
     pub skipped: BTreeMap<String, u64>,
-    /// Link types seen.
-    pub link_types: Vec<String>,
+    /// Link types seen, in order of appearance.
+    pub link_types: Vec<LinkType>,
     /// Frames captured shorter than on the wire.
     pub truncated: u64,
 }
@@ -121,16 +118,27 @@ impl Prepared {
         *self.skipped.entry(reason).or_default() += 1;
     }
 
-    fn note_link(&mut self, link: DataLink) {
-        let name = format!("{link:?}");
-        if !self.link_types.contains(&name) {
-            self.link_types.push(name);
+    fn note_link(&mut self, link: LinkType) {
+        if !self.link_types.contains(&link) {
+            self.link_types.push(link);
         }
     }
 
+    /// The names of the link types seen, for reports.
+    pub fn link_type_names(&self) -> Vec<String> {
+        self.link_types
+            .iter()
+            .map(|l| match l.name() {
+                "other" => format!("link type {}", l.0),
+                n => n.to_string(),
+            })
+            .collect()
+    }
+
     /// Converts one captured frame of link type `link` to Ethernet and stores it.
-    fn push(&mut self, link: DataLink, ts: Duration, data: &[u8], orig_len: u32, macs: &Macs) {
+    fn push(&mut self, link: LinkType, ts: Duration, data: &[u8], orig_len: u32, macs: &Macs) {
         self.frames_in_file += 1;
+        self.note_link(link);
         if (data.len() as u64) < u64::from(orig_len) {
             self.truncated += 1;
         }
@@ -175,27 +183,31 @@ fn emit(out: &mut Vec<u8>, dst: [u8; 6], src: [u8; 6], ethertype: [u8; 2], paylo
 
 /// Appends the Ethernet form of `data` (link type `link`) to `out`, or says why it cannot.
 pub fn to_ethernet(
-    link: DataLink,
+    link: LinkType,
     data: &[u8],
     macs: &Macs,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     match link {
-        DataLink::ETHERNET => {
+        LinkType::ETHERNET => {
             if data.len() < 14 {
                 return Err("Ethernet frame shorter than its header".into());
             }
             out.extend_from_slice(data);
         }
-        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => {
+        LinkType::RAW
+        | LinkType::RAW_BSD12
+        | LinkType::RAW_BSD14
+        | LinkType::IPV4
+        | LinkType::IPV6 => {
             emit(out, macs.dst, macs.src, ethertype_of_ip(data)?, data);
         }
-        DataLink::NULL | DataLink::LOOP => {
+        LinkType::NULL | LinkType::LOOP => {
             let Some((fam, ip)) = data.split_first_chunk::<4>() else {
                 return Err("loopback frame shorter than its header".into());
             };
             // NULL is in the capturing host's byte order, LOOP in network order: accept both.
-            let family = if link == DataLink::LOOP {
+            let family = if link == LinkType::LOOP {
                 u32::from_be_bytes(*fam)
             } else {
                 u32::from_le_bytes(*fam)
@@ -212,7 +224,7 @@ pub fn to_ethernet(
             };
             emit(out, macs.dst, macs.src, ethertype, ip);
         }
-        DataLink::LINUX_SLL => {
+        LinkType::LINUX_SLL => {
             let Some((h, payload)) = data.split_first_chunk::<16>() else {
                 return Err("Linux SLL frame shorter than its header".into());
             };
@@ -224,7 +236,7 @@ pub fn to_ethernet(
                 };
             emit(out, macs.dst, src, [h[14], h[15]], payload);
         }
-        DataLink::LINUX_SLL2 => {
+        LinkType::LINUX_SLL2 => {
             let Some((h, payload)) = data.split_first_chunk::<20>() else {
                 return Err("Linux SLL2 frame shorter than its header".into());
             };
@@ -235,74 +247,46 @@ pub fn to_ethernet(
             };
             emit(out, macs.dst, src, [h[0], h[1]], payload);
         }
-        other => return Err(format!("unsupported link type {other:?}")),
+        other => return Err(format!("unsupported link type {}", other.0)),
     }
     Ok(())
 }
 
-/// Reads a pcap or pcapng file (told apart by its magic number) and converts every frame.
+/// Reads a pcap or pcapng file and converts every frame.
 pub fn prepare(path: &Path, macs: &Macs) -> Result<Prepared, SendError> {
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| SendError::io(format!("opening {}", path.display()), e))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| SendError::io(format!("reading {}", path.display()), e))?;
-    prepare_bytes(&bytes, macs).map_err(|e| SendError::Usage(format!("{}: {e}", path.display())))
+    let reader = CaptureReader::open(path).map_err(|e| capture_error(path, e))?;
+    read_all(reader, macs).map_err(|e| capture_error(path, e))
 }
 
 /// Like [`prepare`], from the bytes of a capture.
-pub fn prepare_bytes(bytes: &[u8], macs: &Macs) -> Result<Prepared, String> {
+pub fn prepare_bytes(bytes: &[u8], macs: &Macs) -> Result<Prepared, CaptureError> {
+    read_all(CaptureReader::new(bytes)?, macs)
+}
+
+fn capture_error(path: &Path, source: CaptureError) -> SendError {
+    SendError::Capture {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Converts every frame. A capture cut short (the file ends inside a record) keeps the frames
+/// read before the cut, and the cut is reported among the skipped reasons; a corrupt one fails.
+fn read_all<R: std::io::Read>(
+    mut r: CaptureReader<R>,
+    macs: &Macs,
+) -> Result<Prepared, CaptureError> {
     let mut p = Prepared::default();
-    match bytes.get(..4) {
-        Some([0x0a, 0x0d, 0x0d, 0x0a]) => {
-            let mut r =
-                PcapNgReader::new(bytes).map_err(|e| format!("not a readable pcapng file: {e}"))?;
-            let mut links: Vec<DataLink> = r.interfaces().iter().map(|i| i.linktype).collect();
-            while let Some(block) = r.next_block() {
-                let block = block.map_err(|e| format!("pcapng block {}: {e}", p.frames_in_file))?;
-                match block {
-                    Block::SectionHeader(_) => links.clear(),
-                    Block::InterfaceDescription(idb) => {
-                        p.note_link(idb.linktype);
-                        links.push(idb.linktype);
-                    }
-                    Block::EnhancedPacket(epb) => match links.get(epb.interface_id as usize) {
-                        Some(&l) => p.push(l, epb.timestamp, &epb.data, epb.original_len, macs),
-                        None => {
-                            p.frames_in_file += 1;
-                            p.skip("packet of an undeclared interface".into());
-                        }
-                    },
-                    Block::SimplePacket(spb) => match links.first() {
-                        Some(&l) => p.push(l, Duration::ZERO, &spb.data, spb.original_len, macs),
-                        None => {
-                            p.frames_in_file += 1;
-                            p.skip("packet of an undeclared interface".into());
-                        }
-                    },
-                    _ => {}
-                }
+    loop {
+        match r.next_frame() {
+            Ok(Some(f)) => p.push(f.link, f.ts, f.data, f.orig_len, macs),
+            Ok(None) => break,
+            Err(e @ CaptureError::Truncated { .. }) => {
+                p.skip(e.to_string());
+                break;
             }
+            Err(e) => return Err(e),
         }
-        Some(_) => {
-            let mut r = PcapReader::new(bytes)
-                .map_err(|e| format!("not a readable pcap or pcapng file: {e}"))?;
-            let header = r.header();
-            let link = header.datalink;
-            p.note_link(link);
-            // Raw records: real captures sometimes hold records longer than the header's snap
-            // length, which the checked reader refuses; the record length is what counts.
-            while let Some(pkt) = r.next_raw_packet() {
-                let pkt = pkt.map_err(|e| format!("pcap record {}: {e}", p.frames_in_file))?;
-                let frac = match header.ts_resolution {
-                    TsResolution::MicroSecond => Duration::from_micros(u64::from(pkt.ts_frac)),
-                    TsResolution::NanoSecond => Duration::from_nanos(u64::from(pkt.ts_frac)),
-                };
-                let ts = Duration::from_secs(u64::from(pkt.ts_sec)) + frac;
-                p.push(link, ts, &pkt.data, pkt.orig_len, macs);
-            }
-        }
-        None => return Err("file too short to be a capture".into()),
     }
     Ok(p)
 }
@@ -359,7 +343,7 @@ pub fn replay_with_progress(
     let mut report = ReplayReport {
         file: cfg.file.display().to_string(),
         iface: cfg.iface.clone(),
-        link_types: prepared.link_types.clone(),
+        link_types: prepared.link_type_names(),
         frames_in_file: prepared.frames_in_file,
         frames_per_loop: prepared.len() as u64,
         skipped: prepared.skipped.clone(),
@@ -445,6 +429,7 @@ fn send_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pcap_file::DataLink;
 
     const MACS: Macs = Macs {
         src: [2, 0, 0, 0, 0, 1],
@@ -455,7 +440,7 @@ mod tests {
     fn synthesizes_ethernet_for_raw_and_sll() {
         let ip6 = [0x60u8, 0, 0, 1, 0, 0, 59, 64];
         let mut out = Vec::new();
-        to_ethernet(DataLink::RAW, &ip6, &MACS, &mut out).unwrap();
+        to_ethernet(LinkType::RAW, &ip6, &MACS, &mut out).unwrap();
         assert_eq!(&out[..6], &[0xff; 6]);
         assert_eq!(&out[6..12], &[2, 0, 0, 0, 0, 1]);
         assert_eq!(&out[12..14], &[0x86, 0xdd]);
@@ -466,23 +451,23 @@ mod tests {
         ];
         sll.extend_from_slice(&ip6);
         out.clear();
-        to_ethernet(DataLink::LINUX_SLL, &sll, &MACS, &mut out).unwrap();
+        to_ethernet(LinkType::LINUX_SLL, &sll, &MACS, &mut out).unwrap();
         assert_eq!(&out[6..12], &[0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]);
         assert_eq!(&out[12..], &sll[14..]);
 
         let mut null = vec![30, 0, 0, 0];
         null.extend_from_slice(&ip6);
         out.clear();
-        to_ethernet(DataLink::NULL, &null, &MACS, &mut out).unwrap();
+        to_ethernet(LinkType::NULL, &null, &MACS, &mut out).unwrap();
         assert_eq!(&out[12..14], &[0x86, 0xdd]);
     }
 
     #[test]
     fn refuses_what_it_cannot_frame() {
         let mut out = Vec::new();
-        assert!(to_ethernet(DataLink::ETHERNET, &[0; 10], &MACS, &mut out).is_err());
-        assert!(to_ethernet(DataLink::RAW, &[0x50], &MACS, &mut out).is_err());
-        assert!(to_ethernet(DataLink::IEEE802_11, &[0; 40], &MACS, &mut out).is_err());
+        assert!(to_ethernet(LinkType::ETHERNET, &[0; 10], &MACS, &mut out).is_err());
+        assert!(to_ethernet(LinkType::RAW, &[0x50], &MACS, &mut out).is_err());
+        assert!(to_ethernet(LinkType(105), &[0; 40], &MACS, &mut out).is_err());
         assert!(out.is_empty());
     }
 
@@ -510,7 +495,18 @@ mod tests {
         assert_eq!(p.frame(1).0, Duration::from_millis(3));
         assert_eq!(p.frame(1).1.len(), 22);
         assert!(prepare_bytes(b"xy", &MACS).is_err());
-        assert!(prepare_bytes(b"garbage!", &MACS).is_err());
+        assert!(matches!(
+            prepare_bytes(b"garbage!", &MACS),
+            Err(CaptureError::NotACapture { .. })
+        ));
+        // Cut inside the last record: the frames before the cut are kept, the cut is reported.
+        let cut = prepare_bytes(&bytes[..bytes.len() - 3], &MACS).unwrap();
+        assert_eq!(cut.frames_in_file, 2);
+        assert!(
+            cut.skipped.keys().any(|k| k.contains("truncated")),
+            "{:?}",
+            cut.skipped
+        );
     }
 
     #[test]
@@ -543,10 +539,8 @@ mod tests {
         assert_eq!(p.frame(0).1, &eth[..]);
         assert_eq!(&p.frame(1).1[12..14], &[0x86, 0xdd]);
         assert_eq!(&p.frame(1).1[14..], &ip6);
-        assert_eq!(
-            p.link_types,
-            vec!["ETHERNET".to_string(), "RAW".to_string()]
-        );
+        assert_eq!(p.link_types, vec![LinkType::ETHERNET, LinkType::RAW]);
+        assert_eq!(p.link_type_names(), vec!["ethernet", "raw"]);
     }
 
     #[test]

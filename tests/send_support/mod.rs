@@ -248,3 +248,21 @@ impl Sink {
             .collect()
     }
 }
+
+/// Reads the frames of a pcap or pcapng file with the pcap-file crate.
+pub fn read_any(path: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    if !bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        return read_pcap(path);
+    }
+    let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
+    let mut v = Vec::new();
+    while let Some(b) = r.next_block() {
+        match b.unwrap() {
+            pcap_file::pcapng::Block::EnhancedPacket(p) => v.push(p.data.into_owned()),
+            pcap_file::pcapng::Block::SimplePacket(p) => v.push(p.data.into_owned()),
+            _ => {}
+        }
+    }
+    v
+}

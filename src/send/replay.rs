@@ -549,4 +549,21 @@ mod tests {
         assert_eq!(parse_mac("02:fb:00:00:00"), None);
         assert_eq!(parse_mac("02:fb:00:00:00:01:02"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn conversion_never_panics(link in proptest::prop_oneof![
+            proptest::strategy::Just(0u32), proptest::strategy::Just(1), proptest::strategy::Just(101),
+            proptest::strategy::Just(108), proptest::strategy::Just(113), proptest::strategy::Just(228),
+            proptest::strategy::Just(229), proptest::strategy::Just(276), 0u32..300],
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let mut out = Vec::new();
+            if to_ethernet(LinkType(link), &data, &MACS, &mut out).is_ok() {
+                proptest::prop_assert!(out.len() >= 14);
+            } else {
+                proptest::prop_assert!(out.is_empty());
+            }
+            let _ = prepare_bytes(&data, &MACS);
+        }
+    }
 }

@@ -669,4 +669,11 @@ mod tests {
         stamp(&mut short, 7);
         assert_eq!(short, [9; 3]);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn looped_packet_parsing_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..120)) {
+            let _ = label_in_looped_packet(&data, Ipv6Addr::LOCALHOST);
+        }
+    }
 }

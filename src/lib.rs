@@ -13,5 +13,8 @@ pub mod label;
 pub mod packet;
 pub mod policy;
 pub mod probe;
+pub mod report;
+pub mod send;
+pub mod source;
 
 pub use label::FlowLabel;

@@ -1,5 +1,6 @@
-//! Rule sets from outside and from nowhere: the ClassBench importer and the generator of
-//! IPv6-native rule sets and keys used by tests and benchmarks.
+//! Generators: synthetic captures ([`trace`]) for tests, benchmarks and the bundled demo; the
+//! ClassBench importer ([`classbench`]); generated IPv6-native rule sets and keys ([`rules`]).
 
 pub mod classbench;
 pub mod rules;
+pub mod trace;

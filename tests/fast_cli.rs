@@ -186,3 +186,99 @@ fn import_real_classbench_sets_check() {
         }
     }
 }
+
+#[test]
+fn bench_runs_every_engine_on_trace_and_pcap_without_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::write(&rules, RULES).unwrap();
+    let pol = dir.path().join("p.pol");
+    std::fs::write(
+        &pol,
+        stdout(&flowpol(&["import", "classbench", rules.to_str().unwrap()])),
+    )
+    .unwrap();
+    let trace = dir.path().join("trace");
+    std::fs::write(
+        &trace,
+        "2241899508\t21156916\t5\t1704\t6\t0\t1\n167772161\t1\t1024\t53\t17\t0\t2\n1\t3232235777\t9\t6010\t6\t0\t3\n5\t6\t7\t8\t50\t0\t4\n",
+    )
+    .unwrap();
+    let svg = dir.path().join("p.svg");
+    let o = flowpol(&[
+        "bench",
+        "--policy",
+        pol.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "--format",
+        "json",
+        "--min-ms",
+        "5",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(j["packets"], 4);
+    assert_eq!(j["mismatches"], 0);
+    let engines: Vec<(String, String)> = j["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().into(),
+                e["tuple"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        engines,
+        [
+            ("linear".into(), "five".into()),
+            ("tuplemerge".into(), "five".into())
+        ]
+    );
+    for e in j["engines"].as_array().unwrap() {
+        for k in ["build_ms", "bytes", "key_ns", "lookup_ns"] {
+            assert!(e[k].as_f64().unwrap() >= 0.0, "{k}");
+        }
+    }
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("tuplemerge five"),
+        "{svg}"
+    );
+
+    // The same packets from a pcap give the same counts.
+    let pcap = dir.path().join("t.pcap");
+    stdout(&flowpol(&[
+        "import",
+        "classbench-trace",
+        trace.to_str().unwrap(),
+        "--out",
+        pcap.to_str().unwrap(),
+    ]));
+    let o = flowpol(&[
+        "bench",
+        "--policy",
+        pol.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--format",
+        "json",
+        "--min-ms",
+        "5",
+        "--engines",
+        "fast",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (j["packets"].as_u64(), j["mismatches"].as_u64()),
+        (Some(4), Some(0))
+    );
+    assert_eq!(j["engines"].as_array().unwrap().len(), 1);
+
+    let o = flowpol(&["bench", "--policy", pol.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "--pcap or --trace is required");
+}

@@ -1,6 +1,7 @@
 //! Classification engines: one trait, a linear first-match reference engine per key type, and
 //! the fast engines that must agree with it on every packet.
 
+pub mod bench;
 pub mod linear;
 pub mod tuplemerge;
 

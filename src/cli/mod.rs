@@ -1,6 +1,7 @@
 //! The command line: clap argument definitions and one small module per command that wires the
 //! library's data path together. Parsing arguments is kept apart from doing the work.
 
+pub mod bench;
 pub mod check;
 pub mod classify;
 pub mod flows;
@@ -59,6 +60,8 @@ pub enum Command {
     Replay(replay::Args),
     /// Import ClassBench rule sets and traces.
     Import(import::Args),
+    /// Measure the engines (linear, fast) on the same packets, 3-tuple and 5-tuple.
+    Bench(bench::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -117,5 +120,6 @@ fn run(command: Command) -> anyhow::Result<u8> {
         Command::Sink(a) => sink::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Import(a) => import::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

@@ -320,7 +320,7 @@ pub enum TracePcapError {
 /// next-header field as it is (even one that IPv6 reads as an extension header, which the
 /// packet path then reports as such), followed by 8 bytes whose first four carry the ports for
 /// protocols that have them (SCTP, DCCP, UDP-Lite) and are zero otherwise.
-fn append_packet(
+pub fn append_packet(
     p: &CbPacket,
     map: Prefix,
     out: &mut Vec<u8>,

@@ -1,4 +1,5 @@
-//! Lookup cost, linear reference against TupleMerge, 3-tuple against 5-tuple, at 100, 1k, 10k
+//! Key extraction 3-tuple against 5-tuple (plain packets, extension headers, fragments), and
+//! lookup cost, linear reference against TupleMerge, 3-tuple against 5-tuple, at 100, 1k, 10k
 //! and 100k generated rules (acl shape), plus the ClassBench 10k sets when
 //! `../shared/data/classbench` is present. Each iteration classifies a batch of 256 keys drawn
 //! from the rules (throughput is per key). Kept short: small samples, 2-second measurements.
@@ -127,5 +128,97 @@ fn build(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookup, build);
+/// An Ethernet + IPv6 + TCP frame with the given extension headers.
+fn frame(exts: etherparse::Ipv6Extensions) -> Vec<u8> {
+    use etherparse::{IpHeaders, Ipv6FlowLabel, Ipv6Header, PacketBuilder};
+    let ip = Ipv6Header {
+        flow_label: Ipv6FlowLabel::try_new(0x12345).unwrap(),
+        hop_limit: 64,
+        source: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        destination: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ip(IpHeaders::Ipv6(ip, exts))
+        .tcp(40000, 443, 1, 1024)
+        .write(&mut out, &[0u8; 64])
+        .unwrap();
+    out
+}
+
+/// Key extraction, 3-tuple (link layer + fixed header) against 5-tuple (the same plus the
+/// extension-header walk), on plain packets, packets with three extension headers, and fragments.
+fn keys(c: &mut Criterion) {
+    use etherparse::{
+        IpFragOffset, IpNumber, Ipv6Extensions, Ipv6FragmentHeader, Ipv6RawExtHeader,
+        Ipv6RoutingExtensions,
+    };
+    use flowpol::packet::{self, LinkType};
+    let raw = |payload: &[u8]| Ipv6RawExtHeader::new_raw(IpNumber(59), payload).unwrap();
+    let frag = |offset: u16| {
+        Ipv6FragmentHeader::new(
+            IpNumber(59),
+            IpFragOffset::try_new(offset).unwrap(),
+            true,
+            7,
+        )
+    };
+    let variants = [
+        ("plain", Ipv6Extensions::default()),
+        (
+            "ext-headers",
+            Ipv6Extensions {
+                hop_by_hop_options: Some(raw(&[1, 4, 0, 0, 0, 0])),
+                destination_options: Some(raw(&[1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])),
+                routing: Some(Ipv6RoutingExtensions {
+                    routing: raw(&[4, 0, 0, 0, 0, 0]),
+                    final_destination_options: None,
+                }),
+                ..Default::default()
+            },
+        ),
+        (
+            "first-fragment",
+            Ipv6Extensions {
+                fragment: Some(frag(0)),
+                ..Default::default()
+            },
+        ),
+        (
+            "non-first-fragment",
+            Ipv6Extensions {
+                fragment: Some(frag(100)),
+                ..Default::default()
+            },
+        ),
+    ];
+    let mut g = c.benchmark_group("keys");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    for (name, exts) in variants {
+        let f = frame(exts);
+        let (t, fixed) = packet::three(LinkType::ETHERNET, &f).expect("an IPv6 frame");
+        assert_eq!(t.label.value(), 0x12345);
+        let five = packet::five_of(&fixed, &t).1;
+        assert_eq!(
+            five.is_ok(),
+            name != "non-first-fragment",
+            "{name}: {five:?}"
+        );
+        g.bench_function(BenchmarkId::new("three", name), |b| {
+            b.iter(|| packet::three(LinkType::ETHERNET, black_box(&f)).map(|(t, _)| t))
+        });
+        g.bench_function(BenchmarkId::new("five", name), |b| {
+            b.iter(|| {
+                packet::three(LinkType::ETHERNET, black_box(&f))
+                    .map(|(t, fixed)| packet::five_of(&fixed, &t))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, keys, lookup, build);
 criterion_main!(benches);

@@ -206,6 +206,33 @@ fn main() {
         scale(&out);
         return;
     }
+    if std::env::args().any(|a| a == "BUILD") {
+        // Build cost only, 100k generated rules.
+        for shape in [Shape::Acl, Shape::Fw, Shape::Ipc] {
+            for tuple in [Tuple::Five, Tuple::Three] {
+                let p = rules::generate(shape, 100_000, 42, tuple);
+                let base = CUR.load(Relaxed);
+                PEAK.store(base, Relaxed);
+                let t = cpu_ns();
+                let (tables, bytes) = match tuple {
+                    Tuple::Five => {
+                        let f = FastFive::new(&p);
+                        (f.stats().tables, f.memory_bytes())
+                    }
+                    Tuple::Three => {
+                        let f = FastThree::new(&p);
+                        (f.stats().tables, f.memory_bytes())
+                    }
+                };
+                let ms = (cpu_ns() - t) as f64 / 1e6;
+                let peak = (PEAK.load(Relaxed) - base) as f64 / 1e6;
+                println!(
+                    "{shape:?} {tuple:?} 100k: build {ms:.1} ms, peak {peak:.1} MB, {bytes} bytes, {tables} tables"
+                );
+            }
+        }
+        return;
+    }
     let quick = std::env::args().any(|a| a == "QUICK");
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/classbench");
     let mut rows = Vec::new();

@@ -473,8 +473,10 @@ impl<K: TmKey> TupleMerge<K> {
         by_size.sort_by_key(|&ti| tables[ti].groups.values().map(Vec::len).sum::<usize>());
         let mut alive = vec![true; tables.len()];
         let mut adds: FxHashMap<MKey, usize> = FxHashMap::default();
+        let mut moving: Vec<u32> = Vec::new();
         for &ti in &by_size {
-            let moving: Vec<u32> = tables[ti].groups.values().flatten().copied().collect();
+            moving.clear();
+            moving.extend(tables[ti].groups.values().flatten().copied());
             if moving.is_empty() {
                 alive[ti] = false;
                 continue;
@@ -502,7 +504,7 @@ impl<K: TmKey> TupleMerge<K> {
                     let k = tables[tj].key(en.src, en.dst, evals[e as usize]);
                     tables[tj].groups.entry(k).or_default().push(e);
                 }
-                tables[ti].groups.clear();
+                tables[ti].groups = FxHashMap::default();
                 alive[ti] = false;
             }
         }
@@ -511,7 +513,9 @@ impl<K: TmKey> TupleMerge<K> {
         let mut frozen: Vec<Table> = Vec::with_capacity(tables.len());
         let mut offsets: Vec<u32> = Vec::new();
         let mut out: Vec<Entry<K::Residual>> = Vec::with_capacity(entries.len());
-        for bt in &tables {
+        // Tables are consumed one by one so that their maps are freed as they are frozen.
+        let mut placed: Vec<(u32, u32)> = Vec::new();
+        for bt in tables {
             let n = bt.groups.values().filter(|g| !g.is_empty()).count();
             if n == 0 {
                 continue;
@@ -519,17 +523,20 @@ impl<K: TmKey> TupleMerge<K> {
             let bits = (2 * n).next_power_of_two().trailing_zeros().clamp(1, 31);
             let nb = 1usize << bits;
             let shift = 64 - bits;
-            let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); nb];
+            // (bucket, entry) pairs sorted: buckets in order, entries in rule order within each.
+            placed.clear();
             for (k, g) in &bt.groups {
-                let b = (hash(k.s, k.d, k.e) >> shift) as usize;
-                buckets[b].extend_from_slice(g);
+                let b = (hash(k.s, k.d, k.e) >> shift) as u32;
+                placed.extend(g.iter().map(|&ei| (b, ei)));
             }
+            drop(bt.groups);
+            placed.sort_unstable();
             let base = offsets.len() as u32;
             let mut best = u32::MAX;
-            for b in &mut buckets {
+            let mut next = placed.iter().peekable();
+            for b in 0..nb as u32 {
                 offsets.push(out.len() as u32);
-                b.sort_unstable();
-                for &ei in b.iter() {
+                while let Some(&(_, ei)) = next.next_if(|&&(pb, _)| pb == b) {
                     let e = entries[ei as usize];
                     best = best.min(e.rule);
                     out.push(e);

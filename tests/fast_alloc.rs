@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+/// Live and peak heap bytes (always tracked).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// The tests of this binary measure global counters: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts.
 #[allow(unsafe_code)]
@@ -17,10 +22,13 @@ unsafe impl GlobalAlloc for Counting {
         if COUNTING.load(SeqCst) {
             ALLOCS.fetch_add(1, SeqCst);
         }
+        let now = LIVE.fetch_add(l.size(), SeqCst) + l.size();
+        PEAK.fetch_max(now, SeqCst);
         // SAFETY: the caller upholds `alloc`'s contract, which we pass on.
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), SeqCst);
         // SAFETY: `p` was allocated by `System` with layout `l`.
         unsafe { System.dealloc(p, l) }
     }
@@ -28,6 +36,9 @@ unsafe impl GlobalAlloc for Counting {
         if COUNTING.load(SeqCst) {
             ALLOCS.fetch_add(1, SeqCst);
         }
+        let now = LIVE.fetch_add(new, SeqCst) + new;
+        PEAK.fetch_max(now, SeqCst);
+        LIVE.fetch_sub(l.size(), SeqCst);
         // SAFETY: as for `alloc` and `dealloc`.
         unsafe { System.realloc(p, l, new) }
     }
@@ -47,6 +58,7 @@ fn allocations(f: impl FnOnce() -> u64) -> (usize, u64) {
 
 #[test]
 fn counting_allocator_sees_allocations() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // The counter works: a Vec does allocate.
     let (n, _) = allocations(|| std::hint::black_box(vec![1u64; 4]).len() as u64);
     assert!(n >= 1);
@@ -54,6 +66,7 @@ fn counting_allocator_sees_allocations() {
 
 #[test]
 fn classify_does_not_allocate() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let p5 = rules::generate(Shape::Fw, 5000, 1, Tuple::Five);
     let p3 = rules::generate(Shape::Acl, 5000, 1, Tuple::Three);
     let (f5, l5) = (FastFive::new(&p5), Linear::new(&p5));
@@ -72,4 +85,24 @@ fn classify_does_not_allocate() {
     });
     assert!(hits > 10_000, "the loop must really classify ({hits} hits)");
     assert_eq!(n, 0, "classify allocated {n} times");
+}
+
+#[test]
+fn building_100k_rules_peaks_under_50_mb() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (shape, tuple) in [(Shape::Fw, Tuple::Five), (Shape::Acl, Tuple::Three)] {
+        let p = rules::generate(shape, 100_000, 42, tuple);
+        let base = LIVE.load(SeqCst);
+        PEAK.store(base, SeqCst);
+        let bytes = match tuple {
+            Tuple::Five => FastFive::new(&p).memory_bytes(),
+            Tuple::Three => FastThree::new(&p).memory_bytes(),
+        };
+        let peak = PEAK.load(SeqCst) - base;
+        assert!(bytes > 1_000_000, "{bytes}");
+        assert!(
+            peak < 50_000_000,
+            "{shape:?} {tuple:?}: build peaked at {peak} bytes"
+        );
+    }
 }

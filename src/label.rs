@@ -75,7 +75,10 @@ mod tests {
     #[test]
     fn bounds() {
         assert_eq!(FlowLabel::new(0xfffff).unwrap().value(), 0xfffff);
-        assert_eq!(FlowLabel::new(0x100000), Err(FlowLabelError { value: 0x100000 }));
+        assert_eq!(
+            FlowLabel::new(0x100000),
+            Err(FlowLabelError { value: 0x100000 })
+        );
         assert!(FlowLabel::try_from(u32::MAX).is_err());
         assert_eq!(FlowLabel::from_low_bits(0x6012_3456).value(), 0x2_3456);
         assert_eq!(FlowLabel::new(0x12345).unwrap().to_string(), "0x12345");

@@ -13,7 +13,9 @@ where
     K::Match: Clone,
 {
     pub fn new(policy: &Policy) -> Self {
-        Linear { rules: K::rules(policy).into_iter().cloned().collect() }
+        Linear {
+            rules: K::rules(policy).into_iter().cloned().collect(),
+        }
     }
 }
 
@@ -26,7 +28,10 @@ where
     }
 
     fn classify(&self, key: &K) -> Option<RuleId> {
-        self.rules.iter().position(|m| key.matched_by(m)).map(|i| RuleId(i as u32))
+        self.rules
+            .iter()
+            .position(|m| key.matched_by(m))
+            .map(|i| RuleId(i as u32))
     }
 
     fn memory_bytes(&self) -> usize {

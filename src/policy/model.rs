@@ -72,12 +72,19 @@ impl Prefix {
     /// Builds a prefix, clearing host bits. `len` must be at most 128.
     pub fn new(addr: u128, len: u8) -> Self {
         debug_assert!(len <= 128);
-        Prefix { addr: addr & Self::mask_of(len), len }
+        Prefix {
+            addr: addr & Self::mask_of(len),
+            len,
+        }
     }
 
     /// The network mask of a prefix length.
     pub const fn mask_of(len: u8) -> u128 {
-        if len == 0 { 0 } else { u128::MAX << (128 - len as u32) }
+        if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - len as u32)
+        }
     }
 
     /// This prefix's mask.
@@ -100,7 +107,11 @@ impl Prefix {
 impl std::fmt::Display for Prefix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let a = std::net::Ipv6Addr::from(self.addr);
-        if self.len == 128 { write!(f, "{a}") } else { write!(f, "{a}/{}", self.len) }
+        if self.len == 128 {
+            write!(f, "{a}")
+        } else {
+            write!(f, "{a}/{}", self.len)
+        }
     }
 }
 
@@ -139,9 +150,15 @@ pub enum LabelMatch {
     Any,
     Exact(FlowLabel),
     /// `label & mask == value`; `value` has no bits outside `mask`.
-    Masked { value: u32, mask: u32 },
+    Masked {
+        value: u32,
+        mask: u32,
+    },
     /// Inclusive, `lo <= hi`.
-    Range { lo: FlowLabel, hi: FlowLabel },
+    Range {
+        lo: FlowLabel,
+        hi: FlowLabel,
+    },
 }
 
 impl LabelMatch {
@@ -164,9 +181,13 @@ impl LabelMatch {
             (Any, _) => true,
             (_, Any) => self.as_range() == Some((0, FlowLabel::MASK)),
             (s, Exact(v)) => s.matches(v),
-            (Masked { value, mask }, Masked { value: v2, mask: m2 }) => {
-                mask & m2 == mask && v2 & mask == value
-            }
+            (
+                Masked { value, mask },
+                Masked {
+                    value: v2,
+                    mask: m2,
+                },
+            ) => mask & m2 == mask && v2 & mask == value,
             (s, o) => match (s.as_range(), o.as_range()) {
                 (Some((a, b)), Some((c, d))) => a <= c && d <= b,
                 _ => o.values().all(|l| s.matches(FlowLabel::from_low_bits(l))),
@@ -206,7 +227,10 @@ pub struct PortMatch {
 }
 
 impl PortMatch {
-    pub const ANY: PortMatch = PortMatch { lo: 0, hi: u16::MAX };
+    pub const ANY: PortMatch = PortMatch {
+        lo: 0,
+        hi: u16::MAX,
+    };
     pub fn is_any(&self) -> bool {
         *self == Self::ANY
     }
@@ -239,7 +263,9 @@ pub struct FiveMatch {
 
 impl ThreeMatch {
     pub fn covers(&self, other: &ThreeMatch) -> bool {
-        self.src.covers(&other.src) && self.dst.covers(&other.dst) && self.label.covers(&other.label)
+        self.src.covers(&other.src)
+            && self.dst.covers(&other.dst)
+            && self.label.covers(&other.label)
     }
 }
 
@@ -254,16 +280,30 @@ impl FiveMatch {
 }
 
 /// IANA protocol numbers that carry 16-bit ports at the start of their header.
-pub const PORT_PROTOCOLS: [(u8, &str); 5] =
-    [(6, "tcp"), (17, "udp"), (132, "sctp"), (33, "dccp"), (136, "udplite")];
+pub const PORT_PROTOCOLS: [(u8, &str); 5] = [
+    (6, "tcp"),
+    (17, "udp"),
+    (132, "sctp"),
+    (33, "dccp"),
+    (136, "udplite"),
+];
 
 /// Protocol names the language knows.
-pub const PROTOCOL_NAMES: [(u8, &str); 6] =
-    [(6, "tcp"), (17, "udp"), (132, "sctp"), (58, "icmpv6"), (33, "dccp"), (136, "udplite")];
+pub const PROTOCOL_NAMES: [(u8, &str); 6] = [
+    (6, "tcp"),
+    (17, "udp"),
+    (132, "sctp"),
+    (58, "icmpv6"),
+    (33, "dccp"),
+    (136, "udplite"),
+];
 
 /// The name of a protocol number, if the language has one.
 pub fn proto_name(p: u8) -> Option<&'static str> {
-    PROTOCOL_NAMES.iter().find(|(n, _)| *n == p).map(|(_, s)| *s)
+    PROTOCOL_NAMES
+        .iter()
+        .find(|(n, _)| *n == p)
+        .map(|(_, s)| *s)
 }
 
 /// True when packets of this protocol carry ports the 5-tuple can match.

@@ -1,6 +1,9 @@
 //! The command line: clap argument definitions and one small module per command that wires the
 //! library's data path together. Parsing arguments is kept apart from doing the work.
 
+pub mod check;
+pub mod fmt;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -26,7 +29,10 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    Check(check::Args),
+    Fmt(fmt::Args),
+}
 
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
@@ -73,5 +79,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn run(command: Command) -> anyhow::Result<u8> {
-    match command {}
+    match command {
+        Command::Check(a) => check::run(a),
+        Command::Fmt(a) => fmt::run(a),
+    }
 }

@@ -1,7 +1,80 @@
-//! The policy language: syntax tree with spans, the nom parser, the checks that turn a tree
-//! into a [`Policy`], rustc-style diagnostics, and the canonical formatter.
+//! The policy language: syntax tree with spans ([`syntax`]), the nom parser ([`parse`]), the
+//! checks that turn a tree into a [`Policy`] ([`check`]), rustc-style diagnostics
+//! ([`diagnostic`]), and the canonical formatter ([`fmt`]). The grammar is in
+//! `docs/policy-language.md`.
 
+pub mod check;
+pub mod diagnostic;
+pub mod fmt;
 pub mod model;
+pub mod parse;
 pub mod syntax;
 
+pub use diagnostic::{Diagnostic, Severity, Source};
 pub use model::{Action, Policy};
+
+use std::path::{Path, PathBuf};
+
+/// Parses and checks a policy text: the policy when it has no error, and every finding (syntax
+/// errors first-come, then checks), sorted by position.
+pub fn check_source(src: &str) -> (Option<Policy>, Vec<Diagnostic>) {
+    let (ast, mut diags) = parse::parse(src);
+    let (policy, more) = check::check(&ast);
+    diags.extend(more);
+    diags.sort_by_key(|d| (d.span.start, d.span.end));
+    let policy = if diags.iter().any(|d| d.severity == Severity::Error) {
+        None
+    } else {
+        policy
+    };
+    (policy, diags)
+}
+
+/// A policy that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("policy {name} has {errors} error(s):\n{rendered}")]
+    Invalid {
+        name: String,
+        errors: usize,
+        rendered: String,
+    },
+}
+
+/// Parses and checks a policy; on error, the rendered diagnostics. Warnings are not errors.
+pub fn load_str(name: &str, src: &str) -> Result<Policy, PolicyError> {
+    let (policy, diags) = check_source(src);
+    match policy {
+        Some(p) => Ok(p),
+        None => {
+            let source = Source { name, text: src };
+            let errs: Vec<&Diagnostic> = diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .collect();
+            let rendered = errs
+                .iter()
+                .map(|d| diagnostic::render_human(&source, d))
+                .collect();
+            Err(PolicyError::Invalid {
+                name: name.to_string(),
+                errors: errs.len(),
+                rendered,
+            })
+        }
+    }
+}
+
+/// Reads, parses and checks a policy file.
+pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str(&path.display().to_string(), &text)
+}

@@ -1,0 +1,110 @@
+//! `flowpol check`: validate policy files for CI, reporting every finding in every file.
+
+use crate::cli::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
+use crate::policy::{self, Severity, Source, diagnostic};
+use anyhow::Context;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// How findings are printed.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CheckFormat {
+    /// rustc-style: `error[CODE]: message`, `--> file:line:col`, the source line and carets.
+    #[default]
+    Human,
+    /// One JSON array of findings: file, line, column, end_line, end_column, severity, code,
+    /// message (and help when known). Lines and columns are 1-based.
+    Json,
+    /// GitHub Actions workflow commands: `::error file=F,line=L,col=C::message`.
+    Github,
+}
+
+/// Validate policy files: syntax, value widths and ranges, names, unreachable rules.
+///
+/// Exit codes: 0 no errors (warnings allowed), 1 errors found (or warnings with
+/// --deny-warnings), 2 a file could not be read or the arguments are wrong.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Policy files to check; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: CheckFormat,
+    /// Treat warnings as errors for the exit code.
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let mut io_failed = false;
+    let (mut errors, mut warnings) = (0usize, 0usize);
+    let mut json = Vec::new();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for path in &args.files {
+        let (name, text) = match read(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                io_failed = true;
+                continue;
+            }
+        };
+        let (_, diags) = policy::check_source(&text);
+        let src = Source {
+            name: &name,
+            text: &text,
+        };
+        for d in &diags {
+            match d.severity {
+                Severity::Error => errors += 1,
+                Severity::Warning => warnings += 1,
+            }
+            match args.format {
+                CheckFormat::Human => {
+                    out.write_all(diagnostic::render_human(&src, d).as_bytes())?
+                }
+                CheckFormat::Github => writeln!(out, "{}", diagnostic::render_github(&src, d))?,
+                CheckFormat::Json => json.push(serde_json::to_value(diagnostic::to_json(&src, d))?),
+            }
+        }
+    }
+    match args.format {
+        CheckFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?,
+        CheckFormat::Human => {
+            let files = args.files.len();
+            let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+            writeln!(
+                out,
+                "checked {}: {}, {}",
+                plural(files, "file"),
+                plural(errors, "error"),
+                plural(warnings, "warning")
+            )?;
+        }
+        CheckFormat::Github => {}
+    }
+    out.flush()?;
+    Ok(if io_failed {
+        EXIT_ERROR
+    } else if errors > 0 || (args.deny_warnings && warnings > 0) {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Reads a policy file, or standard input for `-`; returns the display name and the text.
+pub fn read(path: &PathBuf) -> anyhow::Result<(String, String)> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read policy from standard input")?;
+        return Ok(("<stdin>".into(), s));
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy {}", path.display()))?;
+    Ok((path.display().to_string(), text))
+}

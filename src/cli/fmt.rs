@@ -1,0 +1,43 @@
+//! `flowpol fmt`: print a policy in canonical form.
+
+use crate::cli::{EXIT_FINDINGS, EXIT_OK};
+use crate::policy::{self, Severity, Source, diagnostic};
+use std::path::PathBuf;
+
+/// Print a policy in canonical form (one rule a line, fields in a fixed order, `any` fields
+/// left out, labels in hex). Comments are not kept. With --check, print nothing and exit 1 when
+/// the file is not already canonical.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The policy file; `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Exit 1 if the file differs from its canonical form, instead of printing it.
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let (name, text) = crate::cli::check::read(&args.file)?;
+    let (policy, diags) = policy::check_source(&text);
+    let Some(policy) = policy else {
+        let src = Source {
+            name: &name,
+            text: &text,
+        };
+        for d in diags.iter().filter(|d| d.severity == Severity::Error) {
+            eprint!("{}", diagnostic::render_human(&src, d));
+        }
+        return Ok(EXIT_FINDINGS);
+    };
+    let canonical = policy::fmt::format(&policy);
+    if args.check {
+        if canonical != text {
+            eprintln!("{name}: not in canonical form (run `flowpol fmt {name}`)");
+            return Ok(EXIT_FINDINGS);
+        }
+        return Ok(EXIT_OK);
+    }
+    print!("{canonical}");
+    Ok(EXIT_OK)
+}

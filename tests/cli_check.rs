@@ -24,31 +24,62 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn clean_files_exit_0() {
-    let o = flowpol(&["check", "policies/datacenter.fpol", "policies/media.fpol"], None);
+    let o = flowpol(
+        &["check", "policies/datacenter.fpol", "policies/media.fpol"],
+        None,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("checked 2 files: 0 errors, 0 warnings"));
 }
 
 #[test]
 fn errors_exit_1_and_every_file_is_reported() {
-    let o = flowpol(&["check", "tests/policies/invalid/ranges.fpol", "tests/policies/invalid/addresses.fpol"], None);
+    let o = flowpol(
+        &[
+            "check",
+            "tests/policies/invalid/ranges.fpol",
+            "tests/policies/invalid/addresses.fpol",
+        ],
+        None,
+    );
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
-    assert!(out.contains("--> tests/policies/invalid/ranges.fpol:4:25"), "{out}");
-    assert!(out.contains("--> tests/policies/invalid/addresses.fpol:5:17"), "{out}");
-    assert!(out.contains("checked 2 files: 6 errors, 0 warnings"), "{out}");
+    assert!(
+        out.contains("--> tests/policies/invalid/ranges.fpol:4:25"),
+        "{out}"
+    );
+    assert!(
+        out.contains("--> tests/policies/invalid/addresses.fpol:5:17"),
+        "{out}"
+    );
+    assert!(
+        out.contains("checked 2 files: 6 errors, 0 warnings"),
+        "{out}"
+    );
 }
 
 #[test]
 fn warnings_exit_0_unless_denied() {
     let f = "tests/policies/warn/shadowed.fpol";
     assert_eq!(flowpol(&["check", f], None).status.code(), Some(0));
-    assert_eq!(flowpol(&["check", "--deny-warnings", f], None).status.code(), Some(1));
+    assert_eq!(
+        flowpol(&["check", "--deny-warnings", f], None)
+            .status
+            .code(),
+        Some(1)
+    );
 }
 
 #[test]
 fn unreadable_file_exits_2_after_checking_the_rest() {
-    let o = flowpol(&["check", "no/such/file.fpol", "tests/policies/invalid/ranges.fpol"], None);
+    let o = flowpol(
+        &[
+            "check",
+            "no/such/file.fpol",
+            "tests/policies/invalid/ranges.fpol",
+        ],
+        None,
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read policy no/such/file.fpol"));
     assert!(stdout(&o).contains("ranges.fpol:4:25"));
@@ -57,27 +88,54 @@ fn unreadable_file_exits_2_after_checking_the_rest() {
 #[test]
 fn usage_error_exits_2() {
     assert_eq!(flowpol(&["check"], None).status.code(), Some(2));
-    assert_eq!(flowpol(&["check", "--format", "xml", "x"], None).status.code(), Some(2));
+    assert_eq!(
+        flowpol(&["check", "--format", "xml", "x"], None)
+            .status
+            .code(),
+        Some(2)
+    );
 }
 
 #[test]
 fn json_findings_have_positions() {
-    let o = flowpol(&["check", "--format", "json", "-"], Some("default pass\nthree {\n  rule a label 0x100000 -> drop\n}\n"));
+    let o = flowpol(
+        &["check", "--format", "json", "-"],
+        Some("default pass\nthree {\n  rule a label 0x100000 -> drop\n}\n"),
+    );
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let f = &v.as_array().unwrap()[0];
     assert_eq!(f["file"], "<stdin>");
-    assert_eq!((f["line"].as_u64(), f["column"].as_u64()), (Some(3), Some(16)));
-    assert_eq!((f["end_line"].as_u64(), f["end_column"].as_u64()), (Some(3), Some(24)));
+    assert_eq!(
+        (f["line"].as_u64(), f["column"].as_u64()),
+        (Some(3), Some(16))
+    );
+    assert_eq!(
+        (f["end_line"].as_u64(), f["end_column"].as_u64()),
+        (Some(3), Some(24))
+    );
     assert_eq!(f["severity"], "error");
     assert_eq!(f["code"], "E0002");
-    assert!(f["message"].as_str().unwrap().contains("wider than 20 bits"));
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("wider than 20 bits")
+    );
     assert_eq!(v.as_array().unwrap().len(), 1);
 }
 
 #[test]
 fn github_annotations() {
-    let o = flowpol(&["check", "--format", "github", "tests/policies/warn/no-default.fpol"], None);
+    let o = flowpol(
+        &[
+            "check",
+            "--format",
+            "github",
+            "tests/policies/warn/no-default.fpol",
+        ],
+        None,
+    );
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(
         stdout(&o).lines().next().unwrap(),
@@ -94,7 +152,25 @@ fn fmt_prints_canonical_form_and_checks_it() {
         "default pass\n\nthree {\n    rule a src 2001:db8::/32 label 0x1 -> drop\n    rule b label 0x2 -> pass\n}\n"
     );
     let canon = stdout(&o);
-    assert_eq!(flowpol(&["fmt", "--check", "-"], Some(&canon)).status.code(), Some(0));
-    assert_eq!(flowpol(&["fmt", "--check", "tests/policies/valid/layout.fpol"], None).status.code(), Some(1));
-    assert_eq!(flowpol(&["fmt", "tests/policies/invalid/ranges.fpol"], None).status.code(), Some(1));
+    assert_eq!(
+        flowpol(&["fmt", "--check", "-"], Some(&canon))
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        flowpol(
+            &["fmt", "--check", "tests/policies/valid/layout.fpol"],
+            None
+        )
+        .status
+        .code(),
+        Some(1)
+    );
+    assert_eq!(
+        flowpol(&["fmt", "tests/policies/invalid/ranges.fpol"], None)
+            .status
+            .code(),
+        Some(1)
+    );
 }

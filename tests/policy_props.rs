@@ -10,12 +10,23 @@ const CLASSES: [&str; 3] = ["gold", "silver", "bronze"];
 
 fn prefix() -> impl Strategy<Value = Prefix> {
     // A few base networks so sets and covers overlap, at any length.
-    (prop_oneof![Just(0x2001_0db8u128 << 96), Just(0xfd00u128 << 112), any::<u128>()], any::<u64>(), 0u8..=128)
+    (
+        prop_oneof![
+            Just(0x2001_0db8u128 << 96),
+            Just(0xfd00u128 << 112),
+            any::<u128>()
+        ],
+        any::<u64>(),
+        0u8..=128,
+    )
         .prop_map(|(base, low, len)| Prefix::new(base | u128::from(low), len))
 }
 
 fn addrs() -> impl Strategy<Value = AddrMatch> {
-    prop_oneof![Just(AddrMatch::any()), prop::collection::vec(prefix(), 1..4).prop_map(AddrMatch)]
+    prop_oneof![
+        Just(AddrMatch::any()),
+        prop::collection::vec(prefix(), 1..4).prop_map(AddrMatch)
+    ]
 }
 
 fn label() -> impl Strategy<Value = LabelMatch> {
@@ -23,26 +34,54 @@ fn label() -> impl Strategy<Value = LabelMatch> {
     prop_oneof![
         Just(LabelMatch::Any),
         l().prop_map(LabelMatch::Exact),
-        (0u32..=FlowLabel::MASK, 0u32..=FlowLabel::MASK)
-            .prop_map(|(v, m)| LabelMatch::Masked { value: v & m, mask: m }),
-        (l(), l()).prop_map(|(a, b)| LabelMatch::Range { lo: a.min(b), hi: a.max(b) }),
+        (0u32..=FlowLabel::MASK, 0u32..=FlowLabel::MASK).prop_map(|(v, m)| LabelMatch::Masked {
+            value: v & m,
+            mask: m
+        }),
+        (l(), l()).prop_map(|(a, b)| LabelMatch::Range {
+            lo: a.min(b),
+            hi: a.max(b)
+        }),
     ]
 }
 
 fn ports() -> impl Strategy<Value = PortMatch> {
-    prop_oneof![Just(PortMatch::ANY), (any::<u16>(), any::<u16>()).prop_map(|(a, b)| PortMatch { lo: a.min(b), hi: a.max(b) })]
+    prop_oneof![
+        Just(PortMatch::ANY),
+        (any::<u16>(), any::<u16>()).prop_map(|(a, b)| PortMatch {
+            lo: a.min(b),
+            hi: a.max(b)
+        })
+    ]
 }
 
 fn action(classes: bool) -> BoxedStrategy<Action> {
     if classes {
-        prop_oneof![Just(Action::Pass), Just(Action::Drop), (0..CLASSES.len()).prop_map(|i| Action::Class(CLASSES[i].into()))].boxed()
+        prop_oneof![
+            Just(Action::Pass),
+            Just(Action::Drop),
+            (0..CLASSES.len()).prop_map(|i| Action::Class(CLASSES[i].into()))
+        ]
+        .boxed()
     } else {
         prop_oneof![Just(Action::Pass), Just(Action::Drop)].boxed()
     }
 }
 
 fn five_match() -> impl Strategy<Value = FiveMatch> {
-    (addrs(), addrs(), prop::option::of(prop_oneof![Just(6u8), Just(17), Just(58), Just(132), any::<u8>()]), ports(), ports())
+    (
+        addrs(),
+        addrs(),
+        prop::option::of(prop_oneof![
+            Just(6u8),
+            Just(17),
+            Just(58),
+            Just(132),
+            any::<u8>()
+        ]),
+        ports(),
+        ports(),
+    )
         .prop_map(|(src, dst, proto, sport, dport)| {
             let with_ports = proto.is_some_and(proto_has_ports);
             FiveMatch {
@@ -66,7 +105,14 @@ fn policy() -> impl Strategy<Value = Policy> {
         )
             .prop_map(move |(three, five, default, explicit, marks)| Policy {
                 classes: if with_classes {
-                    CLASSES.iter().zip(marks).map(|(n, mark)| ClassDef { name: n.to_string(), mark }).collect()
+                    CLASSES
+                        .iter()
+                        .zip(marks)
+                        .map(|(n, mark)| ClassDef {
+                            name: n.to_string(),
+                            mark,
+                        })
+                        .collect()
                 } else {
                     Vec::new()
                 },
@@ -83,7 +129,12 @@ fn policy() -> impl Strategy<Value = Policy> {
                 five: five
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (matcher, action))| Rule { name: format!("f-{i}.x"), matcher, action, span: Default::default() })
+                    .map(|(i, (matcher, action))| Rule {
+                        name: format!("f-{i}.x"),
+                        matcher,
+                        action,
+                        span: Default::default(),
+                    })
                     .collect(),
                 default: if explicit { default } else { Action::Pass },
                 default_explicit: explicit,
@@ -93,9 +144,38 @@ fn policy() -> impl Strategy<Value = Policy> {
 
 /// Tokens of the language, to build inputs that reach deep into the parser.
 const TOKENS: [&str; 32] = [
-    "three", "five", "{", "}", "rule", "r1", "src", "dst", "label", "proto", "sport", "dport", "->", "pass", "drop",
-    "class", "gold", "mark", "default", "any", "2001:db8::/32", "::1", "10.0.0.1", "0x12345", "0x10000/0xf0000",
-    "1-2", "tcp", "65536", "/", ",", "# c\n", "0x",
+    "three",
+    "five",
+    "{",
+    "}",
+    "rule",
+    "r1",
+    "src",
+    "dst",
+    "label",
+    "proto",
+    "sport",
+    "dport",
+    "->",
+    "pass",
+    "drop",
+    "class",
+    "gold",
+    "mark",
+    "default",
+    "any",
+    "2001:db8::/32",
+    "::1",
+    "10.0.0.1",
+    "0x12345",
+    "0x10000/0xf0000",
+    "1-2",
+    "tcp",
+    "65536",
+    "/",
+    ",",
+    "# c\n",
+    "0x",
 ];
 
 proptest! {

@@ -2,7 +2,9 @@
 //! library's data path together. Parsing arguments is kept apart from doing the work.
 
 pub mod check;
+pub mod compile;
 pub mod fmt;
+pub mod nft;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +34,10 @@ pub struct Cli {
 pub enum Command {
     Check(check::Args),
     Fmt(fmt::Args),
+    /// Compile a policy to an nftables ruleset or pcap-filter (BPF) expressions.
+    Compile(compile::Args),
+    /// Work with a compiled ruleset in nftables (read its counters back).
+    Nft(nft::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -82,5 +88,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Check(a) => check::run(a),
         Command::Fmt(a) => fmt::run(a),
+        Command::Compile(a) => compile::run(a),
+        Command::Nft(a) => nft::run(a),
     }
 }

@@ -243,16 +243,33 @@ pub(crate) fn label_overlap(a: &LabelMatch, b: &LabelMatch) -> bool {
         ) => (v1 ^ v2) & m1 & m2 == 0,
         _ => match (a.as_range(), b.as_range()) {
             (Some((a0, a1)), Some((b0, b1))) => a0 <= b1 && b0 <= a1,
-            // A masked match against an interval: walk the interval (at most 2^20 labels).
-            (Some((lo, hi)), None) => {
-                (lo..=hi).any(|l| b.matches(crate::FlowLabel::from_low_bits(l)))
-            }
-            (None, Some((lo, hi))) => {
-                (lo..=hi).any(|l| a.matches(crate::FlowLabel::from_low_bits(l)))
-            }
+            (Some((lo, hi)), None) => masked_min_at_least(b, lo).is_some_and(|x| x <= hi),
+            (None, Some((lo, hi))) => masked_min_at_least(a, lo).is_some_and(|x| x <= hi),
             (None, None) => unreachable!("two masks are handled above"),
         },
     }
+}
+
+/// The smallest label `x >= lo` with `x & mask == value`, for a `Masked` match.
+///
+/// Either `lo` itself matches, or `x` agrees with `lo` above some bit `p`, has 1 where `lo` has
+/// 0 at `p`, and is as small as the mask allows below `p`; the lowest such `p` gives the
+/// smallest `x`.
+fn masked_min_at_least(m: &LabelMatch, lo: u32) -> Option<u32> {
+    let LabelMatch::Masked { value, mask } = *m else {
+        return None;
+    };
+    if lo & mask == value {
+        return Some(lo);
+    }
+    (0..20).find_map(|p: u32| {
+        let above = !((2u32 << p) - 1);
+        let below = (1u32 << p) - 1;
+        let bit = 1u32 << p;
+        let agree_above = (lo ^ value) & mask & above == 0;
+        let may_set = mask & bit == 0 || value & bit != 0;
+        (agree_above && lo & bit == 0 && may_set).then(|| (lo & above) | bit | (value & below))
+    })
 }
 
 fn port_overlap(a: &PortMatch, b: &PortMatch) -> bool {
@@ -375,6 +392,52 @@ mod tests {
             &LabelMatch::Exact(crate::FlowLabel::from_low_bits(4))
         ));
         assert!(label_overlap(&odd, &r(4, 5)));
+        // The closed form agrees with walking the interval.
+        {
+            use rand::{RngExt, SeedableRng};
+            let mut g = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+            for _ in 0..3000 {
+                let m = g.random_range(0..0x100000u32);
+                let mk = LabelMatch::Masked {
+                    value: g.random_range(0..0x100000u32) & m,
+                    mask: m,
+                };
+                let lo = g.random_range(0..0x100000u32);
+                let hi = (lo + g.random_range(0..0x400u32)).min(0xfffff);
+                let walk = (lo..=hi).any(|l| mk.matches(crate::FlowLabel::from_low_bits(l)));
+                assert_eq!(
+                    label_overlap(&mk, &r(lo, hi)),
+                    walk,
+                    "{mk:?} vs {lo:#x}-{hi:#x}"
+                );
+            }
+        }
+        for (v, m) in [
+            (1u32, 1u32),
+            (0x10001, 0xf000f),
+            (0x5, 0x15),
+            (0, 0xa),
+            (0x80000, 0x80001),
+        ] {
+            let mk = LabelMatch::Masked { value: v, mask: m };
+            for (lo, hi) in [
+                (0u32, 0u32),
+                (2, 2),
+                (3, 9),
+                (0x10, 0x1f),
+                (0xfff0, 0x10010),
+                (0x7fffe, 0x80000),
+                (0xffffe, 0xfffff),
+            ] {
+                let walk = (lo..=hi).any(|l| mk.matches(crate::FlowLabel::from_low_bits(l)));
+                assert_eq!(
+                    label_overlap(&mk, &r(lo, hi)),
+                    walk,
+                    "{v:#x}/{m:#x} vs {lo:#x}-{hi:#x}"
+                );
+                assert_eq!(label_overlap(&r(lo, hi), &mk), walk);
+            }
+        }
         assert!(!label_overlap(
             &odd,
             &LabelMatch::Masked { value: 0, mask: 3 }

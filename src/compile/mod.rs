@@ -268,7 +268,7 @@ fn masked_min_at_least(m: &LabelMatch, lo: u32) -> Option<u32> {
         let bit = 1u32 << p;
         let agree_above = (lo ^ value) & mask & above == 0;
         let may_set = mask & bit == 0 || value & bit != 0;
-        (agree_above && lo & bit == 0 && may_set).then(|| (lo & above) | bit | (value & below))
+        (agree_above && lo & bit == 0 && may_set).then_some((lo & above) | bit | (value & below))
     })
 }
 

@@ -12,7 +12,11 @@ mod compile_support;
 
 use common::netns::{VethPair, require_root};
 use compile_support::*;
-use flowpol::policy::model::{Action, LabelMatch, Policy, Prefix};
+use flowpol::classify::{Classifier, Linear};
+use flowpol::packet::key::{FiveTuple, ThreeTuple};
+use flowpol::policy::model::{
+    Action, AddrMatch, FiveMatch, LabelMatch, Policy, PortMatch, Prefix, Rule,
+};
 use std::collections::BTreeMap;
 use std::process::Command;
 
@@ -157,37 +161,39 @@ fn stats(ns: &str) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-#[test]
-fn kernel_counters_equal_flowpol_per_rule() {
-    if !require_root("kernel_counters_equal_flowpol_per_rule") {
-        return;
-    }
-    let pair = VethPair::new("ck");
+/// Loads `policy` compiled for `engine` into `pair.b` (hook input), sends `pkts` from `pair.a`,
+/// and checks the kernel's per-rule counters (packets and bytes) against `expected` (per rule,
+/// the default last) for both encodings.
+fn run(
+    pair: &VethPair,
+    policy: &Policy,
+    engine: &str,
+    pkts: &[Pkt],
+    expected: &[u64],
+    idx: impl Fn(&Pkt) -> Option<usize>,
+) {
     let smac = mac(&pair.a, &pair.a_if);
     let dmac = mac(&pair.b, &pair.b_if);
-    let b = addr(&pair.b_addr);
-    let policy = policy(Prefix::new(b, 64));
-    let pkts = packets(b);
-    let expected = expected_three(&policy, &pkts);
-    assert!(
-        expected.iter().all(|&c| c > 0),
-        "every rule and the default get packets: {expected:?}"
-    );
-    let mut expected_bytes = vec![0u64; expected.len()];
-    let lin_idx = |p: &Pkt| {
-        use flowpol::classify::{Classifier, Linear};
-        Linear::<flowpol::packet::key::ThreeTuple>::new(&policy)
-            .classify(&p.three())
-            .map_or(policy.three.len(), |r| r.index())
+    let n = expected.len() - 1;
+    let names: Vec<&str> = match engine {
+        "three" => policy.three.iter().map(|r| r.name.as_str()).collect(),
+        _ => policy.five.iter().map(|r| r.name.as_str()).collect(),
+    };
+    let action = |i: usize| match engine {
+        "three" => policy.three[i].action.to_string(),
+        _ => policy.five[i].action.to_string(),
     };
     let frames: Vec<Vec<u8>> = pkts.iter().map(|p| p.frame(smac, dmac)).collect();
+    let mut expected_bytes = vec![0u64; expected.len()];
     for (p, f) in pkts.iter().zip(&frames) {
-        expected_bytes[lin_idx(p)] += (f.len() - 14) as u64; // nft counts the IPv6 packet
+        if let Some(i) = idx(p) {
+            expected_bytes[i] += (f.len() - 14) as u64; // nft counts the IPv6 packet
+        }
     }
 
     let dir = tempfile::tempdir().unwrap();
     let pol_file = dir.path().join("e2e.fpol");
-    std::fs::write(&pol_file, flowpol::policy::fmt::format(&policy)).unwrap();
+    std::fs::write(&pol_file, flowpol::policy::fmt::format(policy)).unwrap();
     let mut frames_file = Vec::new();
     for f in &frames {
         frames_file.extend_from_slice(&(f.len() as u32).to_be_bytes());
@@ -205,6 +211,8 @@ fn kernel_counters_equal_flowpol_per_rule() {
                 "nft",
                 "--hook",
                 "input",
+                "--engine",
+                engine,
                 "--encoding",
                 encoding,
                 "-o",
@@ -249,6 +257,7 @@ fn kernel_counters_equal_flowpol_per_rule() {
         std::thread::sleep(std::time::Duration::from_millis(300));
 
         let v = stats(&pair.b);
+        assert_eq!(v["engine"].as_str(), Some(engine));
         let mut got: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for r in v["rules"].as_array().unwrap() {
             got.insert(
@@ -256,27 +265,26 @@ fn kernel_counters_equal_flowpol_per_rule() {
                 (r["packets"].as_u64().unwrap(), r["bytes"].as_u64().unwrap()),
             );
         }
-        for (i, rule) in policy.three.iter().enumerate() {
+        for (i, name) in names.iter().enumerate() {
             assert_eq!(
-                got.get(&rule.name),
+                got.get(*name),
                 Some(&(expected[i], expected_bytes[i])),
-                "{encoding}: rule {} (packets, bytes); all: {got:?}",
-                rule.name
+                "{engine} {encoding}: rule {name} (packets, bytes); all: {got:?}"
             );
         }
-        // The default also sees the kernel's own neighbour/MLD traffic from the peer.
+        // The default also sees the kernel's own neighbour/MLD traffic from the peer (and, for
+        // five, the packets without a 5-tuple).
         let (dp, _) = got["default"];
-        let n = policy.three.len();
         assert!(
             dp >= expected[n],
-            "{encoding}: default {dp} < {}",
+            "{engine} {encoding}: default {dp} < {}",
             expected[n]
         );
-        // Per action: the class sums of the rules.
+        // Per action: the sums of its rules (and the default's count).
         for a in v["actions"].as_array().unwrap() {
             let name = a["action"].as_str().unwrap();
             let want: u64 = (0..n)
-                .filter(|&i| policy.three[i].action.to_string() == name)
+                .filter(|&i| action(i) == name)
                 .map(|i| expected[i])
                 .sum();
             let default = if policy.default.to_string() == name {
@@ -287,8 +295,135 @@ fn kernel_counters_equal_flowpol_per_rule() {
             assert_eq!(
                 a["packets"].as_u64().unwrap(),
                 want + default,
-                "{encoding}: action {name}"
+                "{engine} {encoding}: action {name}"
             );
         }
     }
+}
+
+#[test]
+fn kernel_counters_equal_flowpol_per_rule() {
+    if !require_root("kernel_counters_equal_flowpol_per_rule") {
+        return;
+    }
+    let pair = VethPair::new("ck");
+    let b = addr(&pair.b_addr);
+    let policy = policy(Prefix::new(b, 64));
+    let pkts = packets(b);
+    let expected = expected_three(&policy, &pkts);
+    assert!(
+        expected.iter().all(|&c| c > 0),
+        "every rule and the default get packets: {expected:?}"
+    );
+    let lin = Linear::<ThreeTuple>::new(&policy);
+    let n = policy.three.len();
+    run(&pair, &policy, "three", &pkts, &expected, |p| {
+        Some(lin.classify(&p.three()).map_or(n, |r| r.index()))
+    });
+}
+
+/// The 5-tuple counterpart: ports behind a hop-by-hop header and in a first fragment are read
+/// by both; a later fragment has no 5-tuple for flowpol and matches no port rule in nft.
+#[test]
+fn kernel_counters_equal_flowpol_per_rule_five() {
+    if !require_root("kernel_counters_equal_flowpol_per_rule_five") {
+        return;
+    }
+    let pair = VethPair::new("ck5");
+    let b = addr(&pair.b_addr);
+    let b_net = AddrMatch(vec![Prefix::new(b, 64)]);
+    let p48 = |n: u128| AddrMatch(vec![Prefix::new(DB8 | (n << 80), 48)]);
+    let rule = |name: &str,
+                src: AddrMatch,
+                dst: AddrMatch,
+                proto: u8,
+                sport: PortMatch,
+                dport: PortMatch,
+                action: Action| Rule {
+        name: name.into(),
+        matcher: FiveMatch {
+            src,
+            dst,
+            proto: Some(proto),
+            sport,
+            dport,
+        },
+        action,
+        span: Default::default(),
+    };
+    let port = |p: u16| PortMatch { lo: p, hi: p };
+    let mut five = vec![rule(
+        "dns",
+        AddrMatch::any(),
+        b_net.clone(),
+        17,
+        PortMatch::ANY,
+        port(53),
+        Action::Class("gold".into()),
+    )];
+    for i in 0..5u16 {
+        five.push(rule(
+            &format!("svc{i}"),
+            p48(2),
+            b_net.clone(),
+            17,
+            PortMatch {
+                lo: 1024,
+                hi: 65535,
+            },
+            port(7000 + i),
+            Action::Drop,
+        ));
+    }
+    five.push(rule(
+        "web",
+        AddrMatch::any(),
+        AddrMatch::any(),
+        6,
+        PortMatch::ANY,
+        PortMatch { lo: 443, hi: 444 },
+        Action::Pass,
+    ));
+    let policy = Policy {
+        classes: classes(),
+        three: vec![],
+        five,
+        default: Action::Pass,
+        default_explicit: true,
+    };
+    let src = |n: u128, h: u128| DB8 | (n << 80) | h;
+    let mut pkts = Vec::new();
+    let mut push = |s, shape, sport, dport, count: usize| {
+        for _ in 0..count {
+            pkts.push(Pkt {
+                src: s,
+                dst: b,
+                label: 0x12345,
+                shape,
+                sport,
+                dport,
+            });
+        }
+    };
+    push(src(1, 1), Shape::Udp, 5000, 53, 2);
+    push(src(1, 2), Shape::HopUdp, 5000, 53, 2);
+    push(src(1, 3), Shape::FragFirst, 5000, 53, 1);
+    push(src(1, 3), Shape::FragRest, 5000, 53, 1);
+    for i in 0..5u16 {
+        push(src(2, 1), Shape::Udp, 2000, 7000 + i, usize::from(i) + 1);
+    }
+    push(src(2, 1), Shape::Udp, 80, 7001, 2); // sport below 1024: default
+    push(src(3, 1), Shape::Tcp, 33000, 443, 2);
+    push(src(3, 1), Shape::Tcp, 33000, 444, 1);
+    push(src(3, 1), Shape::Tcp, 33000, 22, 1); // default
+    let expected = expected_five(&policy, &pkts);
+    assert!(
+        expected.iter().all(|&c| c > 0),
+        "every rule and the default get packets: {expected:?}"
+    );
+    let lin = Linear::<FiveTuple>::new(&policy);
+    let n = policy.five.len();
+    run(&pair, &policy, "five", &pkts, &expected, |p| {
+        p.five().map(|k| lin.classify(&k).map_or(n, |r| r.index()))
+    });
 }

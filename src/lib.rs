@@ -9,8 +9,12 @@
 pub mod classify;
 pub mod cli;
 pub mod compile;
+pub mod r#gen;
 pub mod label;
 pub mod packet;
 pub mod policy;
+pub mod probe;
+pub mod report;
+pub mod source;
 
 pub use label::FlowLabel;

@@ -2,8 +2,12 @@
 //! library's data path together. Parsing arguments is kept apart from doing the work.
 
 pub mod check;
+pub mod classify;
 pub mod compile;
+pub mod flows;
 pub mod fmt;
+pub mod r#gen;
+pub mod interop;
 pub mod nft;
 
 use clap::{Parser, Subcommand};
@@ -32,12 +36,22 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Validate policy files for CI: every finding in every file, with line and column.
     Check(check::Args),
+    /// Print a policy in canonical form.
     Fmt(fmt::Args),
     /// Compile a policy to an nftables ruleset or pcap-filter (BPF) expressions.
     Compile(compile::Args),
     /// Work with a compiled ruleset in nftables (read its counters back).
     Nft(nft::Args),
+    /// Measure which IPv4/IPv6 listen/connect address pairs work on this host.
+    Interop(interop::Args),
+    /// Classify a capture on the 3-tuple and the 5-tuple, side by side.
+    Classify(classify::Args),
+    /// Label behaviour per flow: can a 3-tuple policy stand in for a 5-tuple one?
+    Flows(flows::Args),
+    /// Generate test inputs (`gen trace`: a synthetic capture).
+    Gen(r#gen::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -90,5 +104,9 @@ fn run(command: Command) -> anyhow::Result<u8> {
         Command::Fmt(a) => fmt::run(a),
         Command::Compile(a) => compile::run(a),
         Command::Nft(a) => nft::run(a),
+        Command::Interop(a) => interop::run(a),
+        Command::Classify(a) => classify::run(a),
+        Command::Flows(a) => flows::run(a),
+        Command::Gen(a) => r#gen::run(a),
     }
 }

@@ -1,6 +1,156 @@
-//! Keys from frames: the link layer, the fixed IPv6 header (3-tuple) and the extension-header
-//! walk to the transport header (5-tuple, or the reason it is unavailable).
+//! Keys from frames: the link layer ([`link`]), the fixed IPv6 header and its 3-tuple
+//! ([`ipv6`]), and the extension-header walk to the transport header for the 5-tuple, or the
+//! reason it is unavailable ([`five`]).
+//!
+//! # The contract (after smoltcp's `wire`)
+//! Every view checks the length it needs once, up front; after that check succeeds no accessor
+//! panics. Every function here takes any byte slice, including empty, truncated and hostile
+//! ones, and returns a value: a malformed link frame is [`NonIpv6::Malformed`], a bad or short
+//! header behind the fixed header is an [`Unavailable`] reason. Nothing here allocates: the
+//! results borrow from the frame.
+//!
+//! Decoding is split in two steps so that the cost of each key can be measured on its own:
+//! [`three`] reads the link layer and the fixed header; [`five_of`] walks from there.
 
+pub mod five;
+pub mod ipv6;
 pub mod key;
+pub mod link;
 
 pub use key::{FiveTuple, ThreeTuple, Unavailable};
+pub use link::LinkType;
+
+use std::time::Duration;
+
+/// A captured frame lent by a source to a closure: nothing is copied or allocated per frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// 1-based index in the capture, as tshark's `frame.number`.
+    pub number: u64,
+    /// The link-layer type the bytes start with.
+    pub link: LinkType,
+    /// Capture time since the Unix epoch.
+    pub ts: Duration,
+    /// The length of the frame on the wire (may exceed `data.len()` when the snapshot length cut it).
+    pub orig_len: u32,
+    /// The captured bytes.
+    pub data: &'a [u8],
+}
+
+/// Why a frame carries no IPv6 packet we can key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NonIpv6 {
+    Ipv4,
+    Arp,
+    /// Any other EtherType / address family / link type.
+    Other,
+    /// A link header cut short, or an IPv6 EtherType whose fixed header is short or not version 6.
+    Malformed,
+}
+
+impl NonIpv6 {
+    /// All kinds, in report order.
+    pub const ALL: [NonIpv6; 4] = [
+        NonIpv6::Ipv4,
+        NonIpv6::Arp,
+        NonIpv6::Other,
+        NonIpv6::Malformed,
+    ];
+
+    /// The stable name used in reports and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NonIpv6::Ipv4 => "ipv4",
+            NonIpv6::Arp => "arp",
+            NonIpv6::Other => "other",
+            NonIpv6::Malformed => "malformed",
+        }
+    }
+
+    /// Index into [`NonIpv6::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for NonIpv6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Both keys of one IPv6 packet.
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv6Keys<'a> {
+    /// The IPv6 packet (fixed header onwards, link-layer padding included).
+    pub packet: &'a [u8],
+    pub three: ThreeTuple,
+    /// The fixed header's next-header value.
+    pub next_header: u8,
+    /// The last next-header value the walk reached (see [`five::Walk::proto`]).
+    pub proto: u8,
+    pub five: Result<FiveTuple, Unavailable>,
+}
+
+impl Ipv6Keys<'_> {
+    /// The ports when the 5-tuple is available and its protocol carries ports.
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        match self.five {
+            Ok(f) if five::has_ports(f.proto) => Some((f.sport, f.dport)),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded frame.
+#[derive(Clone, Copy, Debug)]
+pub enum Decoded<'a> {
+    Ipv6(Ipv6Keys<'a>),
+    NonIpv6(NonIpv6),
+}
+
+/// The first step: link layer and fixed header, giving the 3-tuple and the view to walk on.
+#[inline]
+pub fn three(link: LinkType, data: &[u8]) -> Result<(ThreeTuple, ipv6::Fixed<'_>), NonIpv6> {
+    let packet = link::ipv6_payload(link, data)?;
+    let fixed = ipv6::Fixed::new(packet)?;
+    Ok((fixed.three(), fixed))
+}
+
+/// The second step: the extension-header walk, giving the protocol reached and the 5-tuple.
+#[inline]
+pub fn five_of(
+    fixed: &ipv6::Fixed<'_>,
+    three: &ThreeTuple,
+) -> (u8, Result<FiveTuple, Unavailable>) {
+    let w = five::walk(fixed.next_header(), fixed.payload());
+    let five = w.ports.map(|(sport, dport)| FiveTuple {
+        src: three.src,
+        dst: three.dst,
+        proto: w.proto,
+        sport,
+        dport,
+    });
+    (w.proto, five)
+}
+
+/// Decodes a frame of the given link type to both keys (or the non-IPv6 kind).
+pub fn decode(link: LinkType, data: &[u8]) -> Decoded<'_> {
+    match three(link, data) {
+        Err(kind) => Decoded::NonIpv6(kind),
+        Ok((three, fixed)) => {
+            let (proto, five) = five_of(&fixed, &three);
+            Decoded::Ipv6(Ipv6Keys {
+                packet: fixed.packet(),
+                three,
+                next_header: fixed.next_header(),
+                proto,
+                five,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,391 @@
+//! The extension-header walk from the fixed header to the transport header: the ports of the
+//! 5-tuple, or the reason they cannot be had ([`Unavailable`]).
+//!
+//! Headers stepped over (RFC 8200 order is not enforced; each may repeat):
+//!
+//! ```text
+//! hop-by-hop (0), routing (43, incl. SRH type 4), destination options (60):
+//!   | next header | hdr ext len |  ... (hdr ext len + 1) * 8 bytes in all
+//! fragment (44), 8 bytes:
+//!   | next header |  reserved   |  fragment offset (13 bits) |res|M|  identification (4) |
+//! authentication header (51):
+//!   | next header | payload len |  ... (payload len + 2) * 4 bytes in all
+//! ```
+//!
+//! Then, by next-header value:
+//! - TCP (6), UDP (17), SCTP (132), DCCP (33), UDP-Lite (136): source and destination port are
+//!   the first 4 bytes of the header.
+//! - ESP (50): [`Unavailable::Esp`], the rest is encrypted.
+//! - No next header (59), and extension headers this walk does not step over (mobility 135,
+//!   HIP 139, shim6 140, experimental 253/254): [`Unavailable::UnknownHeader`].
+//! - Any other protocol (ICMPv6 58, OSPF 89, PIM 103, IP-in-IPv6 4/41, ...) is an upper layer
+//!   without ports: a 5-tuple with both ports 0.
+//!
+//! A fragment header with a non-zero offset gives [`Unavailable::NonFirstFragment`]; a first
+//! fragment (offset 0, with or without M) is walked like an unfragmented packet and yields ports.
+//! A header that runs past the end of the bytes is [`Unavailable::Truncated`] when the capture
+//! holds fewer bytes than the IPv6 payload length announces (snapshot length, jumbogram), and
+//! [`Unavailable::Malformed`] when the payload is all there and the header's length is wrong.
+
+use super::ipv6::Payload;
+use super::key::Unavailable;
+
+/// Protocol numbers the walk knows.
+pub mod proto {
+    pub const HOP_BY_HOP: u8 = 0;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const DCCP: u8 = 33;
+    pub const ROUTING: u8 = 43;
+    pub const FRAGMENT: u8 = 44;
+    pub const ESP: u8 = 50;
+    pub const AH: u8 = 51;
+    pub const ICMPV6: u8 = 58;
+    pub const NO_NEXT_HEADER: u8 = 59;
+    pub const DEST_OPTS: u8 = 60;
+    pub const MOBILITY: u8 = 135;
+    pub const SCTP: u8 = 132;
+    pub const UDPLITE: u8 = 136;
+    pub const HIP: u8 = 139;
+    pub const SHIM6: u8 = 140;
+    pub const EXPERIMENT1: u8 = 253;
+    pub const EXPERIMENT2: u8 = 254;
+}
+
+/// What the walk found: the transport protocol and ports, or why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Walk {
+    /// The last next-header value reached: the transport protocol when `ports` is `Ok`, else the
+    /// header the walk stopped at (50 for ESP, the fragment's next header for a non-first
+    /// fragment, the unknown value, or the header that was cut short).
+    pub proto: u8,
+    /// `(sport, dport)`, both 0 for a protocol without ports.
+    pub ports: Result<(u16, u16), Unavailable>,
+}
+
+/// True for the protocols whose first 4 bytes are source and destination port.
+#[inline]
+pub fn has_ports(p: u8) -> bool {
+    matches!(
+        p,
+        proto::TCP | proto::UDP | proto::SCTP | proto::DCCP | proto::UDPLITE
+    )
+}
+
+/// Walks from `first` (the fixed header's next header) through `payload`. Never panics, never
+/// allocates; every step consumes at least 8 bytes, so it ends.
+pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
+    let short = if payload.complete {
+        Unavailable::Malformed
+    } else {
+        Unavailable::Truncated
+    };
+    let mut nh = first;
+    let mut rest = payload.bytes;
+    loop {
+        let stop = |why| Walk {
+            proto: nh,
+            ports: Err(why),
+        };
+        match nh {
+            proto::HOP_BY_HOP | proto::ROUTING | proto::DEST_OPTS => {
+                let [next, len, ..] = *rest else {
+                    return stop(short);
+                };
+                let total = (usize::from(len) + 1) * 8;
+                if rest.len() < total {
+                    return stop(short);
+                }
+                nh = next;
+                rest = &rest[total..];
+            }
+            proto::FRAGMENT => {
+                let [next, _, off_hi, off_lo, _, _, _, _, ..] = *rest else {
+                    return stop(short);
+                };
+                let offset = u16::from_be_bytes([off_hi, off_lo]) >> 3;
+                nh = next;
+                if offset != 0 {
+                    return Walk {
+                        proto: nh,
+                        ports: Err(Unavailable::NonFirstFragment),
+                    };
+                }
+                rest = &rest[8..];
+            }
+            proto::AH => {
+                let [next, len, ..] = *rest else {
+                    return stop(short);
+                };
+                let total = (usize::from(len) + 2) * 4;
+                if rest.len() < total {
+                    return stop(short);
+                }
+                nh = next;
+                rest = &rest[total..];
+            }
+            proto::ESP => return stop(Unavailable::Esp),
+            proto::NO_NEXT_HEADER
+            | proto::MOBILITY
+            | proto::HIP
+            | proto::SHIM6
+            | proto::EXPERIMENT1
+            | proto::EXPERIMENT2 => return stop(Unavailable::UnknownHeader),
+            p if has_ports(p) => {
+                let [s0, s1, d0, d1, ..] = *rest else {
+                    return stop(short);
+                };
+                return Walk {
+                    proto: p,
+                    ports: Ok((u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]))),
+                };
+            }
+            p => {
+                return Walk {
+                    proto: p,
+                    ports: Ok((0, 0)),
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(b: &[u8]) -> Payload<'_> {
+        Payload {
+            bytes: b,
+            complete: true,
+        }
+    }
+    fn cut(b: &[u8]) -> Payload<'_> {
+        Payload {
+            bytes: b,
+            complete: false,
+        }
+    }
+
+    const UDP: [u8; 8] = [0x30, 0x39, 0x00, 0x35, 0x00, 0x08, 0x00, 0x00];
+    const TCP: [u8; 20] = [
+        0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+    ];
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    #[test]
+    fn plain_transports() {
+        assert_eq!(
+            walk(17, full(&UDP)),
+            Walk {
+                proto: 17,
+                ports: Ok((12345, 53))
+            }
+        );
+        assert_eq!(
+            walk(6, full(&TCP)),
+            Walk {
+                proto: 6,
+                ports: Ok((1234, 443))
+            }
+        );
+        // SCTP: ports first, then verification tag and checksum.
+        let sctp = [0x0b, 0x59, 0x0b, 0x59, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            walk(132, full(&sctp)),
+            Walk {
+                proto: 132,
+                ports: Ok((2905, 2905))
+            }
+        );
+        // ICMPv6 echo request: no ports.
+        let icmp = [128, 0, 0, 0, 0, 1, 0, 1];
+        assert_eq!(
+            walk(58, full(&icmp)),
+            Walk {
+                proto: 58,
+                ports: Ok((0, 0))
+            }
+        );
+        // OSPF: an upper layer without ports.
+        assert_eq!(
+            walk(89, full(&[3, 1, 0, 0])),
+            Walk {
+                proto: 89,
+                ports: Ok((0, 0))
+            }
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_then_udp() {
+        // HBH, len 0 (8 bytes): router alert option (5, 2, 0, 0) + PadN (1, 0).
+        let hbh = [17, 0, 5, 2, 0, 0, 1, 0];
+        assert_eq!(walk(0, full(&cat(&[&hbh, &UDP]))).ports, Ok((12345, 53)));
+    }
+
+    #[test]
+    fn destination_options_then_tcp() {
+        // Dest opts, len 1 (16 bytes) of padding.
+        let dst = [6, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            walk(60, full(&cat(&[&dst, &TCP]))),
+            Walk {
+                proto: 6,
+                ports: Ok((1234, 443))
+            }
+        );
+    }
+
+    #[test]
+    fn segment_routing_header_then_udp() {
+        // SRH (routing type 4), one segment: 8 + 16 bytes, hdr ext len 2.
+        let mut srh = vec![17, 2, 4, 0, 0, 0, 0, 0];
+        srh.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+        assert_eq!(walk(43, full(&cat(&[&srh, &UDP]))).ports, Ok((12345, 53)));
+    }
+
+    #[test]
+    fn authentication_header_then_tcp() {
+        // AH with a 12-byte ICV: payload len (24 / 4) - 2 = 4.
+        let mut ah = vec![6, 4, 0, 0, 0, 0, 0x10, 0x01, 0, 0, 0, 1];
+        ah.extend_from_slice(&[0xaa; 12]);
+        assert_eq!(walk(51, full(&cat(&[&ah, &TCP]))).ports, Ok((1234, 443)));
+    }
+
+    #[test]
+    fn chain_of_every_kind() {
+        let hbh = [60, 0, 1, 4, 0, 0, 0, 0];
+        let dst = [43, 0, 1, 4, 0, 0, 0, 0];
+        let rt = [44, 0, 4, 0, 0, 0, 0, 0];
+        let frag = [51, 0, 0, 0, 0, 0, 0, 7]; // atomic fragment: offset 0, M=0
+        let ah = [17, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
+        let chain = cat(&[&hbh, &dst, &rt, &frag, &ah, &UDP]);
+        assert_eq!(
+            walk(0, full(&chain)),
+            Walk {
+                proto: 17,
+                ports: Ok((12345, 53))
+            }
+        );
+    }
+
+    #[test]
+    fn first_fragment_yields_ports() {
+        // Offset 0, M=1, next header UDP.
+        let frag = [17, 0, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef];
+        assert_eq!(
+            walk(44, full(&cat(&[&frag, &UDP]))),
+            Walk {
+                proto: 17,
+                ports: Ok((12345, 53))
+            }
+        );
+    }
+
+    #[test]
+    fn non_first_fragment() {
+        // Offset 185 (1480 bytes), M=0.
+        let frag = [17, 0, 0x05, 0xc8, 0xde, 0xad, 0xbe, 0xef];
+        assert_eq!(
+            walk(44, full(&cat(&[&frag, &[1, 2, 3, 4]]))),
+            Walk {
+                proto: 17,
+                ports: Err(Unavailable::NonFirstFragment)
+            }
+        );
+        // Offset 1 (8 bytes), M=1: still not first.
+        let frag = [6, 0, 0x00, 0x09, 0, 0, 0, 1];
+        assert_eq!(
+            walk(44, full(&frag)).ports,
+            Err(Unavailable::NonFirstFragment)
+        );
+    }
+
+    #[test]
+    fn esp() {
+        let esp = [0, 0, 0x10, 0x01, 0, 0, 0, 1, 0xaa, 0xbb];
+        assert_eq!(
+            walk(50, full(&esp)),
+            Walk {
+                proto: 50,
+                ports: Err(Unavailable::Esp)
+            }
+        );
+        // Behind a destination options header.
+        let dst = [50, 0, 1, 4, 0, 0, 0, 0];
+        assert_eq!(
+            walk(60, full(&cat(&[&dst, &esp]))).ports,
+            Err(Unavailable::Esp)
+        );
+    }
+
+    #[test]
+    fn unknown_header_and_no_next_header() {
+        assert_eq!(
+            walk(59, full(&[])),
+            Walk {
+                proto: 59,
+                ports: Err(Unavailable::UnknownHeader)
+            }
+        );
+        let mobility = [59, 1, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            walk(135, full(&mobility)).ports,
+            Err(Unavailable::UnknownHeader)
+        );
+        let hbh = [253, 0, 1, 4, 0, 0, 0, 0];
+        assert_eq!(walk(0, full(&cat(&[&hbh, &[0; 8]]))).proto, 253);
+        assert_eq!(
+            walk(0, full(&cat(&[&hbh, &[0; 8]]))).ports,
+            Err(Unavailable::UnknownHeader)
+        );
+    }
+
+    #[test]
+    fn truncated_when_capture_is_short() {
+        assert_eq!(
+            walk(17, cut(&UDP[..3])),
+            Walk {
+                proto: 17,
+                ports: Err(Unavailable::Truncated)
+            }
+        );
+        assert_eq!(walk(0, cut(&[17])).ports, Err(Unavailable::Truncated));
+        assert_eq!(
+            walk(0, cut(&[17, 1, 0, 0, 0, 0, 0, 0])).ports,
+            Err(Unavailable::Truncated)
+        );
+        assert_eq!(
+            walk(44, cut(&[17, 0, 0, 1])).ports,
+            Err(Unavailable::Truncated)
+        );
+        assert_eq!(
+            walk(51, cut(&[17, 4, 0, 0, 0, 0, 0, 0])).ports,
+            Err(Unavailable::Truncated)
+        );
+        // The 40-byte header alone.
+        assert_eq!(walk(6, cut(&[])).ports, Err(Unavailable::Truncated));
+    }
+
+    #[test]
+    fn malformed_when_lengths_disagree() {
+        // Hop-by-hop says 16 bytes, the payload length says 8.
+        let hbh = [17, 1, 1, 4, 0, 0, 0, 0];
+        assert_eq!(
+            walk(0, full(&hbh)),
+            Walk {
+                proto: 0,
+                ports: Err(Unavailable::Malformed)
+            }
+        );
+        // Payload length too small for the UDP ports.
+        assert_eq!(walk(17, full(&UDP[..2])).ports, Err(Unavailable::Malformed));
+        // AH length past the end.
+        let ah = [6, 200, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
+        assert_eq!(walk(51, full(&ah)).ports, Err(Unavailable::Malformed));
+    }
+}

@@ -1,0 +1,557 @@
+//! `flows`: what the flow labels of a capture say about replacing a 5-tuple policy with a
+//! 3-tuple one. Per 5-tuple flow (one direction), the labels seen: constant, zero, or changed
+//! and how often (Linux re-draws a TCP socket's label after a retransmission timeout). Per
+//! 3-tuple, how many 5-tuple flows share it. And a verdict, in words and as data: a 3-tuple
+//! policy stands in for a 5-tuple one when every flow keeps one label and no two flows share a
+//! 3-tuple; otherwise the flows that break it are listed.
+
+use crate::packet::{self, FiveTuple, Frame, ThreeTuple};
+use crate::report::json::SourceInfo;
+use crate::report::tally::Counter;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
+use std::fmt::Write;
+use std::net::Ipv6Addr;
+
+/// Distinct labels remembered per flow (the count of changes is exact regardless).
+pub const MAX_LABELS: usize = 16;
+
+#[derive(Clone, Debug)]
+struct FlowState {
+    key: FiveTuple,
+    count: Counter,
+    first: u32,
+    last: u32,
+    changes: u64,
+    labels: Vec<u32>,
+}
+
+/// Accumulates flows over a capture. Allocates per new flow or new (3-tuple, flow) pair, not
+/// per packet.
+#[derive(Debug, Default)]
+pub struct FlowAnalysis {
+    flows: Vec<FlowState>,
+    index: FxHashMap<FiveTuple, usize>,
+    pairs: FxHashSet<(ThreeTuple, usize)>,
+    /// Frames read.
+    pub frames: Counter,
+    /// IPv6 packets.
+    pub ipv6: Counter,
+    /// IPv6 packets without a 5-tuple (ESP, non-first fragments, ...): a 3-tuple policy still
+    /// classifies them, a 5-tuple policy cannot.
+    pub no_five: Counter,
+}
+
+/// How a flow's labels behaved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelKind {
+    /// One non-zero label throughout.
+    Constant,
+    /// Label 0 throughout (unlabelled).
+    Zero,
+    /// More than one label.
+    Changed,
+}
+
+/// One 5-tuple flow in the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowRow {
+    pub src: String,
+    pub dst: String,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub packets: u64,
+    pub bytes: u64,
+    pub labels: LabelKind,
+    pub first_label: u32,
+    pub last_label: u32,
+    /// Times the label differed from the previous packet's.
+    pub changes: u64,
+    /// Distinct labels seen (at most [`MAX_LABELS`] listed).
+    pub distinct_labels: Vec<u32>,
+    /// 3-tuples this flow used.
+    pub three_tuples: usize,
+    /// True when one of its 3-tuples is also used by another 5-tuple flow.
+    pub shared: bool,
+}
+
+/// A 3-tuple used by more than one 5-tuple flow.
+#[derive(Clone, Debug, Serialize)]
+pub struct SharedThree {
+    pub src: String,
+    pub dst: String,
+    pub flow_label: u32,
+    pub flows: usize,
+}
+
+/// 3-tuple statistics.
+#[derive(Clone, Debug, Serialize)]
+pub struct ThreeStats {
+    /// Distinct 3-tuples with a 5-tuple flow behind them.
+    pub total: usize,
+    /// Of which used by more than one 5-tuple flow.
+    pub shared: usize,
+    /// The most 5-tuple flows behind one 3-tuple.
+    pub max_flows: usize,
+    /// The shared ones, most-shared first.
+    pub shared_list: Vec<SharedThree>,
+}
+
+/// Label behaviour over all flows.
+#[derive(Clone, Debug, Serialize)]
+pub struct LabelSummary {
+    pub flows: usize,
+    pub constant: usize,
+    pub zero: usize,
+    pub changed: usize,
+    /// Label changes over all flows.
+    pub changes: u64,
+}
+
+/// A flow that a 3-tuple policy cannot treat like its 5-tuple counterpart, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Breaking {
+    pub src: String,
+    pub dst: String,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub why: String,
+}
+
+/// The answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    /// True when a 3-tuple policy can stand in for a 5-tuple policy on this traffic.
+    pub stands_in: bool,
+    /// Share of 5-tuple-keyed packets in flows a 3-tuple identifies exactly (0..=1).
+    pub clean_packet_share: f64,
+    pub text: String,
+    pub breaking: Vec<Breaking>,
+}
+
+/// The `flows` report.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowsReport {
+    pub source: SourceInfo,
+    pub frames: Counter,
+    pub ipv6: Counter,
+    pub no_five_tuple: Counter,
+    pub labels: LabelSummary,
+    pub three_tuples: ThreeStats,
+    pub verdict: Verdict,
+    pub flows: Vec<FlowRow>,
+    /// Set when reading stopped early on a corrupt or truncated capture.
+    pub stopped: Option<crate::report::json::Stopped>,
+}
+
+fn addr(a: u128) -> String {
+    Ipv6Addr::from(a).to_string()
+}
+
+impl FlowAnalysis {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts one frame.
+    pub fn add(&mut self, frame: &Frame<'_>) {
+        self.frames.add(frame.orig_len);
+        let Ok((three, fixed)) = packet::three(frame.link, frame.data) else {
+            return;
+        };
+        self.ipv6.add(frame.orig_len);
+        let (_, five) = packet::five_of(&fixed, &three);
+        let Ok(five) = five else {
+            self.no_five.add(frame.orig_len);
+            return;
+        };
+        let label = three.label.value();
+        let i = match self.index.get(&five) {
+            Some(&i) => i,
+            None => {
+                self.flows.push(FlowState {
+                    key: five,
+                    count: Counter::default(),
+                    first: label,
+                    last: label,
+                    changes: 0,
+                    labels: vec![label],
+                });
+                self.index.insert(five, self.flows.len() - 1);
+                self.flows.len() - 1
+            }
+        };
+        let f = &mut self.flows[i];
+        f.count.add(frame.orig_len);
+        if f.last != label {
+            f.changes += 1;
+            f.last = label;
+            if f.labels.len() < MAX_LABELS && !f.labels.contains(&label) {
+                f.labels.push(label);
+            }
+        }
+        self.pairs.insert((three, i));
+    }
+
+    /// The report.
+    pub fn report(&self, source: SourceInfo) -> FlowsReport {
+        let mut per_three: FxHashMap<ThreeTuple, usize> = FxHashMap::default();
+        let mut threes_of = vec![0usize; self.flows.len()];
+        for (t, i) in &self.pairs {
+            *per_three.entry(*t).or_default() += 1;
+            threes_of[*i] += 1;
+        }
+        let mut shared_flow = vec![false; self.flows.len()];
+        for (t, i) in &self.pairs {
+            if per_three[t] > 1 {
+                shared_flow[*i] = true;
+            }
+        }
+        let mut shared_list: Vec<SharedThree> = per_three
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(t, n)| SharedThree {
+                src: addr(t.src),
+                dst: addr(t.dst),
+                flow_label: t.label.value(),
+                flows: *n,
+            })
+            .collect();
+        shared_list.sort_by(|a, b| {
+            b.flows
+                .cmp(&a.flows)
+                .then_with(|| (&a.src, &a.dst, a.flow_label).cmp(&(&b.src, &b.dst, b.flow_label)))
+        });
+
+        let mut rows = Vec::with_capacity(self.flows.len());
+        let mut breaking = Vec::new();
+        let (mut constant, mut zero, mut changed, mut changes) = (0, 0, 0, 0);
+        let (mut clean, mut keyed) = (0u64, 0u64);
+        for (i, f) in self.flows.iter().enumerate() {
+            let kind = if f.changes > 0 {
+                changed += 1;
+                LabelKind::Changed
+            } else if f.first == 0 {
+                zero += 1;
+                LabelKind::Zero
+            } else {
+                constant += 1;
+                LabelKind::Constant
+            };
+            changes += f.changes;
+            keyed += f.count.packets;
+            let k = f.key;
+            let mut why = Vec::new();
+            if f.changes > 0 {
+                why.push(format!(
+                    "label changed {} time{} ({} labels)",
+                    f.changes,
+                    if f.changes == 1 { "" } else { "s" },
+                    f.labels.len()
+                ));
+            }
+            if shared_flow[i] {
+                let others = self
+                    .pairs
+                    .iter()
+                    .filter(|(_, j)| *j == i)
+                    .map(|(t, _)| per_three[t] - 1)
+                    .max()
+                    .unwrap_or(0);
+                let zero_note = if f.first == 0 && f.changes == 0 {
+                    " (unlabelled)"
+                } else {
+                    ""
+                };
+                why.push(format!(
+                    "shares its 3-tuple with {others} other flow{}{zero_note}",
+                    if others == 1 { "" } else { "s" }
+                ));
+            }
+            if why.is_empty() {
+                clean += f.count.packets;
+            } else {
+                breaking.push(Breaking {
+                    src: addr(k.src),
+                    dst: addr(k.dst),
+                    proto: k.proto,
+                    sport: k.sport,
+                    dport: k.dport,
+                    why: why.join("; "),
+                });
+            }
+            rows.push(FlowRow {
+                src: addr(k.src),
+                dst: addr(k.dst),
+                proto: k.proto,
+                sport: k.sport,
+                dport: k.dport,
+                packets: f.count.packets,
+                bytes: f.count.bytes,
+                labels: kind,
+                first_label: f.first,
+                last_label: f.last,
+                changes: f.changes,
+                distinct_labels: f.labels.clone(),
+                three_tuples: threes_of[i],
+                shared: shared_flow[i],
+            });
+        }
+        let share = if keyed == 0 {
+            1.0
+        } else {
+            clean as f64 / keyed as f64
+        };
+        let stands_in = breaking.is_empty();
+        let n_changed = self.flows.iter().filter(|f| f.changes > 0).count();
+        let n_shared = shared_flow.iter().filter(|s| **s).count();
+        let mut text = if self.flows.is_empty() {
+            "Yes, trivially: the capture holds no IPv6 flow with a 5-tuple.".to_string()
+        } else if stands_in {
+            format!(
+                "Yes: each of the {} flows keeps one flow label and no two flows share a 3-tuple, so a 3-tuple policy can identify every flow a 5-tuple policy can.",
+                self.flows.len()
+            )
+        } else {
+            format!(
+                "No: {} of {} flows break a 3-tuple policy ({} changed their label mid-flow, {} share a 3-tuple with another flow); {:.1}% of the packets are in flows a 3-tuple identifies exactly.",
+                breaking.len(),
+                self.flows.len(),
+                n_changed,
+                n_shared,
+                share * 100.0
+            )
+        };
+        if self.no_five.packets > 0 {
+            let _ = write!(
+                text,
+                " {} packets have no 5-tuple at all (ESP, non-first fragments, ...): only a 3-tuple policy can classify them.",
+                self.no_five.packets
+            );
+        }
+        FlowsReport {
+            source,
+            frames: self.frames,
+            ipv6: self.ipv6,
+            no_five_tuple: self.no_five,
+            labels: LabelSummary {
+                flows: self.flows.len(),
+                constant,
+                zero,
+                changed,
+                changes,
+            },
+            three_tuples: ThreeStats {
+                total: per_three.len(),
+                shared: shared_list.len(),
+                max_flows: per_three.values().copied().max().unwrap_or(0),
+                shared_list,
+            },
+            verdict: Verdict {
+                stands_in,
+                clean_packet_share: (share * 10000.0).round() / 10000.0,
+                text,
+                breaking,
+            },
+            flows: rows,
+            stopped: None,
+        }
+    }
+}
+
+/// The human rendering: label summary, flows (the `limit` biggest), shared 3-tuples, verdict.
+pub fn render(r: &FlowsReport, limit: usize) -> String {
+    use comfy_table::Table;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} ({}): {} frames, {} IPv6 packets, {} without a 5-tuple",
+        r.source.name, r.source.kind, r.frames.packets, r.ipv6.packets, r.no_five_tuple.packets
+    );
+    if let Some(st) = &r.stopped {
+        let _ = writeln!(s, "STOPPED EARLY at byte {}: {}", st.offset, st.message);
+    }
+    let l = &r.labels;
+    let _ = writeln!(
+        s,
+        "{} flows: {} constant label, {} unlabelled (zero), {} changed ({} changes in all)",
+        l.flows, l.constant, l.zero, l.changed, l.changes
+    );
+    let _ = writeln!(
+        s,
+        "{} 3-tuples; {} shared by more than one flow (at most {} flows on one)\n",
+        r.three_tuples.total, r.three_tuples.shared, r.three_tuples.max_flows
+    );
+    let mut order: Vec<&FlowRow> = r.flows.iter().collect();
+    order.sort_by_key(|f| std::cmp::Reverse(f.packets));
+    let mut t = Table::new();
+    t.set_header(vec![
+        "src", "sport", "dst", "dport", "proto", "packets", "labels", "changes", "3-tuples",
+        "shared",
+    ]);
+    for f in order.iter().take(limit) {
+        let labels = match f.labels {
+            LabelKind::Constant => format!("constant {:#07x}", f.first_label),
+            LabelKind::Zero => "zero".to_string(),
+            LabelKind::Changed => {
+                format!("changed {:#07x} -> {:#07x}", f.first_label, f.last_label)
+            }
+        };
+        t.add_row(vec![
+            f.src.clone(),
+            f.sport.to_string(),
+            f.dst.clone(),
+            f.dport.to_string(),
+            crate::policy::model::proto_name(f.proto)
+                .map_or_else(|| f.proto.to_string(), str::to_string),
+            f.packets.to_string(),
+            labels,
+            f.changes.to_string(),
+            f.three_tuples.to_string(),
+            if f.shared { "yes" } else { "" }.to_string(),
+        ]);
+    }
+    let _ = writeln!(
+        s,
+        "Flows{}",
+        if r.flows.len() > limit {
+            format!(" (the {limit} largest of {})", r.flows.len())
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(s, "{t}");
+    if !r.three_tuples.shared_list.is_empty() {
+        let mut t = Table::new();
+        t.set_header(vec!["src", "dst", "flow label", "flows"]);
+        for x in r.three_tuples.shared_list.iter().take(limit) {
+            t.add_row(vec![
+                x.src.clone(),
+                x.dst.clone(),
+                format!("{:#07x}", x.flow_label),
+                x.flows.to_string(),
+            ]);
+        }
+        let _ = writeln!(s, "\nShared 3-tuples\n{t}");
+    }
+    let _ = writeln!(s, "\nVerdict: {}", r.verdict.text);
+    if !r.verdict.breaking.is_empty() {
+        let mut t = Table::new();
+        t.set_header(vec!["src", "sport", "dst", "dport", "proto", "why"]);
+        for b in r.verdict.breaking.iter().take(limit) {
+            t.add_row(vec![
+                b.src.clone(),
+                b.sport.to_string(),
+                b.dst.clone(),
+                b.dport.to_string(),
+                b.proto.to_string(),
+                b.why.clone(),
+            ]);
+        }
+        let _ = writeln!(
+            s,
+            "Flows that break it{}:\n{t}",
+            if r.verdict.breaking.len() > limit {
+                format!(" (first {limit} of {})", r.verdict.breaking.len())
+            } else {
+                String::new()
+            }
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::LinkType;
+    use std::time::Duration;
+
+    fn udp(src: u8, sport: u16, label: u32) -> Vec<u8> {
+        let mut p = vec![
+            0x60,
+            (label >> 16) as u8,
+            (label >> 8) as u8,
+            label as u8,
+            0,
+            8,
+            17,
+            64,
+        ];
+        let mut a = [0u8; 16];
+        a[0] = 0x20;
+        a[1] = 0x01;
+        a[15] = src;
+        p.extend_from_slice(&a);
+        a[15] = 0xff;
+        p.extend_from_slice(&a);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&[0, 53, 0, 8, 0, 0]);
+        p
+    }
+
+    fn run(pkts: &[Vec<u8>]) -> FlowsReport {
+        let mut a = FlowAnalysis::new();
+        for (i, p) in pkts.iter().enumerate() {
+            a.add(&Frame {
+                number: i as u64 + 1,
+                link: LinkType::RAW,
+                ts: Duration::ZERO,
+                orig_len: p.len() as u32,
+                data: p,
+            });
+        }
+        a.report(SourceInfo::default())
+    }
+
+    #[test]
+    fn constant_labels_stand_in() {
+        let r = run(&[udp(1, 1000, 5), udp(1, 1000, 5), udp(2, 1000, 6)]);
+        assert!(r.verdict.stands_in, "{}", r.verdict.text);
+        assert_eq!(
+            (r.labels.flows, r.labels.constant, r.labels.changed),
+            (2, 2, 0)
+        );
+        assert_eq!(r.three_tuples.total, 2);
+    }
+
+    #[test]
+    fn changed_and_shared_labels_break_it() {
+        // Flow A re-draws its label twice; flows B and C (same hosts, other ports) share label 0.
+        let r = run(&[
+            udp(1, 1000, 5),
+            udp(1, 1000, 9),
+            udp(1, 1000, 9),
+            udp(1, 1000, 7),
+            udp(3, 2000, 0),
+            udp(3, 2001, 0),
+            udp(3, 2001, 0),
+        ]);
+        assert!(!r.verdict.stands_in);
+        assert_eq!(
+            (
+                r.labels.flows,
+                r.labels.changed,
+                r.labels.zero,
+                r.labels.changes
+            ),
+            (3, 1, 2, 2)
+        );
+        assert_eq!(r.flows[0].distinct_labels, vec![5, 9, 7]);
+        assert_eq!(r.flows[0].three_tuples, 3);
+        assert_eq!(r.three_tuples.shared, 1);
+        assert_eq!(r.three_tuples.shared_list[0].flows, 2);
+        assert_eq!(r.verdict.breaking.len(), 3);
+        assert!(r.verdict.breaking[0].why.contains("changed 2 times"));
+        assert!(
+            r.verdict.breaking[1]
+                .why
+                .contains("shares its 3-tuple with 1 other flow (unlabelled)")
+        );
+        assert_eq!(r.verdict.clean_packet_share, 0.0);
+        assert!(r.verdict.text.starts_with("No: 3 of 3 flows"));
+    }
+}

@@ -1,0 +1,245 @@
+//! The report as data: built once from a [`Tally`] and the policy, serialised as the JSON of
+//! `--format json` and rendered as the human table by [`crate::report::table`].
+
+use super::tally::{Counter, EngineTally, Tally};
+use crate::packet::{NonIpv6, Unavailable};
+use crate::policy::model::Policy;
+use serde::Serialize;
+
+/// Where the packets came from.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SourceInfo {
+    /// "pcap", "pcapng", or a live source kind.
+    pub kind: String,
+    /// File name or interface.
+    pub name: String,
+}
+
+/// A problem that ended reading early (the counts cover what was read before it).
+#[derive(Clone, Debug, Serialize)]
+pub struct Stopped {
+    /// Byte offset in the capture of the record that could not be read.
+    pub offset: u64,
+    pub message: String,
+}
+
+/// One rule's line, under one engine.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleRow {
+    /// Rule name, or "default".
+    pub name: String,
+    /// "pass", "drop" or "class NAME".
+    pub action: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Rules of both engines.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rules {
+    pub three: Vec<RuleRow>,
+    pub five: Vec<RuleRow>,
+}
+
+/// One outcome (class, pass or drop) under both engines.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassRow {
+    pub name: String,
+    pub three: Counter,
+    pub five: Counter,
+}
+
+/// Non-IPv6 frames by kind.
+#[derive(Clone, Debug, Serialize)]
+pub struct NonIpv6Counts {
+    pub ipv4: Counter,
+    pub arp: Counter,
+    pub other: Counter,
+    pub malformed: Counter,
+}
+
+/// IPv6 packets the 5-tuple engine could not classify, by reason.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UnavailableCounts {
+    pub non_first_fragment: Counter,
+    pub esp: Counter,
+    pub unknown_header: Counter,
+    pub truncated: Counter,
+    pub malformed: Counter,
+    pub total: Counter,
+}
+
+/// The agreement matrix: `counts[i][j]` packets got outcome `rows[i]` from the 3-tuple engine
+/// and `columns[j]` from the 5-tuple engine (the last column: no 5-tuple).
+#[derive(Clone, Debug, Serialize)]
+pub struct Agreement {
+    pub rows: Vec<String>,
+    pub columns: Vec<String>,
+    pub counts: Vec<Vec<u64>>,
+    /// Packets with the same outcome under both engines.
+    pub agree: u64,
+    /// Packets with a 5-tuple and a different outcome.
+    pub disagree: u64,
+    /// Packets without a 5-tuple.
+    pub unavailable: u64,
+}
+
+/// Time per packet for one engine.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineTiming {
+    pub engine: String,
+    /// Key extraction (for the 5-tuple: fixed header and extension-header walk), per packet keyed.
+    pub extract_ns_per_packet: f64,
+    /// Matching, per packet classified.
+    pub match_ns_per_packet: f64,
+    /// Packets classified.
+    pub packets: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Timing {
+    pub three: EngineTiming,
+    pub five: EngineTiming,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub source: SourceInfo,
+    pub policy: String,
+    pub frames: Counter,
+    pub ipv6: Counter,
+    pub non_ipv6: NonIpv6Counts,
+    pub rules: Rules,
+    pub classes: Vec<ClassRow>,
+    pub agreement: Agreement,
+    pub five_unavailable: UnavailableCounts,
+    pub timing: Timing,
+    /// Set when reading stopped early on a corrupt or truncated capture.
+    pub stopped: Option<Stopped>,
+}
+
+fn rule_rows<M>(
+    rules: &[crate::policy::model::Rule<M>],
+    e: &EngineTally,
+    default: String,
+) -> Vec<RuleRow> {
+    let mut rows: Vec<RuleRow> = rules
+        .iter()
+        .zip(&e.rules)
+        .map(|(r, c)| RuleRow {
+            name: r.name.clone(),
+            action: r.action.to_string(),
+            packets: c.packets,
+            bytes: c.bytes,
+        })
+        .collect();
+    rows.push(RuleRow {
+        name: "default".into(),
+        action: default,
+        packets: e.default.packets,
+        bytes: e.default.bytes,
+    });
+    rows
+}
+
+fn timing(e: &EngineTally, keyed: u64) -> EngineTiming {
+    let per = |ns: u64, n: u64| {
+        if n == 0 {
+            0.0
+        } else {
+            (ns as f64 / n as f64 * 10.0).round() / 10.0
+        }
+    };
+    EngineTiming {
+        engine: e.engine.to_string(),
+        extract_ns_per_packet: per(e.extract_ns, keyed),
+        match_ns_per_packet: per(e.match_ns, e.classified),
+        packets: e.classified,
+    }
+}
+
+impl Report {
+    /// Builds the report of a tally over `policy` (the policy the tally was built for).
+    pub fn new(tally: &Tally, policy: &Policy, policy_name: &str, source: SourceInfo) -> Report {
+        let v = &tally.verdicts;
+        let n = v.names.len();
+        let mut classes: Vec<ClassRow> = v
+            .names
+            .iter()
+            .map(|name| ClassRow {
+                name: name.clone(),
+                three: Counter::default(),
+                five: Counter::default(),
+            })
+            .collect();
+        for (i, c) in tally.three.rules.iter().enumerate() {
+            classes[v.three[i]].three.merge(c);
+        }
+        classes[v.default].three.merge(&tally.three.default);
+        for (i, c) in tally.five.rules.iter().enumerate() {
+            classes[v.five[i]].five.merge(c);
+        }
+        classes[v.default].five.merge(&tally.five.default);
+
+        let cols = tally.agreement_columns();
+        let counts: Vec<Vec<u64>> = tally.agreement.chunks(cols).map(|r| r.to_vec()).collect();
+        let agree = (0..n).map(|i| counts[i][i]).sum();
+        let unavailable = counts.iter().map(|r| r[n]).sum();
+        let total: u64 = tally.agreement.iter().sum();
+        let mut columns = v.names.clone();
+        columns.push("unavailable".into());
+
+        let u = |r: Unavailable| tally.unavailable[r.index()];
+        let mut utotal = Counter::default();
+        for c in &tally.unavailable {
+            utotal.merge(c);
+        }
+        let k = |x: NonIpv6| tally.non_ipv6[x.index()];
+        let default = policy.default.to_string();
+        Report {
+            source,
+            policy: policy_name.to_string(),
+            frames: tally.frames,
+            ipv6: tally.ipv6,
+            non_ipv6: NonIpv6Counts {
+                ipv4: k(NonIpv6::Ipv4),
+                arp: k(NonIpv6::Arp),
+                other: k(NonIpv6::Other),
+                malformed: k(NonIpv6::Malformed),
+            },
+            rules: Rules {
+                three: rule_rows(&policy.three, &tally.three, default.clone()),
+                five: rule_rows(&policy.five, &tally.five, default),
+            },
+            classes,
+            agreement: Agreement {
+                rows: v.names.clone(),
+                columns,
+                counts,
+                agree,
+                disagree: total - agree - unavailable,
+                unavailable,
+            },
+            five_unavailable: UnavailableCounts {
+                non_first_fragment: u(Unavailable::NonFirstFragment),
+                esp: u(Unavailable::Esp),
+                unknown_header: u(Unavailable::UnknownHeader),
+                truncated: u(Unavailable::Truncated),
+                malformed: u(Unavailable::Malformed),
+                total: utotal,
+            },
+            timing: Timing {
+                three: timing(&tally.three, tally.ipv6.packets),
+                five: timing(&tally.five, tally.ipv6.packets),
+            },
+            stopped: None,
+        }
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}

@@ -1,0 +1,161 @@
+//! The human rendering of a [`Report`]: the 3-tuple and 5-tuple engines side by side.
+
+use super::json::Report;
+use comfy_table::{CellAlignment, Table};
+use std::fmt::Write;
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.set_header(header.iter().copied());
+    t
+}
+
+fn right(t: &mut Table, from: usize) {
+    let n = t.column_count();
+    for i in from..n {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+fn dash(n: Option<u64>) -> String {
+    n.map_or_else(|| "-".to_string(), |n| n.to_string())
+}
+
+/// Renders the whole report.
+pub fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} ({}), policy {}: {} frames, {} IPv6 packets ({} bytes)",
+        r.source.name, r.source.kind, r.policy, r.frames.packets, r.ipv6.packets, r.ipv6.bytes
+    );
+    let n = &r.non_ipv6;
+    let _ = writeln!(
+        s,
+        "not IPv6: ipv4 {}, arp {}, other {}, malformed {}",
+        n.ipv4.packets, n.arp.packets, n.other.packets, n.malformed.packets
+    );
+    if let Some(st) = &r.stopped {
+        let _ = writeln!(s, "STOPPED EARLY at byte {}: {}", st.offset, st.message);
+    }
+
+    // Rules side by side, matched by name (3-tuple order first, then 5-tuple-only rules).
+    let _ = writeln!(s, "\nRules");
+    let mut t = table(&[
+        "rule",
+        "3-tuple action",
+        "packets",
+        "bytes",
+        "5-tuple action",
+        "packets",
+        "bytes",
+    ]);
+    let mut names: Vec<&str> = Vec::new();
+    for row in r.rules.three.iter().chain(&r.rules.five) {
+        if !names.contains(&row.name.as_str()) {
+            names.push(&row.name);
+        }
+    }
+    // Keep "default" last.
+    names.retain(|n| *n != "default");
+    names.push("default");
+    for name in names {
+        let a = r.rules.three.iter().find(|x| x.name == name);
+        let b = r.rules.five.iter().find(|x| x.name == name);
+        t.add_row(vec![
+            name.to_string(),
+            a.map_or("-".into(), |x| x.action.clone()),
+            dash(a.map(|x| x.packets)),
+            dash(a.map(|x| x.bytes)),
+            b.map_or("-".into(), |x| x.action.clone()),
+            dash(b.map(|x| x.packets)),
+            dash(b.map(|x| x.bytes)),
+        ]);
+    }
+    right(&mut t, 2);
+    let _ = writeln!(s, "{t}");
+
+    let _ = writeln!(s, "\nClasses");
+    let mut t = table(&[
+        "class",
+        "3-tuple packets",
+        "bytes",
+        "5-tuple packets",
+        "bytes",
+        "difference",
+    ]);
+    for c in &r.classes {
+        t.add_row(vec![
+            c.name.clone(),
+            c.three.packets.to_string(),
+            c.three.bytes.to_string(),
+            c.five.packets.to_string(),
+            c.five.bytes.to_string(),
+            format!("{:+}", c.three.packets as i64 - c.five.packets as i64),
+        ]);
+    }
+    let u = &r.five_unavailable.total;
+    t.add_row(vec![
+        "(no 5-tuple)".into(),
+        "-".into(),
+        "-".into(),
+        u.packets.to_string(),
+        u.bytes.to_string(),
+        String::new(),
+    ]);
+    right(&mut t, 1);
+    let _ = writeln!(s, "{t}");
+
+    let a = &r.agreement;
+    let _ = writeln!(
+        s,
+        "\nAgreement (rows: 3-tuple, columns: 5-tuple): {} agree, {} disagree, {} without a 5-tuple",
+        a.agree, a.disagree, a.unavailable
+    );
+    let mut header = vec!["3-tuple \\ 5-tuple"];
+    header.extend(a.columns.iter().map(String::as_str));
+    let mut t = table(&header);
+    for (name, row) in a.rows.iter().zip(&a.counts) {
+        let mut cells = vec![name.clone()];
+        cells.extend(row.iter().map(u64::to_string));
+        t.add_row(cells);
+    }
+    right(&mut t, 1);
+    let _ = writeln!(s, "{t}");
+
+    let _ = writeln!(s, "\nNo 5-tuple, by reason");
+    let mut t = table(&["reason", "packets", "bytes"]);
+    let f = &r.five_unavailable;
+    for (name, c) in [
+        ("non-first-fragment", f.non_first_fragment),
+        ("esp", f.esp),
+        ("unknown-header", f.unknown_header),
+        ("truncated", f.truncated),
+        ("malformed", f.malformed),
+    ] {
+        t.add_row(vec![
+            name.to_string(),
+            c.packets.to_string(),
+            c.bytes.to_string(),
+        ]);
+    }
+    right(&mut t, 1);
+    let _ = writeln!(s, "{t}");
+
+    let _ = writeln!(s, "\nTime per packet");
+    let mut t = table(&["key", "engine", "extract ns/pkt", "match ns/pkt", "packets"]);
+    for (key, e) in [("3-tuple", &r.timing.three), ("5-tuple", &r.timing.five)] {
+        t.add_row(vec![
+            key.to_string(),
+            e.engine.clone(),
+            format!("{:.1}", e.extract_ns_per_packet),
+            format!("{:.1}", e.match_ns_per_packet),
+            e.packets.to_string(),
+        ]);
+    }
+    right(&mut t, 2);
+    let _ = writeln!(s, "{t}");
+    s
+}

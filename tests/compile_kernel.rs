@@ -261,7 +261,7 @@ fn run(
         let mut got: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for r in v["rules"].as_array().unwrap() {
             got.insert(
-                r["rule"].as_str().unwrap().to_string(),
+                r["name"].as_str().unwrap().to_string(),
                 (r["packets"].as_u64().unwrap(), r["bytes"].as_u64().unwrap()),
             );
         }
@@ -275,27 +275,35 @@ fn run(
         // The default also sees the kernel's own neighbour/MLD traffic from the peer (and, for
         // five, the packets without a 5-tuple).
         let (dp, _) = got["default"];
+        // Five: packets without a 5-tuple (flowpol assigns them no rule) have their own counter.
+        let unavailable = pkts.iter().filter(|p| idx(p).is_none()).count() as u64;
+        let (up, _) = got.get("unavailable").copied().unwrap_or((0, 0));
+        assert_eq!(up, unavailable, "{engine} {encoding}: unavailable");
+        assert_eq!(got.contains_key("unavailable"), engine == "five");
         assert!(
             dp >= expected[n],
             "{engine} {encoding}: default {dp} < {}",
             expected[n]
         );
-        // Per action: the sums of its rules (and the default's count).
-        for a in v["actions"].as_array().unwrap() {
-            let name = a["action"].as_str().unwrap();
+        // Per class (class name, pass, drop): the sums of its rules and the default.
+        let outcome = |a: String| a.strip_prefix("class ").map(str::to_string).unwrap_or(a);
+        let classes = v["classes"].as_array().unwrap();
+        assert!(classes.len() >= 2);
+        for c in classes {
+            let name = c["name"].as_str().unwrap();
             let want: u64 = (0..n)
-                .filter(|&i| action(i) == name)
+                .filter(|&i| outcome(action(i)) == name)
                 .map(|i| expected[i])
                 .sum();
-            let default = if policy.default.to_string() == name {
-                dp
+            let default = if outcome(policy.default.to_string()) == name {
+                dp + up
             } else {
                 0
             };
             assert_eq!(
-                a["packets"].as_u64().unwrap(),
+                c["packets"].as_u64().unwrap(),
                 want + default,
-                "{engine} {encoding}: action {name}"
+                "{engine} {encoding}: class {name}"
             );
         }
     }

@@ -188,3 +188,53 @@ fn ten_thousand_rules_load_in_seconds() {
         }
     }
 }
+
+#[test]
+fn nft_stats_reports_rules_and_classes_from_counter_json() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/compile/counters.json");
+    let run = |fmt: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+            .args(["nft", "stats", "--format", fmt, "--input"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let v: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
+    assert_eq!(v["engine"], "five");
+    assert_eq!(v["packets"], 20);
+    let names: Vec<&str> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["dns", "web", "mgmt-fence", "default", "unavailable"]
+    );
+    let classes: Vec<(String, u64)> = v["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["packets"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [("gold", 6), ("bronze", 10), ("pass", 3), ("drop", 1)];
+    assert_eq!(classes, want.map(|(n, p)| (n.to_string(), p)));
+    let t = run("table");
+    assert!(
+        t.contains("mgmt-fence") && t.contains("\nClasses\n") && t.contains("30.0%"),
+        "{t}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+        .args(["nft", "stats", "--input", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

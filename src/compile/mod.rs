@@ -64,6 +64,9 @@ pub fn counter_name(index: usize, name: &str) -> String {
 /// The counter name of the default action.
 pub const DEFAULT_COUNTER: &str = "default";
 
+/// The counter (five engine) of packets without a 5-tuple, which flowpol assigns to no rule.
+pub const UNAVAILABLE_COUNTER: &str = "unavailable";
+
 /// What a counter counts, as written in (and parsed back from) its comment.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct CounterTag {
@@ -84,6 +87,9 @@ impl CounterTag {
             (Some(i), Some(r)) => {
                 format!("flowpol {} rule {i} {r} -> {}", self.engine, self.action)
             }
+            (None, Some(r)) if r == UNAVAILABLE_COUNTER => {
+                format!("flowpol {} unavailable -> {}", self.engine, self.action)
+            }
             _ => format!("flowpol {} default -> {}", self.engine, self.action),
         };
         s.replace('"', "'")
@@ -94,6 +100,14 @@ impl CounterTag {
         let rest = comment.strip_prefix("flowpol ")?;
         let (engine, rest) = rest.split_once(' ')?;
         let (what, action) = rest.split_once(" -> ")?;
+        if what == UNAVAILABLE_COUNTER {
+            return Some(CounterTag {
+                engine: engine.into(),
+                index: None,
+                rule: Some(UNAVAILABLE_COUNTER.into()),
+                action: action.into(),
+            });
+        }
         if what == "default" {
             return Some(CounterTag {
                 engine: engine.into(),

@@ -37,14 +37,16 @@
 //! map lookup in a group, so groups are the default.
 //!
 //! # Five-tuple caveats
-//! `meta l4proto` is the protocol after the extension headers, as flowpol's 5-tuple; a
-//! non-first fragment has `meta l4proto` set but no `th` header, so rules with ports never
-//! match it (flowpol: 5-tuple unavailable) but a rule on addresses or protocol only does.
-//! This is written into the ruleset's header.
+//! `meta l4proto` is the protocol after the extension headers, as flowpol's 5-tuple. Packets
+//! flowpol has no 5-tuple for — a non-first fragment (`frag frag-off != 0`), ESP, no next
+//! header, extension headers flowpol does not walk — are caught first, counted in the
+//! `unavailable` counter and given the default's verdict (nft would otherwise see a protocol
+//! for them and let rules on addresses or protocol alone match). Not covered: a transport
+//! header cut short (flowpol: truncated or malformed) still matches rules without ports.
 
 use super::{
-    CompileError, CounterTag, DEFAULT_COUNTER, Engine, MarkPolicy, Marks, counter_name,
-    disjoint_prefixes, five_overlap, label_canon, three_overlap, used_classes,
+    CompileError, CounterTag, DEFAULT_COUNTER, Engine, MarkPolicy, Marks, UNAVAILABLE_COUNTER,
+    counter_name, disjoint_prefixes, five_overlap, label_canon, three_overlap, used_classes,
 };
 use crate::policy::model::{
     Action, FiveMatch, LabelMatch, Policy, Prefix, ThreeMatch, proto_has_ports,
@@ -459,6 +461,17 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
             },
         ));
     }
+    if engine == Engine::Five {
+        counters.push((
+            UNAVAILABLE_COUNTER.to_string(),
+            CounterTag {
+                engine: eng.into(),
+                index: None,
+                rule: Some(UNAVAILABLE_COUNTER.into()),
+                action: policy.default.to_string(),
+            },
+        ));
+    }
     counters.push((
         DEFAULT_COUNTER.to_string(),
         CounterTag {
@@ -503,8 +516,10 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
     if engine == Engine::Five {
         let _ = writeln!(
             t,
-            "# five: a non-first fragment has meta l4proto but no th header: rules with ports never match it,\n\
-             # rules on addresses/protocol only do (flowpol: 5-tuple unavailable)."
+            "# five: packets without a 5-tuple for flowpol (non-first fragments, ESP, no next header, extension\n\
+             # headers flowpol does not walk) are counted in `unavailable` and get the default's verdict.\n\
+             # Not covered: a transport header cut short (flowpol: truncated/malformed) still matches\n\
+             # rules on addresses or protocol only."
         );
     }
     let _ = writeln!(t, "table ip6 {TABLE} {{}}");
@@ -518,6 +533,19 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
         );
     }
     let mut base = String::new();
+    if engine == Engine::Five {
+        // flowpol has no 5-tuple for these and assigns them to no rule; nft would still see a
+        // protocol (meta l4proto) for them. They get the default's verdict, counted apart.
+        let act = action_text(&policy.default, &marks);
+        let _ = writeln!(
+            base,
+            "\t\tfrag frag-off != 0 counter name \"{UNAVAILABLE_COUNTER}\" {act} comment \"no 5-tuple: non-first fragment\""
+        );
+        let _ = writeln!(
+            base,
+            "\t\tmeta l4proto {{ 50, 59, 135, 139, 140, 253, 254 }} counter name \"{UNAVAILABLE_COUNTER}\" {act} comment \"no 5-tuple: esp, no next header, unknown extension header\""
+        );
+    }
     let mut groups = 0;
     let mut grouped_rules = 0;
     for step in &steps {

@@ -3,7 +3,7 @@
 //! [`super::nft`], for a report in flowpol's own format.
 
 use super::CounterTag;
-use comfy_table::{Cell, CellAlignment, Table};
+use comfy_table::{CellAlignment, Table};
 
 /// Why counters could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -87,17 +87,17 @@ pub struct RuleStat {
     /// The rule's index; `None` for the default.
     pub index: Option<usize>,
     /// The rule name, `default`, or the raw counter name for a counter flowpol did not write.
-    pub rule: String,
+    pub name: String,
     pub counter: String,
     pub action: String,
     pub packets: u64,
     pub bytes: u64,
 }
 
-/// Per action (pass, drop, class X) counts.
+/// Per class counts, named as flowpol's reports name outcomes: the class name, `pass`, `drop`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ActionStat {
-    pub action: String,
+pub struct ClassStat {
+    pub name: String,
     pub rules: usize,
     pub packets: u64,
     pub bytes: u64,
@@ -111,7 +111,7 @@ pub struct StatsReport {
     pub packets: u64,
     pub bytes: u64,
     pub rules: Vec<RuleStat>,
-    pub actions: Vec<ActionStat>,
+    pub classes: Vec<ClassStat>,
 }
 
 /// Builds the report: rules in policy order, the default last, then actions in order of first
@@ -122,7 +122,7 @@ pub fn report(table: &str, rows: &[CounterRow]) -> StatsReport {
         .map(|r| match &r.tag {
             Some(t) => RuleStat {
                 index: t.index,
-                rule: t.rule.clone().unwrap_or_else(|| "default".into()),
+                name: t.rule.clone().unwrap_or_else(|| "default".into()),
                 counter: r.name.clone(),
                 action: t.action.clone(),
                 packets: r.packets,
@@ -130,7 +130,7 @@ pub fn report(table: &str, rows: &[CounterRow]) -> StatsReport {
             },
             None => RuleStat {
                 index: None,
-                rule: r.name.clone(),
+                name: r.name.clone(),
                 counter: r.name.clone(),
                 action: "?".into(),
                 packets: r.packets,
@@ -141,26 +141,39 @@ pub fn report(table: &str, rows: &[CounterRow]) -> StatsReport {
     // Rules by index; the default (tagged, no index) after them; foreign counters last.
     rules.sort_by_key(|r| match (r.index, r.action.as_str()) {
         (Some(i), _) => (0, i),
-        (None, "?") => (2, 0),
+        (None, "?") => (3, 0),
+        (None, _) if r.name == super::UNAVAILABLE_COUNTER => (2, 0),
         (None, _) => (1, 0),
     });
-    let mut actions: Vec<ActionStat> = Vec::new();
-    for r in &rules {
-        if r.action == "?" {
-            continue;
-        }
-        match actions.iter_mut().find(|a| a.action == r.action) {
-            Some(a) => {
-                a.rules += usize::from(r.index.is_some());
-                a.packets += r.packets;
-                a.bytes += r.bytes;
-            }
-            None => actions.push(ActionStat {
-                action: r.action.clone(),
-                rules: usize::from(r.index.is_some()),
-                packets: r.packets,
-                bytes: r.bytes,
-            }),
+    // Classes first (in order of appearance), then pass and drop, as in flowpol's reports.
+    let outcome = |action: &str| action.strip_prefix("class ").unwrap_or(action).to_string();
+    let mut names: Vec<String> = rules
+        .iter()
+        .filter(|r| r.action.starts_with("class "))
+        .map(|r| outcome(&r.action))
+        .collect();
+    names.dedup();
+    let mut seen = Vec::new();
+    names.retain(|n| {
+        let first = !seen.contains(n);
+        seen.push(n.clone());
+        first
+    });
+    names.extend(["pass".to_string(), "drop".to_string()]);
+    let mut classes: Vec<ClassStat> = names
+        .into_iter()
+        .map(|name| ClassStat {
+            name,
+            rules: 0,
+            packets: 0,
+            bytes: 0,
+        })
+        .collect();
+    for r in rules.iter().filter(|r| r.action != "?") {
+        if let Some(c) = classes.iter_mut().find(|c| c.name == outcome(&r.action)) {
+            c.rules += usize::from(r.index.is_some());
+            c.packets += r.packets;
+            c.bytes += r.bytes;
         }
     }
     StatsReport {
@@ -171,7 +184,7 @@ pub fn report(table: &str, rows: &[CounterRow]) -> StatsReport {
         packets: rules.iter().map(|r| r.packets).sum(),
         bytes: rules.iter().map(|r| r.bytes).sum(),
         rules,
-        actions,
+        classes,
     }
 }
 
@@ -183,34 +196,46 @@ fn share(n: u64, total: u64) -> String {
     }
 }
 
-/// The human tables: one row per rule (the default last), then one per action.
+fn right(t: &mut Table, from: usize) {
+    for i in from..t.column_count() {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+/// The human tables: rules in policy order with the default last, then classes.
 pub fn render_table(r: &StatsReport) -> String {
     let mut t = Table::new();
     t.set_header(["#", "rule", "action", "packets", "bytes", "share"]);
     for s in &r.rules {
         t.add_row(vec![
-            Cell::new(s.index.map_or("-".into(), |i| i.to_string()))
-                .set_alignment(CellAlignment::Right),
-            Cell::new(&s.rule),
-            Cell::new(&s.action),
-            Cell::new(s.packets).set_alignment(CellAlignment::Right),
-            Cell::new(s.bytes).set_alignment(CellAlignment::Right),
-            Cell::new(share(s.packets, r.packets)).set_alignment(CellAlignment::Right),
+            s.index.map_or("-".into(), |i| i.to_string()),
+            s.name.clone(),
+            s.action.clone(),
+            s.packets.to_string(),
+            s.bytes.to_string(),
+            share(s.packets, r.packets),
         ]);
     }
-    let mut a = Table::new();
-    a.set_header(["action", "rules", "packets", "bytes", "share"]);
-    for s in &r.actions {
-        a.add_row(vec![
-            Cell::new(&s.action),
-            Cell::new(s.rules).set_alignment(CellAlignment::Right),
-            Cell::new(s.packets).set_alignment(CellAlignment::Right),
-            Cell::new(s.bytes).set_alignment(CellAlignment::Right),
-            Cell::new(share(s.packets, r.packets)).set_alignment(CellAlignment::Right),
+    right(&mut t, 3);
+    if let Some(c) = t.column_mut(0) {
+        c.set_cell_alignment(CellAlignment::Right);
+    }
+    let mut c = Table::new();
+    c.set_header(["class", "rules", "packets", "bytes", "share"]);
+    for s in &r.classes {
+        c.add_row(vec![
+            s.name.clone(),
+            s.rules.to_string(),
+            s.packets.to_string(),
+            s.bytes.to_string(),
+            share(s.packets, r.packets),
         ]);
     }
+    right(&mut c, 1);
     format!(
-        "table ip6 {} ({} engine): {} packets, {} bytes\n{t}\n{a}\n",
+        "nftables table ip6 {} ({} engine): {} packets ({} bytes)\n\nRules\n{t}\n\nClasses\n{c}\n",
         r.table,
         r.engine.as_deref().unwrap_or("?"),
         r.packets,
@@ -233,29 +258,25 @@ mod tests {
         let rows = parse_counters(SAMPLE, "flowpol").unwrap();
         assert_eq!(rows.len(), 3);
         let r = report("flowpol", &rows);
-        let names: Vec<&str> = r.rules.iter().map(|s| s.rule.as_str()).collect();
+        let names: Vec<&str> = r.rules.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "default"]);
         assert_eq!(r.packets, 10);
+        let c = |name: &str, rules, packets, bytes| ClassStat {
+            name: name.into(),
+            rules,
+            packets,
+            bytes,
+        };
         assert_eq!(
-            r.actions[0],
-            ActionStat {
-                action: "class gold".into(),
-                rules: 2,
-                packets: 8,
-                bytes: 800
-            }
-        );
-        assert_eq!(
-            r.actions[1],
-            ActionStat {
-                action: "pass".into(),
-                rules: 0,
-                packets: 2,
-                bytes: 100
-            }
+            r.classes,
+            [
+                c("gold", 2, 8, 800),
+                c("pass", 0, 2, 100),
+                c("drop", 0, 0, 0)
+            ]
         );
         let t = render_table(&r);
-        assert!(t.contains("80.0%"), "{t}");
+        assert!(t.contains("80.0%") && t.contains("\nClasses\n"), "{t}");
         assert!(parse_counters("{}", "flowpol").is_err());
     }
 }

@@ -92,8 +92,31 @@ fn nft_accepts_every_bundled_policy() {
         assert!(o.status.success());
         ns.nft_file(&out, false);
         ns.nft_file(&out, false);
-        let (ok, counters, _) = ns.nft(&["list", "counters", "table", "ip6", "flowpol"]);
-        assert!(ok && counters.contains("counter default"), "{counters}");
+        let (ok, json, err) = ns.nft(&["-j", "list", "counters", "table", "ip6", "flowpol"]);
+        assert!(ok, "{err}");
+        let rows = flowpol::compile::stats::parse_counters(&json, "flowpol").unwrap();
+        let policy = flowpol::policy::load_file(f).unwrap();
+        assert_eq!(
+            rows.len(),
+            policy.three.len() + 1,
+            "{}: one counter per rule and the default",
+            f.display()
+        );
+        for (i, rule) in policy.three.iter().enumerate() {
+            let row = rows
+                .iter()
+                .find(|r| r.tag.as_ref().is_some_and(|t| t.index == Some(i)))
+                .expect("counter of rule");
+            let tag = row.tag.as_ref().unwrap();
+            assert_eq!(tag.action, rule.action.to_string());
+            let name = tag.rule.as_deref().unwrap();
+            assert!(
+                name == rule.name
+                    || (name.ends_with("...")
+                        && rule.name.starts_with(name.trim_end_matches("..."))),
+                "{name}"
+            );
+        }
     }
 }
 

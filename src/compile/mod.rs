@@ -61,6 +61,9 @@ pub fn counter_name(index: usize, name: &str) -> String {
     format!("r{index}_{m}")
 }
 
+/// The longest comment nft stores (128 bytes with the terminating NUL).
+pub const MAX_COMMENT: usize = 127;
+
 /// The counter name of the default action.
 pub const DEFAULT_COUNTER: &str = "default";
 
@@ -81,10 +84,22 @@ pub struct CounterTag {
 }
 
 impl CounterTag {
-    /// The comment text (no double quotes inside: nft strings cannot escape them).
+    /// The comment text (no double quotes inside: nft strings cannot escape them). nft keeps
+    /// at most [`MAX_COMMENT`] bytes, so a long rule name is shortened (ending in `...`); the
+    /// index stays exact.
     pub fn comment(&self) -> String {
         let s = match (&self.index, &self.rule) {
             (Some(i), Some(r)) => {
+                let fixed = format!("flowpol {} rule {i}  -> {}", self.engine, self.action).len();
+                let mut r = r.clone();
+                if fixed + r.len() > MAX_COMMENT {
+                    let mut end = MAX_COMMENT.saturating_sub(fixed + 3);
+                    while !r.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    r.truncate(end);
+                    r.push_str("...");
+                }
                 format!("flowpol {} rule {i} {r} -> {}", self.engine, self.action)
             }
             (None, Some(r)) if r == UNAVAILABLE_COUNTER => {
@@ -364,6 +379,15 @@ mod tests {
         };
         assert_eq!(CounterTag::parse(&d.comment()), Some(d));
         assert_eq!(CounterTag::parse("something else"), None);
+        let long = CounterTag {
+            rule: Some("n".repeat(300)),
+            ..CounterTag::parse("flowpol three rule 12 x -> class gold").unwrap()
+        };
+        let c = long.comment();
+        assert_eq!(c.len(), MAX_COMMENT, "{c}");
+        let back = CounterTag::parse(&c).unwrap();
+        assert_eq!((back.index, back.action.as_str()), (Some(12), "class gold"));
+        assert!(back.rule.unwrap().ends_with("n..."));
     }
 
     #[test]

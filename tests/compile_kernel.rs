@@ -1,7 +1,8 @@
 //! End to end in the kernel: `flowpol compile --target nft --hook input` loaded into one end of
 //! a veth pair, labelled IPv6 frames (UDP, TCP, a hop-by-hop header, a fragmented datagram)
 //! sent from the other end, and `flowpol nft stats` per rule equal, packets and bytes, to what
-//! flowpol's linear engine assigns to the frames sent.
+//! flowpol measures on the same frames (`flowpol classify` on a capture of them, and the linear
+//! engine on the tuples they were built from).
 //!
 //! Sending: frames are built here (etherparse) and written by `python3` on an AF_PACKET socket
 //! in the sending namespace (the crate forbids the unsafe code a raw socket needs in tests);
@@ -202,6 +203,50 @@ fn run(
     let frames_path = dir.path().join("frames.bin");
     std::fs::write(&frames_path, &frames_file).unwrap();
 
+    // flowpol's own measurement of the same frames: `flowpol classify` on a capture of them.
+    let cap = dir.path().join("sent.pcap");
+    write_pcap(&cap, &frames);
+    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+        .args(["classify", "--format", "json", "--policy"])
+        .arg(&pol_file)
+        .arg("--pcap")
+        .arg(&cap)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "flowpol classify: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let measured: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let measured_rules: BTreeMap<String, (u64, u64)> = measured["rules"][engine]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                (r["packets"].as_u64().unwrap(), r["bytes"].as_u64().unwrap()),
+            )
+        })
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        // flowpol counts frame bytes, nft the IPv6 packet: 14 bytes of Ethernet header apart.
+        let (p, b) = measured_rules[*name];
+        assert_eq!(
+            (p, b - 14 * p),
+            (expected[i], expected_bytes[i]),
+            "flowpol classify vs test: rule {name}"
+        );
+    }
+    let measured_unavailable = if engine == "five" {
+        measured["five_unavailable"]["total"]["packets"]
+            .as_u64()
+            .unwrap()
+    } else {
+        0
+    };
+
     for encoding in ["auto", "plain"] {
         let rules = dir.path().join(format!("{encoding}.nft"));
         let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
@@ -279,6 +324,10 @@ fn run(
         let unavailable = pkts.iter().filter(|p| idx(p).is_none()).count() as u64;
         let (up, _) = got.get("unavailable").copied().unwrap_or((0, 0));
         assert_eq!(up, unavailable, "{engine} {encoding}: unavailable");
+        assert_eq!(
+            up, measured_unavailable,
+            "{engine} {encoding}: unavailable, kernel vs flowpol classify"
+        );
         assert_eq!(got.contains_key("unavailable"), engine == "five");
         assert!(
             dp >= expected[n],

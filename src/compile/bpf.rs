@@ -280,6 +280,10 @@ pub fn to_text(filters: &[BpfFilter], engine: Engine) -> String {
         "# flowpol compile --target bpf --engine {}: pcap-filter expressions, first match applied",
         engine.keyword()
     );
+    let _ = writeln!(
+        t,
+        "# `ip6` tests the link-layer type: VLAN-tagged frames are not selected."
+    );
     for f in filters {
         let what = match (f.kind, f.index) {
             (FilterKind::Rule, Some(i)) => format!("rule {i} {} -> {}", f.name, f.action),

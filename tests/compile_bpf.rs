@@ -43,6 +43,29 @@ fn check(policy: &Policy, engine: Engine, pkts: &[Pkt], expected: &[u64]) {
     assert_eq!(count_pcap(&cap), pkts.len());
     let filters = bpf::compile(policy, engine).unwrap();
     let n = expected.len() - 1;
+    // flowpol's own reading of the capture agrees with the tuples the frames were built from.
+    let pol = dir.path().join("p.fpol");
+    std::fs::write(&pol, flowpol::policy::fmt::format(policy)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+        .args(["classify", "--format", "json", "--policy"])
+        .arg(&pol)
+        .arg("--pcap")
+        .arg(&cap)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let key = match engine {
+        Engine::Three => "three",
+        Engine::Five => "five",
+    };
+    let measured: Vec<u64> = v["rules"][key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["packets"].as_u64().unwrap())
+        .collect();
+    assert_eq!(measured, expected, "flowpol classify vs the frames' tuples");
     let action_of = |i: usize| match engine {
         Engine::Three if i < n => policy.three[i].action.to_string(),
         Engine::Five if i < n => policy.five[i].action.to_string(),

@@ -261,3 +261,23 @@ fn nft_stats_reports_rules_and_classes_from_counter_json() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The emitted text for the bundled media policy and the edge fixture (three and five), so that
+/// a change of encoding is a visible diff.
+#[test]
+fn nft_output_snapshots() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (name, file, engine) in [
+        ("media_three", "policies/media.fpol", "three"),
+        ("edge_three", "tests/data/compile/edge.fpol", "three"),
+        ("edge_five", "tests/data/compile/edge.fpol", "five"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+            .args(["compile", "--target", "nft", "--engine", engine])
+            .arg(root.join(file))
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        insta::assert_snapshot!(name, String::from_utf8(o.stdout).unwrap());
+    }
+}

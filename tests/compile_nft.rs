@@ -281,3 +281,21 @@ fn nft_output_snapshots() {
         insta::assert_snapshot!(name, String::from_utf8(o.stdout).unwrap());
     }
 }
+
+/// `flowpol compile` on a 10 000-rule policy file: parse, check and compile in one command.
+#[test]
+fn cli_compiles_a_ten_thousand_rule_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big.fpol");
+    std::fs::write(&f, flowpol::policy::fmt::format(&big_three(10_000, 7))).unwrap();
+    let t = Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+        .args(["compile", "--target", "nft"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    eprintln!("flowpol compile of 10000 rules: {:?}", t.elapsed());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(text.matches("\tcounter r").count(), 10_000);
+}

@@ -322,9 +322,21 @@ fn run(
             String::from_utf8_lossy(&o.stdout).trim(),
             pkts.len().to_string()
         );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-
-        let v = stats(&pair.b);
+        // Wait until the receiver has counted every frame (softirq work may lag on a busy host).
+        let mut v = stats(&pair.b);
+        for _ in 0..100 {
+            if v["packets"].as_u64().unwrap() >= pkts.len() as u64 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            v = stats(&pair.b);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let v = if v["packets"].as_u64().unwrap() >= pkts.len() as u64 {
+            stats(&pair.b)
+        } else {
+            v
+        };
         assert_eq!(v["engine"].as_str(), Some(engine));
         let mut got: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for r in v["rules"].as_array().unwrap() {

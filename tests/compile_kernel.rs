@@ -292,9 +292,31 @@ fn run(
             text.matches("vmap @g").count()
         );
         assert_eq!(text.contains("vmap @g0"), encoding == "auto", "{text}");
-        let o = VethPair::exec(&pair.b, &["nft", "-f", rules.to_str().unwrap()])
+        // auto: the one-command deploy (`flowpol compile --apply` in the namespace); plain: the
+        // printed ruleset through `nft -f`.
+        let o = if encoding == "auto" {
+            VethPair::exec(
+                &pair.b,
+                &[
+                    env!("CARGO_BIN_EXE_flowpol"),
+                    "compile",
+                    "--target",
+                    "nft",
+                    "--apply",
+                    "--hook",
+                    hook,
+                    "--engine",
+                    engine,
+                    pol_file.to_str().unwrap(),
+                ],
+            )
             .output()
-            .unwrap();
+            .unwrap()
+        } else {
+            VethPair::exec(&pair.b, &["nft", "-f", rules.to_str().unwrap()])
+                .output()
+                .unwrap()
+        };
         assert!(
             o.status.success(),
             "nft -f: {}",

@@ -81,6 +81,25 @@ fn nft_accepts_every_bundled_policy() {
             );
             ns.nft_file(&out, true);
         }
+        // The same check through `flowpol compile --dry-run` (nft -c -f -) in the namespace.
+        let o = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                env!("CARGO_BIN_EXE_flowpol"),
+                "compile",
+                "--target",
+                "nft",
+                "--dry-run",
+                "--engine",
+                "five",
+            ])
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("nft accepts table ip6 flowpol"));
         // Loaded for real twice: the header makes reloading idempotent.
         let out = dir.path().join("load.nft");
         let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))

@@ -74,6 +74,21 @@ pub struct Args {
     /// Write to this file instead of standard output.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// nft: load the ruleset with `nft -f -` in the current network namespace (replacing
+    /// `table ip6 flowpol` atomically) instead of printing it.
+    #[arg(long, conflicts_with_all = ["output", "dry_run"])]
+    pub apply: bool,
+    /// nft: validate the ruleset with `nft -c -f -` (the kernel checks it, nothing changes)
+    /// instead of printing it.
+    #[arg(long, conflicts_with = "output")]
+    pub dry_run: bool,
+}
+
+fn policy_rules(p: &crate::policy::Policy, e: Engine) -> usize {
+    match e {
+        Engine::Three => p.three.len(),
+        Engine::Five => p.five.len(),
+    }
 }
 
 fn engine(e: EngineArg) -> Engine {
@@ -115,6 +130,23 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 grouped_rules = r.grouped_rules,
                 "compiled"
             );
+            if args.apply || args.dry_run {
+                nft::load(&r.text, args.dry_run)?;
+                let verb = if args.dry_run {
+                    "nft accepts"
+                } else {
+                    "loaded"
+                };
+                eprintln!(
+                    "{verb} table ip6 {}: {} {} rules, {} counters, {} verdict maps",
+                    nft::TABLE,
+                    policy_rules(&policy, engine),
+                    engine.keyword(),
+                    r.counters.len(),
+                    r.groups
+                );
+                return Ok(super::EXIT_OK);
+            }
             match args.format {
                 Format::Text => r.text,
                 Format::Json => {
@@ -143,6 +175,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
         }
         Target::Bpf => {
+            if args.apply || args.dry_run {
+                anyhow::bail!("--apply and --dry-run are for --target nft");
+            }
             let f = bpf::compile(&policy, engine)
                 .with_context(|| format!("{}", args.policy.display()))?;
             match args.format {

@@ -633,6 +633,45 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
     })
 }
 
+/// Why `nft -f -` refused a ruleset.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot run nft: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("nft -f rejected the ruleset ({status}):\n{stderr}")]
+    Rejected { status: String, stderr: String },
+}
+
+/// Feeds a ruleset to `nft -f -` (with `check`, `nft -c -f -`: validate in the kernel without
+/// committing) in the current network namespace. The ruleset replaces `table ip6 flowpol` in
+/// one transaction.
+pub fn load(text: &str, check: bool) -> Result<(), LoadError> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new("nft");
+    if check {
+        cmd.arg("-c");
+    }
+    let mut child = cmd
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(LoadError::Spawn)?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let wrote = stdin.write_all(text.as_bytes());
+    drop(stdin);
+    let out = child.wait_with_output().map_err(LoadError::Spawn)?;
+    if !out.status.success() {
+        return Err(LoadError::Rejected {
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    wrote.map_err(LoadError::Spawn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

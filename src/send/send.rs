@@ -470,7 +470,7 @@ pub fn send_with_progress(
     let mut payload = vec![b'f'; cfg.size];
     let mut packets = 0u64;
     let mut bytes = 0u64;
-    let start = Instant::now();
+    let mut start = Instant::now();
     let mut clock = super::SendClock::default();
     match cfg.proto {
         Proto::Udp => {
@@ -497,6 +497,8 @@ pub fn send_with_progress(
                 .map_err(|e| send_refusal(e, "connecting to"))?;
             sock.set_tcp_nodelay(true)
                 .map_err(io_err("setting TCP_NODELAY"))?;
+            // The rate schedule starts with the first write, not with the handshake.
+            start = Instant::now();
             for i in 0..cfg.count {
                 pace(start, i, cfg.rate);
                 stamp(&mut payload, i);

@@ -415,6 +415,17 @@ pub fn send_with_progress(
     cfg: &SendConfig,
     mut progress: impl FnMut(u64),
 ) -> Result<SendReport, SendError> {
+    // Label 0 is "unlabelled". Leasing it would make the kernel pick a random label instead.
+    let normalized;
+    let cfg = if cfg.label == LabelMode::Fixed(FlowLabel::ZERO) {
+        normalized = SendConfig {
+            label: LabelMode::Unlabelled,
+            ..cfg.clone()
+        };
+        &normalized
+    } else {
+        cfg
+    };
     validate(cfg)?;
     let (sock, scope) = open_socket(cfg)?;
     let dst6 = match cfg.to {

@@ -15,6 +15,7 @@ pub mod packet;
 pub mod policy;
 pub mod probe;
 pub mod report;
+pub mod send;
 pub mod source;
 
 pub use label::FlowLabel;

@@ -9,6 +9,9 @@ pub mod fmt;
 pub mod r#gen;
 pub mod interop;
 pub mod nft;
+pub mod replay;
+pub mod send;
+pub mod sink;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -52,6 +55,12 @@ pub enum Command {
     Flows(flows::Args),
     /// Generate test inputs (`gen trace`: a synthetic capture).
     Gen(r#gen::Args),
+    /// Send UDP or TCP traffic with a chosen or kernel-chosen flow label.
+    Send(send::Args),
+    /// Receive traffic and report the flow label of each datagram or connection.
+    Sink(sink::Args),
+    /// Replay a capture onto an interface through a raw packet socket.
+    Replay(replay::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -108,5 +117,8 @@ fn run(command: Command) -> anyhow::Result<u8> {
         Command::Classify(a) => classify::run(a),
         Command::Flows(a) => flows::run(a),
         Command::Gen(a) => r#gen::run(a),
+        Command::Send(a) => send::run(a),
+        Command::Sink(a) => sink::run(a),
+        Command::Replay(a) => replay::run(a),
     }
 }

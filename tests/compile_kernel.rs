@@ -4,9 +4,9 @@
 //! flowpol measures on the same frames (`flowpol classify` on a capture of them, and the linear
 //! engine on the tuples they were built from).
 //!
-//! Sending: frames are built here (etherparse) and written by `python3` on an AF_PACKET socket
-//! in the sending namespace (the crate forbids the unsafe code a raw socket needs in tests);
-//! to be switched to `flowpol send` once it lands.
+//! Sending: frames are built here (etherparse), written to a capture and put on the wire by
+//! `flowpol replay` in the sending namespace; one test sends with `flowpol send` through the
+//! sender's own IPv6 stack instead.
 
 mod common;
 mod compile_support;
@@ -21,20 +21,6 @@ use flowpol::policy::model::{
 use std::collections::BTreeMap;
 use std::process::Command;
 
-const SENDER: &str = r#"
-import socket, struct, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((sys.argv[1], 0))
-d = open(sys.argv[2], 'rb').read()
-i = n = 0
-while i < len(d):
-    (l,) = struct.unpack_from('>I', d, i)
-    i += 4
-    s.send(d[i:i + l])
-    i += l
-    n += 1
-print(n)
-"#;
 
 fn mac(ns: &str, ifc: &str) -> [u8; 6] {
     let o = Command::new("ip")
@@ -214,13 +200,6 @@ fn run(
     let dir = tempfile::tempdir().unwrap();
     let pol_file = dir.path().join("e2e.fpol");
     std::fs::write(&pol_file, flowpol::policy::fmt::format(policy)).unwrap();
-    let mut frames_file = Vec::new();
-    for f in &frames {
-        frames_file.extend_from_slice(&(f.len() as u32).to_be_bytes());
-        frames_file.extend_from_slice(f);
-    }
-    let frames_path = dir.path().join("frames.bin");
-    std::fs::write(&frames_path, &frames_file).unwrap();
 
     // flowpol's own measurement of the same frames: `flowpol classify` on a capture of them.
     let cap = dir.path().join("sent.pcap");
@@ -326,24 +305,21 @@ fn run(
         let o = VethPair::exec(
             &pair.a,
             &[
-                "python3",
-                "-c",
-                SENDER,
+                env!("CARGO_BIN_EXE_flowpol"),
+                "replay",
+                "--fast",
+                "--format",
+                "json",
+                "--iface",
                 &pair.a_if,
-                frames_path.to_str().unwrap(),
+                cap.to_str().unwrap(),
             ],
         )
         .output()
         .unwrap();
-        assert!(
-            o.status.success(),
-            "sender: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&o.stdout).trim(),
-            pkts.len().to_string()
-        );
+        assert!(o.status.success(), "flowpol replay: {}", String::from_utf8_lossy(&o.stderr));
+        let sent: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(sent["frames_sent"].as_u64(), Some(pkts.len() as u64), "{sent}");
         // Wait until the receiver has counted every frame (softirq work may lag on a busy host).
         let mut v = stats(&pair.b);
         for _ in 0..100 {

@@ -318,3 +318,39 @@ fn cli_compiles_a_ten_thousand_rule_file() {
     let text = String::from_utf8(o.stdout).unwrap();
     assert_eq!(text.matches("\tcounter r").count(), 10_000);
 }
+
+#[test]
+fn nft_json_output_lists_counters_and_marks() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/compile/edge.fpol");
+    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+        .args(["compile", "--target", "nft", "--format", "json"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let counters = v["counters"].as_array().unwrap();
+    assert_eq!(counters[0]["counter"], "r0_nested_set");
+    assert_eq!(counters[0]["tag"]["rule"], "nested-set");
+    assert_eq!(counters.last().unwrap()["counter"], "default");
+    let marks = v["marks"].as_array().unwrap();
+    assert!(
+        marks
+            .iter()
+            .any(|m| m["class"] == "unmarked" && m["mark"] == 1 && m["assigned"] == true),
+        "{marks:?}"
+    );
+    assert!(v["groups"].as_u64().unwrap() >= 1);
+    assert!(
+        v["ruleset"]
+            .as_str()
+            .unwrap()
+            .starts_with("#!/usr/sbin/nft -f")
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+        .args(["compile", "--target", "bpf", "--apply"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

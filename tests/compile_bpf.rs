@@ -1,7 +1,9 @@
 //! `flowpol compile --target bpf`: every emitted pcap-filter expression, run by `tcpdump -r` on
 //! a generated capture, selects exactly the packets flowpol's linear engine assigns to that
-//! rule, action or default.
+//! rule, action or default; the expressions of every bundled policy compile in tcpdump and in
+//! tshark's dumpcap.
 
+mod common;
 mod compile_support;
 
 use compile_support::*;
@@ -146,11 +148,14 @@ fn cli_bpf_output_for_bundled_policies_compiles_in_libpcap() {
         dport: 2,
     };
     write_pcap(&cap, &[p.frame(SMAC, DMAC)]);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::netns::require_root(
+        "cli_bpf_output_for_bundled_policies_compiles_in_libpcap (dumpcap part)",
+    );
     let mut n = 0;
-    for entry in std::fs::read_dir(root.join("policies"))
+    for entry in std::fs::read_dir(root_dir.join("policies"))
         .unwrap()
-        .chain(std::fs::read_dir(root.join("tests/data/compile")).unwrap())
+        .chain(std::fs::read_dir(root_dir.join("tests/data/compile")).unwrap())
     {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "fpol") {
@@ -175,6 +180,18 @@ fn cli_bpf_output_for_bundled_policies_compiles_in_libpcap() {
                 let expr = f["expr"].as_str().unwrap();
                 if expr != bpf::NOTHING {
                     tcpdump_count(&cap, expr, dir.path());
+                    if root {
+                        // tshark's capture engine: dumpcap compiles the filter for an interface.
+                        let o = Command::new("dumpcap")
+                            .args(["-i", "lo", "-d", "-f", expr])
+                            .output()
+                            .expect("dumpcap runs");
+                        assert!(
+                            o.status.success(),
+                            "dumpcap rejected `{expr}`: {}",
+                            String::from_utf8_lossy(&o.stderr)
+                        );
+                    }
                 }
                 assert_eq!(f["exact"].as_bool(), Some(engine == "three"));
                 n += 1;

@@ -1,6 +1,9 @@
 //! Reads the kernel's counters of a compiled ruleset back (`nft -j list counters table ip6
-//! flowpol`) and maps them to rules and actions through the counter comments written by
-//! [`super::nft`], for a report in flowpol's own format.
+//! flowpol`) and maps them to rules and classes through the counter comments written by
+//! [`super::nft`], for a report in flowpol's own format: rules in policy order, then
+//! `default`, then (five) `unavailable`; classes named as flowpol's reports name outcomes (the
+//! class name, `pass`, `drop`). `unavailable` packets got the default's verdict and count in
+//! its class.
 
 use super::CounterTag;
 use comfy_table::{CellAlignment, Table};

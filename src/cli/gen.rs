@@ -19,6 +19,12 @@ pub enum GenCommand {
     /// Write a deterministic synthetic IPv6 capture (see the address plan in `flowpol::gen::trace`).
     Trace(TraceArgs),
     /// Generate an IPv6-native rule set (acl, fw or ipc shape) as a policy on standard output.
+    ///
+    /// Prefixes come from one address plan (/32 organisations, /48 sites, /64 subnets, hosts),
+    /// so they nest and overlap. acl: specific destinations, exact ports; fw: wildcards and port
+    /// ranges; ipc: host pairs. The same seed gives the same policy. With `--tuple three` the
+    /// destination port becomes a flow label as in `import classbench --as three`, and one rule
+    /// in ten has a value/mask label.
     Rules(super::gen_rules::Args),
 }
 

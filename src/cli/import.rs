@@ -21,6 +21,13 @@ pub struct Args {
 #[derive(clap::Subcommand, Debug)]
 pub enum What {
     /// Print a ClassBench rule set as a flowpol policy (canonical text, on standard output).
+    ///
+    /// IPv4 `a.b.c.d/N` becomes `MAP + a.b.c.d` with length `96 + N` under --map-v4. Rule `i`
+    /// of the file is named `cb<i>` and passes; the default drops. Protocol `0x00/0x00` is any,
+    /// `0xNN/0xFF` is protocol NN (other masks are rejected); TCP flags are ignored. With
+    /// `--as three`, protocol and source port are dropped and the destination-port range becomes
+    /// a flow-label range with the same bounds (ports are 16 bits, so it always fits in 20);
+    /// `import classbench-trace` sets each packet's label to its destination port to match.
     Classbench(RulesArgs),
     /// Write a ClassBench trace as a pcap of Ethernet + IPv6 + TCP/UDP packets.
     ///

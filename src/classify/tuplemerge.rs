@@ -7,8 +7,9 @@
 //! range). Entries live in hash tables keyed on the key bits under the table's tuple; a table
 //! accepts an entry whose tuple is at least as specific as its own (the *merge*), as long as the
 //! bucket it lands in holds fewer than [`COLLISION_LIMIT`] entries. A new table gets a *relaxed*
-//! tuple (prefix lengths rounded down to a multiple of 16, then of 8, 4, 2 if that table is
-//! full there; label prefixes by nibbles; the protocol and an exact destination port) so that later rules can share it.
+//! tuple so that later rules can share it: prefix lengths rounded down to a multiple of 16 (then
+//! of 8, 4, 2 when that table's bucket is full), label prefixes by nibbles, the protocol and an
+//! exact destination port.
 //!
 //! After placement, a merge pass moves each table (smallest first) into the most specific other
 //! table whose tuple fits all of its entries, when no bucket overflows: a table created early by

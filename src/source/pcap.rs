@@ -41,7 +41,7 @@ const NG_EPB: u32 = 6;
 /// What went wrong reading a capture; every variant says where.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("reading the capture at byte {offset}: {source}")]
+    #[error("reading the capture at byte {offset}")]
     Io {
         offset: u64,
         #[source]

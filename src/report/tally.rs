@@ -292,3 +292,114 @@ impl Tally {
         Outcome::Ipv6 { keys, three, five }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Linear;
+    use crate::packet::LinkType;
+    use crate::report::{Report, json::SourceInfo};
+    use std::time::Duration;
+
+    const POLICY: &str = "class gold\ndefault pass\nthree {\n  rule a label 5 -> class gold\n  rule z label 0 -> drop\n}\nfive {\n  rule a proto udp dport 53 -> class gold\n}\n";
+
+    /// Raw IPv6 + UDP to port `dport`, or with `next` as the first next header and no payload.
+    fn pkt(label: u8, next: u8, dport: u16) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, label, 0, 8, next, 64];
+        p.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        p.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        p.extend_from_slice(&[0x30, 0x39]);
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 8, 0, 0]);
+        p
+    }
+
+    fn run(policy: &Policy, frames: &[Vec<u8>]) -> Tally {
+        let (c3, c5) = (
+            Linear::<ThreeTuple>::new(policy),
+            Linear::<FiveTuple>::new(policy),
+        );
+        let mut t = Tally::new(policy, "linear", "linear");
+        for (i, d) in frames.iter().enumerate() {
+            let f = Frame {
+                number: i as u64 + 1,
+                link: LinkType::RAW,
+                ts: Duration::ZERO,
+                orig_len: d.len() as u32,
+                data: d,
+            };
+            t.classify(&f, &c3, &c5);
+        }
+        t
+    }
+
+    #[test]
+    fn counts_agreement_and_reasons() {
+        let policy = crate::policy::load_str("t", POLICY).unwrap();
+        let frames = vec![
+            pkt(5, 17, 53), // gold / gold
+            pkt(5, 17, 80), // gold / pass
+            pkt(0, 17, 53), // drop / gold
+            pkt(7, 50, 0),  // pass / esp
+            pkt(0, 59, 0),  // drop / unknown-header
+            vec![0x45, 0],  // ipv4
+            vec![0x60, 0],  // malformed
+        ];
+        let t = run(&policy, &frames);
+        assert_eq!(t.verdicts.names, ["gold", "pass", "drop"]);
+        assert_eq!((t.frames.packets, t.ipv6.packets), (7, 5));
+        assert_eq!(t.non_ipv6[NonIpv6::Ipv4.index()].packets, 1);
+        assert_eq!(t.non_ipv6[NonIpv6::Malformed.index()].packets, 1);
+        assert_eq!(t.unavailable[Unavailable::Esp.index()].packets, 1);
+        assert_eq!(t.unavailable[Unavailable::UnknownHeader.index()].packets, 1);
+        assert_eq!(
+            t.three.rules.iter().map(|c| c.packets).collect::<Vec<_>>(),
+            [2, 2]
+        );
+        assert_eq!(
+            (
+                t.three.default.packets,
+                t.five.rules[0].packets,
+                t.five.default.packets
+            ),
+            (1, 2, 1)
+        );
+        // rows gold, pass, drop; columns gold, pass, drop, unavailable
+        assert_eq!(t.agreement, [1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1]);
+        assert_eq!(t.three.classified, 5);
+        assert_eq!(t.five.classified, 3);
+
+        let r = Report::new(&t, &policy, "t", SourceInfo::default());
+        assert_eq!(
+            (
+                r.agreement.agree,
+                r.agreement.disagree,
+                r.agreement.unavailable
+            ),
+            (1, 2, 2)
+        );
+        assert_eq!(r.classes[0].three.packets, 2);
+        assert_eq!(r.classes[0].five.packets, 2);
+        assert_eq!(r.classes[2].three.packets, 2);
+        assert_eq!(r.rules.three.last().unwrap().name, "default");
+        assert_eq!(r.five_unavailable.total.packets, 2);
+        let j: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(j["five_unavailable"]["unknown-header"]["packets"], 1);
+        assert!(crate::report::table::render(&r).contains("unknown-header"));
+    }
+
+    #[test]
+    fn merge_adds_up() {
+        let policy = crate::policy::load_str("t", POLICY).unwrap();
+        let a = run(&policy, &[pkt(5, 17, 53), pkt(7, 50, 0)]);
+        let b = run(&policy, &[pkt(0, 17, 53)]);
+        let both = run(&policy, &[pkt(5, 17, 53), pkt(7, 50, 0), pkt(0, 17, 53)]);
+        let mut m = a.clone();
+        m.merge(&b);
+        assert_eq!(m.agreement, both.agreement);
+        assert_eq!(m.three.rules, both.three.rules);
+        assert_eq!(m.five.default, both.five.default);
+        assert_eq!(m.unavailable, both.unavailable);
+        assert_eq!(m.frames, both.frames);
+    }
+}

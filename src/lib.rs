@@ -12,7 +12,9 @@ pub mod r#gen;
 pub mod label;
 pub mod packet;
 pub mod policy;
+pub mod probe;
 pub mod report;
+pub mod send;
 pub mod source;
 
 pub use label::FlowLabel;

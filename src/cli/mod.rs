@@ -6,6 +6,10 @@ pub mod classify;
 pub mod flows;
 pub mod fmt;
 pub mod r#gen;
+pub mod interop;
+pub mod replay;
+pub mod send;
+pub mod sink;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -33,14 +37,24 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Validate policy files for CI: every finding in every file, with line and column.
     Check(check::Args),
+    /// Print a policy in canonical form.
     Fmt(fmt::Args),
+    /// Measure which IPv4/IPv6 listen/connect address pairs work on this host.
+    Interop(interop::Args),
     /// Classify a capture on the 3-tuple and the 5-tuple, side by side.
     Classify(classify::Args),
     /// Label behaviour per flow: can a 3-tuple policy stand in for a 5-tuple one?
     Flows(flows::Args),
     /// Generate test inputs (`gen trace`: a synthetic capture).
     Gen(r#gen::Args),
+    /// Send UDP or TCP traffic with a chosen or kernel-chosen flow label.
+    Send(send::Args),
+    /// Receive traffic and report the flow label of each datagram or connection.
+    Sink(sink::Args),
+    /// Replay a capture onto an interface through a raw packet socket.
+    Replay(replay::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -91,8 +105,12 @@ fn run(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Check(a) => check::run(a),
         Command::Fmt(a) => fmt::run(a),
+        Command::Interop(a) => interop::run(a),
         Command::Classify(a) => classify::run(a),
         Command::Flows(a) => flows::run(a),
         Command::Gen(a) => r#gen::run(a),
+        Command::Send(a) => send::run(a),
+        Command::Sink(a) => sink::run(a),
+        Command::Replay(a) => replay::run(a),
     }
 }

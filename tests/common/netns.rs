@@ -9,8 +9,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// so a missing privilege there is a failure, not a skip.
 pub fn require_root(test: &str) -> bool {
     // SAFETY-free check: geteuid via `id -u` keeps tests free of unsafe.
-    let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let root = uid.as_deref() == Ok("0");
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let root = uid.as_deref().is_ok_and(|u| u == "0");
     if !root {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{test}: needs root (CAP_NET_ADMIN, CAP_NET_RAW) and CI=true forbids skipping");
@@ -22,7 +25,10 @@ pub fn require_root(test: &str) -> bool {
 
 /// Runs a command, panicking with its output when it fails.
 pub fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     assert!(
         out.status.success(),
         "{args:?} failed: {}\n{}",
@@ -66,12 +72,52 @@ impl VethPair {
         };
         sh(&["ip", "netns", "add", &a]);
         sh(&["ip", "netns", "add", &b]);
-        sh(&["ip", "-n", &a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b]);
-        for (ns, ifc, addr6, addr4) in [(&a, "va", &pair.a_addr, &pair.a_addr4), (&b, "vb", &pair.b_addr, &pair.b_addr4)] {
-            sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
-            sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &format!("net.ipv6.conf.{ifc}.accept_dad=0")]);
-            sh(&["ip", "-n", ns, "addr", "add", &format!("{addr6}/64"), "dev", ifc, "nodad"]);
-            sh(&["ip", "-n", ns, "addr", "add", &format!("{addr4}/24"), "dev", ifc]);
+        sh(&[
+            "ip", "-n", &a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b,
+        ]);
+        for (ns, ifc, addr6, addr4) in [
+            (&a, "va", &pair.a_addr, &pair.a_addr4),
+            (&b, "vb", &pair.b_addr, &pair.b_addr4),
+        ] {
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+            ]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{ifc}.accept_dad=0"),
+            ]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr6}/64"),
+                "dev",
+                ifc,
+                "nodad",
+            ]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr4}/24"),
+                "dev",
+                ifc,
+            ]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             sh(&["ip", "-n", ns, "link", "set", ifc, "up"]);
         }

@@ -1,0 +1,145 @@
+//! Putting labelled traffic on the wire and reading it back: [`send`](send::send) sets a flow
+//! label the way an application does (IPV6_FLOWLABEL_MGR lease, IPV6_FLOWINFO_SEND,
+//! `sin6_flowinfo` in network byte order) or lets the kernel choose one (IPV6_AUTOFLOWLABEL);
+//! [`sink`](sink::sink) receives and reports the label each datagram or connection arrived with;
+//! [`replay`](replay::replay) puts a capture on an interface through an AF_PACKET socket.
+//!
+//! All `unsafe` of this area lives in the private `sys` module; kernel refusals become
+//! [`errors::SendError`] values that explain the cause in words.
+
+pub mod errors;
+pub mod replay;
+#[allow(clippy::module_inception)]
+pub mod send;
+pub mod sink;
+pub mod sys;
+
+pub use errors::SendError;
+
+/// The transport used by `send` and `sink`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// UDP datagrams.
+    Udp,
+    /// One TCP connection.
+    Tcp,
+}
+
+impl Proto {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+        }
+    }
+}
+
+/// Who else may use a leased label (`flr_share`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Share {
+    /// Only this socket (IPV6_FL_S_EXCL); after release it lingers, blocking everyone.
+    Excl,
+    /// Sockets of this process (IPV6_FL_S_PROCESS).
+    Process,
+    /// Sockets of this user (IPV6_FL_S_USER).
+    User,
+    /// Anybody (IPV6_FL_S_ANY).
+    Any,
+}
+
+impl Share {
+    /// The `flr_share` value.
+    pub fn raw(self) -> u8 {
+        match self {
+            Share::Excl => sys::IPV6_FL_S_EXCL,
+            Share::Process => sys::IPV6_FL_S_PROCESS,
+            Share::User => sys::IPV6_FL_S_USER,
+            Share::Any => sys::IPV6_FL_S_ANY,
+        }
+    }
+
+    /// The share mode of a `flr_share` value.
+    pub fn from_raw(v: u8) -> Option<Share> {
+        match v {
+            sys::IPV6_FL_S_EXCL => Some(Share::Excl),
+            sys::IPV6_FL_S_PROCESS => Some(Share::Process),
+            sys::IPV6_FL_S_USER => Some(Share::User),
+            sys::IPV6_FL_S_ANY => Some(Share::Any),
+            _ => None,
+        }
+    }
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Share::Excl => "excl",
+            Share::Process => "process",
+            Share::User => "user",
+            Share::Any => "any",
+        }
+    }
+}
+
+/// Times of the first and the last packet, for the achieved rate.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SendClock {
+    first: Option<std::time::Instant>,
+    last: Option<std::time::Instant>,
+}
+
+impl SendClock {
+    /// Records a packet handed to the kernel now.
+    pub(crate) fn tick(&mut self) {
+        let now = std::time::Instant::now();
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+    }
+
+    /// Seconds from the first to the last packet.
+    pub(crate) fn elapsed_s(&self) -> f64 {
+        match (self.first, self.last) {
+            (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+
+    /// Packets per second over `n` packets: the n-1 gaps between them over the time they took
+    /// (0 with fewer than two packets, where no rate exists).
+    pub(crate) fn rate(&self, n: u64) -> f64 {
+        let e = self.elapsed_s();
+        if n >= 2 && e > 0.0 {
+            (n - 1) as f64 / e
+        } else {
+            0.0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_modes_round_trip() {
+        for s in [Share::Excl, Share::Process, Share::User, Share::Any] {
+            assert_eq!(Share::from_raw(s.raw()), Some(s));
+        }
+        assert_eq!(Share::from_raw(0), None);
+        assert_eq!(Share::Any.raw(), 255);
+    }
+
+    #[test]
+    fn clock_rate_needs_two_packets() {
+        let mut c = SendClock::default();
+        assert_eq!(c.rate(0), 0.0);
+        c.tick();
+        assert_eq!(c.rate(1), 0.0);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        c.tick();
+        let r = c.rate(2);
+        assert!(r > 0.0 && r <= 50.0, "{r}");
+    }
+}

@@ -1,0 +1,268 @@
+//! Helpers shared by the `send_*` tests: run flowpol inside a namespace, capture with tcpdump on
+//! the far end, read labels back with tshark, and collect `sink` records.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::common::netns::VethPair;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_flowpol");
+
+/// Runs `flowpol args...` inside namespace `ns`.
+pub fn flowpol(ns: &str, args: &[&str]) -> Output {
+    let mut a = vec![BIN];
+    a.extend_from_slice(args);
+    VethPair::exec(ns, &a).output().expect("running flowpol")
+}
+
+/// Like [`flowpol`], asserting success, returning stdout.
+pub fn flowpol_ok(ns: &str, args: &[&str]) -> String {
+    let out = flowpol(ns, args);
+    assert!(
+        out.status.success(),
+        "flowpol {args:?} failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Spawns `cmd`, waiting until a stderr line contains `ready`; the rest of stderr is collected.
+fn spawn_until(
+    mut cmd: Command,
+    ready: &str,
+    what: &str,
+) -> (Child, mpsc::Receiver<String>, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(what);
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let ready = ready.to_string();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut signalled = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !signalled && line.contains(&ready) {
+                signalled = true;
+                let _ = ready_tx.send(line.clone());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        let _ = tx.send(all);
+    });
+    match ready_rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(line) => (child, rx, line),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} did not get ready: {}",
+                rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Waits for `child` up to `limit`, killing it after.
+fn wait_limit(child: &mut Child, limit: Duration) {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A running tcpdump writing a pcap file.
+pub struct Capture {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    pub file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Capture {
+    /// Starts `tcpdump -i IF -U -w FILE FILTER` in `ns` and waits until it listens.
+    pub fn start(ns: &str, iface: &str, filter: &str) -> Capture {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cap.pcap");
+        let f = file.to_str().unwrap().to_string();
+        let mut args = vec![
+            "tcpdump",
+            "--immediate-mode",
+            "-Z",
+            "root",
+            "-B",
+            "8192",
+            "-i",
+            iface,
+            "-n",
+            "-U",
+            "-s",
+            "0",
+            "-w",
+            &f,
+        ];
+        args.extend(filter.split_whitespace());
+        let (child, stderr, _) = spawn_until(VethPair::exec(ns, &args), "listening on", "tcpdump");
+        Capture {
+            child,
+            stderr,
+            file,
+            _dir: dir,
+        }
+    }
+
+    /// Lets stragglers arrive, stops tcpdump with SIGINT, and returns the file.
+    pub fn stop(mut self) -> Capture {
+        std::thread::sleep(Duration::from_millis(400));
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        wait_limit(&mut self.child, Duration::from_secs(10));
+        let err = self
+            .stderr
+            .recv_timeout(Duration::from_secs(2))
+            .unwrap_or_default();
+        eprintln!("tcpdump: {}", err.trim());
+        self
+    }
+
+    /// `tshark -r FILE [-Y display] -T fields -e F...`, one Vec per frame.
+    pub fn fields(&self, display: Option<&str>, fields: &[&str]) -> Vec<Vec<String>> {
+        let mut cmd = Command::new("tshark");
+        cmd.arg("-r")
+            .arg(&self.file)
+            .args(["-o", "ipv6.defragment:FALSE"]);
+        if let Some(d) = display {
+            cmd.args(["-Y", d]);
+        }
+        cmd.args(["-T", "fields"]);
+        for f in fields {
+            cmd.args(["-e", f]);
+        }
+        let out = cmd.output().expect("running tshark");
+        assert!(
+            out.status.success(),
+            "tshark: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect()
+    }
+
+    /// The frames of the capture file (data only), read with pcap-file.
+    pub fn frames(&self) -> Vec<Vec<u8>> {
+        read_pcap(&self.file)
+    }
+}
+
+/// Reads the frames of a pcap file.
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let f = std::fs::File::open(path).unwrap();
+    let mut r = pcap_file::pcap::PcapReader::new(f).unwrap();
+    let mut v = Vec::new();
+    while let Some(p) = r.next_raw_packet() {
+        v.push(p.unwrap().data.into_owned());
+    }
+    v
+}
+
+/// Parses a tshark `ipv6.flow` value such as `0x00012345`.
+pub fn hex(s: &str) -> u32 {
+    u32::from_str_radix(s.trim().trim_start_matches("0x"), 16)
+        .unwrap_or_else(|_| panic!("not hex: {s:?}"))
+}
+
+/// A running `flowpol sink`.
+pub struct Sink {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    /// The address it announced (`listening on ADDR (proto)`).
+    pub addr: std::net::SocketAddr,
+}
+
+impl Sink {
+    /// Starts `flowpol sink ARGS` in `ns` and waits until it listens.
+    pub fn start(ns: &str, args: &[&str]) -> Sink {
+        let mut a = vec![BIN, "sink"];
+        a.extend_from_slice(args);
+        Self::spawn(VethPair::exec(ns, &a))
+    }
+
+    /// Starts `flowpol sink ARGS` in the test's own network namespace (loopback tests).
+    pub fn start_here(args: &[&str]) -> Sink {
+        let mut c = Command::new(BIN);
+        c.arg("sink").args(args);
+        Self::spawn(c)
+    }
+
+    fn spawn(cmd: Command) -> Sink {
+        let (child, stderr, line) = spawn_until(cmd, "listening on", "flowpol sink");
+        let addr = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Sink {
+            child,
+            stderr,
+            addr,
+        }
+    }
+
+    /// Waits for it to exit (it should have `--count` or `--idle-timeout`), returns its records.
+    pub fn records(mut self) -> Vec<serde_json::Value> {
+        wait_limit(&mut self.child, Duration::from_secs(20));
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let err = self
+            .stderr
+            .recv_timeout(Duration::from_secs(2))
+            .unwrap_or_default();
+        out.lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("sink line {l:?}: {e}\nstderr: {err}"))
+            })
+            .collect()
+    }
+}
+
+/// Reads the frames of a pcap or pcapng file with the pcap-file crate.
+pub fn read_any(path: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    if !bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        return read_pcap(path);
+    }
+    let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
+    let mut v = Vec::new();
+    while let Some(b) = r.next_block() {
+        match b.unwrap() {
+            pcap_file::pcapng::Block::EnhancedPacket(p) => v.push(p.data.into_owned()),
+            pcap_file::pcapng::Block::SimplePacket(p) => v.push(p.data.into_owned()),
+            _ => {}
+        }
+    }
+    v
+}

@@ -70,6 +70,17 @@ fn flow_counts_shape_and_verdict() {
     assert_eq!(r["labels"]["constant"], labels.len() - changed - zero);
     assert_eq!(r["three_tuples"]["total"], per_three.len());
     assert_eq!(r["three_tuples"]["shared"], shared);
+    // Every 3-tuple is listed with its flow count, most-shared first.
+    let list = r["three_tuples"]["list"].as_array().unwrap();
+    assert_eq!(list.len(), per_three.len());
+    let counts: Vec<usize> = list
+        .iter()
+        .map(|x| x["flows"].as_u64().unwrap() as usize)
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]));
+    let mut want: Vec<usize> = per_three.values().map(|s| s.len()).collect();
+    want.sort_by(|a, b| b.cmp(a));
+    assert_eq!(counts, want);
     assert_eq!(r["no_five_tuple"]["packets"], no_five);
     assert_eq!(r["flows"].as_array().unwrap().len(), labels.len());
     assert!(

@@ -2,8 +2,13 @@
 //!
 //! The same seed gives the same bytes on every machine (ChaCha8, no floating point in the
 //! packet contents). Frames are built with etherparse's builders (IPv6, extension headers,
-//! TCP/UDP/ICMPv6, checksums) behind an Ethernet header written here, with VLAN tags where the
-//! address plan says so. Timestamps start at 2026-01-01T00:00:00Z and advance 10 µs–2 ms per frame.
+//! TCP/UDP/ICMPv6, checksums) behind a link header written here: Ethernet by default, with VLAN
+//! tags where the address plan says so, or raw IP, BSD NULL, Linux SLL or SLL2 (`--link`; the
+//! IPv6 packets are the same whatever the link). Timestamps start at 2026-01-01T00:00:00Z and
+//! advance 10 µs–2 ms per frame.
+//!
+//! The bundled `tests/data/demo.pcap` is [`DEMO`]:
+//! `flowpol gen trace --flows 40 --packets 1500 --seed 6437 --out tests/data/demo.pcap`.
 //!
 //! # Address plan (the bundled demo policy is written against it)
 //!

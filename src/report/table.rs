@@ -144,8 +144,15 @@ pub fn render(r: &Report) -> String {
     right(&mut t, 1);
     let _ = writeln!(s, "{t}");
 
-    let _ = writeln!(s, "\nTime per packet");
-    let mut t = table(&["key", "engine", "extract ns/pkt", "match ns/pkt", "packets"]);
+    let _ = writeln!(s, "\nTime per packet (sampled)");
+    let mut t = table(&[
+        "key",
+        "engine",
+        "extract ns/pkt",
+        "match ns/pkt",
+        "packets",
+        "timed",
+    ]);
     for (key, e) in [("3-tuple", &r.timing.three), ("5-tuple", &r.timing.five)] {
         t.add_row(vec![
             key.to_string(),
@@ -153,6 +160,7 @@ pub fn render(r: &Report) -> String {
             format!("{:.1}", e.extract_ns_per_packet),
             format!("{:.1}", e.match_ns_per_packet),
             e.packets.to_string(),
+            e.timed.to_string(),
         ]);
     }
     right(&mut t, 2);

@@ -357,7 +357,6 @@ impl FlowAnalysis {
 
 /// The human rendering: label summary, flows (the `limit` biggest), shared 3-tuples, verdict.
 pub fn render(r: &FlowsReport, limit: usize) -> String {
-    use comfy_table::Table;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -380,8 +379,7 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
     );
     let mut order: Vec<&FlowRow> = r.flows.iter().collect();
     order.sort_by_key(|f| std::cmp::Reverse(f.packets));
-    let mut t = Table::new();
-    t.set_header(vec![
+    let mut t = crate::report::table::table(&[
         "src", "sport", "dst", "dport", "proto", "packets", "labels", "changes", "3-tuples",
         "shared",
     ]);
@@ -418,8 +416,7 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
     );
     let _ = writeln!(s, "{t}");
     if r.three_tuples.shared > 0 {
-        let mut t = Table::new();
-        t.set_header(vec!["src", "dst", "flow label", "flows"]);
+        let mut t = crate::report::table::table(&["src", "dst", "flow label", "flows"]);
         for x in r
             .three_tuples
             .list
@@ -438,8 +435,7 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
     }
     let _ = writeln!(s, "\nVerdict: {}", r.verdict.text);
     if !r.verdict.breaking.is_empty() {
-        let mut t = Table::new();
-        t.set_header(vec!["src", "sport", "dst", "dport", "proto", "why"]);
+        let mut t = crate::report::table::table(&["src", "sport", "dst", "dport", "proto", "why"]);
         for b in r.verdict.breaking.iter().take(limit) {
             t.add_row(vec![
                 b.src.clone(),

@@ -4,13 +4,16 @@ use super::json::Report;
 use comfy_table::{CellAlignment, Table};
 use std::fmt::Write;
 
-fn table(header: &[&str]) -> Table {
+/// A table in flowpol's one style (ASCII, no lines between rows), with its header.
+pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
+    t.load_style(comfy_table::presets::ASCII_FULL_CONDENSED);
     t.set_header(header.iter().copied());
     t
 }
 
-fn right(t: &mut Table, from: usize) {
+/// Right-aligns every column from `from` on (the numbers).
+pub fn right(t: &mut Table, from: usize) {
     let n = t.column_count();
     for i in from..n {
         if let Some(c) = t.column_mut(i) {

@@ -74,6 +74,16 @@ fn import_classbench_prints_a_policy_that_checks_and_round_trips() {
         "{three}"
     );
     check_passes(dir.path(), "three.pol", &three);
+    let both = stdout(&flowpol(&[
+        "import",
+        "classbench",
+        "--as",
+        "both",
+        rules.to_str().unwrap(),
+    ]));
+    check_passes(dir.path(), "both.pol", &both);
+    let loaded = policy::load_str("both", &both).unwrap();
+    assert_eq!((loaded.five.len(), loaded.three.len()), (4, 4));
     let map = classbench::parse_map("64:ff9b::/96").unwrap();
     let loaded = policy::load_str("three", &three).unwrap();
     assert_eq!(

@@ -45,6 +45,9 @@ pub enum Kind {
     /// `three` block: src, dst, and the destination-port range as a flow-label range (same
     /// bounds; exact when LO = HI, any for 0-65535); protocol and source port are dropped.
     Three,
+    /// Both blocks (same rule names), for running both tuple kinds from one policy, e.g. with
+    /// `flowpol bench`.
+    Both,
 }
 
 #[derive(clap::Args, Debug)]
@@ -87,6 +90,7 @@ fn rules(a: RulesArgs) -> anyhow::Result<u8> {
     let kind = match a.kind {
         Kind::Five => As::Five,
         Kind::Three => As::Three,
+        Kind::Both => As::Both,
     };
     let policy = classbench::to_policy(&cb, kind, a.map_v4);
     let out = crate::policy::fmt::format(&policy);

@@ -10,6 +10,7 @@
 //! - protocol `0x00/0x00` is any, `0xNN/0xFF` is exactly NN (other masks are rejected);
 //! - TCP flags are ignored (flowpol does not match on them);
 //! - rule `i` (1-based line order) is named `cb<i>` and passes; the default drops;
+//! - `--as both` writes the `five` and the `three` block, with the same rule names;
 //! - `--as three` (the 3-tuple benchmark transform): the rule keeps src and dst, drops protocol
 //!   and source port, and its destination-port range becomes a flow-label range with the same
 //!   bounds (`lo-hi`, an exact label when `lo == hi`, any for `0-65535`). Ports are 16 bits, so
@@ -64,6 +65,8 @@ pub enum As {
     #[default]
     Five,
     Three,
+    /// Both blocks, with the same rule names, so one policy runs both tuple kinds.
+    Both,
 }
 
 fn err(line: usize, reason: impl Into<String>) -> CbError {
@@ -237,20 +240,22 @@ pub fn to_policy(rules: &[CbRule], kind: As, map: Prefix) -> Policy {
     for (i, r) in rules.iter().enumerate() {
         let name = format!("cb{}", i + 1);
         let (src, dst) = (map_prefix(map, r.src), map_prefix(map, r.dst));
-        match kind {
-            As::Five => p.five.push(Rule {
-                name,
+        if kind != As::Three {
+            p.five.push(Rule {
+                name: name.clone(),
                 matcher: FiveMatch {
-                    src,
-                    dst,
+                    src: src.clone(),
+                    dst: dst.clone(),
                     proto: r.proto,
                     sport: port(r.sport.0, r.sport.1),
                     dport: port(r.dport.0, r.dport.1),
                 },
                 action: Action::Pass,
                 span: Span::default(),
-            }),
-            As::Three => p.three.push(Rule {
+            });
+        }
+        if kind != As::Five {
+            p.three.push(Rule {
                 name,
                 matcher: ThreeMatch {
                     src,
@@ -259,7 +264,7 @@ pub fn to_policy(rules: &[CbRule], kind: As, map: Prefix) -> Policy {
                 },
                 action: Action::Pass,
                 span: Span::default(),
-            }),
+            });
         }
     }
     p
@@ -420,6 +425,9 @@ mod tests {
                 hi: 65535
             }
         );
+        let both = to_policy(&r, As::Both, DEFAULT_MAP_V4);
+        assert_eq!(both.five, p.five);
+        assert_eq!(both.three, to_policy(&r, As::Three, DEFAULT_MAP_V4).three);
         let t = to_policy(&r, As::Three, DEFAULT_MAP_V4);
         assert_eq!(
             t.three[0].matcher.label,

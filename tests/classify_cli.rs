@@ -559,3 +559,47 @@ fn missing_policy_or_capture_is_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.pcap"));
 }
+
+/// `--engine fast` reports exactly what the linear reference reports, packet for packet.
+#[test]
+fn fast_engine_gives_the_same_report_and_packets() {
+    let f = fixture(11, 3000);
+    let lin_jsonl = f.dir.path().join("lin.jsonl");
+    let fast_jsonl = f.dir.path().join("fast.jsonl");
+    let strip = |mut v: Value| {
+        // Timing differs between runs; everything else must be equal.
+        if let Some(o) = v.as_object_mut() {
+            o.retain(|k, _| !k.contains("tim") && k != "engine");
+        }
+        v
+    };
+    let lin = strip(json(&classify(
+        &f,
+        &[
+            "--format",
+            "json",
+            "--engine",
+            "linear",
+            "--packets",
+            lin_jsonl.to_str().unwrap(),
+        ],
+    )));
+    let fast = strip(json(&classify(
+        &f,
+        &[
+            "--format",
+            "json",
+            "--engine",
+            "fast",
+            "--packets",
+            fast_jsonl.to_str().unwrap(),
+        ],
+    )));
+    assert_eq!(lin, fast);
+    let (a, b) = (
+        std::fs::read_to_string(lin_jsonl).unwrap(),
+        std::fs::read_to_string(fast_jsonl).unwrap(),
+    );
+    assert!(a.lines().count() > 2000);
+    assert_eq!(a, b);
+}

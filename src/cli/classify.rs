@@ -27,6 +27,8 @@ pub enum Engine {
     /// The linear first-match reference engine.
     #[default]
     Linear,
+    /// TupleMerge (hash tables on masked fields), identical results, built once per run.
+    Fast,
 }
 
 /// Classify every packet of a capture on the 3-tuple and on the 5-tuple.
@@ -64,6 +66,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Engine::Linear => {
             let c3 = Linear::<ThreeTuple>::new(&policy);
             let c5 = Linear::<FiveTuple>::new(&policy);
+            run_with(&args, &policy, &c3, &c5)
+        }
+        Engine::Fast => {
+            let c3 = crate::classify::tuplemerge::FastThree::new(&policy);
+            let c5 = crate::classify::tuplemerge::FastFive::new(&policy);
             run_with(&args, &policy, &c3, &c5)
         }
     }

@@ -10,6 +10,7 @@ pub mod interop;
 pub mod replay;
 pub mod send;
 pub mod sink;
+pub mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -55,6 +56,8 @@ pub enum Command {
     Sink(sink::Args),
     /// Replay a capture onto an interface through a raw packet socket.
     Replay(replay::Args),
+    /// Capture live traffic and classify it with both engines (needs CAP_NET_RAW).
+    Watch(watch::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -112,5 +115,6 @@ fn run(command: Command) -> anyhow::Result<u8> {
         Command::Send(a) => send::run(a),
         Command::Sink(a) => sink::run(a),
         Command::Replay(a) => replay::run(a),
+        Command::Watch(a) => watch::run(a),
     }
 }

@@ -1,0 +1,555 @@
+//! Live capture from a network interface (AF_PACKET, root or CAP_NET_RAW), and the capture
+//! session of `flowpol watch`: N worker threads, each with its own socket joined to one
+//! `PACKET_FANOUT_HASH` group, each classifying its frames with both engines through the same
+//! hot path as `classify` ([`Tally::classify`]) into a tally of its own; the session merges them
+//! for every summary and at the end.
+//!
+//! Two sources behind one [`Source`]:
+//! - **pnet** (portable, the default): pnet's datalink channel, one `poll` + `recvfrom` per frame,
+//!   on a socket opened here ([`super::sys`]) and handed to pnet with `Config::socket_fd`, so
+//!   its `PACKET_STATISTICS` can be read through a second descriptor. The read buffer holds
+//!   256 KiB frames (pnet's default 4096 bytes would cut loopback and GRO/GSO frames).
+//! - **ring** (`--ring`): a TPACKET_V3 memory-mapped ring ([`super::ring`]).
+//!
+//! The kernel's counters are read with `PACKET_STATISTICS`, which resets them on every read, so
+//! each worker accumulates its own.
+
+use super::pcap::{FrameWriter, PcapWriter};
+use super::ring::RingSource;
+use super::sys;
+use crate::classify::Classifier;
+use crate::packet::{FiveTuple, Frame, LinkType, ThreeTuple};
+use crate::policy::model::Policy;
+use crate::report::Tally;
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The pnet read buffer: room for any GSO/GRO frame up to 256 KiB (BIG TCP included).
+pub const READ_BUFFER: usize = 256 * 1024;
+/// The socket receive buffer asked for on the pnet path.
+pub const RCVBUF: usize = 4 << 20;
+/// How long a worker waits for a frame before looking at the stop flag again.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Why a live capture could not start or went on.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error(
+        "capturing on {iface} needs CAP_NET_RAW (run as root, or grant it: setcap cap_net_raw+ep)"
+    )]
+    NoCapability { iface: String },
+    #[error("no network interface named {iface}")]
+    NoInterface { iface: String },
+    #[error("{what} on {iface}: {source}")]
+    Io {
+        what: &'static str,
+        iface: String,
+        source: io::Error,
+    },
+    #[error("writing the capture file: {0}")]
+    Write(io::Error),
+    #[error("a capture worker panicked")]
+    Panicked,
+}
+
+/// The kernel's counters for the capture sockets, summed over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelStats {
+    /// Frames the kernel passed to the capture sockets (captured plus dropped).
+    pub packets: u64,
+    /// Frames the kernel dropped because a socket's buffer or ring was full.
+    pub drops: u64,
+    /// Times a TPACKET_V3 ring was frozen because user space had no free block (ring only).
+    pub freeze_queue: u64,
+}
+
+impl KernelStats {
+    fn add(&mut self, r: sys::RawStats) {
+        self.packets += u64::from(r.packets);
+        self.drops += u64::from(r.drops);
+        self.freeze_queue += u64::from(r.freeze_q);
+    }
+    pub fn merge(&mut self, o: &KernelStats) {
+        self.packets += o.packets;
+        self.drops += o.drops;
+        self.freeze_queue += o.freeze_queue;
+    }
+}
+
+/// Which capture mechanism.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    /// pnet's datalink channel: one recvfrom per frame.
+    #[default]
+    Pnet,
+    /// A TPACKET_V3 memory-mapped ring.
+    Ring,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Pnet => "pnet",
+            SourceKind::Ring => "ring",
+        }
+    }
+}
+
+/// The pcap link type of an interface, from its ARPHRD type in sysfs.
+pub fn link_type(iface: &str) -> LinkType {
+    let t = std::fs::read_to_string(format!("/sys/class/net/{iface}/type")).unwrap_or_default();
+    match t.trim() {
+        // ARPHRD_NONE (tun) and ARPHRD_RAWIP: frames start at the IP header.
+        "65534" | "519" => LinkType::RAW,
+        // Ethernet, loopback (with a zeroed Ethernet header) and the rest.
+        _ => LinkType::ETHERNET,
+    }
+}
+
+/// A capture from pnet's datalink channel.
+pub struct PnetSource {
+    rx: Box<dyn pnet::datalink::DataLinkReceiver>,
+    _tx: Box<dyn pnet::datalink::DataLinkSender>,
+    /// A second descriptor of pnet's socket, for `PACKET_STATISTICS`.
+    stats_fd: OwnedFd,
+    link: LinkType,
+    number: u64,
+}
+
+impl PnetSource {
+    /// Lends the next frame (if one arrives within the channel's timeout) to `f`.
+    pub fn dispatch<F>(&mut self, mut f: F) -> io::Result<bool>
+    where
+        F: FnMut(&Frame<'_>) -> bool,
+    {
+        match self.rx.next() {
+            Ok(data) => {
+                self.number += 1;
+                let ts = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let frame = Frame {
+                    number: self.number,
+                    link: self.link,
+                    ts,
+                    orig_len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+                    data,
+                };
+                Ok(f(&frame))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One worker's source.
+pub enum Source {
+    Pnet(PnetSource),
+    Ring(RingSource),
+}
+
+fn io_err<'a>(what: &'static str, iface: &'a str) -> impl FnOnce(io::Error) -> LiveError + 'a {
+    move |source| LiveError::Io {
+        what,
+        iface: iface.to_string(),
+        source,
+    }
+}
+
+fn socket(iface: &str) -> Result<OwnedFd, LiveError> {
+    sys::packet_socket().map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => LiveError::NoCapability {
+            iface: iface.to_string(),
+        },
+        _ => io_err("opening a packet socket", iface)(e),
+    })
+}
+
+impl Source {
+    /// Opens a source on `iface`, joined to fanout group `fanout` when given.
+    pub fn open(kind: SourceKind, iface: &str, fanout: Option<u16>) -> Result<Source, LiveError> {
+        let ifindex = sys::if_index(iface).map_err(|_| LiveError::NoInterface {
+            iface: iface.to_string(),
+        })?;
+        let link = link_type(iface);
+        let fd = socket(iface)?;
+        match kind {
+            SourceKind::Pnet => {
+                // Best effort: a larger buffer absorbs bursts; failure leaves the default.
+                let _ = sys::set_rcvbuf(&fd, RCVBUF);
+                let stats_fd = sys::dup(&fd).map_err(io_err("dup", iface))?;
+                let ni = pnet::datalink::interfaces()
+                    .into_iter()
+                    .find(|i| i.name == iface)
+                    .ok_or_else(|| LiveError::NoInterface {
+                        iface: iface.to_string(),
+                    })?;
+                let config = pnet::datalink::Config {
+                    read_buffer_size: READ_BUFFER,
+                    read_timeout: Some(POLL),
+                    promiscuous: true,
+                    linux_fanout: fanout.map(|group_id| pnet::datalink::FanoutOption {
+                        group_id,
+                        fanout_type: pnet::datalink::FanoutType::HASH,
+                        defrag: false,
+                        rollover: false,
+                    }),
+                    socket_fd: Some(sys::into_raw(fd)),
+                    ..Default::default()
+                };
+                match pnet::datalink::channel(&ni, config) {
+                    Ok(pnet::datalink::Channel::Ethernet(tx, rx)) => Ok(Source::Pnet(PnetSource {
+                        rx,
+                        _tx: tx,
+                        stats_fd,
+                        link,
+                        number: 0,
+                    })),
+                    Ok(_) => Err(io_err("opening the pnet channel", iface)(io::Error::other(
+                        "unknown channel type",
+                    ))),
+                    Err(e) => Err(io_err("opening the pnet channel", iface)(e)),
+                }
+            }
+            SourceKind::Ring => {
+                let ring = RingSource::new(fd, link).map_err(io_err("mapping the ring", iface))?;
+                sys::bind(ring.fd(), ifindex).map_err(io_err("bind", iface))?;
+                sys::promiscuous(ring.fd(), ifindex).map_err(io_err("promiscuous mode", iface))?;
+                if let Some(g) = fanout {
+                    sys::fanout_hash(ring.fd(), g).map_err(io_err("PACKET_FANOUT", iface))?;
+                }
+                Ok(Source::Ring(ring))
+            }
+        }
+    }
+
+    pub fn link(&self) -> LinkType {
+        match self {
+            Source::Pnet(p) => p.link,
+            Source::Ring(r) => r.link(),
+        }
+    }
+
+    /// Waits up to [`POLL`] and lends frames to `f` until none is waiting or `f` returns false.
+    #[inline]
+    pub fn dispatch<F>(&mut self, f: F) -> io::Result<bool>
+    where
+        F: FnMut(&Frame<'_>) -> bool,
+    {
+        match self {
+            Source::Pnet(p) => p.dispatch(f),
+            Source::Ring(r) => r.dispatch(POLL, f),
+        }
+    }
+
+    /// Reads (and resets) the kernel's counters of this socket.
+    pub fn statistics(&self) -> io::Result<sys::RawStats> {
+        match self {
+            Source::Pnet(p) => sys::statistics(p.stats_fd.as_raw_fd(), false),
+            Source::Ring(r) => r.statistics(),
+        }
+    }
+}
+
+/// What a session captures and how.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    pub iface: String,
+    pub source: SourceKind,
+    /// Capture threads (fanout group when more than one).
+    pub workers: usize,
+    /// Stop after this many frames in total.
+    pub count: Option<u64>,
+    /// Write every captured frame to this pcap file.
+    pub write: Option<PathBuf>,
+}
+
+/// A worker's latest published counts.
+struct Snapshot {
+    generation: u64,
+    done: bool,
+    tally: Tally,
+    kernel: KernelStats,
+}
+
+/// State shared between the session and its workers.
+#[derive(Debug, Default)]
+pub struct Control {
+    stop: AtomicBool,
+    counted: AtomicU64,
+    generation: AtomicU64,
+}
+
+impl Control {
+    /// Asks every worker to stop (safe to call from a signal handler thread).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+type Writer = Arc<Mutex<PcapWriter<BufWriter<File>>>>;
+type WorkerResult = Result<(Tally, KernelStats), LiveError>;
+
+/// A running capture: workers started, counts available with [`Session::snapshot`], ended with
+/// [`Session::finish`].
+pub struct Session {
+    control: Arc<Control>,
+    slots: Vec<Arc<Mutex<Snapshot>>>,
+    handles: Vec<JoinHandle<WorkerResult>>,
+    writer: Option<Writer>,
+    link: LinkType,
+    started: Instant,
+}
+
+impl Session {
+    /// Opens every worker's socket (so a missing privilege is reported before anything runs),
+    /// then starts the workers. The engines are built once and shared.
+    pub fn start<C3, C5>(
+        cfg: &WatchConfig,
+        policy: &Policy,
+        c3: Arc<C3>,
+        c5: Arc<C5>,
+    ) -> Result<Session, LiveError>
+    where
+        C3: Classifier<ThreeTuple> + 'static,
+        C5: Classifier<FiveTuple> + 'static,
+    {
+        let workers = cfg.workers.max(1);
+        let group = (std::process::id() & 0xffff) as u16;
+        let fanout = (workers > 1).then_some(group);
+        let mut sources = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            sources.push(Source::open(cfg.source, &cfg.iface, fanout)?);
+        }
+        let link = sources[0].link();
+        let writer = match &cfg.write {
+            Some(p) => Some(Arc::new(Mutex::new(
+                PcapWriter::create(p, link).map_err(LiveError::Write)?,
+            ))),
+            None => None,
+        };
+        // Frames queued while the sockets were being joined are dropped from the counts'
+        // start: drain the counters so the kernel numbers cover the same span as the tallies.
+        for s in &sources {
+            let _ = s.statistics();
+        }
+        let control = Arc::new(Control::default());
+        let mut slots = Vec::new();
+        let mut handles = Vec::new();
+        let blank = Tally::new(policy, c3.name(), c5.name());
+        for src in sources {
+            let slot = Arc::new(Mutex::new(Snapshot {
+                generation: 0,
+                done: false,
+                tally: blank.clone(),
+                kernel: KernelStats::default(),
+            }));
+            slots.push(slot.clone());
+            let w = Worker {
+                src,
+                tally: blank.clone(),
+                kernel: KernelStats::default(),
+                slot,
+                control: control.clone(),
+                writer: writer.clone(),
+                count: cfg.count,
+            };
+            let (c3, c5) = (c3.clone(), c5.clone());
+            handles.push(std::thread::spawn(move || w.run(&*c3, &*c5)));
+        }
+        Ok(Session {
+            control,
+            slots,
+            handles,
+            writer,
+            link,
+            started: Instant::now(),
+        })
+    }
+
+    /// The shared stop flag (for a signal handler).
+    pub fn control(&self) -> Arc<Control> {
+        self.control.clone()
+    }
+
+    pub fn link(&self) -> LinkType {
+        self.link
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// True when every worker has ended (stop asked, `--count` reached, or an error).
+    pub fn finished(&self) -> bool {
+        self.handles.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Current counts: asks every worker to publish, waits for them (at most a few poll
+    /// periods), merges.
+    pub fn snapshot(&self) -> (Tally, KernelStats) {
+        let g = self.control.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let deadline = Instant::now() + POLL * 3;
+        loop {
+            let fresh = self.slots.iter().all(|s| {
+                s.lock()
+                    .map(|s| s.generation >= g || s.done)
+                    .unwrap_or(true)
+            }) || self.finished();
+            if fresh || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut tally: Option<Tally> = None;
+        let mut kernel = KernelStats::default();
+        for s in &self.slots {
+            if let Ok(s) = s.lock() {
+                match &mut tally {
+                    None => tally = Some(s.tally.clone()),
+                    Some(t) => t.merge(&s.tally),
+                }
+                kernel.merge(&s.kernel);
+            }
+        }
+        (tally.expect("at least one worker"), kernel)
+    }
+
+    /// Stops the workers, merges their final counts and completes the capture file.
+    pub fn finish(self) -> Result<(Tally, KernelStats), LiveError> {
+        self.control.stop();
+        let mut tally: Option<Tally> = None;
+        let mut kernel = KernelStats::default();
+        let mut first_err = None;
+        for h in self.handles {
+            match h.join() {
+                Ok(Ok((t, k))) => {
+                    match &mut tally {
+                        None => tally = Some(t),
+                        Some(all) => all.merge(&t),
+                    }
+                    kernel.merge(&k);
+                }
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(LiveError::Panicked);
+                }
+            }
+        }
+        if let Some(w) = self.writer {
+            let w = Arc::try_unwrap(w).map_err(|_| LiveError::Panicked)?;
+            let w = w.into_inner().map_err(|_| LiveError::Panicked)?;
+            w.into_inner().map_err(LiveError::Write)?;
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        Ok((tally.ok_or(LiveError::Panicked)?, kernel))
+    }
+}
+
+struct Worker {
+    src: Source,
+    tally: Tally,
+    kernel: KernelStats,
+    slot: Arc<Mutex<Snapshot>>,
+    control: Arc<Control>,
+    writer: Option<Writer>,
+    count: Option<u64>,
+}
+
+impl Worker {
+    fn publish(&mut self, generation: u64, done: bool) {
+        if let Ok(r) = self.src.statistics() {
+            self.kernel.add(r);
+        }
+        if let Ok(mut s) = self.slot.lock() {
+            s.tally.clone_from(&self.tally);
+            s.kernel = self.kernel;
+            s.generation = generation;
+            s.done = done;
+        }
+    }
+
+    /// The capture loop: the same per-frame hot path as `classify`, nothing allocated per frame.
+    fn run<C3, C5>(mut self, c3: &C3, c5: &C5) -> WorkerResult
+    where
+        C3: Classifier<ThreeTuple> + ?Sized,
+        C5: Classifier<FiveTuple> + ?Sized,
+    {
+        let mut published = 0u64;
+        let mut write_err = None;
+        let result = loop {
+            if self.control.stopped() {
+                break Ok(());
+            }
+            let (tally, control, writer, count) =
+                (&mut self.tally, &self.control, &self.writer, self.count);
+            let r = self.src.dispatch(|frame| {
+                if let Some(n) = count
+                    && control.counted.fetch_add(1, Ordering::Relaxed) >= n
+                {
+                    control.stop();
+                    return false;
+                }
+                tally.classify(frame, c3, c5);
+                if let Some(w) = writer {
+                    let r = match w.lock() {
+                        Ok(mut w) => w.write_frame(frame),
+                        Err(_) => Err(io::Error::other("writer poisoned")),
+                    };
+                    if let Err(e) = r {
+                        write_err = Some(e);
+                        control.stop();
+                        return false;
+                    }
+                }
+                if let Some(n) = count
+                    && control.counted.load(Ordering::Relaxed) >= n
+                {
+                    control.stop();
+                    return false;
+                }
+                control.generation.load(Ordering::Relaxed) == published && !control.stopped()
+            });
+            if let Err(e) = r {
+                break Err(LiveError::Io {
+                    what: "receiving",
+                    iface: String::new(),
+                    source: e,
+                });
+            }
+            let g = self.control.generation.load(Ordering::Relaxed);
+            if g != published {
+                published = g;
+                self.publish(g, false);
+            }
+        };
+        self.publish(published, true);
+        if let Some(e) = write_err {
+            return Err(LiveError::Write(e));
+        }
+        result.map(|()| (self.tally, self.kernel))
+    }
+}

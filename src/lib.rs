@@ -8,6 +8,7 @@
 
 pub mod classify;
 pub mod cli;
+pub mod compile;
 pub mod r#gen;
 pub mod label;
 pub mod packet;

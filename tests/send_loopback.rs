@@ -81,3 +81,22 @@ fn ipv4_loopback_has_no_label() {
     assert!(rec[0]["flow_label"].is_null(), "{}", rec[0]);
     assert!(rec[0]["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
 }
+
+#[test]
+fn label_zero_is_unlabelled() {
+    let sink = Sink::start_here(&[
+        "--listen",
+        "[::1]:0",
+        "--count",
+        "1",
+        "--idle-timeout",
+        "10",
+    ]);
+    let port = sink.addr.port().to_string();
+    let r = send(&[
+        "--to", "::1", "--port", &port, "--label", "0", "--format", "json",
+    ]);
+    assert_eq!(r["label_mode"], "none", "{r}");
+    assert_eq!(r["flow_label"], 0, "{r}");
+    assert_eq!(sink.records()[0]["flow_label"], 0);
+}

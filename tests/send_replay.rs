@@ -394,6 +394,10 @@ fn replayed_gen_trace_arrives_in_count_and_bytes() {
             r["frames_sent"], 600,
             "{name}: every generated frame fits the MTU: {r}"
         );
+        assert!(
+            r["elapsed_s"].as_f64().unwrap() >= 0.25,
+            "599 gaps at 2000/s take 0.3 s: {r}"
+        );
         // The reference frames, read by the pcap-file crate (not the reader replay uses).
         let want = read_any(std::path::Path::new(path));
         assert_eq!(want.len(), 300);

@@ -3,10 +3,12 @@
 
 pub mod check;
 pub mod classify;
+pub mod compile;
 pub mod flows;
 pub mod fmt;
 pub mod r#gen;
 pub mod interop;
+pub mod nft;
 pub mod replay;
 pub mod send;
 pub mod sink;
@@ -42,6 +44,10 @@ pub enum Command {
     Check(check::Args),
     /// Print a policy in canonical form.
     Fmt(fmt::Args),
+    /// Compile a policy to an nftables ruleset or pcap-filter (BPF) expressions.
+    Compile(compile::Args),
+    /// Work with a compiled ruleset in nftables (read its counters back).
+    Nft(nft::Args),
     /// Measure which IPv4/IPv6 listen/connect address pairs work on this host.
     Interop(interop::Args),
     /// Classify a capture on the 3-tuple and the 5-tuple, side by side.
@@ -108,6 +114,8 @@ fn run(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Check(a) => check::run(a),
         Command::Fmt(a) => fmt::run(a),
+        Command::Compile(a) => compile::run(a),
+        Command::Nft(a) => nft::run(a),
         Command::Interop(a) => interop::run(a),
         Command::Classify(a) => classify::run(a),
         Command::Flows(a) => flows::run(a),

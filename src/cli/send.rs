@@ -50,7 +50,7 @@ pub struct Args {
     /// Destination port.
     #[arg(long)]
     pub port: u16,
-    /// Flow label to lease and send with (decimal or 0x-hex, 20 bits).
+    /// Flow label to lease and send with (decimal or 0x-hex, 20 bits; 0 sends unlabelled).
     #[arg(long, value_parser = parse_label, conflicts_with = "auto")]
     pub label: Option<FlowLabel>,
     /// Let the kernel choose the label (IPV6_AUTOFLOWLABEL) and report the one it used, read

@@ -25,7 +25,7 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 /// "listening on ADDR" goes to stderr once the socket is bound.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Where to listen: [ADDR]:PORT, :PORT or PORT ([::] takes IPv4 too).
+    /// Where to listen: `[ADDR]:PORT`, `:PORT` or `PORT` (`[::]` takes IPv4 too).
     #[arg(long, value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Transport.

@@ -4,8 +4,8 @@
 //! [`sink`](sink::sink) receives and reports the label each datagram or connection arrived with;
 //! [`replay`](replay::replay) puts a capture on an interface through an AF_PACKET socket.
 //!
-//! All `unsafe` of this area lives in the private `sys` module; kernel refusals become
-//! [`errors::SendError`] values that explain the cause in words.
+//! All `unsafe` of this area lives in [`sys`] (raw socket options, `recvmsg`, AF_PACKET);
+//! kernel refusals become [`errors::SendError`] values that explain the cause in words.
 
 pub mod errors;
 pub mod replay;

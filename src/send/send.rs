@@ -415,6 +415,17 @@ pub fn send_with_progress(
     cfg: &SendConfig,
     mut progress: impl FnMut(u64),
 ) -> Result<SendReport, SendError> {
+    // Label 0 is "unlabelled". Leasing it would make the kernel pick a random label instead.
+    let normalized;
+    let cfg = if cfg.label == LabelMode::Fixed(FlowLabel::ZERO) {
+        normalized = SendConfig {
+            label: LabelMode::Unlabelled,
+            ..cfg.clone()
+        };
+        &normalized
+    } else {
+        cfg
+    };
     validate(cfg)?;
     let (sock, scope) = open_socket(cfg)?;
     let dst6 = match cfg.to {
@@ -470,7 +481,7 @@ pub fn send_with_progress(
     let mut payload = vec![b'f'; cfg.size];
     let mut packets = 0u64;
     let mut bytes = 0u64;
-    let start = Instant::now();
+    let mut start = Instant::now();
     let mut clock = super::SendClock::default();
     match cfg.proto {
         Proto::Udp => {
@@ -497,6 +508,8 @@ pub fn send_with_progress(
                 .map_err(|e| send_refusal(e, "connecting to"))?;
             sock.set_tcp_nodelay(true)
                 .map_err(io_err("setting TCP_NODELAY"))?;
+            // The rate schedule starts with the first write, not with the handshake.
+            start = Instant::now();
             for i in 0..cfg.count {
                 pace(start, i, cfg.rate);
                 stamp(&mut payload, i);

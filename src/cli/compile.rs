@@ -1,0 +1,194 @@
+//! `flowpol compile`: a policy to an nftables ruleset or to pcap-filter (BPF) expressions.
+
+use crate::compile::{Engine, MarkPolicy, bpf, nft};
+use anyhow::Context as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// An nftables ruleset for `nft -f` (table ip6 flowpol).
+    Nft,
+    /// pcap-filter expressions for tcpdump, tshark -f and libpcap.
+    Bpf,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineArg {
+    /// Rules on (src, dst, flow label).
+    Three,
+    /// Rules on (src, dst, proto, sport, dport).
+    Five,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookArg {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodingArg {
+    /// Verdict maps for runs of pairwise-disjoint rules, plain rules elsewhere.
+    Auto,
+    /// One nft rule per policy rule.
+    Plain,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Compile a policy for the kernel: an nftables ruleset or pcap-filter expressions.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The policy file.
+    pub policy: PathBuf,
+    /// What to emit.
+    #[arg(long, value_enum)]
+    pub target: Target,
+    /// Which block of rules to compile.
+    #[arg(long, value_enum, default_value = "three")]
+    pub engine: EngineArg,
+    /// nft: the netfilter hook of the base chain.
+    #[arg(long, value_enum, default_value = "input")]
+    pub hook: HookArg,
+    /// nft: the base chain's priority.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// nft: rule layout.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub encoding: EncodingArg,
+    /// nft: fail when a class used by the rules has no `mark` (default: assign free marks from
+    /// 1 up, listed in the ruleset's header).
+    #[arg(long)]
+    pub explicit_marks: bool,
+    /// Output format: the target's text, or JSON (nft: the ruleset and its counter map; bpf:
+    /// one object per filter with `exact` and `reason`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// nft: load the ruleset with `nft -f -` in the current network namespace (replacing
+    /// `table ip6 flowpol` atomically) instead of printing it.
+    #[arg(long, conflicts_with_all = ["output", "dry_run"])]
+    pub apply: bool,
+    /// nft: validate the ruleset with `nft -c -f -` (the kernel checks it, nothing changes)
+    /// instead of printing it.
+    #[arg(long, conflicts_with = "output")]
+    pub dry_run: bool,
+}
+
+fn policy_rules(p: &crate::policy::Policy, e: Engine) -> usize {
+    match e {
+        Engine::Three => p.three.len(),
+        Engine::Five => p.five.len(),
+    }
+}
+
+fn engine(e: EngineArg) -> Engine {
+    match e {
+        EngineArg::Three => Engine::Three,
+        EngineArg::Five => Engine::Five,
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let policy = crate::policy::load_file(&args.policy)?;
+    let engine = engine(args.engine);
+    let text = match args.target {
+        Target::Nft => {
+            let opts = nft::NftOptions {
+                engine,
+                hook: match args.hook {
+                    HookArg::Prerouting => nft::Hook::Prerouting,
+                    HookArg::Input => nft::Hook::Input,
+                    HookArg::Forward => nft::Hook::Forward,
+                    HookArg::Output => nft::Hook::Output,
+                },
+                priority: args.priority,
+                encoding: match args.encoding {
+                    EncodingArg::Auto => nft::Encoding::Auto,
+                    EncodingArg::Plain => nft::Encoding::Plain,
+                },
+                marks: if args.explicit_marks {
+                    MarkPolicy::Explicit
+                } else {
+                    MarkPolicy::Auto
+                },
+                ..Default::default()
+            };
+            let r = nft::compile(&policy, &opts)
+                .with_context(|| format!("{}", args.policy.display()))?;
+            tracing::info!(
+                groups = r.groups,
+                grouped_rules = r.grouped_rules,
+                "compiled"
+            );
+            if args.apply || args.dry_run {
+                nft::load(&r.text, args.dry_run)?;
+                let verb = if args.dry_run {
+                    "nft accepts"
+                } else {
+                    "loaded"
+                };
+                eprintln!(
+                    "{verb} table ip6 {}: {} {} rules, {} counters, {} verdict maps",
+                    nft::TABLE,
+                    policy_rules(&policy, engine),
+                    engine.keyword(),
+                    r.counters.len(),
+                    r.groups
+                );
+                return Ok(super::EXIT_OK);
+            }
+            match args.format {
+                Format::Text => r.text,
+                Format::Json => {
+                    let counters: Vec<serde_json::Value> = r
+                        .counters
+                        .iter()
+                        .map(|(name, tag)| serde_json::json!({ "counter": name, "tag": tag }))
+                        .collect();
+                    let marks: Vec<serde_json::Value> = r
+                        .marks
+                        .entries
+                        .iter()
+                        .map(|(c, m, auto)| serde_json::json!({ "class": c, "mark": m, "assigned": auto }))
+                        .collect();
+                    let v = serde_json::json!({
+                        "table": nft::TABLE,
+                        "engine": engine.keyword(),
+                        "groups": r.groups,
+                        "grouped_rules": r.grouped_rules,
+                        "counters": counters,
+                        "marks": marks,
+                        "ruleset": r.text,
+                    });
+                    serde_json::to_string_pretty(&v)? + "\n"
+                }
+            }
+        }
+        Target::Bpf => {
+            if args.apply || args.dry_run {
+                anyhow::bail!("--apply and --dry-run are for --target nft");
+            }
+            let f = bpf::compile(&policy, engine)
+                .with_context(|| format!("{}", args.policy.display()))?;
+            match args.format {
+                Format::Text => bpf::to_text(&f, engine),
+                Format::Json => serde_json::to_string_pretty(&f)? + "\n",
+            }
+        }
+    };
+    match &args.output {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => std::io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    Ok(super::EXIT_OK)
+}

@@ -1,0 +1,63 @@
+//! `flowpol nft`: talks to the kernel's nftables about a ruleset from `flowpol compile`.
+
+use crate::compile::{nft::TABLE, stats};
+use anyhow::Context as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+/// Work with a compiled ruleset loaded into nftables.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: NftCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum NftCommand {
+    /// Per-rule and per-class packet counts from the kernel's named counters
+    /// (`nft -j list counters table ip6 flowpol`, in the current network namespace).
+    Stats(StatsArgs),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatsArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// The nftables table (family ip6).
+    #[arg(long, default_value = TABLE)]
+    pub table: String,
+    /// Read `nft -j list counters` output from this file instead of running nft.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    match args.command {
+        NftCommand::Stats(a) => stats_cmd(a),
+    }
+}
+
+fn stats_cmd(a: StatsArgs) -> anyhow::Result<u8> {
+    let rows = match &a.input {
+        Some(p) => {
+            let s =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            stats::parse_counters(&s, &a.table).with_context(|| format!("{}", p.display()))?
+        }
+        None => stats::read_kernel(&a.table).context("reading the kernel's counters")?,
+    };
+    let r = stats::report(&a.table, &rows);
+    let text = match a.format {
+        Format::Table => stats::render_table(&r),
+        Format::Json => serde_json::to_string_pretty(&r)? + "\n",
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(super::EXIT_OK)
+}

@@ -1,0 +1,285 @@
+//! Reads the kernel's counters of a compiled ruleset back (`nft -j list counters table ip6
+//! flowpol`) and maps them to rules and classes through the counter comments written by
+//! [`super::nft`], for a report in flowpol's own format: rules in policy order, then
+//! `default`, then (five) `unavailable`; classes named as flowpol's reports name outcomes (the
+//! class name, `pass`, `drop`). `unavailable` packets got the default's verdict and count in
+//! its class.
+
+use super::CounterTag;
+use comfy_table::{CellAlignment, Table};
+
+/// Why counters could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("cannot run nft: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("nft failed ({status}): {stderr}")]
+    Nft { status: String, stderr: String },
+    #[error("nft printed JSON flowpol does not understand: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("nft printed JSON without an `nftables` array")]
+    Shape,
+}
+
+/// One kernel counter.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CounterRow {
+    pub name: String,
+    /// What it counts, when its comment was written by flowpol.
+    pub tag: Option<CounterTag>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct Top {
+    nftables: Vec<serde_json::Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonCounter {
+    name: String,
+    #[serde(default)]
+    table: String,
+    #[serde(default)]
+    comment: Option<String>,
+    packets: u64,
+    bytes: u64,
+}
+
+/// Parses the output of `nft -j list counters [table ip6 T]`, keeping the counters of `table`.
+pub fn parse_counters(json: &str, table: &str) -> Result<Vec<CounterRow>, StatsError> {
+    let top: Top = serde_json::from_str(json)?;
+    let mut rows = Vec::new();
+    for obj in top.nftables {
+        let Some(c) = obj.get("counter") else {
+            continue;
+        };
+        let c: JsonCounter = serde_json::from_value(c.clone())?;
+        if !c.table.is_empty() && c.table != table {
+            continue;
+        }
+        rows.push(CounterRow {
+            tag: c.comment.as_deref().and_then(CounterTag::parse),
+            name: c.name,
+            packets: c.packets,
+            bytes: c.bytes,
+        });
+    }
+    Ok(rows)
+}
+
+/// Runs `nft -j list counters table ip6 TABLE` in the current network namespace.
+pub fn read_kernel(table: &str) -> Result<Vec<CounterRow>, StatsError> {
+    let out = std::process::Command::new("nft")
+        .args(["-j", "list", "counters", "table", "ip6", table])
+        .output()
+        .map_err(StatsError::Spawn)?;
+    if !out.status.success() {
+        return Err(StatsError::Nft {
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    parse_counters(&String::from_utf8_lossy(&out.stdout), table)
+}
+
+/// Per rule (and default) counts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RuleStat {
+    /// The rule's index; `None` for the default.
+    pub index: Option<usize>,
+    /// The rule name, `default`, or the raw counter name for a counter flowpol did not write.
+    pub name: String,
+    pub counter: String,
+    pub action: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Per class counts, named as flowpol's reports name outcomes: the class name, `pass`, `drop`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ClassStat {
+    pub name: String,
+    pub rules: usize,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The report of `flowpol nft stats`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StatsReport {
+    pub table: String,
+    pub engine: Option<String>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub rules: Vec<RuleStat>,
+    pub classes: Vec<ClassStat>,
+}
+
+/// Builds the report: rules in policy order, the default last, then actions in order of first
+/// appearance.
+pub fn report(table: &str, rows: &[CounterRow]) -> StatsReport {
+    let mut rules: Vec<RuleStat> = rows
+        .iter()
+        .map(|r| match &r.tag {
+            Some(t) => RuleStat {
+                index: t.index,
+                name: t.rule.clone().unwrap_or_else(|| "default".into()),
+                counter: r.name.clone(),
+                action: t.action.clone(),
+                packets: r.packets,
+                bytes: r.bytes,
+            },
+            None => RuleStat {
+                index: None,
+                name: r.name.clone(),
+                counter: r.name.clone(),
+                action: "?".into(),
+                packets: r.packets,
+                bytes: r.bytes,
+            },
+        })
+        .collect();
+    // Rules by index; the default (tagged, no index) after them; foreign counters last.
+    rules.sort_by_key(|r| match (r.index, r.action.as_str()) {
+        (Some(i), _) => (0, i),
+        (None, "?") => (3, 0),
+        (None, _) if r.name == super::UNAVAILABLE_COUNTER => (2, 0),
+        (None, _) => (1, 0),
+    });
+    // Classes first (in order of appearance), then pass and drop, as in flowpol's reports.
+    let outcome = |action: &str| action.strip_prefix("class ").unwrap_or(action).to_string();
+    let mut names: Vec<String> = rules
+        .iter()
+        .filter(|r| r.action.starts_with("class "))
+        .map(|r| outcome(&r.action))
+        .collect();
+    names.dedup();
+    let mut seen = Vec::new();
+    names.retain(|n| {
+        let first = !seen.contains(n);
+        seen.push(n.clone());
+        first
+    });
+    names.extend(["pass".to_string(), "drop".to_string()]);
+    let mut classes: Vec<ClassStat> = names
+        .into_iter()
+        .map(|name| ClassStat {
+            name,
+            rules: 0,
+            packets: 0,
+            bytes: 0,
+        })
+        .collect();
+    for r in rules.iter().filter(|r| r.action != "?") {
+        if let Some(c) = classes.iter_mut().find(|c| c.name == outcome(&r.action)) {
+            c.rules += usize::from(r.index.is_some());
+            c.packets += r.packets;
+            c.bytes += r.bytes;
+        }
+    }
+    StatsReport {
+        table: table.into(),
+        engine: rows
+            .iter()
+            .find_map(|r| r.tag.as_ref().map(|t| t.engine.clone())),
+        packets: rules.iter().map(|r| r.packets).sum(),
+        bytes: rules.iter().map(|r| r.bytes).sum(),
+        rules,
+        classes,
+    }
+}
+
+fn share(n: u64, total: u64) -> String {
+    if total == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", n as f64 * 100.0 / total as f64)
+    }
+}
+
+fn right(t: &mut Table, from: usize) {
+    for i in from..t.column_count() {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+/// The human tables: rules in policy order with the default last, then classes.
+pub fn render_table(r: &StatsReport) -> String {
+    let mut t = Table::new();
+    t.set_header(["#", "rule", "action", "packets", "bytes", "share"]);
+    for s in &r.rules {
+        t.add_row(vec![
+            s.index.map_or("-".into(), |i| i.to_string()),
+            s.name.clone(),
+            s.action.clone(),
+            s.packets.to_string(),
+            s.bytes.to_string(),
+            share(s.packets, r.packets),
+        ]);
+    }
+    right(&mut t, 3);
+    if let Some(c) = t.column_mut(0) {
+        c.set_cell_alignment(CellAlignment::Right);
+    }
+    let mut c = Table::new();
+    c.set_header(["class", "rules", "packets", "bytes", "share"]);
+    for s in &r.classes {
+        c.add_row(vec![
+            s.name.clone(),
+            s.rules.to_string(),
+            s.packets.to_string(),
+            s.bytes.to_string(),
+            share(s.packets, r.packets),
+        ]);
+    }
+    right(&mut c, 1);
+    format!(
+        "nftables table ip6 {} ({} engine): {} packets ({} bytes)\n\nRules\n{t}\n\nClasses\n{c}\n",
+        r.table,
+        r.engine.as_deref().unwrap_or("?"),
+        r.packets,
+        r.bytes
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
+ {"counter": {"family": "ip6", "name": "r1_b", "table": "flowpol", "handle": 4, "comment": "flowpol three rule 1 b -> class gold", "packets": 3, "bytes": 300}},
+ {"counter": {"family": "ip6", "name": "r0_a", "table": "flowpol", "handle": 3, "comment": "flowpol three rule 0 a -> class gold", "packets": 5, "bytes": 500}},
+ {"counter": {"family": "ip6", "name": "default", "table": "flowpol", "handle": 5, "comment": "flowpol three default -> pass", "packets": 2, "bytes": 100}},
+ {"counter": {"family": "ip6", "name": "x", "table": "other", "handle": 5, "packets": 9, "bytes": 9}}]}"#;
+
+    #[test]
+    fn maps_counters_to_rules_and_actions() {
+        let rows = parse_counters(SAMPLE, "flowpol").unwrap();
+        assert_eq!(rows.len(), 3);
+        let r = report("flowpol", &rows);
+        let names: Vec<&str> = r.rules.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "default"]);
+        assert_eq!(r.packets, 10);
+        let c = |name: &str, rules, packets, bytes| ClassStat {
+            name: name.into(),
+            rules,
+            packets,
+            bytes,
+        };
+        assert_eq!(
+            r.classes,
+            [
+                c("gold", 2, 8, 800),
+                c("pass", 0, 2, 100),
+                c("drop", 0, 0, 0)
+            ]
+        );
+        let t = render_table(&r);
+        assert!(t.contains("80.0%") && t.contains("\nClasses\n"), "{t}");
+        assert!(parse_counters("{}", "flowpol").is_err());
+    }
+}

@@ -550,6 +550,21 @@ fn workers_and_ring_total_what_one_worker_counts() {
         assert_eq!(r["kernel"]["packets"], r["frames"]["packets"], "{name}");
     }
     assert_eq!(two["capture"]["workers"], 2);
+    // The trace's many flows are spread over both workers by the kernel's flow hash.
+    for r in [&two, &ring] {
+        let per: Vec<u64> = r["capture"]["frames_per_worker"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(per.len(), 2);
+        assert!(per.iter().all(|&n| n > 0), "fanout: {per:?}");
+        assert_eq!(
+            per.iter().sum::<u64>(),
+            r["frames"]["packets"].as_u64().unwrap()
+        );
+    }
     assert_eq!(ring["capture"]["source"], "ring");
 }
 

@@ -74,6 +74,8 @@ struct WatchReport<'a> {
 struct CaptureInfo {
     source: &'static str,
     workers: usize,
+    /// Frames each worker captured: how the fanout spread the flows.
+    frames_per_worker: Vec<u64>,
     elapsed_s: f64,
 }
 
@@ -223,14 +225,18 @@ where
     }
     let elapsed = session.elapsed().as_secs_f64();
     let workers = cfg.workers;
-    let (tally, kernel) = session
+    let done = session
         .finish()
         .with_context(|| format!("watching {}", args.iface))?;
+    let (tally, kernel) = (done.tally, done.kernel);
     let report = summary(&tally, &kernel);
     let mut out = std::io::stdout().lock();
     match args.format {
         super::classify::OutputFormat::Table => {
             write!(out, "{}{}", table::render(&report), kernel_line(&kernel))?;
+            if workers > 1 {
+                writeln!(out, "frames per worker: {:?}", done.per_worker)?;
+            }
         }
         super::classify::OutputFormat::Json => {
             let w = WatchReport {
@@ -239,6 +245,7 @@ where
                 capture: CaptureInfo {
                     source: source.as_str(),
                     workers,
+                    frames_per_worker: done.per_worker,
                     elapsed_s: (elapsed * 1000.0).round() / 1000.0,
                 },
             };

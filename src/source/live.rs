@@ -435,14 +435,16 @@ impl Session {
     }
 
     /// Stops the workers, merges their final counts and completes the capture file.
-    pub fn finish(self) -> Result<(Tally, KernelStats), LiveError> {
+    pub fn finish(self) -> Result<Finished, LiveError> {
         self.control.stop();
+        let mut per_worker = Vec::new();
         let mut tally: Option<Tally> = None;
         let mut kernel = KernelStats::default();
         let mut first_err = None;
         for h in self.handles {
             match h.join() {
                 Ok(Ok((t, k))) => {
+                    per_worker.push(t.frames.packets);
                     match &mut tally {
                         None => tally = Some(t),
                         Some(all) => all.merge(&t),
@@ -465,8 +467,22 @@ impl Session {
         if let Some(e) = first_err {
             return Err(e);
         }
-        Ok((tally.ok_or(LiveError::Panicked)?, kernel))
+        Ok(Finished {
+            tally: tally.ok_or(LiveError::Panicked)?,
+            kernel,
+            per_worker,
+        })
     }
+}
+
+/// The final counts of a session.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    /// All workers' tallies merged.
+    pub tally: Tally,
+    pub kernel: KernelStats,
+    /// Frames each worker captured (how the fanout spread them).
+    pub per_worker: Vec<u64>,
 }
 
 struct Worker {

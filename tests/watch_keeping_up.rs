@@ -10,7 +10,13 @@ mod common;
 mod send_support;
 
 use common::netns::{VethPair, sh};
-use send_support::{BIN, flowpol_ok};
+use send_support::BIN;
+
+/// The flowpol under test: FLOWPOL_BIN (e.g. target/release/flowpol, for the figures) or the
+/// binary cargo built for this test.
+fn bin() -> String {
+    std::env::var("FLOWPOL_BIN").unwrap_or_else(|_| BIN.to_string())
+}
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -69,8 +75,9 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
             break;
         }
     }
+    let bin = bin();
     let mut args = vec![
-        BIN,
+        bin.as_str(),
         "watch",
         "--iface",
         &p.b_if,
@@ -97,22 +104,39 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
             break;
         }
     }
-    let r = flowpol_ok(
-        &p.a,
-        &[
-            "replay",
-            "--iface",
-            &p.a_if,
-            trace,
-            "--fast",
-            "--loop",
-            &loops.to_string(),
-            "--format",
-            "json",
-        ],
-    );
-    let r: Value = serde_json::from_str(r.trim()).unwrap();
-    let sent = r["frames_sent"].as_u64().unwrap();
+    // FLOWPOL_FLOOD_SENDERS replays at once (default 1), each --fast over the whole file.
+    let senders: usize = std::env::var("FLOWPOL_FLOOD_SENDERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let loops_s = loops.to_string();
+    let children: Vec<_> = (0..senders)
+        .map(|_| {
+            VethPair::exec(
+                &p.a,
+                &[
+                    &bin, "replay", "--iface", &p.a_if, trace, "--fast", "--loop", &loops_s,
+                    "--format", "json",
+                ],
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("replay")
+        })
+        .collect();
+    let mut sent = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "replay: {out:?}");
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        sent += r["frames_sent"].as_u64().unwrap();
+        eprintln!(
+            "replay: {} frames in {:.3} s ({:.0} frames/s)",
+            r["frames_sent"],
+            r["elapsed_s"].as_f64().unwrap_or(0.0),
+            r["rate_pps"].as_f64().unwrap_or(0.0)
+        );
+    }
     // Let both drain what is queued, then stop both.
     std::thread::sleep(Duration::from_millis(1500));
     sh(&["kill", "-INT", &w.id().to_string()]);
@@ -124,10 +148,6 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
     let rest: Vec<String> = td_lines.map_while(Result::ok).collect();
     let counts = tcpdump_counts(&rest.join("\n"));
     let got: Value = serde_json::from_str(out.trim()).unwrap();
-    eprintln!(
-        "replay: {sent} frames in {:.3} s ({:.0} frames/s)",
-        r["elapsed_s"], r["rate_pps"]
-    );
     (got, counts, sent)
 }
 

@@ -6,8 +6,8 @@ use crate::classify::{Classifier, Linear};
 use crate::packet::{FiveTuple, ThreeTuple};
 use crate::report::json::SourceInfo;
 use crate::report::prometheus::{self, Metrics};
-use crate::report::{Report, Tally, table};
-use crate::source::live::{KernelStats, LiveError, Session, SourceKind, WatchConfig};
+use crate::report::{Report, table};
+use crate::source::live::{Counts, KernelStats, LiveError, Session, SourceKind, WatchConfig};
 use anyhow::Context;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -184,8 +184,11 @@ where
         .duration
         .map(|d| Instant::now() + Duration::from_secs_f64(d.max(0.0)));
     let mut next = Instant::now() + interval;
-    let summary = |t: &Tally, k: &KernelStats| {
-        let r = Report::new(t, policy, &policy_name, info.clone());
+    let summary = |c: &Counts| {
+        let k = &c.kernel;
+        let mut r = Report::new(&c.tally, policy, &policy_name, info.clone());
+        // Time per packet from the timed sample of frames.
+        r.timing = Report::new(&c.timing, policy, &policy_name, info.clone()).timing;
         if let Some(m) = &metrics {
             m.update(&r, k.packets, k.drops);
         }
@@ -201,8 +204,9 @@ where
             if next < now {
                 next = now + interval;
             }
-            let (t, k) = session.snapshot();
-            let r = summary(&t, &k);
+            let c = session.snapshot();
+            let k = c.kernel;
+            let r = summary(&c);
             let mut err = std::io::stderr().lock();
             if term {
                 // Redraw in place: home, clear, the full table.
@@ -228,8 +232,8 @@ where
     let done = session
         .finish()
         .with_context(|| format!("watching {}", args.iface))?;
-    let (tally, kernel) = (done.tally, done.kernel);
-    let report = summary(&tally, &kernel);
+    let kernel = done.counts.kernel;
+    let report = summary(&done.counts);
     let mut out = std::io::stdout().lock();
     match args.format {
         super::classify::OutputFormat::Table => {

@@ -228,6 +228,60 @@ impl Tally {
         (b.duration_since(a).as_nanos() as u64).saturating_sub(self.timer_overhead_ns)
     }
 
+    /// [`Tally::classify`] without reading the clock: the same counts (timing fields aside).
+    /// Reading the clock five times costs more than decoding and matching on some virtual
+    /// machines, so a live capture times only a sample of its packets with [`Tally::classify`]
+    /// (into a tally of their own) and counts the rest here. No allocation.
+    #[inline]
+    pub fn classify_untimed<'a, C3, C5>(
+        &mut self,
+        frame: &Frame<'a>,
+        c3: &C3,
+        c5: &C5,
+    ) -> Outcome<'a>
+    where
+        C3: Classifier<ThreeTuple> + ?Sized,
+        C5: Classifier<FiveTuple> + ?Sized,
+    {
+        let bytes = frame.orig_len;
+        self.frames.add(bytes);
+        let (three_key, fixed) = match packet::three(frame.link, frame.data) {
+            Ok(v) => v,
+            Err(kind) => {
+                self.non_ipv6[kind.index()].add(bytes);
+                return Outcome::NonIpv6(kind);
+            }
+        };
+        let (proto, five_key) = packet::five_of(&fixed, &three_key);
+        let three = c3.classify(&three_key);
+        let five = five_key.map(|k| c5.classify(&k));
+        self.three.classified += 1;
+        self.ipv6.add(bytes);
+        self.three.add(three, bytes);
+        let row = self.verdicts.of_three(three);
+        let col = match five {
+            Ok(r) => {
+                self.five.classified += 1;
+                self.five.add(r, bytes);
+                self.verdicts.of_five(r)
+            }
+            Err(why) => {
+                self.unavailable[why.index()].add(bytes);
+                self.verdicts.names.len()
+            }
+        };
+        let cols = self.agreement_columns();
+        self.agreement[row * cols + col] += 1;
+        let keys = Ipv6Keys {
+            packet: fixed.packet(),
+            three: three_key,
+            next_header: fixed.next_header(),
+            proto,
+            five: five_key,
+        };
+        Outcome::Ipv6 { keys, three, five }
+    }
+
     /// The hot path: decodes one frame, classifies it with both engines, counts it, and returns
     /// what happened (for per-packet output). No allocation.
     #[inline]

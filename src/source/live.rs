@@ -1,8 +1,10 @@
 //! Live capture from a network interface (AF_PACKET, root or CAP_NET_RAW), and the capture
 //! session of `flowpol watch`: N worker threads, each with its own socket joined to one
 //! `PACKET_FANOUT_HASH` group, each classifying its frames with both engines through the same
-//! hot path as `classify` ([`Tally::classify`]) into a tally of its own; the session merges them
-//! for every summary and at the end.
+//! hot path as `classify` into a tally of its own; the session merges them for every summary and
+//! at the end. Reading the clock costs more than classifying on some machines, so a worker times
+//! one frame in [`TIMING_SAMPLE`] ([`Tally::classify`], into a sample tally whose time per packet
+//! the report shows) and counts the others with [`Tally::classify_untimed`].
 //!
 //! Two sources behind one [`Source`]:
 //! - **pnet** (portable, the default): pnet's datalink channel, one `poll` + `recvfrom` per frame,
@@ -34,6 +36,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub const READ_BUFFER: usize = 256 * 1024;
 /// The socket receive buffer asked for on the pnet path.
 pub const RCVBUF: usize = 4 << 20;
+/// One frame in this many goes through the timed hot path.
+pub const TIMING_SAMPLE: u64 = 64;
 /// How long a worker waits for a frame before looking at the stop flag again.
 pub const POLL: Duration = Duration::from_millis(100);
 
@@ -280,12 +284,29 @@ pub struct WatchConfig {
     pub write: Option<PathBuf>,
 }
 
+/// Counts of (part of) a run.
+#[derive(Clone, Debug)]
+pub struct Counts {
+    /// Every frame.
+    pub tally: Tally,
+    /// The frames that were timed (also in `tally`): the source of time per packet.
+    pub timing: Tally,
+    pub kernel: KernelStats,
+}
+
+impl Counts {
+    fn merge(&mut self, o: &Counts) {
+        self.tally.merge(&o.tally);
+        self.timing.merge(&o.timing);
+        self.kernel.merge(&o.kernel);
+    }
+}
+
 /// A worker's latest published counts.
 struct Snapshot {
     generation: u64,
     done: bool,
-    tally: Tally,
-    kernel: KernelStats,
+    counts: Counts,
 }
 
 /// State shared between the session and its workers.
@@ -307,7 +328,7 @@ impl Control {
 }
 
 type Writer = Arc<Mutex<PcapWriter<BufWriter<File>>>>;
-type WorkerResult = Result<(Tally, KernelStats), LiveError>;
+type WorkerResult = Result<Counts, LiveError>;
 
 /// A running capture: workers started, counts available with [`Session::snapshot`], ended with
 /// [`Session::finish`].
@@ -357,17 +378,20 @@ impl Session {
         let mut handles = Vec::new();
         let blank = Tally::new(policy, c3.name(), c5.name());
         for src in sources {
+            let counts = Counts {
+                tally: blank.clone(),
+                timing: blank.clone(),
+                kernel: KernelStats::default(),
+            };
             let slot = Arc::new(Mutex::new(Snapshot {
                 generation: 0,
                 done: false,
-                tally: blank.clone(),
-                kernel: KernelStats::default(),
+                counts: counts.clone(),
             }));
             slots.push(slot.clone());
             let w = Worker {
                 src,
-                tally: blank.clone(),
-                kernel: KernelStats::default(),
+                counts,
                 slot,
                 control: control.clone(),
                 writer: writer.clone(),
@@ -406,7 +430,7 @@ impl Session {
 
     /// Current counts: asks every worker to publish, waits for them (at most a few poll
     /// periods), merges.
-    pub fn snapshot(&self) -> (Tally, KernelStats) {
+    pub fn snapshot(&self) -> Counts {
         let g = self.control.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let deadline = Instant::now() + POLL * 3;
         loop {
@@ -420,36 +444,32 @@ impl Session {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let mut tally: Option<Tally> = None;
-        let mut kernel = KernelStats::default();
+        let mut all: Option<Counts> = None;
         for s in &self.slots {
             if let Ok(s) = s.lock() {
-                match &mut tally {
-                    None => tally = Some(s.tally.clone()),
-                    Some(t) => t.merge(&s.tally),
+                match &mut all {
+                    None => all = Some(s.counts.clone()),
+                    Some(a) => a.merge(&s.counts),
                 }
-                kernel.merge(&s.kernel);
             }
         }
-        (tally.expect("at least one worker"), kernel)
+        all.expect("at least one worker")
     }
 
     /// Stops the workers, merges their final counts and completes the capture file.
     pub fn finish(self) -> Result<Finished, LiveError> {
         self.control.stop();
         let mut per_worker = Vec::new();
-        let mut tally: Option<Tally> = None;
-        let mut kernel = KernelStats::default();
+        let mut all: Option<Counts> = None;
         let mut first_err = None;
         for h in self.handles {
             match h.join() {
-                Ok(Ok((t, k))) => {
-                    per_worker.push(t.frames.packets);
-                    match &mut tally {
-                        None => tally = Some(t),
-                        Some(all) => all.merge(&t),
+                Ok(Ok(c)) => {
+                    per_worker.push(c.tally.frames.packets);
+                    match &mut all {
+                        None => all = Some(c),
+                        Some(a) => a.merge(&c),
                     }
-                    kernel.merge(&k);
                 }
                 Ok(Err(e)) => {
                     first_err.get_or_insert(e);
@@ -468,8 +488,7 @@ impl Session {
             return Err(e);
         }
         Ok(Finished {
-            tally: tally.ok_or(LiveError::Panicked)?,
-            kernel,
+            counts: all.ok_or(LiveError::Panicked)?,
             per_worker,
         })
     }
@@ -478,17 +497,15 @@ impl Session {
 /// The final counts of a session.
 #[derive(Clone, Debug)]
 pub struct Finished {
-    /// All workers' tallies merged.
-    pub tally: Tally,
-    pub kernel: KernelStats,
+    /// All workers' counts merged.
+    pub counts: Counts,
     /// Frames each worker captured (how the fanout spread them).
     pub per_worker: Vec<u64>,
 }
 
 struct Worker {
     src: Source,
-    tally: Tally,
-    kernel: KernelStats,
+    counts: Counts,
     slot: Arc<Mutex<Snapshot>>,
     control: Arc<Control>,
     writer: Option<Writer>,
@@ -498,11 +515,14 @@ struct Worker {
 impl Worker {
     fn publish(&mut self, generation: u64, done: bool) {
         if let Ok(r) = self.src.statistics() {
-            self.kernel.add(r);
+            self.counts.kernel.add(r);
         }
         if let Ok(mut s) = self.slot.lock() {
-            s.tally.clone_from(&self.tally);
-            s.kernel = self.kernel;
+            // Published `tally` counts every frame: the untimed ones plus the timed sample.
+            s.counts.tally.clone_from(&self.counts.tally);
+            s.counts.tally.merge(&self.counts.timing);
+            s.counts.timing.clone_from(&self.counts.timing);
+            s.counts.kernel = self.counts.kernel;
             s.generation = generation;
             s.done = done;
         }
@@ -515,13 +535,14 @@ impl Worker {
         C5: Classifier<FiveTuple> + ?Sized,
     {
         let mut published = 0u64;
+        let mut seq = 0u64;
         let mut write_err = None;
         let result = loop {
             if self.control.stopped() {
                 break Ok(());
             }
-            let (tally, control, writer, count) =
-                (&mut self.tally, &self.control, &self.writer, self.count);
+            let (counts, control, writer, count) =
+                (&mut self.counts, &self.control, &self.writer, self.count);
             let r = self.src.dispatch(|frame| {
                 if let Some(n) = count
                     && control.counted.fetch_add(1, Ordering::Relaxed) >= n
@@ -529,7 +550,12 @@ impl Worker {
                     control.stop();
                     return false;
                 }
-                tally.classify(frame, c3, c5);
+                seq += 1;
+                if seq.is_multiple_of(TIMING_SAMPLE) {
+                    counts.timing.classify(frame, c3, c5);
+                } else {
+                    counts.tally.classify_untimed(frame, c3, c5);
+                }
                 if let Some(w) = writer {
                     let r = match w.lock() {
                         Ok(mut w) => w.write_frame(frame),
@@ -566,6 +592,70 @@ impl Worker {
         if let Some(e) = write_err {
             return Err(LiveError::Write(e));
         }
-        result.map(|()| (self.tally, self.kernel))
+        result.map(|()| {
+            let mut c = self.counts;
+            // `tally` counts every frame; `timing` only the timed ones.
+            let timed = c.timing.clone();
+            c.tally.merge(&timed);
+            c
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Linear;
+    use crate::source::pcap::CaptureReader;
+
+    /// The untimed hot path counts exactly what the timed one counts.
+    #[test]
+    fn untimed_and_sampled_counts_equal_timed_counts() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let policy = crate::policy::load_file(std::path::Path::new(&format!(
+            "{dir}/tests/policies/valid/everything.fpol"
+        )))
+        .unwrap();
+        let c3 = Linear::<ThreeTuple>::new(&policy);
+        let c5 = Linear::<FiveTuple>::new(&policy);
+        let mut timed = Tally::new(&policy, "linear", "linear");
+        let mut untimed = timed.clone();
+        let mut sample = timed.clone();
+        let mut rest = timed.clone();
+        let mut r = CaptureReader::open(format!("{dir}/tests/data/demo.pcap")).unwrap();
+        let mut n = 0u64;
+        r.for_each(|f| {
+            n += 1;
+            timed.classify(&f, &c3, &c5);
+            untimed.classify_untimed(&f, &c3, &c5);
+            if n.is_multiple_of(TIMING_SAMPLE) {
+                sample.classify(&f, &c3, &c5);
+            } else {
+                rest.classify_untimed(&f, &c3, &c5);
+            }
+        })
+        .unwrap();
+        assert!(n > 100);
+        rest.merge(&sample);
+        for t in [&untimed, &rest] {
+            assert_eq!(t.frames, timed.frames);
+            assert_eq!(t.ipv6, timed.ipv6);
+            assert_eq!(t.non_ipv6, timed.non_ipv6);
+            assert_eq!(t.unavailable, timed.unavailable);
+            assert_eq!(t.three.rules, timed.three.rules);
+            assert_eq!(t.five.rules, timed.five.rules);
+            assert_eq!(t.three.default, timed.three.default);
+            assert_eq!(t.five.default, timed.five.default);
+            assert_eq!(t.three.classified, timed.three.classified);
+            assert_eq!(t.five.classified, timed.five.classified);
+            assert_eq!(t.agreement, timed.agreement);
+        }
+        assert_eq!(untimed.three.match_ns, 0);
+        assert!(sample.three.classified > 0);
+    }
+
+    #[test]
+    fn link_type_of_unknown_interface_is_ethernet() {
+        assert_eq!(link_type("no-such-if-0"), LinkType::ETHERNET);
     }
 }

@@ -179,9 +179,9 @@ fn watch_keeps_up_with_tcpdump_under_a_flood() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     for (name, extra) in [
-        ("pnet", &[][..]),
-        ("ring", &["--ring"][..]),
-        ("ring, 2 workers", &["--ring", "--workers", "2"][..]),
+        ("pnet", &["--source", "pnet"][..]),
+        ("ring", &[][..]),
+        ("ring, 2 workers", &["--workers", "2"][..]),
     ] {
         let (w, td, sent) = flood(&p, trace, loops, extra);
         let frames = w["frames"]["packets"].as_u64().unwrap();

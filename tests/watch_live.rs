@@ -373,24 +373,47 @@ fn watch_counts_send_and_replay_exactly() {
             "127.0.0.1:0",
         ],
     );
+    // The portable pnet path, on the same traffic.
+    let pnet = Watch::start(
+        &p.b,
+        &[
+            "--iface",
+            &p.b_if,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--format",
+            "json",
+            "--source",
+            "pnet",
+        ],
+    );
     drive(&p, &trace);
     // Two summaries later the metrics cover everything.
     std::thread::sleep(Duration::from_millis(1200));
     let metrics = scrape(&p.b, watch.metrics.as_deref().expect("metrics address"));
     let got = watch.interrupt();
+    let pnet = pnet.interrupt();
     let tcpdump = tcpdump.stop();
+    assert_eq!(got["capture"]["source"], "ring", "the default source");
+    assert_eq!(pnet["capture"]["source"], "pnet");
 
     // 1. What tcpdump recorded on the same interface, classified offline: every rule equal.
     let want = classify(&policy, &tcpdump.file);
     assert_eq!(rules(&got), rules(&want), "watch vs classify(tcpdump)");
     assert_eq!(got["frames"]["packets"], want["frames"]["packets"]);
-    // Packets, not bytes: the pnet path cannot see VLAN tags the kernel stripped (tcpdump and the
-    // ring put them back), so VLAN frames of the trace are 4 bytes shorter there.
+    // To the byte: the ring puts VLAN tags the kernel stripped back, as libpcap does.
+    assert_eq!(got["rules"], want["rules"]);
+    assert_eq!(got["classes"], want["classes"]);
+    assert_eq!(got["frames"], want["frames"]);
+    assert_eq!(got["five_unavailable"], want["five_unavailable"]);
+    assert_eq!(got["agreement"]["counts"], want["agreement"]["counts"]);
+    // pnet: the same packets (bytes differ on VLAN frames, whose tag it cannot see).
+    assert_eq!(rules(&pnet), rules(&want), "pnet vs classify(tcpdump)");
     assert_eq!(
-        packets_only(&got["five_unavailable"]),
+        packets_only(&pnet["five_unavailable"]),
         packets_only(&want["five_unavailable"])
     );
-    assert_eq!(got["agreement"]["counts"], want["agreement"]["counts"]);
+    assert_eq!(pnet["kernel"]["drops"], 0);
 
     // 2. What was sent.
     let r = rules(&got);
@@ -506,10 +529,10 @@ fn workers_and_ring_total_what_one_worker_counts() {
         a.extend_from_slice(extra);
         Watch::start(&p.b, &a)
     };
-    let one = start(&[]);
-    let two = start(&["--workers", "2"]);
-    let ring = start(&["--ring", "--workers", "2"]);
-    let ring_one = start(&["--source", "ring"]);
+    let one = start(&["--source", "pnet"]);
+    let two = start(&["--source", "pnet", "--workers", "2"]);
+    let ring = start(&["--workers", "2"]);
+    let ring_one = start(&[]);
     drive(&p, &trace);
     std::thread::sleep(Duration::from_millis(500));
     let one = one.interrupt();
@@ -518,8 +541,9 @@ fn workers_and_ring_total_what_one_worker_counts() {
     let ring_one = ring_one.interrupt();
     let want = classify(&policy, &trace);
     assert!(rules(&one)["three/trace"] >= rules(&want)["three/trace"]);
-    // Same source, more workers: identical to the byte. Ring against pnet: identical packet
-    // counts (the ring puts stripped VLAN tags back, so its byte counts are tcpdump's).
+    // Same source, more workers: identical to the byte. Ring (the default) against pnet:
+    // identical packet counts (the ring puts stripped VLAN tags back, so its byte counts are
+    // tcpdump's; pnet's VLAN frames are 4 bytes shorter).
     for (name, r, base) in [
         ("pnet, 2 workers", &two, &one),
         ("ring, 2 workers", &ring, &ring_one),

@@ -49,12 +49,10 @@ pub struct Args {
     /// Capture threads, joined in one PACKET_FANOUT group in hash mode.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
-    /// Capture mechanism: pnet's channel (portable) or a TPACKET_V3 ring (faster).
+    /// Capture mechanism: a TPACKET_V3 ring (default; keeps up with tcpdump) or pnet's datalink
+    /// channel (portable, one recvfrom per frame, falls behind under a flood).
     #[arg(long, value_enum, default_value_t)]
     pub source: SourceKind,
-    /// Shorthand for --source ring.
-    #[arg(long, conflicts_with = "source")]
-    pub ring: bool,
     /// Serve Prometheus metrics on this address (http://ADDR:PORT/metrics).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_addr: Option<SocketAddr>,
@@ -127,11 +125,7 @@ where
     C3: Classifier<ThreeTuple> + 'static,
     C5: Classifier<FiveTuple> + 'static,
 {
-    let source = if args.ring {
-        SourceKind::Ring
-    } else {
-        args.source
-    };
+    let source = args.source;
     anyhow::ensure!(
         args.interval > 0.0 && args.interval.is_finite(),
         "--interval must be a positive number of seconds"

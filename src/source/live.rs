@@ -7,11 +7,13 @@
 //! the report shows) and counts the others with [`Tally::classify_untimed`].
 //!
 //! Two sources behind one [`Source`]:
-//! - **pnet** (portable, the default): pnet's datalink channel, one `poll` + `recvfrom` per frame,
+//! - **ring** (the default): a TPACKET_V3 memory-mapped ring ([`super::ring`]); under a flood it
+//!   keeps up with tcpdump where the pnet path falls far behind (docs/watch-keeping-up.md).
+//! - **pnet** (`--source pnet`, the portable path): pnet's datalink channel, one `poll` +
+//!   `recvfrom` per frame,
 //!   on a socket opened here ([`super::sys`]) and handed to pnet with `Config::socket_fd`, so
 //!   its `PACKET_STATISTICS` can be read through a second descriptor. The read buffer holds
 //!   256 KiB frames (pnet's default 4096 bytes would cut loopback and GRO/GSO frames).
-//! - **ring** (`--ring`): a TPACKET_V3 memory-mapped ring ([`super::ring`]).
 //!
 //! The kernel's counters are read with `PACKET_STATISTICS`, which resets them on every read, so
 //! each worker accumulates its own.
@@ -89,11 +91,13 @@ impl KernelStats {
 /// Which capture mechanism.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceKind {
-    /// pnet's datalink channel: one recvfrom per frame.
+    /// A TPACKET_V3 memory-mapped ring (the default: it keeps up with tcpdump under a flood,
+    /// see docs/watch-keeping-up.md, and restores stripped VLAN tags as libpcap does).
     #[default]
-    Pnet,
-    /// A TPACKET_V3 memory-mapped ring.
     Ring,
+    /// pnet's datalink channel: portable, but one poll + recvfrom per frame, and VLAN tags the
+    /// kernel stripped are lost.
+    Pnet,
 }
 
 impl SourceKind {
@@ -124,6 +128,9 @@ pub struct PnetSource {
     stats_fd: OwnedFd,
     link: LinkType,
     number: u64,
+    /// Read the clock for each frame (only `--write` needs timestamps: pnet gives none, and a
+    /// clock read costs as much as classifying on some machines).
+    timestamps: bool,
 }
 
 impl PnetSource {
@@ -135,9 +142,13 @@ impl PnetSource {
         match self.rx.next() {
             Ok(data) => {
                 self.number += 1;
-                let ts = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default();
+                let ts = if self.timestamps {
+                    SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default()
+                } else {
+                    Duration::ZERO
+                };
                 let frame = Frame {
                     number: self.number,
                     link: self.link,
@@ -186,8 +197,14 @@ fn socket(iface: &str) -> Result<OwnedFd, LiveError> {
 }
 
 impl Source {
-    /// Opens a source on `iface`, joined to fanout group `fanout` when given.
-    pub fn open(kind: SourceKind, iface: &str, fanout: Option<u16>) -> Result<Source, LiveError> {
+    /// Opens a source on `iface`, joined to fanout group `fanout` when given. `timestamps`:
+    /// frames need their capture time (the ring always has it).
+    pub fn open(
+        kind: SourceKind,
+        iface: &str,
+        fanout: Option<u16>,
+        timestamps: bool,
+    ) -> Result<Source, LiveError> {
         let ifindex = sys::if_index(iface).map_err(|_| LiveError::NoInterface {
             iface: iface.to_string(),
         })?;
@@ -224,6 +241,7 @@ impl Source {
                         stats_fd,
                         link,
                         number: 0,
+                        timestamps,
                     })),
                     Ok(_) => Err(io_err("opening the pnet channel", iface)(io::Error::other(
                         "unknown channel type",
@@ -359,7 +377,12 @@ impl Session {
         let fanout = (workers > 1).then_some(group);
         let mut sources = Vec::with_capacity(workers);
         for _ in 0..workers {
-            sources.push(Source::open(cfg.source, &cfg.iface, fanout)?);
+            sources.push(Source::open(
+                cfg.source,
+                &cfg.iface,
+                fanout,
+                cfg.write.is_some(),
+            )?);
         }
         let link = sources[0].link();
         let writer = match &cfg.write {

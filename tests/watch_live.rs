@@ -143,7 +143,13 @@ impl Watch {
     }
 
     /// Waits for the watch to end by itself (or kills it after `limit`), returns its JSON.
-    fn wait(mut self, limit: Duration) -> Value {
+    fn wait(self, limit: Duration) -> Value {
+        let (out, err) = self.wait_raw(limit);
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"))
+    }
+
+    /// Waits for the end, asserts success, returns stdout and stderr.
+    fn wait_raw(mut self, limit: Duration) -> (String, String) {
         let end = Instant::now() + limit;
         while self.child.try_wait().unwrap().is_none() {
             if Instant::now() > end {
@@ -165,7 +171,7 @@ impl Watch {
             .recv_timeout(Duration::from_secs(2))
             .unwrap_or_default();
         assert!(status.success(), "watch failed ({status}):\n{out}\n{err}");
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"))
+        (out, err)
     }
 
     /// SIGINT, then the final JSON summary.
@@ -692,6 +698,53 @@ fn count_and_duration_end_the_watch() {
     );
     let counted = counted.wait(Duration::from_secs(10));
     assert_eq!(counted["frames"]["packets"], 100, "{}", counted["frames"]);
+
+    // SIGTERM ends it like SIGINT: the final summary (table) on stdout, the refreshed
+    // one-line summaries on stderr (not a terminal).
+    let termed = Watch::start(
+        &p.b,
+        &[
+            "--iface",
+            &p.b_if,
+            "--policy",
+            pol,
+            "--interval",
+            "0.2",
+            "--source",
+            "pnet",
+        ],
+    );
+    flowpol_ok(
+        &p.a,
+        &[
+            "replay",
+            "--iface",
+            &p.a_if,
+            trace.to_str().unwrap(),
+            "--fast",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    sh(&["kill", "-TERM", &termed.child.id().to_string()]);
+    let (out, err) = termed.wait_raw(Duration::from_secs(10));
+    assert!(out.contains("vb (live (pnet)), policy"), "{out}");
+    assert!(out.contains("400 frames"), "{out}");
+    assert!(
+        out.contains("kernel: 400 packets seen by the capture sockets, 0 dropped"),
+        "{out}"
+    );
+    let refreshed: Vec<&str> = err.lines().filter(|l| l.starts_with('[')).collect();
+    assert!(refreshed.len() >= 2, "{err}");
+    assert!(
+        refreshed.last().unwrap().contains("400 frames"),
+        "{refreshed:?}"
+    );
+    assert!(
+        refreshed
+            .last()
+            .unwrap()
+            .contains("kernel: 400 seen, 0 dropped")
+    );
 }
 
 #[test]

@@ -149,7 +149,14 @@ impl Watch {
     }
 
     /// Waits for the end, asserts success, returns stdout and stderr.
-    fn wait_raw(mut self, limit: Duration) -> (String, String) {
+    fn wait_raw(self, limit: Duration) -> (String, String) {
+        let (status, out, err) = self.wait_status(limit);
+        assert!(status.success(), "watch failed ({status}):\n{out}\n{err}");
+        (out, err)
+    }
+
+    /// Waits for the end (killing it after `limit`): exit status, stdout, stderr.
+    fn wait_status(mut self, limit: Duration) -> (std::process::ExitStatus, String, String) {
         let end = Instant::now() + limit;
         while self.child.try_wait().unwrap().is_none() {
             if Instant::now() > end {
@@ -170,8 +177,7 @@ impl Watch {
             .stderr
             .recv_timeout(Duration::from_secs(2))
             .unwrap_or_default();
-        assert!(status.success(), "watch failed ({status}):\n{out}\n{err}");
-        (out, err)
+        (status, out, err)
     }
 
     /// SIGINT, then the final JSON summary.
@@ -800,4 +806,48 @@ fn watch_on_a_missing_interface_is_a_usage_error() {
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch0"));
+}
+
+#[test]
+fn interface_going_away_ends_the_watch_with_its_summary() {
+    if !common::netns::require_root("watch_gone") {
+        return;
+    }
+    let p = VethPair::new("wg");
+    quiet(&p);
+    let dir = tempfile::tempdir().unwrap();
+    let trace = gen_trace(dir.path(), 50, 2);
+    let policy = write_policy(dir.path(), &p);
+    for source in ["ring", "pnet"] {
+        // A second veth pair inside b, so the first stays for the next round.
+        sh(&[
+            "ip", "-n", &p.b, "link", "add", "x1", "type", "veth", "peer", "name", "x2",
+        ]);
+        sh(&["ip", "-n", &p.b, "link", "set", "x1", "up"]);
+        sh(&["ip", "-n", &p.b, "link", "set", "x2", "up"]);
+        let w = Watch::start(
+            &p.b,
+            &[
+                "--iface",
+                "x1",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--format",
+                "json",
+                "--source",
+                source,
+            ],
+        );
+        flowpol_ok(
+            &p.b,
+            &["replay", "--iface", "x2", trace.to_str().unwrap(), "--fast"],
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        sh(&["ip", "-n", &p.b, "link", "del", "x1"]);
+        let (status, out, err) = w.wait_status(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(2), "{source}: {out}\n{err}");
+        assert!(err.contains("receiving on x1"), "{source}: {err}");
+        let r: Value = serde_json::from_str(out.trim()).expect("the summary comes first");
+        assert_eq!(r["frames"]["packets"], 50, "{source}");
+    }
 }

@@ -223,9 +223,7 @@ where
     }
     let elapsed = session.elapsed().as_secs_f64();
     let workers = cfg.workers;
-    let done = session
-        .finish()
-        .with_context(|| format!("watching {}", args.iface))?;
+    let done = session.finish();
     let kernel = done.counts.kernel;
     let report = summary(&done.counts);
     let mut out = std::io::stdout().lock();
@@ -251,5 +249,9 @@ where
         }
     }
     out.flush()?;
-    Ok(super::EXIT_OK)
+    match done.error {
+        // The summary of what was counted first, then the error (exit 2).
+        Some(e) => Err(anyhow::Error::new(e)).with_context(|| format!("watching {}", args.iface)),
+        None => Ok(super::EXIT_OK),
+    }
 }

@@ -52,7 +52,7 @@ pub enum LiveError {
     NoCapability { iface: String },
     #[error("no network interface named {iface}")]
     NoInterface { iface: String },
-    #[error("{what} on {iface}: {source}")]
+    #[error("{what} on {iface}")]
     Io {
         what: &'static str,
         iface: String,
@@ -346,7 +346,8 @@ impl Control {
 }
 
 type Writer = Arc<Mutex<PcapWriter<BufWriter<File>>>>;
-type WorkerResult = Result<Counts, LiveError>;
+/// A worker's counts, and the error that ended it early, if one did.
+type WorkerResult = (Counts, Option<LiveError>);
 
 /// A running capture: workers started, counts available with [`Session::snapshot`], ended with
 /// [`Session::finish`].
@@ -413,6 +414,7 @@ impl Session {
             }));
             slots.push(slot.clone());
             let w = Worker {
+                iface: cfg.iface.clone(),
                 src,
                 counts,
                 slot,
@@ -479,54 +481,64 @@ impl Session {
         all.expect("at least one worker")
     }
 
-    /// Stops the workers, merges their final counts and completes the capture file.
-    pub fn finish(self) -> Result<Finished, LiveError> {
+    /// Stops the workers, merges their final counts and completes the capture file. The counts
+    /// are there even when a worker failed (`error` says why it stopped).
+    pub fn finish(self) -> Finished {
         self.control.stop();
         let mut per_worker = Vec::new();
         let mut all: Option<Counts> = None;
-        let mut first_err = None;
-        for h in self.handles {
-            match h.join() {
-                Ok(Ok(c)) => {
-                    per_worker.push(c.tally.frames.packets);
-                    match &mut all {
-                        None => all = Some(c),
-                        Some(a) => a.merge(&c),
-                    }
-                }
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_err.get_or_insert(LiveError::Panicked);
-                }
+        let mut error = None;
+        for (h, slot) in self.handles.into_iter().zip(&self.slots) {
+            let (c, e) = match h.join() {
+                Ok(r) => r,
+                // A panicked worker: its last published counts.
+                Err(_) => match slot.lock() {
+                    Ok(s) => (s.counts.clone(), Some(LiveError::Panicked)),
+                    Err(_) => continue,
+                },
+            };
+            if let Some(e) = e {
+                error.get_or_insert(e);
+            }
+            per_worker.push(c.tally.frames.packets);
+            match &mut all {
+                None => all = Some(c),
+                Some(a) => a.merge(&c),
             }
         }
         if let Some(w) = self.writer {
-            let w = Arc::try_unwrap(w).map_err(|_| LiveError::Panicked)?;
-            let w = w.into_inner().map_err(|_| LiveError::Panicked)?;
-            w.into_inner().map_err(LiveError::Write)?;
+            let flushed = match Arc::try_unwrap(w) {
+                Ok(m) => match m.into_inner() {
+                    Ok(w) => w.into_inner().map(drop).map_err(LiveError::Write),
+                    Err(_) => Err(LiveError::Panicked),
+                },
+                Err(_) => Err(LiveError::Panicked),
+            };
+            if let Err(e) = flushed {
+                error.get_or_insert(e);
+            }
         }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
-        Ok(Finished {
-            counts: all.ok_or(LiveError::Panicked)?,
+        Finished {
+            counts: all.expect("at least one worker"),
             per_worker,
-        })
+            error,
+        }
     }
 }
 
 /// The final counts of a session.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Finished {
     /// All workers' counts merged.
     pub counts: Counts,
     /// Frames each worker captured (how the fanout spread them).
     pub per_worker: Vec<u64>,
+    /// What ended the capture early (interface gone, write error), if anything.
+    pub error: Option<LiveError>,
 }
 
 struct Worker {
+    iface: String,
     src: Source,
     counts: Counts,
     slot: Arc<Mutex<Snapshot>>,
@@ -562,7 +574,7 @@ impl Worker {
         let mut write_err = None;
         let result = loop {
             if self.control.stopped() {
-                break Ok(());
+                break None;
             }
             let (counts, control, writer, count) =
                 (&mut self.counts, &self.control, &self.writer, self.count);
@@ -599,9 +611,9 @@ impl Worker {
                 control.generation.load(Ordering::Relaxed) == published && !control.stopped()
             });
             if let Err(e) = r {
-                break Err(LiveError::Io {
+                break Some(LiveError::Io {
                     what: "receiving",
-                    iface: String::new(),
+                    iface: self.iface.clone(),
                     source: e,
                 });
             }
@@ -612,16 +624,12 @@ impl Worker {
             }
         };
         self.publish(published, true);
-        if let Some(e) = write_err {
-            return Err(LiveError::Write(e));
-        }
-        result.map(|()| {
-            let mut c = self.counts;
-            // `tally` counts every frame; `timing` only the timed ones.
-            let timed = c.timing.clone();
-            c.tally.merge(&timed);
-            c
-        })
+        let error = write_err.map(LiveError::Write).or(result);
+        let mut c = self.counts;
+        // `tally` counts every frame; `timing` only the timed ones.
+        let timed = c.timing.clone();
+        c.tally.merge(&timed);
+        (c, error)
     }
 }
 

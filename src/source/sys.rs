@@ -224,6 +224,27 @@ pub fn poll_in(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
         }
         return Err(e);
     }
+    if r > 0 && p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+        // A pending socket error (e.g. ENETDOWN when the interface went down).
+        let mut err: c_int = 0;
+        let mut len = size_of::<c_int>() as socklen_t;
+        // SAFETY: `err` is a live c_int and `len` its size; the kernel writes at most that.
+        cvt(unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut c_int).cast::<c_void>(),
+                &mut len,
+            )
+        })?;
+        if err != 0 {
+            return Err(io::Error::from_raw_os_error(err));
+        }
+        if p.revents & libc::POLLIN == 0 {
+            return Err(io::Error::other("capture socket closed"));
+        }
+    }
     Ok(r > 0)
 }
 

@@ -9,7 +9,7 @@ const DEMO_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/demo.pc
 
 #[test]
 fn demo_capture_regenerates_identically() {
-    let mut w = PcapWriter::new(Vec::new(), trace::LINK).unwrap();
+    let mut w = PcapWriter::new(Vec::new(), DEMO.link).unwrap();
     trace::generate(&DEMO, &mut w).unwrap();
     let bytes = w.into_inner().unwrap();
     let committed = std::fs::read(DEMO_PATH).unwrap();

@@ -5,7 +5,7 @@
 //! tshark runs with IPv6 reassembly off, so a first fragment is dissected on its own, and with
 //! `occurrence=f`, so tunnelled packets compare on their outer header.
 
-use flowpol::packet::{Decoded, NonIpv6, decode};
+use flowpol::packet::{Decoded, LinkType, NonIpv6, decode};
 use flowpol::source::pcap::{CaptureReader, PcapNgWriter, PcapWriter};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -179,20 +179,20 @@ fn compare(path: &Path) -> (usize, usize) {
     (ours.len(), with_ports)
 }
 
-fn generated(dir: &Path, seed: u64, packets: usize, ng: bool) -> PathBuf {
+fn generated(dir: &Path, seed: u64, packets: usize, ng: bool, link: LinkType) -> PathBuf {
     let cfg = flowpol::r#gen::trace::TraceConfig {
         flows: 50,
         packets,
         seed,
+        link,
     };
-    let link = flowpol::r#gen::trace::LINK;
     if ng {
-        let p = dir.join(format!("gen-{seed}.pcapng"));
+        let p = dir.join(format!("gen-{seed}-{}.pcapng", link.0));
         let mut w = PcapNgWriter::new(std::fs::File::create(&p).unwrap(), link).unwrap();
         flowpol::r#gen::trace::generate(&cfg, &mut w).unwrap();
         p
     } else {
-        let p = dir.join(format!("gen-{seed}.pcap"));
+        let p = dir.join(format!("gen-{seed}-{}.pcap", link.0));
         let mut w = PcapWriter::new(std::fs::File::create(&p).unwrap(), link).unwrap();
         flowpol::r#gen::trace::generate(&cfg, &mut w).unwrap();
         p
@@ -212,10 +212,25 @@ fn generated_captures_agree_with_tshark() {
         "demo: {n} IPv6 packets, {p} with ports"
     );
     for (seed, ng) in [(11, false), (12, true)] {
-        let (n, p) = compare(&generated(dir.path(), seed, 2500, ng));
+        let (n, p) = compare(&generated(dir.path(), seed, 2500, ng, LinkType::ETHERNET));
         assert!(
             n > 2000 && p > 1000,
             "seed {seed}: {n} IPv6 packets, {p} with ports"
+        );
+    }
+}
+
+#[test]
+fn every_generated_link_type_agrees_with_tshark() {
+    if !have("tshark") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (i, link) in flowpol::r#gen::trace::LINKS.into_iter().enumerate() {
+        let (n, p) = compare(&generated(dir.path(), 30 + i as u64, 600, i % 2 == 1, link));
+        assert!(
+            n > 500 && p > 200,
+            "{link}: {n} IPv6 packets, {p} with ports"
         );
     }
 }

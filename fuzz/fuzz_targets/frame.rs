@@ -18,7 +18,9 @@ const LINKS: [LinkType; 8] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, frame)) = data.split_first() else { return };
+    let Some((&sel, frame)) = data.split_first() else {
+        return;
+    };
     let link = LINKS[usize::from(sel) % LINKS.len()];
     match decode(link, frame) {
         Decoded::Ipv6(k) => {

@@ -2,14 +2,13 @@
 //! 3-tuple and on the 5-tuple, side by side; optional per-packet JSON lines and per-class pcaps.
 
 use crate::classify::{Classifier, Linear};
-use crate::packet::{FiveTuple, Frame, LinkType, ThreeTuple};
+use crate::packet::{FiveTuple, ThreeTuple};
 use crate::report::json::{SourceInfo, Stopped};
-use crate::report::{Outcome, Report, Tally, table};
-use crate::source::pcap::{CaptureReader, Format, FrameWriter, PcapWriter};
+use crate::report::packets::{PacketLines, Splitter};
+use crate::report::{Report, Tally, table};
+use crate::source::pcap::{CaptureReader, Format};
 use anyhow::Context;
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 /// Report formats.
@@ -110,11 +109,15 @@ where
         .with_context(|| format!("reading {}", args.pcap.display()))?;
     let mut tally = Tally::new(policy, c3.name(), c5.name());
     let mut jsonl = match &args.packets {
-        Some(p) => Some(PacketLines::create(p, policy)?),
+        Some(p) => Some(
+            PacketLines::create(p, policy).with_context(|| format!("creating {}", p.display()))?,
+        ),
         None => None,
     };
     let mut split = match &args.split {
-        Some(d) => Some(Splitter::create(d, &tally)?),
+        Some(d) => {
+            Some(Splitter::create(d, &tally).with_context(|| format!("creating {}", d.display()))?)
+        }
         None => None,
     };
     let pb = progress(&args.pcap);
@@ -166,134 +169,5 @@ where
     match stopped {
         Some(e) => Err(anyhow::Error::new(e).context(format!("reading {}", args.pcap.display()))),
         None => Ok(super::EXIT_OK),
-    }
-}
-
-/// `--packets`: one JSON object per IPv6 packet, written without building a value per packet.
-struct PacketLines {
-    w: BufWriter<File>,
-    /// JSON-encoded rule names, per engine.
-    three: Vec<String>,
-    five: Vec<String>,
-}
-
-impl PacketLines {
-    fn create(path: &Path, policy: &crate::policy::Policy) -> anyhow::Result<Self> {
-        let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let enc = |n: &str| serde_json::to_string(n).unwrap_or_else(|_| "\"?\"".into());
-        Ok(PacketLines {
-            w: BufWriter::new(f),
-            three: policy.three.iter().map(|r| enc(&r.name)).collect(),
-            five: policy.five.iter().map(|r| enc(&r.name)).collect(),
-        })
-    }
-
-    fn write(&mut self, frame: &Frame<'_>, o: &Outcome<'_>) -> std::io::Result<()> {
-        let Outcome::Ipv6 { keys, three, five } = o else {
-            return Ok(());
-        };
-        let w = &mut self.w;
-        write!(
-            w,
-            "{{\"frame\":{},\"src\":\"{}\",\"dst\":\"{}\",\"flow_label\":{},\"next_header\":{},",
-            frame.number,
-            keys.three.src_addr(),
-            keys.three.dst_addr(),
-            keys.three.label.value(),
-            keys.next_header
-        )?;
-        match keys.five {
-            Ok(t) => write!(w, "\"proto\":{},", t.proto)?,
-            Err(_) => w.write_all(b"\"proto\":null,")?,
-        }
-        match keys.ports() {
-            Some((s, d)) => write!(w, "\"sport\":{s},\"dport\":{d},")?,
-            None => w.write_all(b"\"sport\":null,\"dport\":null,")?,
-        }
-        let name = |names: &[String], r: Option<crate::classify::RuleId>| -> String {
-            r.map_or_else(|| "\"default\"".to_string(), |r| names[r.index()].clone())
-        };
-        write!(w, "\"three\":{},", name(&self.three, *three))?;
-        match five {
-            Ok(r) => write!(
-                w,
-                "\"five\":{},\"five_unavailable\":null}}",
-                name(&self.five, *r)
-            )?,
-            Err(why) => write!(
-                w,
-                "\"five\":null,\"five_unavailable\":\"{}\"}}",
-                why.as_str()
-            )?,
-        }
-        w.write_all(b"\n")
-    }
-
-    fn finish(mut self) -> std::io::Result<()> {
-        self.w.flush()
-    }
-}
-
-/// `--split`: one pcap per (engine, outcome), created when its first packet arrives.
-struct Splitter {
-    dir: PathBuf,
-    writers: HashMap<(u8, usize, LinkType), PcapWriter<BufWriter<File>>>,
-    first_link: HashMap<(u8, usize), LinkType>,
-    names: Vec<String>,
-}
-
-impl Splitter {
-    fn create(dir: &Path, tally: &Tally) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut names = tally.verdicts.names.clone();
-        names.push("unavailable".into());
-        Ok(Splitter {
-            dir: dir.to_path_buf(),
-            writers: HashMap::new(),
-            first_link: HashMap::new(),
-            names,
-        })
-    }
-
-    fn put(&mut self, engine: u8, outcome: usize, frame: &Frame<'_>) -> std::io::Result<()> {
-        let key = (engine, outcome, frame.link);
-        if !self.writers.contains_key(&key) {
-            let first = *self
-                .first_link
-                .entry((engine, outcome))
-                .or_insert(frame.link);
-            let prefix = if engine == 3 { "three" } else { "five" };
-            let name = &self.names[outcome];
-            let file = if first == frame.link {
-                format!("{prefix}-{name}.pcap")
-            } else {
-                format!("{prefix}-{name}-link{}.pcap", frame.link.0)
-            };
-            self.writers
-                .insert(key, PcapWriter::create(self.dir.join(file), frame.link)?);
-        }
-        match self.writers.get_mut(&key) {
-            Some(w) => w.write_frame(frame),
-            None => Ok(()),
-        }
-    }
-
-    fn write(&mut self, frame: &Frame<'_>, o: &Outcome<'_>, tally: &Tally) -> std::io::Result<()> {
-        let Outcome::Ipv6 { three, five, .. } = o else {
-            return Ok(());
-        };
-        self.put(3, tally.verdicts.of_three(*three), frame)?;
-        let col = match five {
-            Ok(r) => tally.verdicts.of_five(*r),
-            Err(_) => self.names.len() - 1,
-        };
-        self.put(5, col, frame)
-    }
-
-    fn finish(self) -> std::io::Result<()> {
-        for (_, w) in self.writers {
-            w.into_inner()?;
-        }
-        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! `flowpol gen ...`: generators. `gen trace` writes a deterministic synthetic capture.
 
 use crate::r#gen::trace::{self, TraceConfig};
+use crate::packet::LinkType;
 use crate::source::pcap::{FrameWriter, PcapNgWriter, PcapWriter};
 use anyhow::Context;
 use std::fs::File;
@@ -27,6 +28,34 @@ pub enum CaptureFormat {
     Pcapng,
 }
 
+/// Link types `gen trace` can write.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Link {
+    /// Ethernet II, with 802.1Q and QinQ tags per the address plan.
+    #[default]
+    Ethernet,
+    /// Raw IP (LINKTYPE_RAW).
+    Raw,
+    /// BSD loopback (LINKTYPE_NULL).
+    Null,
+    /// Linux cooked capture v1.
+    Sll,
+    /// Linux cooked capture v2.
+    Sll2,
+}
+
+impl Link {
+    fn link_type(self) -> LinkType {
+        match self {
+            Link::Ethernet => LinkType::ETHERNET,
+            Link::Raw => LinkType::RAW,
+            Link::Null => LinkType::NULL,
+            Link::Sll => LinkType::LINUX_SLL,
+            Link::Sll2 => LinkType::LINUX_SLL2,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct TraceArgs {
     /// The capture file to write.
@@ -41,6 +70,9 @@ pub struct TraceArgs {
     /// Seed: the same seed gives the same bytes.
     #[arg(long, default_value_t = TraceConfig::default().seed)]
     pub seed: u64,
+    /// Link type of the frames (VLAN tags only on Ethernet).
+    #[arg(long, value_enum, default_value_t)]
+    pub link: Link,
     /// File format (default: pcapng when --out ends in .pcapng, else pcap).
     #[arg(long, value_enum)]
     pub format: Option<CaptureFormat>,
@@ -67,12 +99,13 @@ fn run_trace(a: TraceArgs) -> anyhow::Result<u8> {
         flows: a.flows,
         packets: a.packets,
         seed: a.seed,
+        link: a.link.link_type(),
     };
     let file = File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let file = BufWriter::new(file);
     let mut w: Box<dyn FrameWriter> = match format {
-        CaptureFormat::Pcap => Box::new(PcapWriter::new(file, trace::LINK)?),
-        CaptureFormat::Pcapng => Box::new(PcapNgWriter::new(file, trace::LINK)?),
+        CaptureFormat::Pcap => Box::new(PcapWriter::new(file, cfg.link)?),
+        CaptureFormat::Pcapng => Box::new(PcapNgWriter::new(file, cfg.link)?),
     };
     let s = trace::generate(&cfg, w.as_mut())
         .with_context(|| format!("writing {}", a.out.display()))?;

@@ -180,9 +180,7 @@ where
     let mut next = Instant::now() + interval;
     let summary = |c: &Counts| {
         let k = &c.kernel;
-        let mut r = Report::new(&c.tally, policy, &policy_name, info.clone());
-        // Time per packet from the timed sample of frames.
-        r.timing = Report::new(&c.timing, policy, &policy_name, info.clone()).timing;
+        let r = Report::new(&c.tally, policy, &policy_name, info.clone());
         if let Some(m) = &metrics {
             m.update(&r, k.packets, k.drops);
         }

@@ -6,7 +6,8 @@
 //! its class.
 
 use super::CounterTag;
-use comfy_table::{CellAlignment, Table};
+use crate::report::table::{right, table};
+use comfy_table::CellAlignment;
 
 /// Why counters could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -199,18 +200,9 @@ fn share(n: u64, total: u64) -> String {
     }
 }
 
-fn right(t: &mut Table, from: usize) {
-    for i in from..t.column_count() {
-        if let Some(c) = t.column_mut(i) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-}
-
 /// The human tables: rules in policy order with the default last, then classes.
 pub fn render_table(r: &StatsReport) -> String {
-    let mut t = Table::new();
-    t.set_header(["#", "rule", "action", "packets", "bytes", "share"]);
+    let mut t = table(&["#", "rule", "action", "packets", "bytes", "share"]);
     for s in &r.rules {
         t.add_row(vec![
             s.index.map_or("-".into(), |i| i.to_string()),
@@ -225,8 +217,7 @@ pub fn render_table(r: &StatsReport) -> String {
     if let Some(c) = t.column_mut(0) {
         c.set_cell_alignment(CellAlignment::Right);
     }
-    let mut c = Table::new();
-    c.set_header(["class", "rules", "packets", "bytes", "share"]);
+    let mut c = table(&["class", "rules", "packets", "bytes", "share"]);
     for s in &r.classes {
         c.add_row(vec![
             s.name.clone(),

@@ -2,8 +2,13 @@
 //!
 //! The same seed gives the same bytes on every machine (ChaCha8, no floating point in the
 //! packet contents). Frames are built with etherparse's builders (IPv6, extension headers,
-//! TCP/UDP/ICMPv6, checksums) behind an Ethernet header written here, with VLAN tags where the
-//! address plan says so. Timestamps start at 2026-01-01T00:00:00Z and advance 10 µs–2 ms per frame.
+//! TCP/UDP/ICMPv6, checksums) behind a link header written here: Ethernet by default, with VLAN
+//! tags where the address plan says so, or raw IP, BSD NULL, Linux SLL or SLL2 (`--link`; the
+//! IPv6 packets are the same whatever the link). Timestamps start at 2026-01-01T00:00:00Z and
+//! advance 10 µs–2 ms per frame.
+//!
+//! The bundled `tests/data/demo.pcap` is [`DEMO`]:
+//! `flowpol gen trace --flows 40 --packets 1500 --seed 6437 --out tests/data/demo.pcap`.
 //!
 //! # Address plan (the bundled demo policy is written against it)
 //!
@@ -63,6 +68,8 @@ pub struct TraceConfig {
     pub packets: usize,
     /// Seed of the ChaCha8 generator.
     pub seed: u64,
+    /// Link type of the frames: Ethernet (with VLAN tags), raw IP, BSD NULL, Linux SLL or SLL2.
+    pub link: LinkType,
 }
 
 impl Default for TraceConfig {
@@ -71,6 +78,7 @@ impl Default for TraceConfig {
             flows: 48,
             packets: 2000,
             seed: 1,
+            link: LinkType::ETHERNET,
         }
     }
 }
@@ -80,6 +88,7 @@ pub const DEMO: TraceConfig = TraceConfig {
     flows: 40,
     packets: 1500,
     seed: 6437,
+    link: LinkType::ETHERNET,
 };
 
 /// What was written.
@@ -90,8 +99,14 @@ pub struct TraceSummary {
     pub flows: u64,
 }
 
-/// The link type of generated frames.
-pub const LINK: LinkType = LinkType::ETHERNET;
+/// The link types the generator can write.
+pub const LINKS: [LinkType; 5] = [
+    LinkType::ETHERNET,
+    LinkType::RAW,
+    LinkType::NULL,
+    LinkType::LINUX_SLL,
+    LinkType::LINUX_SLL2,
+];
 
 const P_WEB: u128 = 0x2001_0db8_00ff_0000_0000_0000_0000_0010;
 const P_DNS: u128 = 0x2001_0db8_00ff_0000_0000_0000_0000_0053;
@@ -235,6 +250,9 @@ impl Flow {
         }
     }
 }
+
+/// A non-IPv6 frame: EtherType, destination MAC, source MAC, bytes after the link header.
+type Noise = (u16, [u8; 6], [u8; 6], Vec<u8>);
 
 /// One IP packet to put on the wire, before the link header.
 struct Out {
@@ -526,29 +544,44 @@ impl Generator {
         Ok(())
     }
 
-    /// A frame that is not IPv6: an ARP request or an IPv4/UDP datagram.
-    fn noise(&mut self) -> io::Result<Vec<u8>> {
+    /// A frame that is not IPv6: an ARP request (where the link type can carry one, else an
+    /// IPv4 datagram) or an IPv4/UDP datagram, as (EtherType, destination MAC, source MAC,
+    /// bytes after the link header). Draws the same random numbers whatever the link type, so
+    /// the IPv6 frames of a trace do not depend on it.
+    fn noise(&mut self, link: LinkType) -> io::Result<Noise> {
+        let arp = self.rng.random_bool(0.5);
+        let target = self.rng.random_range(2..254u8);
+        let payload = self.payload(20, 200);
+        let sport = self.rng.random_range(1024..65535u16);
         let mut v = Vec::new();
-        if self.rng.random_bool(0.5) {
-            v.extend_from_slice(&[0xff; 6]);
-            v.extend_from_slice(&[0x02, 0x00, 0, 0, 0xaa, 0x01, 0x08, 0x06]);
-            let target = self.rng.random_range(2..254u8);
+        let arp_link = matches!(
+            link,
+            LinkType::ETHERNET | LinkType::LINUX_SLL | LinkType::LINUX_SLL2
+        );
+        if arp && arp_link {
             v.extend_from_slice(&[
                 0, 1, 8, 0, 6, 4, 0, 1, 0x02, 0, 0, 0, 0xaa, 0x01, 192, 0, 2, 1,
             ]);
             v.extend_from_slice(&[0, 0, 0, 0, 0, 0, 192, 0, 2, target]);
-            v.extend_from_slice(&[0; 18]);
+            if link == LinkType::ETHERNET {
+                // Padding to the 60-byte Ethernet minimum.
+                v.extend_from_slice(&[0; 18]);
+            }
+            Ok((0x0806, [0xff; 6], [0x02, 0, 0, 0, 0xaa, 0x01], v))
         } else {
-            let payload = self.payload(20, 200);
             let ip = Ipv4Header::new(0, 64, IpNumber::UDP, [192, 0, 2, 10], [198, 51, 100, 1])
                 .map_err(io_err)?;
-            PacketBuilder::ethernet2([0x02, 0, 0, 0, 0xaa, 0x02], [0x02, 0xff, 0, 0, 0, 1])
-                .ip(IpHeaders::Ipv4(ip, Default::default()))
-                .udp(self.rng.random_range(1024..65535u16), 123)
+            PacketBuilder::ip(IpHeaders::Ipv4(ip, Default::default()))
+                .udp(sport, 123)
                 .write(&mut v, &payload)
                 .map_err(io_err)?;
+            Ok((
+                0x0800,
+                [0x02, 0xff, 0, 0, 0, 1],
+                [0x02, 0, 0, 0, 0xaa, 0x02],
+                v,
+            ))
         }
-        Ok(v)
     }
 
     /// Writes exactly `cfg.packets` frames.
@@ -561,9 +594,11 @@ impl Generator {
         let mut frame = Vec::with_capacity(2048);
         while sum.frames < cfg.packets as u64 {
             if self.rng.random_range(0..100u32) < 3 {
-                let v = self.noise()?;
+                let (ty, dst, src, v) = self.noise(cfg.link)?;
+                frame.clear();
+                wrap(&mut frame, cfg.link, Vlan::None, src, dst, true, ty, &v);
                 ts += Duration::from_nanos(self.rng.random_range(10_000..2_000_000u64));
-                w.write_packet(ts, v.len() as u32, &v)?;
+                w.write_packet(ts, frame.len() as u32, &frame)?;
                 sum.frames += 1;
                 continue;
             }
@@ -575,25 +610,21 @@ impl Generator {
                     break;
                 }
                 frame.clear();
-                let (dst_mac, src_mac) = if p.from_client {
-                    (f.mac_s, f.mac_c)
-                } else {
+                let (src, dst) = if p.from_client {
                     (f.mac_c, f.mac_s)
+                } else {
+                    (f.mac_s, f.mac_c)
                 };
-                frame.extend_from_slice(&dst_mac);
-                frame.extend_from_slice(&src_mac);
-                match f.vlan {
-                    Vlan::None => {}
-                    Vlan::Single(id) => {
-                        frame.extend_from_slice(&[0x81, 0x00, (id >> 8) as u8, id as u8])
-                    }
-                    Vlan::Double(o, i) => {
-                        frame.extend_from_slice(&[0x88, 0xa8, (o >> 8) as u8, o as u8]);
-                        frame.extend_from_slice(&[0x81, 0x00, (i >> 8) as u8, i as u8]);
-                    }
-                }
-                frame.extend_from_slice(&[0x86, 0xdd]);
-                frame.extend_from_slice(&p.ip);
+                wrap(
+                    &mut frame,
+                    cfg.link,
+                    f.vlan,
+                    src,
+                    dst,
+                    p.from_client,
+                    0x86dd,
+                    &p.ip,
+                );
                 ts += Duration::from_nanos(self.rng.random_range(10_000..2_000_000u64));
                 w.write_packet(ts, frame.len() as u32, &frame)?;
                 sum.frames += 1;
@@ -605,7 +636,60 @@ impl Generator {
     }
 }
 
-/// Generates a trace into `w` (whose link type must be [`LINK`]).
+/// Puts the link header of `link` in front of `payload` (VLAN tags on Ethernet only).
+#[allow(clippy::too_many_arguments)]
+fn wrap(
+    frame: &mut Vec<u8>,
+    link: LinkType,
+    vlan: Vlan,
+    src: [u8; 6],
+    dst: [u8; 6],
+    outgoing: bool,
+    ethertype: u16,
+    payload: &[u8],
+) {
+    let ty = ethertype.to_be_bytes();
+    match link {
+        LinkType::LINUX_SLL => {
+            // Packet type (0 to us, 4 outgoing), ARPHRD_ETHER, address length, address (8).
+            frame.extend_from_slice(&[0, if outgoing { 4 } else { 0 }, 0, 1, 0, 6]);
+            frame.extend_from_slice(&src);
+            frame.extend_from_slice(&[0, 0]);
+            frame.extend_from_slice(&ty);
+        }
+        LinkType::LINUX_SLL2 => {
+            // Protocol, reserved, interface index 2, ARPHRD_ETHER, packet type, address length, address.
+            frame.extend_from_slice(&ty);
+            frame.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 1, if outgoing { 4 } else { 0 }, 6]);
+            frame.extend_from_slice(&src);
+            frame.extend_from_slice(&[0, 0]);
+        }
+        LinkType::NULL => {
+            // Address family in the writer's (little-endian) byte order: AF_INET6 as on BSD.
+            let fam: u32 = if ethertype == 0x86dd { 24 } else { 2 };
+            frame.extend_from_slice(&fam.to_le_bytes());
+        }
+        LinkType::RAW => {}
+        _ => {
+            frame.extend_from_slice(&dst);
+            frame.extend_from_slice(&src);
+            match vlan {
+                Vlan::None => {}
+                Vlan::Single(id) => {
+                    frame.extend_from_slice(&[0x81, 0x00, (id >> 8) as u8, id as u8])
+                }
+                Vlan::Double(o, i) => {
+                    frame.extend_from_slice(&[0x88, 0xa8, (o >> 8) as u8, o as u8]);
+                    frame.extend_from_slice(&[0x81, 0x00, (i >> 8) as u8, i as u8]);
+                }
+            }
+            frame.extend_from_slice(&ty);
+        }
+    }
+    frame.extend_from_slice(payload);
+}
+
+/// Generates a trace into `w` (whose link type must be `cfg.link`).
 pub fn generate(cfg: &TraceConfig, w: &mut dyn FrameWriter) -> io::Result<TraceSummary> {
     Generator::new(cfg).run(cfg, w)
 }
@@ -617,7 +701,7 @@ mod tests {
     use crate::source::pcap::{CaptureReader, PcapWriter};
 
     fn gen_bytes(cfg: &TraceConfig) -> Vec<u8> {
-        let mut w = PcapWriter::new(Vec::new(), LINK).unwrap();
+        let mut w = PcapWriter::new(Vec::new(), cfg.link).unwrap();
         let s = generate(cfg, &mut w).unwrap();
         assert_eq!(s.frames, cfg.packets as u64);
         w.into_inner().unwrap()
@@ -629,6 +713,7 @@ mod tests {
             flows: 10,
             packets: 300,
             seed: 7,
+            link: LinkType::ETHERNET,
         };
         assert_eq!(gen_bytes(&cfg), gen_bytes(&cfg));
         assert_ne!(gen_bytes(&cfg), gen_bytes(&TraceConfig { seed: 8, ..cfg }));
@@ -640,6 +725,7 @@ mod tests {
             flows: 60,
             packets: 3000,
             seed: 3,
+            link: LinkType::ETHERNET,
         });
         let mut r = CaptureReader::new(&bytes[..]).unwrap();
         let (mut v6, mut esp, mut nff, mut first_frag, mut zero, mut media, mut other) =
@@ -679,5 +765,38 @@ mod tests {
             );
         }
         assert!(esp > 0 && nff > 0 && first_frag > 0 && zero > 0 && media > 0 && other > 0);
+    }
+
+    #[test]
+    fn every_link_type_decodes_to_the_same_packets() {
+        let keys = |link| {
+            let cfg = TraceConfig {
+                flows: 20,
+                packets: 400,
+                seed: 5,
+                link,
+            };
+            let bytes = gen_bytes(&cfg);
+            let mut out = Vec::new();
+            CaptureReader::new(&bytes[..])
+                .unwrap()
+                .for_each(|f| {
+                    assert_eq!(f.link, link);
+                    out.push(match decode(f.link, f.data) {
+                        Decoded::Ipv6(k) => Some((k.three, k.five)),
+                        Decoded::NonIpv6(_) => None,
+                    })
+                })
+                .unwrap();
+            out
+        };
+        let eth = keys(LinkType::ETHERNET);
+        assert!(eth.iter().filter(|k| k.is_some()).count() > 350);
+        for link in &LINKS[1..] {
+            let other = keys(*link);
+            // The same IPv6 packets in the same frames (non-IPv6 noise may differ in kind).
+            let v6 = |v: &[Option<_>]| v.iter().flatten().cloned().collect::<Vec<_>>();
+            assert_eq!(v6(&other), v6(&eth), "{link}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! that packets built with etherparse's builders come back as the keys they were built from.
 
 use super::*;
+use crate::label::FlowLabel;
 use etherparse::{
     IpAuthHeader, IpFragOffset, IpHeaders, IpNumber, Ipv6Extensions, Ipv6FlowLabel,
     Ipv6FragmentHeader, Ipv6Header, Ipv6RawExtHeader, Ipv6RoutingExtensions, PacketBuilder, VlanId,
@@ -285,5 +286,3 @@ proptest! {
         let _ = decode(LinkType(link), &data);
     }
 }
-
-use crate::label::FlowLabel;

@@ -173,25 +173,40 @@ impl LabelMatch {
         }
     }
 
-    /// True when every label `other` matches, `self` matches too. Exact: falls back to walking
-    /// the (at most 2^20) labels of `other` only when no closed form applies.
+    /// True when every label `other` matches, `self` matches too. Exact, in constant time: an
+    /// interval covers a masked set when it holds the set's least and greatest members; a
+    /// non-contiguous mask covers an interval only when the interval's varying low bits are all
+    /// outside the mask.
     pub fn covers(&self, other: &LabelMatch) -> bool {
-        use LabelMatch::*;
-        match (*self, *other) {
-            (Any, _) => true,
-            (_, Any) => self.as_range() == Some((0, FlowLabel::MASK)),
-            (s, Exact(v)) => s.matches(v),
-            (
-                Masked { value, mask },
-                Masked {
-                    value: v2,
-                    mask: m2,
-                },
-            ) => mask & m2 == mask && v2 & mask == value,
-            (s, o) => match (s.as_range(), o.as_range()) {
-                (Some((a, b)), Some((c, d))) => a <= c && d <= b,
-                _ => o.values().all(|l| s.matches(FlowLabel::from_low_bits(l))),
-            },
+        match (self.as_range(), *other) {
+            (Some((a, b)), LabelMatch::Masked { value, mask }) => {
+                a <= value && (value | (!mask & FlowLabel::MASK)) <= b
+            }
+            (Some((a, b)), o) => o.as_range().is_some_and(|(c, d)| a <= c && d <= b),
+            (None, o) => {
+                let LabelMatch::Masked { value, mask } = *self else {
+                    unreachable!("only a masked match is not an interval")
+                };
+                match o {
+                    LabelMatch::Masked {
+                        value: v2,
+                        mask: m2,
+                    } => mask & m2 == mask && v2 & mask == value,
+                    o => {
+                        let Some((c, d)) = o.as_range() else {
+                            return false;
+                        };
+                        if c == d {
+                            return c & mask == value;
+                        }
+                        // Every bit at or below the highest bit where c and d differ takes both
+                        // values somewhere in [c, d].
+                        let h = 31 - (c ^ d).leading_zeros();
+                        let varying = (2u32 << h) - 1;
+                        mask & varying == 0 && c & mask == value
+                    }
+                }
+            }
         }
     }
 
@@ -211,11 +226,6 @@ impl LabelMatch {
                 }
             }
         }
-    }
-
-    /// Every label value this match accepts (for exhaustive checks).
-    pub fn values(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..=FlowLabel::MASK).filter(move |&l| self.matches(FlowLabel::from_low_bits(l)))
     }
 }
 
@@ -309,4 +319,66 @@ pub fn proto_name(p: u8) -> Option<&'static str> {
 /// True when packets of this protocol carry ports the 5-tuple can match.
 pub fn proto_has_ports(p: u8) -> bool {
     PORT_PROTOCOLS.iter().any(|(n, _)| *n == p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn label_match() -> impl Strategy<Value = LabelMatch> {
+        // A 20-bit space is too large to draw from at random and still see covers: put every
+        // value in one corner (the top 14 bits set), with masks that fix those bits or not.
+        const C: u32 = 0xfffc0;
+        let small = 0u32..64;
+        prop_oneof![
+            Just(LabelMatch::Any),
+            small
+                .clone()
+                .prop_map(|v| LabelMatch::Exact(FlowLabel::from_low_bits(v | C))),
+            (
+                small.clone(),
+                small.clone(),
+                prop_oneof![Just(C), Just(0), Just(0x80000)]
+            )
+                .prop_map(|(v, m, hi)| LabelMatch::Masked {
+                    value: (v & m) | hi,
+                    mask: m | hi
+                }),
+            (small.clone(), small).prop_map(|(a, b)| LabelMatch::Range {
+                lo: FlowLabel::from_low_bits(a.min(b) | C),
+                hi: FlowLabel::from_low_bits(a.max(b) | C)
+            }),
+        ]
+    }
+
+    fn brute_covers(a: &LabelMatch, b: &LabelMatch) -> bool {
+        (0..=FlowLabel::MASK)
+            .map(FlowLabel::from_low_bits)
+            .all(|l| !b.matches(l) || a.matches(l))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn label_covers_is_exact(a in label_match(), b in label_match()) {
+            prop_assert_eq!(a.covers(&b), brute_covers(&a, &b), "{:?} covers {:?}", a, b);
+        }
+    }
+
+    #[test]
+    fn label_covers_cases() {
+        let m = |value, mask| LabelMatch::Masked { value, mask };
+        let r = |lo, hi| LabelMatch::Range {
+            lo: FlowLabel::from_low_bits(lo),
+            hi: FlowLabel::from_low_bits(hi),
+        };
+        assert!(m(0x10000, 0xf0000).covers(&r(0x10000, 0x1ffff)));
+        assert!(!m(0x10000, 0xf0000).covers(&r(0x10000, 0x20000)));
+        assert!(r(0x10000, 0x1ffff).covers(&m(0x10000, 0xf0000)));
+        assert!(m(0x0, 0x1).covers(&r(0x2, 0x2)));
+        assert!(!m(0x0, 0x1).covers(&r(0x2, 0x3)));
+        assert!(m(0, 0).covers(&LabelMatch::Any));
+        assert!(!m(0, 1).covers(&LabelMatch::Any));
+    }
 }

@@ -753,9 +753,8 @@ fn summary_line(report: &Report) -> String {
 
 /// The human table: server listen addr | client connect addr | result, context line above.
 pub fn render_table(report: &Report) -> String {
-    let mut t = comfy_table::Table::new();
-    t.load_style(comfy_table::presets::ASCII_FULL_CONDENSED);
-    t.set_header(vec!["server listen addr", "client connect addr", "result"]);
+    let mut t =
+        crate::report::table::table(&["server listen addr", "client connect addr", "result"]);
     for r in &report.results {
         t.add_row(vec![
             r.listen_label.clone(),

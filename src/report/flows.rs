@@ -77,9 +77,9 @@ pub struct FlowRow {
     pub shared: bool,
 }
 
-/// A 3-tuple used by more than one 5-tuple flow.
+/// A 3-tuple and the number of 5-tuple flows behind it.
 #[derive(Clone, Debug, Serialize)]
-pub struct SharedThree {
+pub struct ThreeRow {
     pub src: String,
     pub dst: String,
     pub flow_label: u32,
@@ -95,8 +95,8 @@ pub struct ThreeStats {
     pub shared: usize,
     /// The most 5-tuple flows behind one 3-tuple.
     pub max_flows: usize,
-    /// The shared ones, most-shared first.
-    pub shared_list: Vec<SharedThree>,
+    /// Every 3-tuple with the number of 5-tuple flows sharing it, most-shared first.
+    pub list: Vec<ThreeRow>,
 }
 
 /// Label behaviour over all flows.
@@ -204,23 +204,22 @@ impl FlowAnalysis {
             *per_three.entry(*t).or_default() += 1;
             threes_of[*i] += 1;
         }
-        let mut shared_flow = vec![false; self.flows.len()];
+        // Per flow: the most other flows on one of its 3-tuples.
+        let mut others_of = vec![0usize; self.flows.len()];
         for (t, i) in &self.pairs {
-            if per_three[t] > 1 {
-                shared_flow[*i] = true;
-            }
+            others_of[*i] = others_of[*i].max(per_three[t] - 1);
         }
-        let mut shared_list: Vec<SharedThree> = per_three
+        let shared_flow: Vec<bool> = others_of.iter().map(|&n| n > 0).collect();
+        let mut list: Vec<ThreeRow> = per_three
             .iter()
-            .filter(|(_, n)| **n > 1)
-            .map(|(t, n)| SharedThree {
+            .map(|(t, n)| ThreeRow {
                 src: addr(t.src),
                 dst: addr(t.dst),
                 flow_label: t.label.value(),
                 flows: *n,
             })
             .collect();
-        shared_list.sort_by(|a, b| {
+        list.sort_by(|a, b| {
             b.flows
                 .cmp(&a.flows)
                 .then_with(|| (&a.src, &a.dst, a.flow_label).cmp(&(&b.src, &b.dst, b.flow_label)))
@@ -254,13 +253,7 @@ impl FlowAnalysis {
                 ));
             }
             if shared_flow[i] {
-                let others = self
-                    .pairs
-                    .iter()
-                    .filter(|(_, j)| *j == i)
-                    .map(|(t, _)| per_three[t] - 1)
-                    .max()
-                    .unwrap_or(0);
+                let others = others_of[i];
                 let zero_note = if f.first == 0 && f.changes == 0 {
                     " (unlabelled)"
                 } else {
@@ -346,9 +339,9 @@ impl FlowAnalysis {
             },
             three_tuples: ThreeStats {
                 total: per_three.len(),
-                shared: shared_list.len(),
+                shared: list.iter().filter(|x| x.flows > 1).count(),
                 max_flows: per_three.values().copied().max().unwrap_or(0),
-                shared_list,
+                list,
             },
             verdict: Verdict {
                 stands_in,
@@ -364,7 +357,6 @@ impl FlowAnalysis {
 
 /// The human rendering: label summary, flows (the `limit` biggest), shared 3-tuples, verdict.
 pub fn render(r: &FlowsReport, limit: usize) -> String {
-    use comfy_table::Table;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -387,8 +379,7 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
     );
     let mut order: Vec<&FlowRow> = r.flows.iter().collect();
     order.sort_by_key(|f| std::cmp::Reverse(f.packets));
-    let mut t = Table::new();
-    t.set_header(vec![
+    let mut t = crate::report::table::table(&[
         "src", "sport", "dst", "dport", "proto", "packets", "labels", "changes", "3-tuples",
         "shared",
     ]);
@@ -424,10 +415,15 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
         }
     );
     let _ = writeln!(s, "{t}");
-    if !r.three_tuples.shared_list.is_empty() {
-        let mut t = Table::new();
-        t.set_header(vec!["src", "dst", "flow label", "flows"]);
-        for x in r.three_tuples.shared_list.iter().take(limit) {
+    if r.three_tuples.shared > 0 {
+        let mut t = crate::report::table::table(&["src", "dst", "flow label", "flows"]);
+        for x in r
+            .three_tuples
+            .list
+            .iter()
+            .filter(|x| x.flows > 1)
+            .take(limit)
+        {
             t.add_row(vec![
                 x.src.clone(),
                 x.dst.clone(),
@@ -439,8 +435,7 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
     }
     let _ = writeln!(s, "\nVerdict: {}", r.verdict.text);
     if !r.verdict.breaking.is_empty() {
-        let mut t = Table::new();
-        t.set_header(vec!["src", "sport", "dst", "dport", "proto", "why"]);
+        let mut t = crate::report::table::table(&["src", "sport", "dst", "dport", "proto", "why"]);
         for b in r.verdict.breaking.iter().take(limit) {
             t.add_row(vec![
                 b.src.clone(),
@@ -543,7 +538,9 @@ mod tests {
         assert_eq!(r.flows[0].distinct_labels, vec![5, 9, 7]);
         assert_eq!(r.flows[0].three_tuples, 3);
         assert_eq!(r.three_tuples.shared, 1);
-        assert_eq!(r.three_tuples.shared_list[0].flows, 2);
+        assert_eq!(r.three_tuples.list[0].flows, 2);
+        assert_eq!(r.three_tuples.list.len(), 4);
+        assert_eq!(r.three_tuples.list[1].flows, 1);
         assert_eq!(r.verdict.breaking.len(), 3);
         assert!(r.verdict.breaking[0].why.contains("changed 2 times"));
         assert!(

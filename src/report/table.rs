@@ -4,13 +4,16 @@ use super::json::Report;
 use comfy_table::{CellAlignment, Table};
 use std::fmt::Write;
 
-fn table(header: &[&str]) -> Table {
+/// A table in flowpol's one style (ASCII, no lines between rows), with its header.
+pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
+    t.load_style(comfy_table::presets::ASCII_FULL_CONDENSED);
     t.set_header(header.iter().copied());
     t
 }
 
-fn right(t: &mut Table, from: usize) {
+/// Right-aligns every column from `from` on (the numbers).
+pub fn right(t: &mut Table, from: usize) {
     let n = t.column_count();
     for i in from..n {
         if let Some(c) = t.column_mut(i) {
@@ -144,8 +147,15 @@ pub fn render(r: &Report) -> String {
     right(&mut t, 1);
     let _ = writeln!(s, "{t}");
 
-    let _ = writeln!(s, "\nTime per packet");
-    let mut t = table(&["key", "engine", "extract ns/pkt", "match ns/pkt", "packets"]);
+    let _ = writeln!(s, "\nTime per packet (sampled)");
+    let mut t = table(&[
+        "key",
+        "engine",
+        "extract ns/pkt",
+        "match ns/pkt",
+        "packets",
+        "timed",
+    ]);
     for (key, e) in [("3-tuple", &r.timing.three), ("5-tuple", &r.timing.five)] {
         t.add_row(vec![
             key.to_string(),
@@ -153,6 +163,7 @@ pub fn render(r: &Report) -> String {
             format!("{:.1}", e.extract_ns_per_packet),
             format!("{:.1}", e.match_ns_per_packet),
             e.packets.to_string(),
+            e.timed.to_string(),
         ]);
     }
     right(&mut t, 2);

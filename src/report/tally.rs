@@ -102,12 +102,16 @@ pub struct EngineTally {
     /// Packets no rule matched.
     pub default: Counter,
     /// Nanoseconds spent extracting this engine's key (for the 5-tuple: the fixed header plus
-    /// the extension-header walk), timer overhead subtracted.
+    /// the extension-header walk) over the timed packets, timer overhead subtracted.
     pub extract_ns: u64,
-    /// Nanoseconds spent in `classify`, timer overhead subtracted.
+    /// Nanoseconds spent in `classify` over the timed packets, timer overhead subtracted.
     pub match_ns: u64,
-    /// Packets this engine classified (the denominator of `match_ns`).
+    /// Packets this engine classified.
     pub classified: u64,
+    /// Packets whose key extraction was timed (the denominator of `extract_ns`).
+    pub timed_extract: u64,
+    /// Packets whose matching was timed (the denominator of `match_ns`).
+    pub timed_match: u64,
 }
 
 impl EngineTally {
@@ -133,6 +137,8 @@ impl EngineTally {
         self.extract_ns += o.extract_ns;
         self.match_ns += o.match_ns;
         self.classified += o.classified;
+        self.timed_extract += o.timed_extract;
+        self.timed_match += o.timed_match;
     }
 }
 
@@ -170,6 +176,11 @@ pub struct Tally {
     /// Cost of one `Instant::now()`, subtracted from every measured interval.
     timer_overhead_ns: u64,
 }
+
+/// Every IPv6 packet is timed until this many have been seen...
+pub const TIME_ALL_FIRST: u64 = 1024;
+/// ...and then one in this many.
+pub const TIME_EVERY: u64 = 64;
 
 /// The cost of reading the clock, so timings can leave it out.
 fn timer_overhead_ns() -> u64 {
@@ -228,23 +239,22 @@ impl Tally {
         (b.duration_since(a).as_nanos() as u64).saturating_sub(self.timer_overhead_ns)
     }
 
-    /// [`Tally::classify`] without reading the clock: the same counts (timing fields aside).
-    /// Reading the clock five times costs more than decoding and matching on some virtual
-    /// machines, so a live capture times only a sample of its packets with [`Tally::classify`]
-    /// (into a tally of their own) and counts the rest here. No allocation.
+    /// The hot path: decodes one frame, classifies it with both engines, counts it, and returns
+    /// what happened (for per-packet output). No allocation.
     #[inline]
-    pub fn classify_untimed<'a, C3, C5>(
-        &mut self,
-        frame: &Frame<'a>,
-        c3: &C3,
-        c5: &C5,
-    ) -> Outcome<'a>
+    pub fn classify<'a, C3, C5>(&mut self, frame: &Frame<'a>, c3: &C3, c5: &C5) -> Outcome<'a>
     where
         C3: Classifier<ThreeTuple> + ?Sized,
         C5: Classifier<FiveTuple> + ?Sized,
     {
         let bytes = frame.orig_len;
         self.frames.add(bytes);
+        // Reading the clock can cost more than decoding and matching together, so only a
+        // sample of packets is timed: every packet at first, then one in TIME_EVERY.
+        let n = self.ipv6.packets;
+        let timed = n < TIME_ALL_FIRST || n.is_multiple_of(TIME_EVERY);
+        let clock = || timed.then(Instant::now);
+        let t0 = clock();
         let (three_key, fixed) = match packet::three(frame.link, frame.data) {
             Ok(v) => v,
             Err(kind) => {
@@ -252,16 +262,39 @@ impl Tally {
                 return Outcome::NonIpv6(kind);
             }
         };
+        let t1 = clock();
         let (proto, five_key) = packet::five_of(&fixed, &three_key);
+        let t2 = clock();
         let three = c3.classify(&three_key);
-        let five = five_key.map(|k| c5.classify(&k));
+        let t3 = clock();
         self.three.classified += 1;
+        let five = match five_key {
+            Ok(k) => {
+                let r = c5.classify(&k);
+                if let (Some(a), Some(b)) = (t3, clock()) {
+                    self.five.match_ns += self.span(a, b);
+                    self.five.timed_match += 1;
+                }
+                self.five.classified += 1;
+                Ok(r)
+            }
+            Err(why) => Err(why),
+        };
+        if let (Some(t0), Some(t1), Some(t2), Some(t3)) = (t0, t1, t2, t3) {
+            let (x3, walk, m3) = (self.span(t0, t1), self.span(t1, t2), self.span(t2, t3));
+            self.three.extract_ns += x3;
+            self.five.extract_ns += x3 + walk;
+            self.three.match_ns += m3;
+            self.three.timed_extract += 1;
+            self.five.timed_extract += 1;
+            self.three.timed_match += 1;
+        }
+
         self.ipv6.add(bytes);
         self.three.add(three, bytes);
         let row = self.verdicts.of_three(three);
         let col = match five {
             Ok(r) => {
-                self.five.classified += 1;
                 self.five.add(r, bytes);
                 self.verdicts.of_five(r)
             }
@@ -281,68 +314,118 @@ impl Tally {
         };
         Outcome::Ipv6 { keys, three, five }
     }
+}
 
-    /// The hot path: decodes one frame, classifies it with both engines, counts it, and returns
-    /// what happened (for per-packet output). No allocation.
-    #[inline]
-    pub fn classify<'a, C3, C5>(&mut self, frame: &Frame<'a>, c3: &C3, c5: &C5) -> Outcome<'a>
-    where
-        C3: Classifier<ThreeTuple> + ?Sized,
-        C5: Classifier<FiveTuple> + ?Sized,
-    {
-        let bytes = frame.orig_len;
-        self.frames.add(bytes);
-        let t0 = Instant::now();
-        let (three_key, fixed) = match packet::three(frame.link, frame.data) {
-            Ok(v) => v,
-            Err(kind) => {
-                self.non_ipv6[kind.index()].add(bytes);
-                return Outcome::NonIpv6(kind);
-            }
-        };
-        let t1 = Instant::now();
-        let (proto, five_key) = packet::five_of(&fixed, &three_key);
-        let t2 = Instant::now();
-        let three = c3.classify(&three_key);
-        let t3 = Instant::now();
-        let five = match five_key {
-            Ok(k) => {
-                let r = c5.classify(&k);
-                let t4 = Instant::now();
-                self.five.match_ns += self.span(t3, t4);
-                self.five.classified += 1;
-                Ok(r)
-            }
-            Err(why) => Err(why),
-        };
-        let (x3, walk, m3) = (self.span(t0, t1), self.span(t1, t2), self.span(t2, t3));
-        self.three.extract_ns += x3;
-        self.five.extract_ns += x3 + walk;
-        self.three.match_ns += m3;
-        self.three.classified += 1;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Linear;
+    use crate::packet::LinkType;
+    use crate::report::{Report, json::SourceInfo};
+    use std::time::Duration;
 
-        self.ipv6.add(bytes);
-        self.three.add(three, bytes);
-        let row = self.verdicts.of_three(three);
-        let col = match five {
-            Ok(r) => {
-                self.five.add(r, bytes);
-                self.verdicts.of_five(r)
-            }
-            Err(why) => {
-                self.unavailable[why.index()].add(bytes);
-                self.verdicts.names.len()
-            }
-        };
-        let cols = self.agreement_columns();
-        self.agreement[row * cols + col] += 1;
-        let keys = Ipv6Keys {
-            packet: fixed.packet(),
-            three: three_key,
-            next_header: fixed.next_header(),
-            proto,
-            five: five_key,
-        };
-        Outcome::Ipv6 { keys, three, five }
+    const POLICY: &str = "class gold\ndefault pass\nthree {\n  rule a label 5 -> class gold\n  rule z label 0 -> drop\n}\nfive {\n  rule a proto udp dport 53 -> class gold\n}\n";
+
+    /// Raw IPv6 + UDP to port `dport`, or with `next` as the first next header and no payload.
+    fn pkt(label: u8, next: u8, dport: u16) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, label, 0, 8, next, 64];
+        p.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        p.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        p.extend_from_slice(&[0x30, 0x39]);
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 8, 0, 0]);
+        p
+    }
+
+    fn run(policy: &Policy, frames: &[Vec<u8>]) -> Tally {
+        let (c3, c5) = (
+            Linear::<ThreeTuple>::new(policy),
+            Linear::<FiveTuple>::new(policy),
+        );
+        let mut t = Tally::new(policy, "linear", "linear");
+        for (i, d) in frames.iter().enumerate() {
+            let f = Frame {
+                number: i as u64 + 1,
+                link: LinkType::RAW,
+                ts: Duration::ZERO,
+                orig_len: d.len() as u32,
+                data: d,
+            };
+            t.classify(&f, &c3, &c5);
+        }
+        t
+    }
+
+    #[test]
+    fn counts_agreement_and_reasons() {
+        let policy = crate::policy::load_str("t", POLICY).unwrap();
+        let frames = vec![
+            pkt(5, 17, 53), // gold / gold
+            pkt(5, 17, 80), // gold / pass
+            pkt(0, 17, 53), // drop / gold
+            pkt(7, 50, 0),  // pass / esp
+            pkt(0, 59, 0),  // drop / unknown-header
+            vec![0x45, 0],  // ipv4
+            vec![0x60, 0],  // malformed
+        ];
+        let t = run(&policy, &frames);
+        assert_eq!(t.verdicts.names, ["gold", "pass", "drop"]);
+        assert_eq!((t.frames.packets, t.ipv6.packets), (7, 5));
+        assert_eq!(t.non_ipv6[NonIpv6::Ipv4.index()].packets, 1);
+        assert_eq!(t.non_ipv6[NonIpv6::Malformed.index()].packets, 1);
+        assert_eq!(t.unavailable[Unavailable::Esp.index()].packets, 1);
+        assert_eq!(t.unavailable[Unavailable::UnknownHeader.index()].packets, 1);
+        assert_eq!(
+            t.three.rules.iter().map(|c| c.packets).collect::<Vec<_>>(),
+            [2, 2]
+        );
+        assert_eq!(
+            (
+                t.three.default.packets,
+                t.five.rules[0].packets,
+                t.five.default.packets
+            ),
+            (1, 2, 1)
+        );
+        // rows gold, pass, drop; columns gold, pass, drop, unavailable
+        assert_eq!(t.agreement, [1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1]);
+        assert_eq!(t.three.classified, 5);
+        assert_eq!(t.five.classified, 3);
+        // Few packets: all of them timed.
+        assert_eq!((t.three.timed_extract, t.three.timed_match), (5, 5));
+        assert_eq!((t.five.timed_extract, t.five.timed_match), (5, 3));
+
+        let r = Report::new(&t, &policy, "t", SourceInfo::default());
+        assert_eq!(
+            (
+                r.agreement.agree,
+                r.agreement.disagree,
+                r.agreement.unavailable
+            ),
+            (1, 2, 2)
+        );
+        assert_eq!(r.classes[0].three.packets, 2);
+        assert_eq!(r.classes[0].five.packets, 2);
+        assert_eq!(r.classes[2].three.packets, 2);
+        assert_eq!(r.rules.three.last().unwrap().name, "default");
+        assert_eq!(r.five_unavailable.total.packets, 2);
+        let j: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(j["five_unavailable"]["unknown-header"]["packets"], 1);
+        assert!(crate::report::table::render(&r).contains("unknown-header"));
+    }
+
+    #[test]
+    fn merge_adds_up() {
+        let policy = crate::policy::load_str("t", POLICY).unwrap();
+        let a = run(&policy, &[pkt(5, 17, 53), pkt(7, 50, 0)]);
+        let b = run(&policy, &[pkt(0, 17, 53)]);
+        let both = run(&policy, &[pkt(5, 17, 53), pkt(7, 50, 0), pkt(0, 17, 53)]);
+        let mut m = a.clone();
+        m.merge(&b);
+        assert_eq!(m.agreement, both.agreement);
+        assert_eq!(m.three.rules, both.three.rules);
+        assert_eq!(m.five.default, both.five.default);
+        assert_eq!(m.unavailable, both.unavailable);
+        assert_eq!(m.frames, both.frames);
     }
 }

@@ -1,10 +1,8 @@
 //! Live capture from a network interface (AF_PACKET, root or CAP_NET_RAW), and the capture
 //! session of `flowpol watch`: N worker threads, each with its own socket joined to one
 //! `PACKET_FANOUT_HASH` group, each classifying its frames with both engines through the same
-//! hot path as `classify` into a tally of its own; the session merges them for every summary and
-//! at the end. Reading the clock costs more than classifying on some machines, so a worker times
-//! one frame in [`TIMING_SAMPLE`] ([`Tally::classify`], into a sample tally whose time per packet
-//! the report shows) and counts the others with [`Tally::classify_untimed`].
+//! hot path as `classify` ([`Tally::classify`], which times only a sample of packets) into a tally
+//! of its own; the session merges them for every summary and at the end.
 //!
 //! Two sources behind one [`Source`]:
 //! - **ring** (the default): a TPACKET_V3 memory-mapped ring ([`super::ring`]); under a flood it
@@ -38,8 +36,6 @@ use std::time::{Duration, Instant, SystemTime};
 pub const READ_BUFFER: usize = 256 * 1024;
 /// The socket receive buffer asked for on the pnet path.
 pub const RCVBUF: usize = 4 << 20;
-/// One frame in this many goes through the timed hot path.
-pub const TIMING_SAMPLE: u64 = 64;
 /// How long a worker waits for a frame before looking at the stop flag again.
 pub const POLL: Duration = Duration::from_millis(100);
 
@@ -305,17 +301,13 @@ pub struct WatchConfig {
 /// Counts of (part of) a run.
 #[derive(Clone, Debug)]
 pub struct Counts {
-    /// Every frame.
     pub tally: Tally,
-    /// The frames that were timed (also in `tally`): the source of time per packet.
-    pub timing: Tally,
     pub kernel: KernelStats,
 }
 
 impl Counts {
     fn merge(&mut self, o: &Counts) {
         self.tally.merge(&o.tally);
-        self.timing.merge(&o.timing);
         self.kernel.merge(&o.kernel);
     }
 }
@@ -404,7 +396,6 @@ impl Session {
         for src in sources {
             let counts = Counts {
                 tally: blank.clone(),
-                timing: blank.clone(),
                 kernel: KernelStats::default(),
             };
             let slot = Arc::new(Mutex::new(Snapshot {
@@ -553,10 +544,7 @@ impl Worker {
             self.counts.kernel.add(r);
         }
         if let Ok(mut s) = self.slot.lock() {
-            // Published `tally` counts every frame: the untimed ones plus the timed sample.
             s.counts.tally.clone_from(&self.counts.tally);
-            s.counts.tally.merge(&self.counts.timing);
-            s.counts.timing.clone_from(&self.counts.timing);
             s.counts.kernel = self.counts.kernel;
             s.generation = generation;
             s.done = done;
@@ -570,7 +558,6 @@ impl Worker {
         C5: Classifier<FiveTuple> + ?Sized,
     {
         let mut published = 0u64;
-        let mut seq = 0u64;
         let mut write_err = None;
         let result = loop {
             if self.control.stopped() {
@@ -585,12 +572,7 @@ impl Worker {
                     control.stop();
                     return false;
                 }
-                seq += 1;
-                if seq.is_multiple_of(TIMING_SAMPLE) {
-                    counts.timing.classify(frame, c3, c5);
-                } else {
-                    counts.tally.classify_untimed(frame, c3, c5);
-                }
+                counts.tally.classify(frame, c3, c5);
                 if let Some(w) = writer {
                     let r = match w.lock() {
                         Ok(mut w) => w.write_frame(frame),
@@ -625,65 +607,13 @@ impl Worker {
         };
         self.publish(published, true);
         let error = write_err.map(LiveError::Write).or(result);
-        let mut c = self.counts;
-        // `tally` counts every frame; `timing` only the timed ones.
-        let timed = c.timing.clone();
-        c.tally.merge(&timed);
-        (c, error)
+        (self.counts, error)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::Linear;
-    use crate::source::pcap::CaptureReader;
-
-    /// The untimed hot path counts exactly what the timed one counts.
-    #[test]
-    fn untimed_and_sampled_counts_equal_timed_counts() {
-        let dir = env!("CARGO_MANIFEST_DIR");
-        let policy = crate::policy::load_file(std::path::Path::new(&format!(
-            "{dir}/tests/policies/valid/everything.fpol"
-        )))
-        .unwrap();
-        let c3 = Linear::<ThreeTuple>::new(&policy);
-        let c5 = Linear::<FiveTuple>::new(&policy);
-        let mut timed = Tally::new(&policy, "linear", "linear");
-        let mut untimed = timed.clone();
-        let mut sample = timed.clone();
-        let mut rest = timed.clone();
-        let mut r = CaptureReader::open(format!("{dir}/tests/data/demo.pcap")).unwrap();
-        let mut n = 0u64;
-        r.for_each(|f| {
-            n += 1;
-            timed.classify(&f, &c3, &c5);
-            untimed.classify_untimed(&f, &c3, &c5);
-            if n.is_multiple_of(TIMING_SAMPLE) {
-                sample.classify(&f, &c3, &c5);
-            } else {
-                rest.classify_untimed(&f, &c3, &c5);
-            }
-        })
-        .unwrap();
-        assert!(n > 100);
-        rest.merge(&sample);
-        for t in [&untimed, &rest] {
-            assert_eq!(t.frames, timed.frames);
-            assert_eq!(t.ipv6, timed.ipv6);
-            assert_eq!(t.non_ipv6, timed.non_ipv6);
-            assert_eq!(t.unavailable, timed.unavailable);
-            assert_eq!(t.three.rules, timed.three.rules);
-            assert_eq!(t.five.rules, timed.five.rules);
-            assert_eq!(t.three.default, timed.three.default);
-            assert_eq!(t.five.default, timed.five.default);
-            assert_eq!(t.three.classified, timed.three.classified);
-            assert_eq!(t.five.classified, timed.five.classified);
-            assert_eq!(t.agreement, timed.agreement);
-        }
-        assert_eq!(untimed.three.match_ns, 0);
-        assert!(sample.three.classified > 0);
-    }
 
     #[test]
     fn link_type_of_unknown_interface_is_ethernet() {

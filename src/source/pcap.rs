@@ -41,7 +41,7 @@ const NG_EPB: u32 = 6;
 /// What went wrong reading a capture; every variant says where.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("reading the capture at byte {offset}: {source}")]
+    #[error("reading the capture at byte {offset}")]
     Io {
         offset: u64,
         #[source]
@@ -897,5 +897,49 @@ mod tests {
             Duration::new(2, 1)
         );
         assert_eq!(TsRes::Binary(1).duration(3), Duration::new(1, 500_000_000));
+    }
+
+    fn sample(ng: bool) -> Vec<u8> {
+        let frames = frames();
+        if ng {
+            let mut w = PcapNgWriter::new(Vec::new(), LinkType::ETHERNET).unwrap();
+            for (ts, d) in &frames {
+                w.write_packet(*ts, d.len() as u32, d).unwrap();
+            }
+            w.into_inner().unwrap()
+        } else {
+            let mut w = PcapWriter::new(Vec::new(), LinkType::ETHERNET).unwrap();
+            for (ts, d) in &frames {
+                w.write_packet(*ts, d.len() as u32, d).unwrap();
+            }
+            w.into_inner().unwrap()
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn damaged_files_never_panic(
+            ng in proptest::bool::ANY,
+            flips in proptest::collection::vec((0usize..200, proptest::num::u8::ANY), 0..6),
+            cut in 0usize..220,
+        ) {
+            let mut b = sample(ng);
+            for (at, x) in flips {
+                let n = b.len();
+                b[at % n] ^= x;
+            }
+            b.truncate(cut.min(b.len()));
+            let len = b.len() as u64;
+            let (got, err) = read_all(&b);
+            proptest::prop_assert!(got.len() <= 5);
+            if let Some(e) = err {
+                proptest::prop_assert!(e.offset() <= len, "{e} beyond {len}");
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = read_all(&b);
+        }
     }
 }

@@ -495,7 +495,12 @@ fn watch_counts_send_and_replay_exactly() {
     assert_eq!(got["kernel"]["drops"], 0, "{}", got["kernel"]);
     assert_eq!(got["kernel"]["packets"], got["frames"]["packets"]);
 
-    // 5. The --write file: complete after SIGINT, same counts, readable by tshark.
+    // 5. The --write file: complete after SIGINT, byte for byte what tcpdump recorded (VLAN
+    // tags restored), the same counts, readable by tshark.
+    let ours = send_support::read_pcap(&written);
+    let theirs = tcpdump.frames();
+    assert_eq!(ours.len(), theirs.len());
+    assert!(ours == theirs, "--write frames differ from tcpdump's");
     let rewritten = classify(&policy, &written);
     assert_eq!(rules(&rewritten), rules(&got), "classify(--write file)");
     let ts = Command::new("tshark")

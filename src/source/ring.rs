@@ -5,7 +5,9 @@
 //! against the block before reading, so a corrupt block ends the walk instead of panicking.
 //!
 //! VLAN tags the kernel stripped into the frame's metadata (`tp_vlan_tci`) are put back into
-//! the Ethernet header, as libpcap does, so `--write` files and byte counts match tcpdump's.
+//! the Ethernet header, as libpcap does, so `--write` files and byte counts match tcpdump's: in
+//! place, by moving the two MAC addresses 4 bytes back into the gap the kernel leaves between
+//! the frame header and the frame (no copy of the frame).
 
 use super::sys::{self, Ring, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, TpacketReq3};
 use crate::packet::{Frame, LinkType};
@@ -19,6 +21,9 @@ pub const BLOCK_SIZE: u32 = 1 << 20;
 pub const BLOCK_NR: u32 = 8;
 pub const FRAME_SIZE: u32 = 2048;
 pub const RETIRE_MS: u32 = 20;
+
+/// Bytes of `struct tpacket3_hdr` (the frame's bytes start `tp_mac` bytes after it begins).
+const FRAME_HDR_LEN: usize = 48;
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
     let s = b.get(off..off.checked_add(4)?)?;
@@ -138,7 +143,7 @@ impl RingSource {
     where
         F: FnMut(&Frame<'_>) -> bool,
     {
-        let Some(block) = self.ring.block(self.block) else {
+        let Some(block) = self.ring.block_mut(self.block) else {
             return true;
         };
         if self.cursor.offset == 0 {
@@ -157,10 +162,11 @@ impl RingSource {
                 break;
             };
             let start = off + h.mac as usize;
-            let Some(data) = block.get(start..start + h.snaplen as usize) else {
+            let end = start + h.snaplen as usize;
+            if block.get(start..end).is_none() {
                 self.cursor.left = 0;
                 break;
-            };
+            }
             self.cursor.left -= 1;
             self.cursor.offset = off + h.next_offset as usize;
             if h.next_offset == 0 {
@@ -168,25 +174,33 @@ impl RingSource {
             }
             self.number += 1;
             let mut orig_len = h.len;
-            let data = if h.status & TP_STATUS_VLAN_VALID != 0
+            let data: &[u8] = if h.status & TP_STATUS_VLAN_VALID != 0
                 && self.link == LinkType::ETHERNET
-                && data.len() >= 12
+                && h.snaplen >= 12
             {
                 let tpid = if h.status & TP_STATUS_VLAN_TPID_VALID != 0 && h.vlan_tpid != 0 {
                     h.vlan_tpid
                 } else {
                     0x8100
                 };
-                self.scratch.clear();
-                self.scratch.extend_from_slice(&data[..12]);
-                self.scratch.extend_from_slice(&tpid.to_be_bytes());
-                self.scratch
-                    .extend_from_slice(&(h.vlan_tci as u16).to_be_bytes());
-                self.scratch.extend_from_slice(&data[12..]);
+                let mut tag = [0u8; 4];
+                tag[..2].copy_from_slice(&tpid.to_be_bytes());
+                tag[2..].copy_from_slice(&(h.vlan_tci as u16).to_be_bytes());
                 orig_len += 4;
-                &self.scratch[..]
+                if h.mac as usize >= FRAME_HDR_LEN + 4 {
+                    // The gap holds the sockaddr_ll we do not read: move the MACs into it.
+                    block.copy_within(start..start + 12, start - 4);
+                    block[start + 8..start + 12].copy_from_slice(&tag);
+                    &block[start - 4..end]
+                } else {
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(&block[start..start + 12]);
+                    self.scratch.extend_from_slice(&tag);
+                    self.scratch.extend_from_slice(&block[start + 12..end]);
+                    &self.scratch[..]
+                }
             } else {
-                data
+                &block[start..end]
             };
             let frame = Frame {
                 number: self.number,

@@ -330,17 +330,19 @@ impl Ring {
         self.status_word(i).load(Ordering::Acquire) & TP_STATUS_USER != 0
     }
 
-    /// The bytes of block `i`, which must be user-owned ([`Ring::user_owned`]); `None` otherwise.
-    pub fn block(&self, i: usize) -> Option<&[u8]> {
+    /// The bytes of block `i` (read, and edited in place to restore VLAN tags); `None` unless
+    /// the block is user-owned ([`Ring::user_owned`]).
+    pub fn block_mut(&mut self, i: usize) -> Option<&mut [u8]> {
         if !self.user_owned(i) {
             return None;
         }
-        // SAFETY: the block lies inside the mapping, and while its status is TP_STATUS_USER the
-        // kernel does not write to it; the Acquire load above orders our reads after its writes.
-        // The borrow of `self` keeps the mapping alive; `release` takes `&mut self`, so the slice
-        // is gone before the block is handed back.
+        // SAFETY: the block lies inside the mapping (`status_word` checked `i`), and while its
+        // status is TP_STATUS_USER the kernel neither reads nor writes it; the Acquire load in
+        // `user_owned` orders our accesses after the kernel's writes. `&mut self` makes this the
+        // only borrow of the mapping, and `release` (which hands the block back) needs `&mut self`
+        // too, so the slice is gone before the kernel may touch the block again.
         Some(unsafe {
-            std::slice::from_raw_parts(self.map.add(i * self.block_size), self.block_size)
+            std::slice::from_raw_parts_mut(self.map.add(i * self.block_size), self.block_size)
         })
     }
 

@@ -89,7 +89,7 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
         "--format",
         "json",
         "--interval",
-        "1",
+        "0.5",
     ];
     args.extend_from_slice(extra);
     let mut w = VethPair::exec(&p.b, &args)
@@ -97,9 +97,20 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
         .stderr(Stdio::piped())
         .spawn()
         .expect("watch");
-    let mut w_lines = BufReader::new(w.stderr.take().unwrap()).lines();
+    // watch's stderr, line by line: the start line, then a summary every 0.5 s.
+    let (tx, summaries) = std::sync::mpsc::channel::<String>();
+    let stderr = w.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
     loop {
-        let l = w_lines.next().expect("watch exited").unwrap();
+        let l = summaries
+            .recv_timeout(Duration::from_secs(20))
+            .expect("watch did not start");
         if l.starts_with("watching ") {
             break;
         }
@@ -137,8 +148,25 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
             r["rate_pps"].as_f64().unwrap_or(0.0)
         );
     }
-    // Let both drain what is queued, then stop both.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Let both drain what is queued: wait until watch's count stops moving (two summaries
+    // alike, at most 30 s; a debug build under load may take a while), then stop both.
+    let frames_of = |l: &str| {
+        l.split_once("] ")
+            .and_then(|(_, r)| r.split(' ').next().map(str::to_string))
+    };
+    let mut last = None;
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < end {
+        let Ok(l) = summaries.recv_timeout(Duration::from_secs(5)) else {
+            break;
+        };
+        let now = frames_of(&l);
+        if now.is_some() && now == last {
+            break;
+        }
+        last = now;
+    }
+    std::thread::sleep(Duration::from_millis(300));
     sh(&["kill", "-INT", &w.id().to_string()]);
     sh(&["kill", "-INT", &td.id().to_string()]);
     let mut out = String::new();

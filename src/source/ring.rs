@@ -75,6 +75,93 @@ struct Cursor {
     left: u32,
 }
 
+/// The walk over one block's frames, apart from the ring so it can be tested on any bytes.
+struct Walk<'s> {
+    cursor: &'s mut Cursor,
+    link: LinkType,
+    number: &'s mut u64,
+    scratch: &'s mut Vec<u8>,
+}
+
+impl Walk<'_> {
+    /// Lends the block's frames from the cursor on to `f`; false when `f` asked to pause (the
+    /// cursor then points after the frame `f` refused to go past). A header or frame that does
+    /// not fit the block ends the walk of the block.
+    fn run<F>(&mut self, block: &mut [u8], f: &mut F) -> bool
+    where
+        F: FnMut(&Frame<'_>) -> bool,
+    {
+        if self.cursor.offset == 0 {
+            let (Some(n), Some(first)) = (u32_at(block, 12), u32_at(block, 16)) else {
+                return true;
+            };
+            *self.cursor = Cursor {
+                offset: first as usize,
+                left: n,
+            };
+        }
+        while self.cursor.left > 0 {
+            let off = self.cursor.offset;
+            let Some(h) = block.get(off..).and_then(FrameHdr::parse) else {
+                self.cursor.left = 0;
+                break;
+            };
+            let start = off + h.mac as usize;
+            let end = start + h.snaplen as usize;
+            if off == 0 || block.get(start..end).is_none() {
+                self.cursor.left = 0;
+                break;
+            }
+            self.cursor.left -= 1;
+            self.cursor.offset = off + h.next_offset as usize;
+            if h.next_offset == 0 {
+                self.cursor.left = 0;
+            }
+            *self.number += 1;
+            let mut orig_len = h.len;
+            let data: &[u8] = if h.status & TP_STATUS_VLAN_VALID != 0
+                && self.link == LinkType::ETHERNET
+                && h.snaplen >= 12
+            {
+                let tpid = if h.status & TP_STATUS_VLAN_TPID_VALID != 0 && h.vlan_tpid != 0 {
+                    h.vlan_tpid
+                } else {
+                    0x8100
+                };
+                let mut tag = [0u8; 4];
+                tag[..2].copy_from_slice(&tpid.to_be_bytes());
+                tag[2..].copy_from_slice(&(h.vlan_tci as u16).to_be_bytes());
+                orig_len = orig_len.saturating_add(4);
+                if h.mac as usize >= FRAME_HDR_LEN + 4 {
+                    // The gap holds the sockaddr_ll we do not read: move the MACs into it.
+                    block.copy_within(start..start + 12, start - 4);
+                    block[start + 8..start + 12].copy_from_slice(&tag);
+                    &block[start - 4..end]
+                } else {
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(&block[start..start + 12]);
+                    self.scratch.extend_from_slice(&tag);
+                    self.scratch.extend_from_slice(&block[start + 12..end]);
+                    &self.scratch[..]
+                }
+            } else {
+                &block[start..end]
+            };
+            let frame = Frame {
+                number: *self.number,
+                link: self.link,
+                ts: Duration::new(u64::from(h.sec), h.nsec),
+                orig_len,
+                data,
+            };
+            if !f(&frame) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// A capture from a TPACKET_V3 ring.
 pub struct RingSource {
     ring: Ring,
@@ -146,74 +233,13 @@ impl RingSource {
         let Some(block) = self.ring.block_mut(self.block) else {
             return true;
         };
-        if self.cursor.offset == 0 {
-            let (Some(n), Some(first)) = (u32_at(block, 12), u32_at(block, 16)) else {
-                return true;
-            };
-            self.cursor = Cursor {
-                offset: first as usize,
-                left: n,
-            };
-        }
-        while self.cursor.left > 0 {
-            let off = self.cursor.offset;
-            let Some(h) = block.get(off..).and_then(FrameHdr::parse) else {
-                self.cursor.left = 0;
-                break;
-            };
-            let start = off + h.mac as usize;
-            let end = start + h.snaplen as usize;
-            if block.get(start..end).is_none() {
-                self.cursor.left = 0;
-                break;
-            }
-            self.cursor.left -= 1;
-            self.cursor.offset = off + h.next_offset as usize;
-            if h.next_offset == 0 {
-                self.cursor.left = 0;
-            }
-            self.number += 1;
-            let mut orig_len = h.len;
-            let data: &[u8] = if h.status & TP_STATUS_VLAN_VALID != 0
-                && self.link == LinkType::ETHERNET
-                && h.snaplen >= 12
-            {
-                let tpid = if h.status & TP_STATUS_VLAN_TPID_VALID != 0 && h.vlan_tpid != 0 {
-                    h.vlan_tpid
-                } else {
-                    0x8100
-                };
-                let mut tag = [0u8; 4];
-                tag[..2].copy_from_slice(&tpid.to_be_bytes());
-                tag[2..].copy_from_slice(&(h.vlan_tci as u16).to_be_bytes());
-                orig_len += 4;
-                if h.mac as usize >= FRAME_HDR_LEN + 4 {
-                    // The gap holds the sockaddr_ll we do not read: move the MACs into it.
-                    block.copy_within(start..start + 12, start - 4);
-                    block[start + 8..start + 12].copy_from_slice(&tag);
-                    &block[start - 4..end]
-                } else {
-                    self.scratch.clear();
-                    self.scratch.extend_from_slice(&block[start..start + 12]);
-                    self.scratch.extend_from_slice(&tag);
-                    self.scratch.extend_from_slice(&block[start + 12..end]);
-                    &self.scratch[..]
-                }
-            } else {
-                &block[start..end]
-            };
-            let frame = Frame {
-                number: self.number,
-                link: self.link,
-                ts: Duration::new(u64::from(h.sec), h.nsec),
-                orig_len,
-                data,
-            };
-            if !f(&frame) {
-                return false;
-            }
-        }
-        true
+        let mut w = Walk {
+            cursor: &mut self.cursor,
+            link: self.link,
+            number: &mut self.number,
+            scratch: &mut self.scratch,
+        };
+        w.run(block, f)
     }
 
     /// Reads and resets the kernel's counters (TPACKET_V3 layout).
@@ -225,6 +251,86 @@ impl RingSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A block as the kernel lays it out: descriptor, then frames at 16-byte aligned offsets,
+    /// each `tpacket3_hdr` + gap + frame bytes at `mac`.
+    fn block(frames: &[(&[u8], Option<u16>)]) -> Vec<u8> {
+        const MAC: usize = 82;
+        let mut b = vec![0u8; 4096];
+        b[8..12].copy_from_slice(&1u32.to_ne_bytes());
+        b[12..16].copy_from_slice(&(frames.len() as u32).to_ne_bytes());
+        b[16..20].copy_from_slice(&48u32.to_ne_bytes());
+        let mut off = 48;
+        for (i, (data, vlan)) in frames.iter().enumerate() {
+            let size = (MAC + data.len()).next_multiple_of(16);
+            let next = if i + 1 == frames.len() { 0 } else { size };
+            let h = &mut b[off..];
+            h[0..4].copy_from_slice(&(next as u32).to_ne_bytes());
+            h[4..8].copy_from_slice(&(100 + i as u32).to_ne_bytes());
+            h[12..16].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+            h[16..20].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+            let mut status = 1u32;
+            if let Some(tci) = vlan {
+                status |= TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID;
+                h[32..36].copy_from_slice(&u32::from(*tci).to_ne_bytes());
+                h[36..38].copy_from_slice(&0x8100u16.to_ne_bytes());
+            }
+            h[20..24].copy_from_slice(&status.to_ne_bytes());
+            h[24..26].copy_from_slice(&(MAC as u16).to_ne_bytes());
+            h[MAC..MAC + data.len()].copy_from_slice(data);
+            off += size;
+        }
+        b
+    }
+
+    fn walk_all(b: &mut [u8], pause_after: Option<usize>) -> Vec<(u64, u32, Vec<u8>)> {
+        let (mut cursor, mut number, mut scratch) = (Cursor::default(), 0, Vec::new());
+        let mut got = Vec::new();
+        loop {
+            let mut w = Walk {
+                cursor: &mut cursor,
+                link: LinkType::ETHERNET,
+                number: &mut number,
+                scratch: &mut scratch,
+            };
+            let done = w.run(b, &mut |f: &Frame<'_>| {
+                got.push((f.ts.as_secs(), f.orig_len, f.data.to_vec()));
+                pause_after.is_none_or(|n| !got.len().is_multiple_of(n))
+            });
+            if done {
+                return got;
+            }
+        }
+    }
+
+    #[test]
+    fn walks_frames_and_restores_vlan_tags_in_place() {
+        let plain: Vec<u8> = (0..60).collect();
+        let tagged: Vec<u8> = (100..160).collect();
+        let mut b = block(&[(&plain, None), (&tagged, Some(0x0064)), (&plain, None)]);
+        for pause in [None, Some(1), Some(2)] {
+            let got = walk_all(&mut b.clone(), pause);
+            assert_eq!(got.len(), 3, "pause {pause:?}");
+            assert_eq!(got[0], (100, 60, plain.clone()));
+            let mut want = tagged[..12].to_vec();
+            want.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+            want.extend_from_slice(&tagged[12..]);
+            assert_eq!(got[1], (101, 64, want), "pause {pause:?}");
+            assert_eq!(got[2], (102, 60, plain.clone()));
+        }
+        // A frame that claims to run past the block ends the walk without a panic.
+        b[48 + 12..48 + 16].copy_from_slice(&100_000u32.to_ne_bytes());
+        assert!(walk_all(&mut b, None).is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_block_bytes_never_panic(mut b in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            // Keep the walk short: at most 64 frames claimed.
+            if b.len() >= 16 { b[13] = 0; b[14] = 0; b[15] = 0; b[12] &= 63; }
+            let _ = walk_all(&mut b, None);
+        }
+    }
 
     #[test]
     fn frame_header_offsets() {

@@ -169,6 +169,15 @@ impl PnetSource {
     }
 }
 
+/// How a source takes part in fanout.
+#[derive(Clone, Copy)]
+enum Fanout<'a> {
+    /// Create a group (the kernel picks a unique id) and store its id here.
+    New(&'a std::cell::Cell<Option<u16>>),
+    /// Join this group.
+    Join(u16),
+}
+
 /// One worker's source.
 pub enum Source {
     Pnet(PnetSource),
@@ -193,12 +202,12 @@ fn socket(iface: &str) -> Result<OwnedFd, LiveError> {
 }
 
 impl Source {
-    /// Opens a source on `iface`, joined to fanout group `fanout` when given. `timestamps`:
-    /// frames need their capture time (the ring always has it).
-    pub fn open(
+    /// Opens a source on `iface`, in a fanout group when asked. `timestamps`: frames need
+    /// their capture time (the ring always has it).
+    fn open(
         kind: SourceKind,
         iface: &str,
-        fanout: Option<u16>,
+        fanout: Option<Fanout<'_>>,
         timestamps: bool,
     ) -> Result<Source, LiveError> {
         let ifindex = sys::if_index(iface).map_err(|_| LiveError::NoInterface {
@@ -221,24 +230,24 @@ impl Source {
                     read_buffer_size: READ_BUFFER,
                     read_timeout: Some(POLL),
                     promiscuous: true,
-                    linux_fanout: fanout.map(|group_id| pnet::datalink::FanoutOption {
-                        group_id,
-                        fanout_type: pnet::datalink::FanoutType::HASH,
-                        defrag: false,
-                        rollover: false,
-                    }),
+                    // Fanout is joined below, once pnet has bound the socket.
+                    linux_fanout: None,
                     socket_fd: Some(sys::into_raw(fd)),
                     ..Default::default()
                 };
                 match pnet::datalink::channel(&ni, config) {
-                    Ok(pnet::datalink::Channel::Ethernet(tx, rx)) => Ok(Source::Pnet(PnetSource {
-                        rx,
-                        _tx: tx,
-                        stats_fd,
-                        link,
-                        number: 0,
-                        timestamps,
-                    })),
+                    Ok(pnet::datalink::Channel::Ethernet(tx, rx)) => {
+                        let src = Source::Pnet(PnetSource {
+                            rx,
+                            _tx: tx,
+                            stats_fd,
+                            link,
+                            number: 0,
+                            timestamps,
+                        });
+                        src.join_fanout(fanout, iface)?;
+                        Ok(src)
+                    }
                     Ok(_) => Err(io_err("opening the pnet channel", iface)(io::Error::other(
                         "unknown channel type",
                     ))),
@@ -249,12 +258,55 @@ impl Source {
                 let ring = RingSource::new(fd, link).map_err(io_err("mapping the ring", iface))?;
                 sys::bind(ring.fd(), ifindex).map_err(io_err("bind", iface))?;
                 sys::promiscuous(ring.fd(), ifindex).map_err(io_err("promiscuous mode", iface))?;
-                if let Some(g) = fanout {
-                    sys::fanout_hash(ring.fd(), g).map_err(io_err("PACKET_FANOUT", iface))?;
-                }
-                Ok(Source::Ring(ring))
+                let src = Source::Ring(ring);
+                src.join_fanout(fanout, iface)?;
+                Ok(src)
             }
         }
+    }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Source::Pnet(p) => p.stats_fd.as_raw_fd(),
+            Source::Ring(r) => r.fd().as_raw_fd(),
+        }
+    }
+
+    fn join_fanout(&self, fanout: Option<Fanout>, iface: &str) -> Result<(), LiveError> {
+        match fanout {
+            None => Ok(()),
+            Some(Fanout::Join(g)) => {
+                sys::fanout_hash(self.raw_fd(), g).map_err(io_err("PACKET_FANOUT", iface))
+            }
+            Some(Fanout::New(cell)) => {
+                let g =
+                    sys::fanout_hash_new(self.raw_fd()).map_err(io_err("PACKET_FANOUT", iface))?;
+                cell.set(Some(g));
+                Ok(())
+            }
+        }
+    }
+
+    /// Opens the sources of `workers` workers on `iface`, joined in one new hash-mode fanout
+    /// group (with a kernel-chosen id) when there is more than one.
+    pub fn open_all(
+        kind: SourceKind,
+        iface: &str,
+        workers: usize,
+        timestamps: bool,
+    ) -> Result<Vec<Source>, LiveError> {
+        let group = std::cell::Cell::new(None);
+        let mut v = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let fanout = match (workers > 1, i, group.get()) {
+                (false, _, _) => None,
+                (true, 0, _) => Some(Fanout::New(&group)),
+                (true, _, Some(g)) => Some(Fanout::Join(g)),
+                (true, _, None) => None,
+            };
+            v.push(Source::open(kind, iface, fanout, timestamps)?);
+        }
+        Ok(v)
     }
 
     pub fn link(&self) -> LinkType {
@@ -366,17 +418,7 @@ impl Session {
         C5: Classifier<FiveTuple> + 'static,
     {
         let workers = cfg.workers.max(1);
-        let group = (std::process::id() & 0xffff) as u16;
-        let fanout = (workers > 1).then_some(group);
-        let mut sources = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            sources.push(Source::open(
-                cfg.source,
-                &cfg.iface,
-                fanout,
-                cfg.write.is_some(),
-            )?);
-        }
+        let sources = Source::open_all(cfg.source, &cfg.iface, workers, cfg.write.is_some())?;
         let link = sources[0].link();
         let writer = match &cfg.write {
             Some(p) => Some(Arc::new(Mutex::new(

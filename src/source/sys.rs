@@ -163,10 +163,34 @@ pub fn promiscuous(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
     setsockopt(fd.as_raw_fd(), SOL_PACKET, PACKET_ADD_MEMBERSHIP, &m)
 }
 
+/// `PACKET_FANOUT_FLAG_UNIQUEID`: the kernel picks an unused group id (the id passed must be 0).
+pub const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
+
 /// Joins fanout group `group` in hash mode (the socket must be bound).
-pub fn fanout_hash(fd: &OwnedFd, group: u16) -> io::Result<()> {
+pub fn fanout_hash(fd: RawFd, group: u16) -> io::Result<()> {
     let arg: c_uint = u32::from(group) | (PACKET_FANOUT_HASH << 16);
-    setsockopt(fd.as_raw_fd(), SOL_PACKET, PACKET_FANOUT, &arg)
+    setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg)
+}
+
+/// Creates a new hash-mode fanout group with an id no other socket of this network namespace
+/// uses, and returns the id (for the other workers to join with [`fanout_hash`]).
+pub fn fanout_hash_new(fd: RawFd) -> io::Result<u16> {
+    let arg: c_uint = (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16;
+    setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg)?;
+    let mut v: c_uint = 0;
+    let mut len = size_of::<c_uint>() as socklen_t;
+    // SAFETY: `v` is a live c_uint and `len` its size; the kernel writes at most that.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_PACKET,
+            PACKET_FANOUT,
+            (&mut v as *mut c_uint).cast::<c_void>(),
+            &mut len,
+        )
+    })?;
+    // id | type << 16 | flags << 24
+    Ok((v & 0xffff) as u16)
 }
 
 /// Raises the socket receive buffer (SO_RCVBUFFORCE as root, else SO_RCVBUF up to rmem_max).

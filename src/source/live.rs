@@ -426,11 +426,8 @@ impl Session {
             ))),
             None => None,
         };
-        // Frames queued while the sockets were being joined are dropped from the counts'
-        // start: drain the counters so the kernel numbers cover the same span as the tallies.
-        for s in &sources {
-            let _ = s.statistics();
-        }
+        // The kernel's counters start at bind, like the frames the workers will read: every
+        // frame the sockets see is either counted by a worker or reported dropped.
         let control = Arc::new(Control::default());
         let mut slots = Vec::new();
         let mut handles = Vec::new();

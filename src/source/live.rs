@@ -8,13 +8,15 @@
 //! - **ring** (the default): a TPACKET_V3 memory-mapped ring ([`super::ring`]); under a flood it
 //!   keeps up with tcpdump where the pnet path falls far behind (docs/watch-keeping-up.md).
 //! - **pnet** (`--source pnet`, the portable path): pnet's datalink channel, one `poll` +
-//!   `recvfrom` per frame,
-//!   on a socket opened here ([`super::sys`]) and handed to pnet with `Config::socket_fd`, so
-//!   its `PACKET_STATISTICS` can be read through a second descriptor. The read buffer holds
-//!   256 KiB frames (pnet's default 4096 bytes would cut loopback and GRO/GSO frames).
+//!   `recvfrom` per frame, on a socket opened here ([`super::sys`]) and handed to pnet with
+//!   `Config::socket_fd`, so its `PACKET_STATISTICS` can be read (and fanout joined) through a
+//!   second descriptor. The read buffer holds 256 KiB frames (pnet's default 4096 bytes would
+//!   cut loopback and GRO/GSO frames). VLAN tags the kernel stripped are lost on this path.
 //!
-//! The kernel's counters are read with `PACKET_STATISTICS`, which resets them on every read, so
-//! each worker accumulates its own.
+//! With more than one worker the first socket creates a fanout group whose id the kernel picks
+//! (`PACKET_FANOUT_FLAG_UNIQUEID`) and the others join it; the kernel's flow hash keeps each
+//! flow on one worker. The kernel's counters are read with `PACKET_STATISTICS`, which resets them
+//! on every read, so each worker accumulates its own, from bind on.
 
 use super::pcap::{FrameWriter, PcapWriter};
 use super::ring::RingSource;

@@ -411,6 +411,13 @@ fn watch_counts_send_and_replay_exactly() {
 
     // 1. What tcpdump recorded on the same interface, classified offline: every rule equal.
     let want = classify(&policy, &tcpdump.file);
+    // The shape of `classify --format json`, plus the kernel's counters and the capture.
+    for k in want.as_object().unwrap().keys() {
+        assert!(got.get(k).is_some(), "watch JSON lacks {k}");
+    }
+    for k in ["packets", "drops", "freeze_queue"] {
+        assert!(got["kernel"][k].is_u64(), "kernel.{k}");
+    }
     assert_eq!(rules(&got), rules(&want), "watch vs classify(tcpdump)");
     assert_eq!(got["frames"]["packets"], want["frames"]["packets"]);
     // To the byte: the ring puts VLAN tags the kernel stripped back, as libpcap does.

@@ -1,12 +1,15 @@
 //! Classification engines: one trait, a linear first-match reference engine per key type, and
 //! the fast engines that must agree with it on every packet.
 
+pub mod bench;
 pub mod linear;
+pub mod tuplemerge;
 
 use crate::packet::key::{FiveTuple, ThreeTuple};
 use crate::policy::model::{FiveMatch, Policy, ThreeMatch};
 
 pub use linear::Linear;
+pub use tuplemerge::{FastFive, FastThree, TmConfig, TupleMerge};
 
 /// The index of a rule in its policy's rule list for that tuple kind (its priority: lower wins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -19,6 +19,14 @@ pub struct Args {
 pub enum GenCommand {
     /// Write a deterministic synthetic IPv6 capture (see the address plan in `flowpol::gen::trace`).
     Trace(TraceArgs),
+    /// Generate an IPv6-native rule set (acl, fw or ipc shape) as a policy on standard output.
+    ///
+    /// Prefixes come from one address plan (/32 organisations, /48 sites, /64 subnets, hosts),
+    /// so they nest and overlap. acl: specific destinations, exact ports; fw: wildcards and port
+    /// ranges; ipc: host pairs. The same seed gives the same policy. With `--tuple three` the
+    /// destination port becomes a flow label as in `import classbench --as three`, and one rule
+    /// in ten has a value/mask label.
+    Rules(super::gen_rules::Args),
 }
 
 /// Capture file formats.
@@ -81,6 +89,7 @@ pub struct TraceArgs {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     match args.command {
         GenCommand::Trace(a) => run_trace(a),
+        GenCommand::Rules(a) => super::gen_rules::run(a),
     }
 }
 

@@ -1,12 +1,15 @@
 //! The command line: clap argument definitions and one small module per command that wires the
 //! library's data path together. Parsing arguments is kept apart from doing the work.
 
+pub mod bench;
 pub mod check;
 pub mod classify;
 pub mod compile;
 pub mod flows;
 pub mod fmt;
 pub mod r#gen;
+pub mod gen_rules;
+pub mod import;
 pub mod interop;
 pub mod nft;
 pub mod replay;
@@ -64,6 +67,10 @@ pub enum Command {
     Replay(replay::Args),
     /// Capture live traffic and classify it with both engines (needs CAP_NET_RAW).
     Watch(watch::Args),
+    /// Import ClassBench rule sets and traces.
+    Import(import::Args),
+    /// Measure the engines (linear, fast) on the same packets, 3-tuple and 5-tuple.
+    Bench(bench::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -124,5 +131,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
         Command::Sink(a) => sink::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Watch(a) => watch::run(a),
+        Command::Import(a) => import::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

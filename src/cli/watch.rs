@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::classify::OutputFormat;
+use super::classify::{Engine, OutputFormat};
 
 /// Capture live traffic on an interface (needs CAP_NET_RAW) and classify every frame on the
 /// 3-tuple and on the 5-tuple. A summary is refreshed on stderr every --interval seconds; the
@@ -53,6 +53,9 @@ pub struct Args {
     /// channel (portable, one recvfrom per frame, falls behind under a flood).
     #[arg(long, value_enum, default_value_t)]
     pub source: SourceKind,
+    /// The engine used for both key types (as in `classify`).
+    #[arg(long, value_enum, default_value_t)]
+    pub engine: Engine,
     /// Serve Prometheus metrics on this address (http://ADDR:PORT/metrics).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_addr: Option<SocketAddr>,
@@ -79,9 +82,13 @@ struct CaptureInfo {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let policy = crate::policy::load_file(&args.policy)?;
-    let c3 = Arc::new(Linear::<ThreeTuple>::new(&policy));
-    let c5 = Arc::new(Linear::<FiveTuple>::new(&policy));
-    run_with(&args, &policy, c3, c5)
+    match args.engine {
+        Engine::Linear => {
+            let c3 = Arc::new(Linear::<ThreeTuple>::new(&policy));
+            let c5 = Arc::new(Linear::<FiveTuple>::new(&policy));
+            run_with(&args, &policy, c3, c5)
+        }
+    }
 }
 
 fn line(r: &Report, k: &KernelStats) -> String {

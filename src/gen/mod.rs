@@ -1,3 +1,6 @@
-//! Generators: synthetic captures ([`trace`]) for tests, benchmarks and the bundled demo.
+//! Generators: synthetic captures ([`trace`]) for tests, benchmarks and the bundled demo; the
+//! ClassBench importer ([`classbench`]); generated IPv6-native rule sets and keys ([`rules`]).
 
+pub mod classbench;
+pub mod rules;
 pub mod trace;

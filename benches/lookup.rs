@@ -1,0 +1,224 @@
+//! Key extraction 3-tuple against 5-tuple (plain packets, extension headers, fragments), and
+//! lookup cost, linear reference against TupleMerge, 3-tuple against 5-tuple, at 100, 1k, 10k
+//! and 100k generated rules (acl shape), plus the ClassBench 10k sets when
+//! `../shared/data/classbench` is present. Each iteration classifies a batch of 256 keys drawn
+//! from the rules (throughput is per key). Kept short: small samples, 2-second measurements.
+//! Run: `cargo bench --bench lookup` (filter e.g. `-- 'lookup/five'`).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use flowpol::classify::{Classifier, FastFive, FastThree, Key, Linear};
+use flowpol::r#gen::classbench::{self, As, DEFAULT_MAP_V4};
+use flowpol::r#gen::rules::{self, Shape, Tuple};
+use flowpol::packet::key::{FiveTuple, ThreeTuple};
+use flowpol::policy::Policy;
+use std::hint::black_box;
+use std::time::Duration;
+
+const BATCH: usize = 256;
+
+fn bench_engine<K: Key>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: BenchmarkId,
+    engine: &dyn Classifier<K>,
+    keys: &[K],
+) {
+    g.bench_with_input(id, keys, |b, keys| {
+        b.iter(|| {
+            let mut n = 0u32;
+            for k in keys {
+                n = n.wrapping_add(engine.classify(black_box(k)).map_or(0, |r| r.0));
+            }
+            n
+        })
+    });
+}
+
+fn both(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    p5: &Policy,
+    k5: &[FiveTuple],
+    p3: &Policy,
+    k3: &[ThreeTuple],
+) {
+    bench_engine(
+        g,
+        BenchmarkId::new("five/linear", label),
+        &Linear::<FiveTuple>::new(p5),
+        k5,
+    );
+    bench_engine(
+        g,
+        BenchmarkId::new("five/fast", label),
+        &FastFive::new(p5),
+        k5,
+    );
+    bench_engine(
+        g,
+        BenchmarkId::new("three/linear", label),
+        &Linear::<ThreeTuple>::new(p3),
+        k3,
+    );
+    bench_engine(
+        g,
+        BenchmarkId::new("three/fast", label),
+        &FastThree::new(p3),
+        k3,
+    );
+}
+
+fn lookup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("lookup");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for n in [100usize, 1_000, 10_000, 100_000] {
+        let p5 = rules::generate(Shape::Acl, n, 42, Tuple::Five);
+        let p3 = rules::generate(Shape::Acl, n, 42, Tuple::Three);
+        let k5 = rules::five_keys(&p5, BATCH, 7);
+        let k3 = rules::three_keys(&p3, BATCH, 7);
+        both(&mut g, &format!("acl-{n}"), &p5, &k5, &p3, &k3);
+    }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/classbench");
+    for set in ["acl1_10k", "fw1_10k", "ipc1_10k"] {
+        let Ok(text) = std::fs::read_to_string(format!("{dir}/{set}")) else {
+            eprintln!("{dir} absent: ClassBench lookups not measured");
+            break;
+        };
+        let cb = classbench::parse_rules(&text).expect("ClassBench rules");
+        let p5 = classbench::to_policy(&cb, As::Five, DEFAULT_MAP_V4);
+        let p3 = classbench::to_policy(&cb, As::Three, DEFAULT_MAP_V4);
+        let (k5, k3): (Vec<FiveTuple>, Vec<ThreeTuple>) =
+            match std::fs::read_to_string(format!("{dir}/{set}_trace")) {
+                Ok(t) => {
+                    let t = classbench::parse_trace(&t).expect("ClassBench trace");
+                    let step = (t.len() / BATCH).max(1);
+                    let t: Vec<_> = t.into_iter().step_by(step).take(BATCH).collect();
+                    (
+                        t.iter().map(|p| p.five(DEFAULT_MAP_V4)).collect(),
+                        t.iter().map(|p| p.three(DEFAULT_MAP_V4)).collect(),
+                    )
+                }
+                Err(_) => (
+                    rules::five_keys(&p5, BATCH, 7),
+                    rules::three_keys(&p3, BATCH, 7),
+                ),
+            };
+        both(&mut g, set, &p5, &k5, &p3, &k3);
+    }
+    g.finish();
+}
+
+fn build(c: &mut Criterion) {
+    let mut g = c.benchmark_group("build");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for n in [10_000usize, 100_000] {
+        let p5 = rules::generate(Shape::Fw, n, 42, Tuple::Five);
+        let p3 = rules::generate(Shape::Fw, n, 42, Tuple::Three);
+        g.bench_function(BenchmarkId::new("five/fast", n), |b| {
+            b.iter(|| FastFive::new(&p5))
+        });
+        g.bench_function(BenchmarkId::new("three/fast", n), |b| {
+            b.iter(|| FastThree::new(&p3))
+        });
+    }
+    g.finish();
+}
+
+/// An Ethernet + IPv6 + TCP frame with the given extension headers.
+fn frame(exts: etherparse::Ipv6Extensions) -> Vec<u8> {
+    use etherparse::{IpHeaders, Ipv6FlowLabel, Ipv6Header, PacketBuilder};
+    let ip = Ipv6Header {
+        flow_label: Ipv6FlowLabel::try_new(0x12345).unwrap(),
+        hop_limit: 64,
+        source: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        destination: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ip(IpHeaders::Ipv6(ip, exts))
+        .tcp(40000, 443, 1, 1024)
+        .write(&mut out, &[0u8; 64])
+        .unwrap();
+    out
+}
+
+/// Key extraction, 3-tuple (link layer + fixed header) against 5-tuple (the same plus the
+/// extension-header walk), on plain packets, packets with three extension headers, and fragments.
+fn keys(c: &mut Criterion) {
+    use etherparse::{
+        IpFragOffset, IpNumber, Ipv6Extensions, Ipv6FragmentHeader, Ipv6RawExtHeader,
+        Ipv6RoutingExtensions,
+    };
+    use flowpol::packet::{self, LinkType};
+    let raw = |payload: &[u8]| Ipv6RawExtHeader::new_raw(IpNumber(59), payload).unwrap();
+    let frag = |offset: u16| {
+        Ipv6FragmentHeader::new(
+            IpNumber(59),
+            IpFragOffset::try_new(offset).unwrap(),
+            true,
+            7,
+        )
+    };
+    let variants = [
+        ("plain", Ipv6Extensions::default()),
+        (
+            "ext-headers",
+            Ipv6Extensions {
+                hop_by_hop_options: Some(raw(&[1, 4, 0, 0, 0, 0])),
+                destination_options: Some(raw(&[1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])),
+                routing: Some(Ipv6RoutingExtensions {
+                    routing: raw(&[4, 0, 0, 0, 0, 0]),
+                    final_destination_options: None,
+                }),
+                ..Default::default()
+            },
+        ),
+        (
+            "first-fragment",
+            Ipv6Extensions {
+                fragment: Some(frag(0)),
+                ..Default::default()
+            },
+        ),
+        (
+            "non-first-fragment",
+            Ipv6Extensions {
+                fragment: Some(frag(100)),
+                ..Default::default()
+            },
+        ),
+    ];
+    let mut g = c.benchmark_group("keys");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    for (name, exts) in variants {
+        let f = frame(exts);
+        let (t, fixed) = packet::three(LinkType::ETHERNET, &f).expect("an IPv6 frame");
+        assert_eq!(t.label.value(), 0x12345);
+        let five = packet::five_of(&fixed, &t).1;
+        assert_eq!(
+            five.is_ok(),
+            name != "non-first-fragment",
+            "{name}: {five:?}"
+        );
+        g.bench_function(BenchmarkId::new("three", name), |b| {
+            b.iter(|| packet::three(LinkType::ETHERNET, black_box(&f)).map(|(t, _)| t))
+        });
+        g.bench_function(BenchmarkId::new("five", name), |b| {
+            b.iter(|| {
+                packet::three(LinkType::ETHERNET, black_box(&f))
+                    .map(|(t, fixed)| packet::five_of(&fixed, &t))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, keys, lookup, build);
+criterion_main!(benches);

@@ -1,0 +1,853 @@
+//! TupleMerge (Daly, Liu & Torng, IEEE/ACM ToN 2019): the fast engine for both key types.
+//!
+//! Every rule is expanded into *entries* (one per (src prefix, dst prefix) pair of its address
+//! sets). Each entry has a *tuple*: its src and dst prefix lengths and a mask of the other key
+//! bits that are fixed for every key it matches (the label bits of an exact or masked label, the
+//! common prefix of a label range; for the 5-tuple the protocol and the common prefix of each port
+//! range). Entries live in hash tables keyed on the key bits under the table's tuple; a table
+//! accepts an entry whose tuple is at least as specific as its own (the *merge*), as long as the
+//! bucket it lands in holds fewer than [`COLLISION_LIMIT`] entries. A new table gets a *relaxed*
+//! tuple so that later rules can share it: prefix lengths rounded down to a multiple of 16 (then
+//! of 8, 4, 2 when that table's bucket is full), label prefixes by nibbles, the protocol and an
+//! exact destination port.
+//!
+//! After placement, a merge pass moves each table (smallest first) into the most specific other
+//! table whose tuple fits all of its entries, when no bucket overflows: a table created early by
+//! a specific rule is often subsumed by one created later for coarser rules. On the ClassBench
+//! 10k sets this cuts tables from 18-33 to 7-12 and probes per lookup about threefold.
+//!
+//! Lookup hashes the key under each table's tuple, in order of the table's best (lowest) rule
+//! index, and stops as soon as a table's best cannot beat the match found so far. Every candidate
+//! from a bucket is checked in full (prefixes, label value/mask/range, protocol, port ranges), so
+//! the result is exactly the linear first match. Because of that full check a bucket does not need
+//! to store its key: the frozen tables are flat arrays of bucket offsets indexed by the top bits of
+//! a multiplicative hash (a hash collision only adds a candidate to check). Lookup does not
+//! allocate.
+
+use super::{Classifier, Key, RuleId};
+use crate::packet::key::{FiveTuple, ThreeTuple};
+use crate::policy::model::{AddrMatch, FiveMatch, LabelMatch, Policy, Prefix, ThreeMatch};
+use rustc_hash::FxHashMap;
+
+/// Most entries a table bucket takes before a rule has to go to another (or a new) table.
+pub const COLLISION_LIMIT: usize = 32;
+
+/// Build parameters (the defaults are what the measurements in docs/performance.md use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TmConfig {
+    /// Most entries per bucket before a rule goes elsewhere.
+    pub collision_limit: usize,
+    /// New tables round prefix lengths down to a multiple of this.
+    pub addr_step: u8,
+}
+
+impl Default for TmConfig {
+    fn default() -> Self {
+        TmConfig {
+            collision_limit: COLLISION_LIMIT,
+            addr_step: 16,
+        }
+    }
+}
+
+/// A key type the TupleMerge engine can classify: its fields as (src, dst, extra bits), and how
+/// a rule of that key type splits into hashable entries plus a residual check.
+pub trait TmKey: Key + Sized {
+    /// What an entry checks beyond its two prefixes (label, or protocol and ports).
+    type Residual: Copy + Send + Sync + std::fmt::Debug;
+    /// The source address.
+    fn src(&self) -> u128;
+    /// The destination address.
+    fn dst(&self) -> u128;
+    /// The non-address fields packed into one word (the label; or proto<<32 | sport<<16 | dport).
+    fn extra(&self) -> u64;
+    /// The non-address part of a rule: the fixed extra bits (value, mask) and the exact check.
+    fn extra_part(m: &Self::Match) -> (u64, u64, Self::Residual);
+    /// The source and destination address sets of a rule.
+    fn addrs(m: &Self::Match) -> (&AddrMatch, &AddrMatch);
+    /// The exact check of the non-address fields.
+    fn residual_ok(r: &Self::Residual, key: &Self) -> bool;
+    /// The extra-bits mask a new table uses for an entry with mask `mask`.
+    fn relax_extra(mask: u64) -> u64;
+}
+
+/// The residual check of a 3-tuple entry: `label & mask == value && lo <= label <= hi`, which
+/// expresses any, exact, value/mask and range labels alike.
+#[derive(Clone, Copy, Debug)]
+pub struct LabelCheck {
+    value: u32,
+    mask: u32,
+    lo: u32,
+    hi: u32,
+}
+
+/// The residual check of a 5-tuple entry.
+#[derive(Clone, Copy, Debug)]
+pub struct PortCheck {
+    proto_mask: u8,
+    proto: u8,
+    slo: u16,
+    shi: u16,
+    dlo: u16,
+    dhi: u16,
+}
+
+/// The mask of the bits shared by every value in `lo..=hi` (their longest common prefix) within
+/// a `width`-bit field, and that prefix.
+fn range_prefix(lo: u32, hi: u32, width: u32) -> (u32, u32) {
+    let full = if width == 32 {
+        u32::MAX
+    } else {
+        (1u32 << width) - 1
+    };
+    if lo > hi {
+        // Matches nothing; any hash placement is fine, the residual check rejects every key.
+        return (0, 0);
+    }
+    let diff = lo ^ hi;
+    let mask = if diff == 0 {
+        full
+    } else {
+        full & !(u32::MAX >> diff.leading_zeros())
+    };
+    (lo & mask, mask)
+}
+
+impl TmKey for ThreeTuple {
+    type Residual = LabelCheck;
+    #[inline]
+    fn src(&self) -> u128 {
+        self.src
+    }
+    #[inline]
+    fn dst(&self) -> u128 {
+        self.dst
+    }
+    #[inline]
+    fn extra(&self) -> u64 {
+        u64::from(self.label.value())
+    }
+    fn extra_part(m: &ThreeMatch) -> (u64, u64, LabelCheck) {
+        const MAX: u32 = crate::FlowLabel::MASK;
+        let (value, mask, check) = match m.label {
+            LabelMatch::Any => (
+                0,
+                0,
+                LabelCheck {
+                    value: 0,
+                    mask: 0,
+                    lo: 0,
+                    hi: MAX,
+                },
+            ),
+            LabelMatch::Exact(v) => {
+                let v = v.value();
+                (
+                    v,
+                    MAX,
+                    LabelCheck {
+                        value: v,
+                        mask: MAX,
+                        lo: 0,
+                        hi: MAX,
+                    },
+                )
+            }
+            LabelMatch::Masked { value, mask } => (
+                value & mask,
+                mask & MAX,
+                LabelCheck {
+                    value,
+                    mask,
+                    lo: 0,
+                    hi: MAX,
+                },
+            ),
+            LabelMatch::Range { lo, hi } => {
+                let (v, m) = range_prefix(lo.value(), hi.value(), 20);
+                (
+                    v,
+                    m,
+                    LabelCheck {
+                        value: 0,
+                        mask: 0,
+                        lo: lo.value(),
+                        hi: hi.value(),
+                    },
+                )
+            }
+        };
+        (u64::from(value), u64::from(mask), check)
+    }
+    fn addrs(m: &ThreeMatch) -> (&AddrMatch, &AddrMatch) {
+        (&m.src, &m.dst)
+    }
+    #[inline]
+    fn residual_ok(r: &LabelCheck, key: &Self) -> bool {
+        let l = key.label.value();
+        (l & r.mask == r.value) & (r.lo <= l) & (l <= r.hi)
+    }
+    fn relax_extra(mask: u64) -> u64 {
+        // Keep a label prefix rounded down to 4 bits; drop non-prefix masks.
+        const MAX: u32 = crate::FlowLabel::MASK;
+        let m = mask as u32 & MAX;
+        let ones = (m << 12).leading_ones();
+        if m != MAX & !(MAX >> ones) {
+            return 0;
+        }
+        u64::from(MAX & !(MAX >> (ones - ones % 4)))
+    }
+}
+
+const PROTO_SHIFT: u32 = 32;
+const SPORT_SHIFT: u32 = 16;
+
+impl TmKey for FiveTuple {
+    type Residual = PortCheck;
+    #[inline]
+    fn src(&self) -> u128 {
+        self.src
+    }
+    #[inline]
+    fn dst(&self) -> u128 {
+        self.dst
+    }
+    #[inline]
+    fn extra(&self) -> u64 {
+        (u64::from(self.proto) << PROTO_SHIFT)
+            | (u64::from(self.sport) << SPORT_SHIFT)
+            | u64::from(self.dport)
+    }
+    fn extra_part(m: &FiveMatch) -> (u64, u64, PortCheck) {
+        let (pv, pm) = match m.proto {
+            Some(p) => (u64::from(p), 0xffu64),
+            None => (0, 0),
+        };
+        let (sv, sm) = range_prefix(u32::from(m.sport.lo), u32::from(m.sport.hi), 16);
+        let (dv, dm) = range_prefix(u32::from(m.dport.lo), u32::from(m.dport.hi), 16);
+        let value = (pv << PROTO_SHIFT) | (u64::from(sv) << SPORT_SHIFT) | u64::from(dv);
+        let mask = (pm << PROTO_SHIFT) | (u64::from(sm) << SPORT_SHIFT) | u64::from(dm);
+        let check = PortCheck {
+            proto_mask: pm as u8,
+            proto: pv as u8,
+            slo: m.sport.lo,
+            shi: m.sport.hi,
+            dlo: m.dport.lo,
+            dhi: m.dport.hi,
+        };
+        (value, mask, check)
+    }
+    fn addrs(m: &FiveMatch) -> (&AddrMatch, &AddrMatch) {
+        (&m.src, &m.dst)
+    }
+    #[inline]
+    fn residual_ok(r: &PortCheck, k: &Self) -> bool {
+        (k.proto & r.proto_mask == r.proto)
+            & (r.slo <= k.sport)
+            & (k.sport <= r.shi)
+            & (r.dlo <= k.dport)
+            & (k.dport <= r.dhi)
+    }
+    fn relax_extra(mask: u64) -> u64 {
+        // Whole fields only: the protocol, and the destination port when it is a single value
+        // (source ports are mostly wildcards and rarely tell rules apart).
+        let mut out = 0;
+        for (shift, full) in [(PROTO_SHIFT, 0xffu64), (0, 0xffff)] {
+            if (mask >> shift) & full == full {
+                out |= full << shift;
+            }
+        }
+        out
+    }
+}
+
+/// One hashable piece of a rule.
+#[derive(Clone, Copy, Debug)]
+struct Entry<R> {
+    src: u128,
+    dst: u128,
+    rule: u32,
+    slen: u8,
+    dlen: u8,
+    res: R,
+}
+
+impl<R> Entry<R> {
+    #[inline(always)]
+    fn addrs_ok(&self, s: u128, d: u128) -> bool {
+        (s & Prefix::mask_of(self.slen) == self.src) & (d & Prefix::mask_of(self.dlen) == self.dst)
+    }
+}
+
+/// A table's tuple: which key bits it hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Tuple {
+    slen: u8,
+    dlen: u8,
+    emask: u64,
+}
+
+impl Tuple {
+    /// True when every key an entry with tuple `e` matches agrees on this tuple's bits.
+    fn fits(&self, e: &Tuple) -> bool {
+        self.slen <= e.slen && self.dlen <= e.dlen && self.emask & !e.emask == 0
+    }
+    fn specificity(&self) -> u32 {
+        u32::from(self.slen) + u32::from(self.dlen) + self.emask.count_ones()
+    }
+}
+
+/// A bucket key while building: the 64-bit hash of the key bits under the table's tuple. Two
+/// different keys with the same hash would share a bucket, which only adds candidates to check
+/// (the frozen table does the same with fewer bits); storing the hash instead of 40 bytes of key
+/// halves the build's peak memory.
+type MKey = u64;
+
+/// A frozen table: masks, the hash width, and where its bucket offsets start.
+#[derive(Clone, Copy, Debug)]
+struct Table {
+    smask: u128,
+    dmask: u128,
+    emask: u64,
+    /// `64 - bits` for a table of `2^bits` buckets.
+    shift: u32,
+    /// Lowest rule index in the table.
+    best: u32,
+    /// Index of bucket 0 in `offsets`.
+    base: u32,
+}
+
+#[inline(always)]
+fn hash(s: u128, d: u128, e: u64) -> u64 {
+    // FxHash-style word mixing, then a final multiply so the top bits depend on every word.
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+    let mut h = (s >> 64) as u64;
+    for w in [s as u64, (d >> 64) as u64, d as u64, e] {
+        h = (h.rotate_left(26) ^ w).wrapping_mul(K);
+    }
+    (h ^ (h >> 29)).wrapping_mul(K)
+}
+
+/// The TupleMerge engine for one key type.
+pub struct TupleMerge<K: TmKey> {
+    tables: Vec<Table>,
+    offsets: Vec<u32>,
+    entries: Vec<Entry<K::Residual>>,
+}
+
+/// Shape of a built engine, for reports and tuning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TmStats {
+    pub tables: usize,
+    pub entries: usize,
+    pub buckets: usize,
+    pub max_bucket: usize,
+}
+
+struct BuildTable {
+    tuple: Tuple,
+    groups: FxHashMap<MKey, Vec<u32>>,
+}
+
+impl BuildTable {
+    fn key(&self, s: u128, d: u128, e: u64) -> MKey {
+        hash(
+            s & Prefix::mask_of(self.tuple.slen),
+            d & Prefix::mask_of(self.tuple.dlen),
+            e & self.tuple.emask,
+        )
+    }
+}
+
+impl<K: TmKey> TupleMerge<K> {
+    /// Builds the engine from the policy's rules of this key type.
+    pub fn new(policy: &Policy) -> Self {
+        Self::from_matches(&K::rules(policy))
+    }
+
+    /// Builds the engine from rules in priority order.
+    pub fn from_matches(rules: &[&K::Match]) -> Self {
+        Self::with_config(rules, TmConfig::default())
+    }
+
+    /// Builds the engine with explicit parameters.
+    pub fn with_config(rules: &[&K::Match], cfg: TmConfig) -> Self {
+        let step = cfg.addr_step.max(1);
+        let any = [Prefix { addr: 0, len: 0 }];
+        let mut entries: Vec<Entry<K::Residual>> = Vec::with_capacity(rules.len());
+        let mut tuples: Vec<Tuple> = Vec::with_capacity(rules.len());
+        let mut evals: Vec<u64> = Vec::with_capacity(rules.len());
+        for (i, m) in rules.iter().enumerate() {
+            let (sa, da) = K::addrs(m);
+            let srcs: &[Prefix] = if sa.is_any() { &any } else { &sa.0 };
+            let dsts: &[Prefix] = if da.is_any() { &any } else { &da.0 };
+            let (eval, emask, res) = K::extra_part(m);
+            for s in srcs {
+                for d in dsts {
+                    let s = Prefix::new(s.addr, s.len.min(128));
+                    let d = Prefix::new(d.addr, d.len.min(128));
+                    entries.push(Entry {
+                        src: s.addr,
+                        dst: d.addr,
+                        rule: i as u32,
+                        slen: s.len,
+                        dlen: d.len,
+                        res,
+                    });
+                    tuples.push(Tuple {
+                        slen: s.len,
+                        dlen: d.len,
+                        emask,
+                    });
+                    evals.push(eval & emask);
+                }
+            }
+        }
+
+        // Assign each entry (in priority order) to the most specific table that fits it and
+        // has room in its bucket, else to a new table with a relaxed tuple.
+        let mut tables: Vec<BuildTable> = Vec::new();
+        // Table indices, most specific tuple first.
+        let mut order: Vec<usize> = Vec::new();
+        let mut by_tuple: FxHashMap<Tuple, usize> = FxHashMap::default();
+        for (ei, e) in entries.iter().enumerate() {
+            let t = tuples[ei];
+            let ev = evals[ei];
+            let mut placed = false;
+            for &ti in &order {
+                let bt = &mut tables[ti];
+                if !bt.tuple.fits(&t) {
+                    continue;
+                }
+                let k = bt.key(e.src, e.dst, ev);
+                let g = bt.groups.entry(k).or_default();
+                if g.len() < cfg.collision_limit {
+                    g.push(ei as u32);
+                    placed = true;
+                    break;
+                }
+            }
+            if placed {
+                continue;
+            }
+            // A relaxed tuple's table exists only if this entry's bucket in it was full: then
+            // try finer steps, and at last the exact tuple, whose collisions (same hashed bits)
+            // nothing can split further.
+            let mut tuple = t;
+            let mut st = step;
+            while st > 1 {
+                let relaxed = Tuple {
+                    slen: t.slen - t.slen % st,
+                    dlen: t.dlen - t.dlen % st,
+                    emask: K::relax_extra(t.emask),
+                };
+                if !by_tuple.contains_key(&relaxed) {
+                    tuple = relaxed;
+                    break;
+                }
+                st /= 2;
+            }
+            let ti = *by_tuple.entry(tuple).or_insert_with(|| {
+                tables.push(BuildTable {
+                    tuple,
+                    groups: FxHashMap::default(),
+                });
+                let ti = tables.len() - 1;
+                let pos = order
+                    .iter()
+                    .position(|&o| tables[o].tuple.specificity() < tuple.specificity())
+                    .unwrap_or(order.len());
+                order.insert(pos, ti);
+                ti
+            });
+            let bt = &mut tables[ti];
+            let k = bt.key(e.src, e.dst, ev);
+            bt.groups.entry(k).or_default().push(ei as u32);
+        }
+
+        // Merge: a table created early may be more specific than one created later for coarser
+        // rules; move each table, smallest first, into the most specific other table whose
+        // tuple fits all its entries and whose buckets stay within the limit. Fewer tables,
+        // fewer probes.
+        let mut by_size: Vec<usize> = (0..tables.len()).collect();
+        by_size.sort_by_key(|&ti| tables[ti].groups.values().map(Vec::len).sum::<usize>());
+        let mut alive = vec![true; tables.len()];
+        let mut adds: FxHashMap<MKey, usize> = FxHashMap::default();
+        let mut moving: Vec<u32> = Vec::new();
+        for &ti in &by_size {
+            moving.clear();
+            moving.extend(tables[ti].groups.values().flatten().copied());
+            if moving.is_empty() {
+                alive[ti] = false;
+                continue;
+            }
+            let target = order.iter().copied().find(|&tj| {
+                if tj == ti || !alive[tj] {
+                    return false;
+                }
+                let bt = &tables[tj];
+                if !moving.iter().all(|&e| bt.tuple.fits(&tuples[e as usize])) {
+                    return false;
+                }
+                adds.clear();
+                moving.iter().all(|&e| {
+                    let en = &entries[e as usize];
+                    let k = bt.key(en.src, en.dst, evals[e as usize]);
+                    let a = adds.entry(k).or_default();
+                    *a += 1;
+                    bt.groups.get(&k).map_or(0, Vec::len) + *a <= cfg.collision_limit
+                })
+            });
+            if let Some(tj) = target {
+                for &e in &moving {
+                    let en = &entries[e as usize];
+                    let k = tables[tj].key(en.src, en.dst, evals[e as usize]);
+                    tables[tj].groups.entry(k).or_default().push(e);
+                }
+                tables[ti].groups = FxHashMap::default();
+                alive[ti] = false;
+            }
+        }
+
+        // Freeze: flat bucket offsets per table, entries grouped by bucket, sorted by rule.
+        let mut frozen: Vec<Table> = Vec::with_capacity(tables.len());
+        let mut offsets: Vec<u32> = Vec::new();
+        let mut out: Vec<Entry<K::Residual>> = Vec::with_capacity(entries.len());
+        // Tables are consumed one by one so that their maps are freed as they are frozen.
+        let mut placed: Vec<(u32, u32)> = Vec::new();
+        for bt in tables {
+            let n = bt.groups.values().filter(|g| !g.is_empty()).count();
+            if n == 0 {
+                continue;
+            }
+            let bits = (2 * n).next_power_of_two().trailing_zeros().clamp(1, 31);
+            let nb = 1usize << bits;
+            let shift = 64 - bits;
+            // (bucket, entry) pairs sorted: buckets in order, entries in rule order within each.
+            placed.clear();
+            for (k, g) in &bt.groups {
+                let b = (k >> shift) as u32;
+                placed.extend(g.iter().map(|&ei| (b, ei)));
+            }
+            drop(bt.groups);
+            placed.sort_unstable();
+            let base = offsets.len() as u32;
+            let mut best = u32::MAX;
+            let mut next = placed.iter().peekable();
+            for b in 0..nb as u32 {
+                offsets.push(out.len() as u32);
+                while let Some(&(_, ei)) = next.next_if(|&&(pb, _)| pb == b) {
+                    let e = entries[ei as usize];
+                    best = best.min(e.rule);
+                    out.push(e);
+                }
+            }
+            offsets.push(out.len() as u32);
+            frozen.push(Table {
+                smask: Prefix::mask_of(bt.tuple.slen),
+                dmask: Prefix::mask_of(bt.tuple.dlen),
+                emask: bt.tuple.emask,
+                shift,
+                best,
+                base,
+            });
+        }
+        frozen.sort_by_key(|t| t.best);
+        TupleMerge {
+            tables: frozen,
+            offsets,
+            entries: out,
+        }
+    }
+
+    /// The first matching rule index, or `None`.
+    #[inline]
+    pub fn lookup(&self, key: &K) -> Option<RuleId> {
+        let (s, d, x) = (key.src(), key.dst(), key.extra());
+        let mut best = u32::MAX;
+        for t in &self.tables {
+            if t.best >= best {
+                break;
+            }
+            let h = hash(s & t.smask, d & t.dmask, x & t.emask);
+            let b = t.base as usize + (h >> t.shift) as usize;
+            let (lo, hi) = (self.offsets[b] as usize, self.offsets[b + 1] as usize);
+            for e in &self.entries[lo..hi] {
+                if e.rule >= best {
+                    break;
+                }
+                if e.addrs_ok(s, d) && K::residual_ok(&e.res, key) {
+                    best = e.rule;
+                    break;
+                }
+            }
+        }
+        (best != u32::MAX).then_some(RuleId(best))
+    }
+
+    /// Like [`TupleMerge::lookup`], also counting the tables probed and the entries checked
+    /// (for tuning and reports; not the hot path).
+    pub fn lookup_counted(&self, key: &K) -> (Option<RuleId>, usize, usize) {
+        let (s, d, x) = (key.src(), key.dst(), key.extra());
+        let (mut best, mut probes, mut checks) = (u32::MAX, 0, 0);
+        for t in &self.tables {
+            if t.best >= best {
+                break;
+            }
+            probes += 1;
+            let h = hash(s & t.smask, d & t.dmask, x & t.emask);
+            let b = t.base as usize + (h >> t.shift) as usize;
+            let (lo, hi) = (self.offsets[b] as usize, self.offsets[b + 1] as usize);
+            for e in &self.entries[lo..hi] {
+                if e.rule >= best {
+                    break;
+                }
+                checks += 1;
+                if e.addrs_ok(s, d) && K::residual_ok(&e.res, key) {
+                    best = e.rule;
+                    break;
+                }
+            }
+        }
+        ((best != u32::MAX).then_some(RuleId(best)), probes, checks)
+    }
+
+    /// Tables, entries and bucket sizes.
+    pub fn stats(&self) -> TmStats {
+        let mut max_bucket = 0;
+        let mut buckets = 0;
+        for t in &self.tables {
+            let n = 1usize << (64 - t.shift);
+            for b in 0..n {
+                let i = t.base as usize + b;
+                let len = (self.offsets[i + 1] - self.offsets[i]) as usize;
+                max_bucket = max_bucket.max(len);
+                buckets += usize::from(len > 0);
+            }
+        }
+        TmStats {
+            tables: self.tables.len(),
+            entries: self.entries.len(),
+            buckets,
+            max_bucket,
+        }
+    }
+}
+
+impl<K: TmKey> Classifier<K> for TupleMerge<K>
+where
+    K: Send + Sync,
+{
+    fn name(&self) -> &'static str {
+        "tuplemerge"
+    }
+
+    #[inline]
+    fn classify(&self, key: &K) -> Option<RuleId> {
+        self.lookup(key)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.tables.capacity() * std::mem::size_of::<Table>()
+            + self.offsets.capacity() * 4
+            + self.entries.capacity() * std::mem::size_of::<Entry<K::Residual>>()
+    }
+}
+
+/// The fast 3-tuple engine.
+pub type FastThree = TupleMerge<ThreeTuple>;
+/// The fast 5-tuple engine.
+pub type FastFive = TupleMerge<FiveTuple>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FlowLabel;
+    use crate::classify::Linear;
+    use crate::policy::model::{Action, PortMatch, Rule};
+    use crate::policy::syntax::Span;
+
+    fn p(s: &str) -> Prefix {
+        let (a, l) = s.split_once('/').unwrap_or((s, "128"));
+        Prefix::new(
+            a.parse::<std::net::Ipv6Addr>().unwrap().into(),
+            l.parse().unwrap(),
+        )
+    }
+
+    fn rule<M>(i: usize, m: M) -> Rule<M> {
+        Rule {
+            name: format!("r{i}"),
+            matcher: m,
+            action: Action::Pass,
+            span: Span::default(),
+        }
+    }
+
+    fn policy(three: Vec<ThreeMatch>, five: Vec<FiveMatch>) -> Policy {
+        Policy {
+            classes: vec![],
+            three: three
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| rule(i, m))
+                .collect(),
+            five: five
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| rule(i, m))
+                .collect(),
+            default: Action::Pass,
+            default_explicit: false,
+        }
+    }
+
+    #[test]
+    fn range_prefix_is_common_prefix() {
+        assert_eq!(range_prefix(5, 5, 16), (5, 0xffff));
+        assert_eq!(range_prefix(0, 65535, 16), (0, 0));
+        assert_eq!(range_prefix(1024, 2047, 16), (1024, 0xfc00));
+        assert_eq!(range_prefix(0x100, 0x1ff, 20), (0x100, 0xfff00));
+        assert_eq!(range_prefix(9, 3, 16), (0, 0));
+    }
+
+    #[test]
+    fn relax_label_keeps_nibble_prefixes() {
+        assert_eq!(ThreeTuple::relax_extra(0xfffff), 0xfffff);
+        assert_eq!(ThreeTuple::relax_extra(0xf0000), 0xf0000);
+        assert_eq!(ThreeTuple::relax_extra(0xfc000), 0xf0000);
+        assert_eq!(ThreeTuple::relax_extra(0xe0000), 0);
+        assert_eq!(ThreeTuple::relax_extra(0x000ff), 0);
+        assert_eq!(ThreeTuple::relax_extra(0), 0);
+        assert_eq!(FiveTuple::relax_extra(0xff_ffff_fc00), 0xff_0000_0000);
+        assert_eq!(FiveTuple::relax_extra(0xff_ffff_ffff), 0xff_0000_ffff);
+    }
+
+    #[test]
+    fn three_tuple_first_match_with_sets_labels_and_ranges() {
+        let l = |v| FlowLabel::new(v).unwrap();
+        let pol = policy(
+            vec![
+                ThreeMatch {
+                    src: AddrMatch(vec![p("2001:db8:a::/48")]),
+                    dst: AddrMatch(vec![p("2001:db8:ff::/64"), p("2001:db8:fe::1")]),
+                    label: LabelMatch::Masked {
+                        value: 0x10000,
+                        mask: 0xf0000,
+                    },
+                },
+                ThreeMatch {
+                    src: AddrMatch(vec![p("2001:db8:b::/48")]),
+                    dst: AddrMatch::any(),
+                    label: LabelMatch::Exact(l(0)),
+                },
+                ThreeMatch {
+                    src: AddrMatch::any(),
+                    dst: AddrMatch::any(),
+                    label: LabelMatch::Range {
+                        lo: l(0x100),
+                        hi: l(0x1ff),
+                    },
+                },
+            ],
+            vec![],
+        );
+        let fast = FastThree::new(&pol);
+        let lin = Linear::<ThreeTuple>::new(&pol);
+        let a = |s: &str| -> u128 { s.parse::<std::net::Ipv6Addr>().unwrap().into() };
+        let keys = [
+            ("2001:db8:a::5", "2001:db8:fe::1", 0x12345, Some(0)),
+            ("2001:db8:a::5", "2001:db8:fe::2", 0x12345, None),
+            ("2001:db8:a::5", "2001:db8:ff::9", 0x1ffff, Some(0)),
+            ("2001:db8:a::5", "2001:db8:ff::9", 0x150, Some(2)),
+            ("2001:db8:b::5", "::1", 0, Some(1)),
+            ("2001:db8:b::5", "::1", 0x1ff, Some(2)),
+            ("2001:db8:b::5", "::1", 0x200, None),
+        ];
+        for (s, d, lab, want) in keys {
+            let k = ThreeTuple {
+                src: a(s),
+                dst: a(d),
+                label: l(lab),
+            };
+            assert_eq!(fast.classify(&k), want.map(RuleId), "{k:?}");
+            assert_eq!(lin.classify(&k), want.map(RuleId), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn five_tuple_port_ranges_checked_after_hash_hit() {
+        let pm = |lo, hi| PortMatch { lo, hi };
+        let m = |proto, d: PortMatch| FiveMatch {
+            src: AddrMatch::any(),
+            dst: AddrMatch(vec![p("2001:db8::/32")]),
+            proto,
+            sport: PortMatch::ANY,
+            dport: d,
+        };
+        let pol = policy(
+            vec![],
+            vec![
+                m(Some(6), pm(1000, 1010)),
+                m(Some(6), pm(443, 443)),
+                m(None, PortMatch::ANY),
+            ],
+        );
+        let fast = FastFive::new(&pol);
+        let k = |proto, dport| FiveTuple {
+            src: 1,
+            dst: 0x2001_0db8_u128 << 96 | 7,
+            proto,
+            sport: 1,
+            dport,
+        };
+        assert_eq!(fast.classify(&k(6, 1005)), Some(RuleId(0)));
+        assert_eq!(fast.classify(&k(6, 1011)), Some(RuleId(2)));
+        assert_eq!(fast.classify(&k(6, 443)), Some(RuleId(1)));
+        assert_eq!(fast.classify(&k(17, 443)), Some(RuleId(2)));
+        let outside = FiveTuple {
+            dst: 5,
+            ..k(6, 443)
+        };
+        assert_eq!(fast.classify(&outside), None);
+    }
+
+    #[test]
+    fn merge_pass_folds_specific_tables_into_coarser_ones() {
+        let m = |src: &str| ThreeMatch {
+            src: AddrMatch(vec![p(src)]),
+            dst: AddrMatch::any(),
+            label: LabelMatch::Any,
+        };
+        // The /128 rule comes first and gets its own table; the /48 rules' table fits it too.
+        let rules = vec![
+            m("2001:db8:1::1"),
+            m("2001:db8:2::/48"),
+            m("2001:db8:3::/48"),
+            m("2001:db8:1::/48"),
+        ];
+        let fast = FastThree::new(&policy(rules, vec![]));
+        assert_eq!(fast.stats().tables, 1);
+        let k = |a: &str| ThreeTuple {
+            src: a.parse::<std::net::Ipv6Addr>().unwrap().into(),
+            dst: 9,
+            label: FlowLabel::ZERO,
+        };
+        assert_eq!(fast.classify(&k("2001:db8:1::1")), Some(RuleId(0)));
+        assert_eq!(fast.classify(&k("2001:db8:1::2")), Some(RuleId(3)));
+        assert_eq!(fast.classify(&k("2001:db8:3::2")), Some(RuleId(2)));
+        assert_eq!(fast.classify(&k("2001:db8:4::2")), None);
+    }
+
+    #[test]
+    fn empty_policy_matches_nothing() {
+        let pol = policy(vec![], vec![]);
+        let k = ThreeTuple {
+            src: 1,
+            dst: 2,
+            label: FlowLabel::ZERO,
+        };
+        assert_eq!(FastThree::new(&pol).classify(&k), None);
+        assert_eq!(FastThree::new(&pol).stats().tables, 0);
+    }
+}

@@ -595,12 +595,18 @@ fn workers_and_ring_total_what_one_worker_counts() {
     ]);
     let ring = start(&["--workers", "2"]);
     let ring_one = start(&[]);
+    let fast = start(&["--engine", "fast", "--workers", "2"]);
     drive(&p, &trace);
     std::thread::sleep(Duration::from_millis(500));
     let one = one.interrupt();
     let two = two.interrupt();
     let ring = ring.interrupt();
     let ring_one = ring_one.interrupt();
+    let fast = fast.interrupt();
+    // The fast engine classifies every packet as the linear one does.
+    assert_eq!(fast["rules"], ring["rules"], "tuplemerge vs linear");
+    assert_eq!(fast["agreement"], ring["agreement"]);
+    assert_eq!(fast["timing"]["three"]["engine"], "tuplemerge");
     let want = classify(&policy, &trace);
     assert!(rules(&one)["three/trace"] >= rules(&want)["three/trace"]);
     // Same source, more workers: identical to the byte. Ring (the default) against pnet:

@@ -2,6 +2,7 @@
 //! refreshed every `--interval` seconds on stderr, the final one on stdout after SIGINT/SIGTERM,
 //! `--duration` or `--count`.
 
+use crate::classify::tuplemerge::TupleMerge;
 use crate::classify::{Classifier, Linear};
 use crate::packet::{FiveTuple, ThreeTuple};
 use crate::report::json::SourceInfo;
@@ -15,7 +16,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::classify::{Engine, OutputFormat};
+use super::classify::OutputFormat;
+
+/// Classification engines.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// The linear first-match reference engine.
+    #[default]
+    Linear,
+    /// TupleMerge (the fast engine; same answers as linear).
+    Fast,
+}
 
 /// Capture live traffic on an interface (needs CAP_NET_RAW) and classify every frame on the
 /// 3-tuple and on the 5-tuple. A summary is refreshed on stderr every --interval seconds; the
@@ -53,7 +64,7 @@ pub struct Args {
     /// channel (portable, one recvfrom per frame, falls behind under a flood).
     #[arg(long, value_enum, default_value_t)]
     pub source: SourceKind,
-    /// The engine used for both key types (as in `classify`).
+    /// The engine used for both key types.
     #[arg(long, value_enum, default_value_t)]
     pub engine: Engine,
     /// Serve Prometheus metrics on this address (http://ADDR:PORT/metrics).
@@ -86,6 +97,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Engine::Linear => {
             let c3 = Arc::new(Linear::<ThreeTuple>::new(&policy));
             let c5 = Arc::new(Linear::<FiveTuple>::new(&policy));
+            run_with(&args, &policy, c3, c5)
+        }
+        Engine::Fast => {
+            let c3 = Arc::new(TupleMerge::<ThreeTuple>::new(&policy));
+            let c5 = Arc::new(TupleMerge::<FiveTuple>::new(&policy));
             run_with(&args, &policy, c3, c5)
         }
     }

@@ -869,3 +869,40 @@ fn interface_going_away_ends_the_watch_with_its_summary() {
         assert_eq!(r["frames"]["packets"], 50, "{source}");
     }
 }
+
+#[test]
+fn on_a_terminal_the_summary_is_redrawn_in_place() {
+    if !common::netns::require_root("watch_tty") {
+        return;
+    }
+    let p = VethPair::new("wt");
+    quiet(&p);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), &p);
+    // `script` gives the watch a pseudo-terminal for stdout and stderr.
+    let cmd = format!(
+        "{BIN} watch --iface {} --policy {} --interval 0.3 --duration 1.2",
+        p.b_if,
+        policy.display()
+    );
+    let out = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &p.b,
+        "script",
+        "-qec",
+        &cmd,
+        "/dev/null",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let redraws = text.matches("\x1b[H\x1b[2J").count();
+    assert!(redraws >= 2, "{redraws} redraws: {text}");
+    // Each redraw is the full table with the kernel's counters.
+    assert!(
+        text.matches("kernel: 0 packets seen by the capture sockets, 0 dropped")
+            .count()
+            > redraws
+    );
+    assert!(text.contains("Agreement (rows: 3-tuple, columns: 5-tuple)"));
+}

@@ -15,6 +15,7 @@ pub mod nft;
 pub mod replay;
 pub mod send;
 pub mod sink;
+pub mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -64,6 +65,8 @@ pub enum Command {
     Sink(sink::Args),
     /// Replay a capture onto an interface through a raw packet socket.
     Replay(replay::Args),
+    /// Capture live traffic and classify it with both engines (needs CAP_NET_RAW).
+    Watch(watch::Args),
     /// Import ClassBench rule sets and traces.
     Import(import::Args),
     /// Measure the engines (linear, fast) on the same packets, 3-tuple and 5-tuple.
@@ -127,6 +130,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
         Command::Send(a) => send::run(a),
         Command::Sink(a) => sink::run(a),
         Command::Replay(a) => replay::run(a),
+        Command::Watch(a) => watch::run(a),
         Command::Import(a) => import::run(a),
         Command::Bench(a) => bench::run(a),
     }

@@ -7,6 +7,7 @@
 pub mod flows;
 pub mod json;
 pub mod packets;
+pub mod prometheus;
 pub mod table;
 pub mod tally;
 

@@ -1,0 +1,278 @@
+//! `flowpol watch --iface IF --policy FILE`: live traffic classified by both engines, a summary
+//! refreshed every `--interval` seconds on stderr, the final one on stdout after SIGINT/SIGTERM,
+//! `--duration` or `--count`.
+
+use crate::classify::tuplemerge::TupleMerge;
+use crate::classify::{Classifier, Linear};
+use crate::packet::{FiveTuple, ThreeTuple};
+use crate::report::json::SourceInfo;
+use crate::report::prometheus::{self, Metrics};
+use crate::report::{Report, table};
+use crate::source::live::{Counts, KernelStats, LiveError, Session, SourceKind, WatchConfig};
+use anyhow::Context;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::classify::OutputFormat;
+
+/// Classification engines.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// The linear first-match reference engine.
+    #[default]
+    Linear,
+    /// TupleMerge (the fast engine; same answers as linear).
+    Fast,
+}
+
+/// Capture live traffic on an interface (needs CAP_NET_RAW) and classify every frame on the
+/// 3-tuple and on the 5-tuple. A summary is refreshed on stderr every --interval seconds; the
+/// final one goes to stdout on SIGINT/SIGTERM, after --duration or after --count frames.
+///
+/// Exit codes: 0 done; 2 unreadable policy, unknown interface, missing CAP_NET_RAW, or an I/O
+/// error.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Interface to capture on (both directions, promiscuous).
+    #[arg(long)]
+    pub iface: String,
+    /// The policy file.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// Seconds between summaries on stderr.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "S")]
+    pub duration: Option<f64>,
+    /// Stop after this many frames.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Format of the final summary.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+    /// Also write every captured frame to this pcap file (complete after SIGINT).
+    #[arg(long, value_name = "FILE.pcap")]
+    pub write: Option<PathBuf>,
+    /// Capture threads, joined in one PACKET_FANOUT group in hash mode.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+    /// Capture mechanism: a TPACKET_V3 ring (default; keeps up with tcpdump) or pnet's datalink
+    /// channel (portable, one recvfrom per frame, falls behind under a flood).
+    #[arg(long, value_enum, default_value_t)]
+    pub source: SourceKind,
+    /// The engine used for both key types.
+    #[arg(long, value_enum, default_value_t)]
+    pub engine: Engine,
+    /// Serve Prometheus metrics on this address (http://ADDR:PORT/metrics).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// The final summary as JSON: the `classify --format json` report plus the capture's numbers.
+#[derive(serde::Serialize)]
+struct WatchReport<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    /// The kernel's PACKET_STATISTICS, summed over workers.
+    kernel: KernelStats,
+    capture: CaptureInfo,
+}
+
+#[derive(serde::Serialize)]
+struct CaptureInfo {
+    source: &'static str,
+    workers: usize,
+    /// Frames each worker captured: how the fanout spread the flows.
+    frames_per_worker: Vec<u64>,
+    elapsed_s: f64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let policy = crate::policy::load_file(&args.policy)?;
+    match args.engine {
+        Engine::Linear => {
+            let c3 = Arc::new(Linear::<ThreeTuple>::new(&policy));
+            let c5 = Arc::new(Linear::<FiveTuple>::new(&policy));
+            run_with(&args, &policy, c3, c5)
+        }
+        Engine::Fast => {
+            let c3 = Arc::new(TupleMerge::<ThreeTuple>::new(&policy));
+            let c5 = Arc::new(TupleMerge::<FiveTuple>::new(&policy));
+            run_with(&args, &policy, c3, c5)
+        }
+    }
+}
+
+fn line(r: &Report, k: &KernelStats) -> String {
+    let classes = |three: bool| {
+        r.classes
+            .iter()
+            .map(|c| {
+                let n = if three { c.three } else { c.five };
+                format!("{} {}", c.name, n.packets)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "{} frames, {} IPv6 | 3-tuple: {} | 5-tuple: {}, unavailable {} | kernel: {} seen, {} dropped",
+        r.frames.packets,
+        r.ipv6.packets,
+        classes(true),
+        classes(false),
+        r.five_unavailable.total.packets,
+        k.packets,
+        k.drops
+    )
+}
+
+fn kernel_line(k: &KernelStats) -> String {
+    format!(
+        "kernel: {} packets seen by the capture sockets, {} dropped, ring frozen {} times\n",
+        k.packets, k.drops, k.freeze_queue
+    )
+}
+
+/// The run, generic over the two engines (built once, shared by the workers).
+pub fn run_with<C3, C5>(
+    args: &Args,
+    policy: &crate::policy::Policy,
+    c3: Arc<C3>,
+    c5: Arc<C5>,
+) -> anyhow::Result<u8>
+where
+    C3: Classifier<ThreeTuple> + 'static,
+    C5: Classifier<FiveTuple> + 'static,
+{
+    let source = args.source;
+    anyhow::ensure!(
+        args.interval > 0.0 && args.interval.is_finite(),
+        "--interval must be a positive number of seconds"
+    );
+    let cfg = WatchConfig {
+        iface: args.iface.clone(),
+        source,
+        workers: usize::from(args.workers),
+        count: args.count,
+        write: args.write.clone(),
+    };
+    let policy_name = args.policy.display().to_string();
+    let info = SourceInfo {
+        kind: format!("live ({})", source.as_str()),
+        name: args.iface.clone(),
+    };
+    let session = match Session::start(&cfg, policy, c3, c5) {
+        Ok(s) => s,
+        // One line, naming the capability.
+        Err(e @ LiveError::NoCapability { .. }) => anyhow::bail!("{e}"),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)).with_context(|| format!("watching {}", args.iface));
+        }
+    };
+    let control = session.control();
+    {
+        let control = control.clone();
+        ctrlc::set_handler(move || control.stop()).context("installing the SIGINT handler")?;
+    }
+    let metrics = match args.metrics_addr {
+        Some(addr) => {
+            let m = Arc::new(Metrics::new());
+            let bound = prometheus::serve(addr, m.clone())
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            eprintln!("metrics on http://{bound}/metrics");
+            Some(m)
+        }
+        None => None,
+    };
+    eprintln!(
+        "watching {} ({}, {} worker(s), link {}); Ctrl-C to stop",
+        args.iface,
+        source.as_str(),
+        cfg.workers,
+        session.link()
+    );
+    let term = std::io::stderr().is_terminal();
+    let interval = Duration::from_secs_f64(args.interval);
+    let end = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d.max(0.0)));
+    let mut next = Instant::now() + interval;
+    let summary = |c: &Counts| {
+        let k = &c.kernel;
+        let r = Report::new(&c.tally, policy, &policy_name, info.clone());
+        if let Some(m) = &metrics {
+            m.update(&r, k.packets, k.drops);
+        }
+        r
+    };
+    loop {
+        if control.stopped() || session.finished() || end.is_some_and(|e| Instant::now() >= e) {
+            break;
+        }
+        let now = Instant::now();
+        if now >= next {
+            next += interval;
+            if next < now {
+                next = now + interval;
+            }
+            let c = session.snapshot();
+            let k = c.kernel;
+            let r = summary(&c);
+            let mut err = std::io::stderr().lock();
+            if term {
+                // Redraw in place: home, clear, the full table.
+                let _ = write!(err, "\x1b[H\x1b[2J{}{}", table::render(&r), kernel_line(&k));
+            } else {
+                let _ = writeln!(
+                    err,
+                    "[{:.1}s] {}",
+                    session.elapsed().as_secs_f64(),
+                    line(&r, &k)
+                );
+            }
+            continue;
+        }
+        let mut wake = next;
+        if let Some(e) = end {
+            wake = wake.min(e);
+        }
+        std::thread::sleep((wake - now).min(Duration::from_millis(50)));
+    }
+    let elapsed = session.elapsed().as_secs_f64();
+    let workers = cfg.workers;
+    let done = session.finish();
+    let kernel = done.counts.kernel;
+    let report = summary(&done.counts);
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        super::classify::OutputFormat::Table => {
+            write!(out, "{}{}", table::render(&report), kernel_line(&kernel))?;
+            if workers > 1 {
+                writeln!(out, "frames per worker: {:?}", done.per_worker)?;
+            }
+        }
+        super::classify::OutputFormat::Json => {
+            let w = WatchReport {
+                report: &report,
+                kernel,
+                capture: CaptureInfo {
+                    source: source.as_str(),
+                    workers,
+                    frames_per_worker: done.per_worker,
+                    elapsed_s: (elapsed * 1000.0).round() / 1000.0,
+                },
+            };
+            writeln!(out, "{}", serde_json::to_string_pretty(&w)?)?;
+        }
+    }
+    out.flush()?;
+    match done.error {
+        // The summary of what was counted first, then the error (exit 2).
+        Some(e) => Err(anyhow::Error::new(e)).with_context(|| format!("watching {}", args.iface)),
+        None => Ok(super::EXIT_OK),
+    }
+}

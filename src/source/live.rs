@@ -1,0 +1,663 @@
+//! Live capture from a network interface (AF_PACKET, root or CAP_NET_RAW), and the capture
+//! session of `flowpol watch`: N worker threads, each with its own socket joined to one
+//! `PACKET_FANOUT_HASH` group, each classifying its frames with both engines through the same
+//! hot path as `classify` ([`Tally::classify`], which times only a sample of packets) into a tally
+//! of its own; the session merges them for every summary and at the end.
+//!
+//! Two sources behind one [`Source`]:
+//! - **ring** (the default): a TPACKET_V3 memory-mapped ring ([`super::ring`]); under a flood it
+//!   keeps up with tcpdump where the pnet path falls far behind (docs/watch-keeping-up.md).
+//! - **pnet** (`--source pnet`, the portable path): pnet's datalink channel, one `poll` +
+//!   `recvfrom` per frame, on a socket opened here ([`super::sys`]) and handed to pnet with
+//!   `Config::socket_fd`, so its `PACKET_STATISTICS` can be read (and fanout joined) through a
+//!   second descriptor. The read buffer holds 256 KiB frames (pnet's default 4096 bytes would
+//!   cut loopback and GRO/GSO frames). VLAN tags the kernel stripped are lost on this path.
+//!
+//! With more than one worker the first socket creates a fanout group whose id the kernel picks
+//! (`PACKET_FANOUT_FLAG_UNIQUEID`) and the others join it; the kernel's flow hash keeps each
+//! flow on one worker. The kernel's counters are read with `PACKET_STATISTICS`, which resets them
+//! on every read, so each worker accumulates its own, from bind on.
+
+use super::pcap::{FrameWriter, PcapWriter};
+use super::ring::RingSource;
+use super::sys;
+use crate::classify::Classifier;
+use crate::packet::{FiveTuple, Frame, LinkType, ThreeTuple};
+use crate::policy::model::Policy;
+use crate::report::Tally;
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The pnet read buffer: room for any GSO/GRO frame up to 256 KiB (BIG TCP included).
+pub const READ_BUFFER: usize = 256 * 1024;
+/// The socket receive buffer asked for on the pnet path.
+pub const RCVBUF: usize = 4 << 20;
+/// How long a worker waits for a frame before looking at the stop flag again.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Why a live capture could not start or went on.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error(
+        "capturing on {iface} needs CAP_NET_RAW (run as root, or grant it: setcap cap_net_raw+ep)"
+    )]
+    NoCapability { iface: String },
+    #[error("no network interface named {iface}")]
+    NoInterface { iface: String },
+    #[error("{what} on {iface}")]
+    Io {
+        what: &'static str,
+        iface: String,
+        source: io::Error,
+    },
+    #[error("writing the capture file: {0}")]
+    Write(io::Error),
+    #[error("a capture worker panicked")]
+    Panicked,
+}
+
+/// The kernel's counters for the capture sockets, summed over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelStats {
+    /// Frames the kernel passed to the capture sockets (captured plus dropped).
+    pub packets: u64,
+    /// Frames the kernel dropped because a socket's buffer or ring was full.
+    pub drops: u64,
+    /// Times a TPACKET_V3 ring was frozen because user space had no free block (ring only).
+    pub freeze_queue: u64,
+}
+
+impl KernelStats {
+    fn add(&mut self, r: sys::RawStats) {
+        self.packets += u64::from(r.packets);
+        self.drops += u64::from(r.drops);
+        self.freeze_queue += u64::from(r.freeze_q);
+    }
+    pub fn merge(&mut self, o: &KernelStats) {
+        self.packets += o.packets;
+        self.drops += o.drops;
+        self.freeze_queue += o.freeze_queue;
+    }
+}
+
+/// Which capture mechanism.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    /// A TPACKET_V3 memory-mapped ring (the default: it keeps up with tcpdump under a flood,
+    /// see docs/watch-keeping-up.md, and restores stripped VLAN tags as libpcap does).
+    #[default]
+    Ring,
+    /// pnet's datalink channel: portable, but one poll + recvfrom per frame, and VLAN tags the
+    /// kernel stripped are lost.
+    Pnet,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Pnet => "pnet",
+            SourceKind::Ring => "ring",
+        }
+    }
+}
+
+/// The pcap link type of an interface, from its ARPHRD type in sysfs.
+pub fn link_type(iface: &str) -> LinkType {
+    let t = std::fs::read_to_string(format!("/sys/class/net/{iface}/type")).unwrap_or_default();
+    match t.trim() {
+        // ARPHRD_NONE (tun) and ARPHRD_RAWIP: frames start at the IP header.
+        "65534" | "519" => LinkType::RAW,
+        // Ethernet, loopback (with a zeroed Ethernet header) and the rest.
+        _ => LinkType::ETHERNET,
+    }
+}
+
+/// A capture from pnet's datalink channel.
+pub struct PnetSource {
+    rx: Box<dyn pnet::datalink::DataLinkReceiver>,
+    _tx: Box<dyn pnet::datalink::DataLinkSender>,
+    /// A second descriptor of pnet's socket, for `PACKET_STATISTICS`.
+    stats_fd: OwnedFd,
+    link: LinkType,
+    number: u64,
+    /// Read the clock for each frame (only `--write` needs timestamps: pnet gives none, and a
+    /// clock read costs as much as classifying on some machines).
+    timestamps: bool,
+}
+
+impl PnetSource {
+    /// Lends the next frame (if one arrives within the channel's timeout) to `f`.
+    pub fn dispatch<F>(&mut self, mut f: F) -> io::Result<bool>
+    where
+        F: FnMut(&Frame<'_>) -> bool,
+    {
+        match self.rx.next() {
+            Ok(data) => {
+                self.number += 1;
+                let ts = if self.timestamps {
+                    SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default()
+                } else {
+                    Duration::ZERO
+                };
+                let frame = Frame {
+                    number: self.number,
+                    link: self.link,
+                    ts,
+                    orig_len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+                    data,
+                };
+                Ok(f(&frame))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// How a source takes part in fanout.
+#[derive(Clone, Copy)]
+enum Fanout<'a> {
+    /// Create a group (the kernel picks a unique id) and store its id here.
+    New(&'a std::cell::Cell<Option<u16>>),
+    /// Join this group.
+    Join(u16),
+}
+
+/// One worker's source.
+pub enum Source {
+    Pnet(PnetSource),
+    Ring(RingSource),
+}
+
+fn io_err<'a>(what: &'static str, iface: &'a str) -> impl FnOnce(io::Error) -> LiveError + 'a {
+    move |source| LiveError::Io {
+        what,
+        iface: iface.to_string(),
+        source,
+    }
+}
+
+fn socket(iface: &str) -> Result<OwnedFd, LiveError> {
+    sys::packet_socket().map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => LiveError::NoCapability {
+            iface: iface.to_string(),
+        },
+        _ => io_err("opening a packet socket", iface)(e),
+    })
+}
+
+impl Source {
+    /// Opens a source on `iface`, in a fanout group when asked. `timestamps`: frames need
+    /// their capture time (the ring always has it).
+    fn open(
+        kind: SourceKind,
+        iface: &str,
+        fanout: Option<Fanout<'_>>,
+        timestamps: bool,
+    ) -> Result<Source, LiveError> {
+        let ifindex = sys::if_index(iface).map_err(|_| LiveError::NoInterface {
+            iface: iface.to_string(),
+        })?;
+        let link = link_type(iface);
+        let fd = socket(iface)?;
+        match kind {
+            SourceKind::Pnet => {
+                // Best effort: a larger buffer absorbs bursts; failure leaves the default.
+                let _ = sys::set_rcvbuf(&fd, RCVBUF);
+                let stats_fd = sys::dup(&fd).map_err(io_err("dup", iface))?;
+                let ni = pnet::datalink::interfaces()
+                    .into_iter()
+                    .find(|i| i.name == iface)
+                    .ok_or_else(|| LiveError::NoInterface {
+                        iface: iface.to_string(),
+                    })?;
+                let config = pnet::datalink::Config {
+                    read_buffer_size: READ_BUFFER,
+                    read_timeout: Some(POLL),
+                    promiscuous: true,
+                    // Fanout is joined below, once pnet has bound the socket.
+                    linux_fanout: None,
+                    socket_fd: Some(sys::into_raw(fd)),
+                    ..Default::default()
+                };
+                match pnet::datalink::channel(&ni, config) {
+                    Ok(pnet::datalink::Channel::Ethernet(tx, rx)) => {
+                        let src = Source::Pnet(PnetSource {
+                            rx,
+                            _tx: tx,
+                            stats_fd,
+                            link,
+                            number: 0,
+                            timestamps,
+                        });
+                        src.join_fanout(fanout, iface)?;
+                        Ok(src)
+                    }
+                    Ok(_) => Err(io_err("opening the pnet channel", iface)(io::Error::other(
+                        "unknown channel type",
+                    ))),
+                    Err(e) => Err(io_err("opening the pnet channel", iface)(e)),
+                }
+            }
+            SourceKind::Ring => {
+                let ring = RingSource::new(fd, link).map_err(io_err("mapping the ring", iface))?;
+                sys::bind(ring.fd(), ifindex).map_err(io_err("bind", iface))?;
+                sys::promiscuous(ring.fd(), ifindex).map_err(io_err("promiscuous mode", iface))?;
+                let src = Source::Ring(ring);
+                src.join_fanout(fanout, iface)?;
+                Ok(src)
+            }
+        }
+    }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Source::Pnet(p) => p.stats_fd.as_raw_fd(),
+            Source::Ring(r) => r.fd().as_raw_fd(),
+        }
+    }
+
+    fn join_fanout(&self, fanout: Option<Fanout>, iface: &str) -> Result<(), LiveError> {
+        match fanout {
+            None => Ok(()),
+            Some(Fanout::Join(g)) => {
+                sys::fanout_hash(self.raw_fd(), g).map_err(io_err("PACKET_FANOUT", iface))
+            }
+            Some(Fanout::New(cell)) => {
+                let g =
+                    sys::fanout_hash_new(self.raw_fd()).map_err(io_err("PACKET_FANOUT", iface))?;
+                cell.set(Some(g));
+                Ok(())
+            }
+        }
+    }
+
+    /// Opens the sources of `workers` workers on `iface`, joined in one new hash-mode fanout
+    /// group (with a kernel-chosen id) when there is more than one.
+    pub fn open_all(
+        kind: SourceKind,
+        iface: &str,
+        workers: usize,
+        timestamps: bool,
+    ) -> Result<Vec<Source>, LiveError> {
+        let group = std::cell::Cell::new(None);
+        let mut v = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let fanout = match (workers > 1, i, group.get()) {
+                (false, _, _) => None,
+                (true, 0, _) => Some(Fanout::New(&group)),
+                (true, _, Some(g)) => Some(Fanout::Join(g)),
+                (true, _, None) => None,
+            };
+            v.push(Source::open(kind, iface, fanout, timestamps)?);
+        }
+        Ok(v)
+    }
+
+    pub fn link(&self) -> LinkType {
+        match self {
+            Source::Pnet(p) => p.link,
+            Source::Ring(r) => r.link(),
+        }
+    }
+
+    /// Waits up to [`POLL`] and lends frames to `f` until none is waiting or `f` returns false.
+    #[inline]
+    pub fn dispatch<F>(&mut self, f: F) -> io::Result<bool>
+    where
+        F: FnMut(&Frame<'_>) -> bool,
+    {
+        match self {
+            Source::Pnet(p) => p.dispatch(f),
+            Source::Ring(r) => r.dispatch(POLL, f),
+        }
+    }
+
+    /// Reads (and resets) the kernel's counters of this socket.
+    pub fn statistics(&self) -> io::Result<sys::RawStats> {
+        match self {
+            Source::Pnet(p) => sys::statistics(p.stats_fd.as_raw_fd(), false),
+            Source::Ring(r) => r.statistics(),
+        }
+    }
+}
+
+/// What a session captures and how.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    pub iface: String,
+    pub source: SourceKind,
+    /// Capture threads (fanout group when more than one).
+    pub workers: usize,
+    /// Stop after this many frames in total.
+    pub count: Option<u64>,
+    /// Write every captured frame to this pcap file.
+    pub write: Option<PathBuf>,
+}
+
+/// Counts of (part of) a run.
+#[derive(Clone, Debug)]
+pub struct Counts {
+    pub tally: Tally,
+    pub kernel: KernelStats,
+}
+
+impl Counts {
+    fn merge(&mut self, o: &Counts) {
+        self.tally.merge(&o.tally);
+        self.kernel.merge(&o.kernel);
+    }
+}
+
+/// A worker's latest published counts.
+struct Snapshot {
+    generation: u64,
+    done: bool,
+    counts: Counts,
+}
+
+/// State shared between the session and its workers.
+#[derive(Debug, Default)]
+pub struct Control {
+    stop: AtomicBool,
+    counted: AtomicU64,
+    generation: AtomicU64,
+}
+
+impl Control {
+    /// Asks every worker to stop (safe to call from a signal handler thread).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+type Writer = Arc<Mutex<PcapWriter<BufWriter<File>>>>;
+/// A worker's counts, and the error that ended it early, if one did.
+type WorkerResult = (Counts, Option<LiveError>);
+
+/// A running capture: workers started, counts available with [`Session::snapshot`], ended with
+/// [`Session::finish`].
+pub struct Session {
+    control: Arc<Control>,
+    slots: Vec<Arc<Mutex<Snapshot>>>,
+    handles: Vec<JoinHandle<WorkerResult>>,
+    writer: Option<Writer>,
+    link: LinkType,
+    started: Instant,
+}
+
+impl Session {
+    /// Opens every worker's socket (so a missing privilege is reported before anything runs),
+    /// then starts the workers. The engines are built once and shared.
+    pub fn start<C3, C5>(
+        cfg: &WatchConfig,
+        policy: &Policy,
+        c3: Arc<C3>,
+        c5: Arc<C5>,
+    ) -> Result<Session, LiveError>
+    where
+        C3: Classifier<ThreeTuple> + 'static,
+        C5: Classifier<FiveTuple> + 'static,
+    {
+        let workers = cfg.workers.max(1);
+        let sources = Source::open_all(cfg.source, &cfg.iface, workers, cfg.write.is_some())?;
+        let link = sources[0].link();
+        let writer = match &cfg.write {
+            Some(p) => Some(Arc::new(Mutex::new(
+                PcapWriter::create(p, link).map_err(LiveError::Write)?,
+            ))),
+            None => None,
+        };
+        // The kernel's counters start at bind, like the frames the workers will read: every
+        // frame the sockets see is either counted by a worker or reported dropped.
+        let control = Arc::new(Control::default());
+        let mut slots = Vec::new();
+        let mut handles = Vec::new();
+        let blank = Tally::new(policy, c3.name(), c5.name());
+        for src in sources {
+            let counts = Counts {
+                tally: blank.clone(),
+                kernel: KernelStats::default(),
+            };
+            let slot = Arc::new(Mutex::new(Snapshot {
+                generation: 0,
+                done: false,
+                counts: counts.clone(),
+            }));
+            slots.push(slot.clone());
+            let w = Worker {
+                iface: cfg.iface.clone(),
+                src,
+                counts,
+                slot,
+                control: control.clone(),
+                writer: writer.clone(),
+                count: cfg.count,
+            };
+            let (c3, c5) = (c3.clone(), c5.clone());
+            handles.push(std::thread::spawn(move || w.run(&*c3, &*c5)));
+        }
+        Ok(Session {
+            control,
+            slots,
+            handles,
+            writer,
+            link,
+            started: Instant::now(),
+        })
+    }
+
+    /// The shared stop flag (for a signal handler).
+    pub fn control(&self) -> Arc<Control> {
+        self.control.clone()
+    }
+
+    pub fn link(&self) -> LinkType {
+        self.link
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// True when every worker has ended (stop asked, `--count` reached, or an error).
+    pub fn finished(&self) -> bool {
+        self.handles.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Current counts: asks every worker to publish, waits for them (at most a few poll
+    /// periods), merges.
+    pub fn snapshot(&self) -> Counts {
+        let g = self.control.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let deadline = Instant::now() + POLL * 3;
+        loop {
+            let fresh = self.slots.iter().all(|s| {
+                s.lock()
+                    .map(|s| s.generation >= g || s.done)
+                    .unwrap_or(true)
+            }) || self.finished();
+            if fresh || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut all: Option<Counts> = None;
+        for s in &self.slots {
+            if let Ok(s) = s.lock() {
+                match &mut all {
+                    None => all = Some(s.counts.clone()),
+                    Some(a) => a.merge(&s.counts),
+                }
+            }
+        }
+        all.expect("at least one worker")
+    }
+
+    /// Stops the workers, merges their final counts and completes the capture file. The counts
+    /// are there even when a worker failed (`error` says why it stopped).
+    pub fn finish(self) -> Finished {
+        self.control.stop();
+        let mut per_worker = Vec::new();
+        let mut all: Option<Counts> = None;
+        let mut error = None;
+        for (h, slot) in self.handles.into_iter().zip(&self.slots) {
+            let (c, e) = match h.join() {
+                Ok(r) => r,
+                // A panicked worker: its last published counts.
+                Err(_) => match slot.lock() {
+                    Ok(s) => (s.counts.clone(), Some(LiveError::Panicked)),
+                    Err(_) => continue,
+                },
+            };
+            if let Some(e) = e {
+                error.get_or_insert(e);
+            }
+            per_worker.push(c.tally.frames.packets);
+            match &mut all {
+                None => all = Some(c),
+                Some(a) => a.merge(&c),
+            }
+        }
+        if let Some(w) = self.writer {
+            let flushed = match Arc::try_unwrap(w) {
+                Ok(m) => match m.into_inner() {
+                    Ok(w) => w.into_inner().map(drop).map_err(LiveError::Write),
+                    Err(_) => Err(LiveError::Panicked),
+                },
+                Err(_) => Err(LiveError::Panicked),
+            };
+            if let Err(e) = flushed {
+                error.get_or_insert(e);
+            }
+        }
+        Finished {
+            counts: all.expect("at least one worker"),
+            per_worker,
+            error,
+        }
+    }
+}
+
+/// The final counts of a session.
+#[derive(Debug)]
+pub struct Finished {
+    /// All workers' counts merged.
+    pub counts: Counts,
+    /// Frames each worker captured (how the fanout spread them).
+    pub per_worker: Vec<u64>,
+    /// What ended the capture early (interface gone, write error), if anything.
+    pub error: Option<LiveError>,
+}
+
+struct Worker {
+    iface: String,
+    src: Source,
+    counts: Counts,
+    slot: Arc<Mutex<Snapshot>>,
+    control: Arc<Control>,
+    writer: Option<Writer>,
+    count: Option<u64>,
+}
+
+impl Worker {
+    fn publish(&mut self, generation: u64, done: bool) {
+        if let Ok(r) = self.src.statistics() {
+            self.counts.kernel.add(r);
+        }
+        if let Ok(mut s) = self.slot.lock() {
+            s.counts.tally.clone_from(&self.counts.tally);
+            s.counts.kernel = self.counts.kernel;
+            s.generation = generation;
+            s.done = done;
+        }
+    }
+
+    /// The capture loop: the same per-frame hot path as `classify`, nothing allocated per frame.
+    fn run<C3, C5>(mut self, c3: &C3, c5: &C5) -> WorkerResult
+    where
+        C3: Classifier<ThreeTuple> + ?Sized,
+        C5: Classifier<FiveTuple> + ?Sized,
+    {
+        let mut published = 0u64;
+        let mut write_err = None;
+        let result = loop {
+            if self.control.stopped() {
+                break None;
+            }
+            let (counts, control, writer, count) =
+                (&mut self.counts, &self.control, &self.writer, self.count);
+            let r = self.src.dispatch(|frame| {
+                if let Some(n) = count
+                    && control.counted.fetch_add(1, Ordering::Relaxed) >= n
+                {
+                    control.stop();
+                    return false;
+                }
+                counts.tally.classify(frame, c3, c5);
+                if let Some(w) = writer {
+                    let r = match w.lock() {
+                        Ok(mut w) => w.write_frame(frame),
+                        Err(_) => Err(io::Error::other("writer poisoned")),
+                    };
+                    if let Err(e) = r {
+                        write_err = Some(e);
+                        control.stop();
+                        return false;
+                    }
+                }
+                if let Some(n) = count
+                    && control.counted.load(Ordering::Relaxed) >= n
+                {
+                    control.stop();
+                    return false;
+                }
+                control.generation.load(Ordering::Relaxed) == published && !control.stopped()
+            });
+            if let Err(e) = r {
+                break Some(LiveError::Io {
+                    what: "receiving",
+                    iface: self.iface.clone(),
+                    source: e,
+                });
+            }
+            let g = self.control.generation.load(Ordering::Relaxed);
+            if g != published {
+                published = g;
+                self.publish(g, false);
+            }
+        };
+        self.publish(published, true);
+        let error = write_err.map(LiveError::Write).or(result);
+        (self.counts, error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_type_of_unknown_interface_is_ethernet() {
+        assert_eq!(link_type("no-such-if-0"), LinkType::ETHERNET);
+    }
+}

@@ -580,10 +580,11 @@ fn kernel_counters_equal_flowpol_on_random_policies() {
 /// The deployment the issue describes: traffic from `flowpol send` (the sender's own IPv6 stack:
 /// leased labels, a datagram larger than the MTU that leaves as fragments), the ruleset loaded
 /// with `flowpol compile --apply`, and the kernel's counters equal, rule by rule, what
-/// `flowpol classify` counts on a capture of the same arriving traffic.
+/// `flowpol watch` counts live on the receiving interface, and what `flowpol classify` counts on
+/// a capture of the same arriving traffic.
 #[test]
-fn kernel_counters_equal_flowpol_classify_with_flowpol_send() {
-    if !require_root("kernel_counters_equal_flowpol_classify_with_flowpol_send") {
+fn kernel_counters_equal_flowpol_watch_with_flowpol_send() {
+    if !require_root("kernel_counters_equal_flowpol_watch_with_flowpol_send") {
         return;
     }
     use std::io::BufRead as _;
@@ -666,6 +667,29 @@ fn kernel_counters_equal_flowpol_classify_with_flowpol_send() {
         "tcpdump did not start: {line}"
     );
 
+    // And flowpol's own live loop on the same interface: `flowpol watch` until SIGINT.
+    let mut watch = VethPair::exec(
+        &pair.b,
+        &[
+            flowpol, "watch", "--iface", &pair.b_if, "--policy", pol, "--format", "json",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut watch_err = std::io::BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    while watch_err.read_line(&mut line).unwrap() > 0 && !line.starts_with("watching ") {
+        line.clear();
+    }
+    assert!(
+        line.starts_with("watching "),
+        "flowpol watch did not start: {line}"
+    );
+    // Keep draining its refreshing summaries so it never blocks on a full pipe.
+    let drain = std::thread::spawn(move || std::io::copy(&mut watch_err, &mut std::io::sink()));
+
     let sends: [(&str, &str, &str); 4] = [
         ("0x11111", "3", "64"),
         ("0x22010", "2", "3000"),
@@ -727,6 +751,20 @@ fn kernel_counters_equal_flowpol_classify_with_flowpol_send() {
         .unwrap();
     assert!(st.success());
     tcpdump.wait().unwrap();
+    let st = Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let watched = watch.wait_with_output().unwrap();
+    let _ = drain.join();
+    assert!(
+        watched.status.success(),
+        "flowpol watch: {:?}",
+        watched.status
+    );
+    let watched: serde_json::Value = serde_json::from_slice(&watched.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&watched.stdout)));
 
     let o = Command::new(flowpol)
         .args(["classify", "--format", "json", "--policy", pol, "--pcap"])
@@ -769,6 +807,22 @@ fn kernel_counters_equal_flowpol_classify_with_flowpol_send() {
             "rule {name}: kernel vs flowpol classify (packets, bytes)"
         );
     }
+    // The kernel's per-rule counters equal, rule by rule, what `flowpol watch` counted live.
+    let mut compared = 0;
+    for r in watched["rules"]["three"].as_array().unwrap() {
+        let name = r["name"].as_str().unwrap();
+        if name == "default" {
+            continue;
+        }
+        let (p, b) = (r["packets"].as_u64().unwrap(), r["bytes"].as_u64().unwrap());
+        assert_eq!(
+            kernel[name],
+            (p, b - 14 * p),
+            "rule {name}: kernel vs flowpol watch (packets, bytes)"
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 3, "every rule compared with watch");
     assert_eq!(kernel["gold"].0, 3);
     assert!(
         kernel["fragmented"].0 >= 4,

@@ -8,13 +8,7 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Report formats.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Format {
-    #[default]
-    Table,
-    Json,
-}
+use crate::cli::OutputFormat as Format;
 
 /// Measure the classification engines on the same packets: build time, memory, ns per packet
 /// for key extraction and for lookup, packets per second, and mismatches against the linear

@@ -2,6 +2,7 @@
 //! 3-tuple and on the 5-tuple, side by side; optional per-packet JSON lines and per-class pcaps.
 
 use crate::classify::{Classifier, Linear};
+pub use crate::cli::{Engine, OutputFormat};
 use crate::packet::{FiveTuple, ThreeTuple};
 use crate::report::json::{SourceInfo, Stopped};
 use crate::report::packets::{PacketLines, Splitter};
@@ -10,26 +11,6 @@ use crate::source::pcap::{CaptureReader, Format};
 use anyhow::Context;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-
-/// Report formats.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum OutputFormat {
-    /// Human tables.
-    #[default]
-    Table,
-    /// One JSON object.
-    Json,
-}
-
-/// Classification engines.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Engine {
-    /// The linear first-match reference engine.
-    #[default]
-    Linear,
-    /// TupleMerge (hash tables on masked fields), identical results, built once per run.
-    Fast,
-}
 
 /// Classify every packet of a capture on the 3-tuple and on the 5-tuple.
 ///

@@ -19,11 +19,7 @@ pub enum NftCommand {
     Stats(StatsArgs),
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    Json,
-}
+use crate::cli::OutputFormat as Format;
 
 #[derive(clap::Args, Debug)]
 pub struct StatsArgs {

@@ -4,21 +4,12 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::ValueEnum;
 
 use crate::FlowLabel;
 use crate::send::send::{CreateMode, LabelMode, SendConfig, SendReport, send_with_progress};
 use crate::send::{Proto, Share};
 
-/// Output format of send and replay.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// A human table.
-    #[default]
-    Table,
-    /// One JSON object.
-    Json,
-}
+pub use crate::cli::OutputFormat as Format;
 
 /// Parses a flow label in decimal or 0x-hex, rejecting values wider than 20 bits.
 pub fn parse_label(s: &str) -> Result<FlowLabel, String> {

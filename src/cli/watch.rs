@@ -18,15 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::classify::OutputFormat;
 
-/// Classification engines.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Engine {
-    /// The linear first-match reference engine.
-    #[default]
-    Linear,
-    /// TupleMerge (the fast engine; same answers as linear).
-    Fast,
-}
+use crate::cli::Engine;
 
 /// Capture live traffic on an interface (needs CAP_NET_RAW) and classify every frame on the
 /// 3-tuple and on the 5-tuple. A summary is refreshed on stderr every --interval seconds; the

@@ -318,7 +318,7 @@ pub enum TracePcapError {
         source: etherparse::err::packet::BuildWriteError,
     },
     #[error("writing the pcap: {0}")]
-    Pcap(#[from] pcap_file::PcapError),
+    Io(#[from] std::io::Error),
 }
 
 /// TCP and UDP are written with a real transport header; any other protocol number goes in the
@@ -379,20 +379,17 @@ pub fn write_trace_pcap<W: std::io::Write>(
     map: Prefix,
     w: W,
 ) -> Result<usize, TracePcapError> {
-    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-    let header = PcapHeader {
-        datalink: pcap_file::DataLink::ETHERNET,
-        ..Default::default()
-    };
-    let mut writer = PcapWriter::with_header(w, header)?;
+    use crate::source::pcap::{FrameWriter, PcapWriter};
+    let mut writer = PcapWriter::new(w, crate::packet::LinkType::ETHERNET)?;
     let mut buf = Vec::with_capacity(128);
     for (index, p) in packets.iter().enumerate() {
         buf.clear();
         append_packet(p, map, &mut buf)
             .map_err(|source| TracePcapError::Build { index, source })?;
         let ts = std::time::Duration::from_micros(index as u64);
-        writer.write_packet(&PcapPacket::new(ts, buf.len() as u32, &buf))?;
+        writer.write_packet(ts, buf.len() as u32, &buf)?;
     }
+    writer.into_inner()?;
     Ok(packets.len())
 }
 

@@ -442,7 +442,8 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
                 b.sport.to_string(),
                 b.dst.clone(),
                 b.dport.to_string(),
-                b.proto.to_string(),
+                crate::policy::model::proto_name(b.proto)
+                    .map_or_else(|| b.proto.to_string(), str::to_string),
                 b.why.clone(),
             ]);
         }

@@ -27,54 +27,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static A: Counting = Counting;
 
-/// A deterministic ClassBench-like policy: tenant /48s, host /64s and /128s, labels exact,
-/// masked and ranged, and 5-tuple rules with ports.
+/// A generated acl-shape policy: half its rules on the 3-tuple, half on the 5-tuple, printed in
+/// the canonical form (what `flowpol gen rules` writes).
 fn generate(n: usize) -> String {
-    let mut s = String::with_capacity(n * 90);
-    s.push_str("class gold mark 1\nclass silver mark 2\ndefault pass\nthree {\n");
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    for i in 0..n / 2 {
-        let r = next();
-        let label = match r % 3 {
-            0 => format!("{:#x}", r >> 40 & 0xfffff),
-            1 => format!("{:#x}/0xff000", r >> 40 & 0xff000),
-            _ => format!(
-                "{:#x}-{:#x}",
-                r >> 40 & 0xff000,
-                (r >> 40 & 0xff000) | 0xfff
-            ),
-        };
-        let class = if i % 2 == 0 {
-            "class gold"
-        } else {
-            "class silver"
-        };
-        s.push_str(&format!(
-            "    rule t{i} src 2001:db8:{:x}::/48 dst 2001:db8:ff:{:x}::/64 label {label} -> {class}\n",
-            r & 0xffff,
-            r >> 16 & 0xffff
-        ));
-    }
-    s.push_str("}\nfive {\n");
-    for i in 0..n / 2 {
-        let r = next();
-        let lo = (r >> 32) as u16 & 0xfff0;
-        s.push_str(&format!(
-            "    rule f{i} src 2001:db8:{:x}::/48 dst 2001:db8:ff::{:x} proto {} dport {lo}-{} -> drop\n",
-            r & 0xffff,
-            r >> 16 & 0xffff,
-            if r & 1 == 0 { "tcp" } else { "udp" },
-            lo | 0xf
-        ));
-    }
-    s.push_str("}\n");
-    s
+    use flowpol::r#gen::rules::{Shape, Tuple, generate};
+    let mut p = generate(Shape::Acl, n / 2, 1, Tuple::Three);
+    p.five = generate(Shape::Acl, n - n / 2, 2, Tuple::Five).five;
+    flowpol::policy::fmt::format(&p)
 }
 
 fn bench(c: &mut Criterion) {

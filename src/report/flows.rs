@@ -388,7 +388,12 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
             LabelKind::Constant => format!("constant {:#07x}", f.first_label),
             LabelKind::Zero => "zero".to_string(),
             LabelKind::Changed => {
-                format!("changed {:#07x} -> {:#07x}", f.first_label, f.last_label)
+                format!(
+                    "changed {:#07x} -> {:#07x} ({} labels)",
+                    f.first_label,
+                    f.last_label,
+                    f.distinct_labels.len()
+                )
             }
         };
         t.add_row(vec![

@@ -7,9 +7,8 @@ use flowpol::classify::{Classifier, FastFive, FastThree, Linear, TmConfig, Tuple
 use flowpol::r#gen::rules::{self, Shape, Tuple};
 use flowpol::packet::key::{FiveTuple, ThreeTuple};
 use flowpol::policy::model::{
-    Action, AddrMatch, FiveMatch, LabelMatch, Policy, PortMatch, Prefix, Rule, ThreeMatch,
+    AddrMatch, FiveMatch, LabelMatch, Policy, PortMatch, Prefix, ThreeMatch,
 };
-use flowpol::policy::syntax::Span;
 use proptest::prelude::*;
 
 /// Bases the addresses share, so that prefixes nest and overlap.
@@ -123,31 +122,8 @@ fn five_match() -> impl Strategy<Value = FiveMatch> {
         })
 }
 
-fn rule<M>(i: usize, m: M) -> Rule<M> {
-    Rule {
-        name: format!("r{i}"),
-        matcher: m,
-        action: Action::Pass,
-        span: Span::default(),
-    }
-}
-
 fn policy(three: Vec<ThreeMatch>, five: Vec<FiveMatch>) -> Policy {
-    Policy {
-        classes: vec![],
-        three: three
-            .into_iter()
-            .enumerate()
-            .map(|(i, m)| rule(i, m))
-            .collect(),
-        five: five
-            .into_iter()
-            .enumerate()
-            .map(|(i, m)| rule(i, m))
-            .collect(),
-        default: Action::Pass,
-        default_explicit: false,
-    }
+    Policy::from_matches(three, five)
 }
 
 /// A tiny deterministic generator for deriving keys from a seed.

@@ -664,8 +664,7 @@ mod tests {
     use super::*;
     use crate::FlowLabel;
     use crate::classify::Linear;
-    use crate::policy::model::{Action, PortMatch, Rule};
-    use crate::policy::syntax::Span;
+    use crate::policy::model::PortMatch;
 
     fn p(s: &str) -> Prefix {
         let (a, l) = s.split_once('/').unwrap_or((s, "128"));
@@ -675,31 +674,8 @@ mod tests {
         )
     }
 
-    fn rule<M>(i: usize, m: M) -> Rule<M> {
-        Rule {
-            name: format!("r{i}"),
-            matcher: m,
-            action: Action::Pass,
-            span: Span::default(),
-        }
-    }
-
     fn policy(three: Vec<ThreeMatch>, five: Vec<FiveMatch>) -> Policy {
-        Policy {
-            classes: vec![],
-            three: three
-                .into_iter()
-                .enumerate()
-                .map(|(i, m)| rule(i, m))
-                .collect(),
-            five: five
-                .into_iter()
-                .enumerate()
-                .map(|(i, m)| rule(i, m))
-                .collect(),
-            default: Action::Pass,
-            default_explicit: false,
-        }
+        Policy::from_matches(three, five)
     }
 
     #[test]

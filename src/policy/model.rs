@@ -20,6 +20,32 @@ pub struct Policy {
     pub default_explicit: bool,
 }
 
+impl Policy {
+    /// A policy of bare matches, in priority order: rules named `r0`, `r1`, ... that all
+    /// `pass`, no classes, default `pass`. For tests and benchmarks of the engines, where only
+    /// which rule matches first counts.
+    pub fn from_matches(three: Vec<ThreeMatch>, five: Vec<FiveMatch>) -> Policy {
+        fn rules<M>(ms: Vec<M>) -> Vec<Rule<M>> {
+            ms.into_iter()
+                .enumerate()
+                .map(|(i, matcher)| Rule {
+                    name: format!("r{i}"),
+                    matcher,
+                    action: Action::Pass,
+                    span: Span::default(),
+                })
+                .collect()
+        }
+        Policy {
+            classes: Vec::new(),
+            three: rules(three),
+            five: rules(five),
+            default: Action::Pass,
+            default_explicit: false,
+        }
+    }
+}
+
 /// A traffic class, with an optional firewall mark for kernel export.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClassDef {

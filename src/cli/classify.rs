@@ -7,7 +7,7 @@ use crate::packet::{FiveTuple, ThreeTuple};
 use crate::report::json::{SourceInfo, Stopped};
 use crate::report::packets::{PacketLines, Splitter};
 use crate::report::{Report, Tally, table};
-use crate::source::pcap::{CaptureReader, Format};
+use crate::source::pcap::{CaptureError, CaptureReader, Format};
 use anyhow::Context;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -108,30 +108,17 @@ where
         }
         None => None,
     };
-    let pb = progress(&args.pcap);
-    let mut stopped = None;
-    loop {
-        let frame = match reader.next_frame() {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                stopped = Some(e);
-                break;
-            }
-        };
-        let outcome = tally.classify(&frame, c3, c5);
+    let stopped = read_frames(&mut reader, &args.pcap, |frame| {
+        let outcome = tally.classify(frame, c3, c5);
         if let Some(j) = jsonl.as_mut() {
-            j.write(&frame, &outcome).context("writing --packets")?;
+            j.write(frame, &outcome).context("writing --packets")?;
         }
         if let Some(s) = split.as_mut() {
-            s.write(&frame, &outcome, &tally)
+            s.write(frame, &outcome, &tally)
                 .context("writing --split")?;
         }
-        if frame.number.is_multiple_of(4096) {
-            pb.set_position(reader.offset());
-        }
-    }
-    pb.finish_and_clear();
+        Ok(())
+    })?;
     if let Some(j) = jsonl {
         j.finish().context("writing --packets")?;
     }
@@ -144,18 +131,46 @@ where
         &args.policy.display().to_string(),
         source_info(&args.pcap, reader.format()),
     );
-    report.stopped = stopped.as_ref().map(|e| Stopped {
-        offset: e.offset(),
-        message: e.to_string(),
-    });
+    report.stopped = stopped.as_ref().map(Stopped::from);
     let mut out = std::io::stdout().lock();
     match args.format {
         OutputFormat::Table => write!(out, "{}", table::render(&report))?,
         OutputFormat::Json => writeln!(out, "{}", report.to_json())?,
     }
     out.flush()?;
+    exit_after_read(stopped, &args.pcap)
+}
+
+/// Lends every frame of a capture to `f`, with a progress bar on a terminal. A corrupt or cut
+/// capture stops the read: the error is returned as a value, so the caller reports what was
+/// read before it (see [`exit_after_read`]); an error from `f` ends the read at once.
+pub(crate) fn read_frames<R: std::io::Read>(
+    reader: &mut CaptureReader<R>,
+    path: &Path,
+    mut f: impl FnMut(&crate::packet::Frame<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<Option<CaptureError>> {
+    let pb = progress(path);
+    let stopped = loop {
+        match reader.next_frame() {
+            Ok(Some(frame)) => {
+                f(&frame)?;
+                if frame.number.is_multiple_of(4096) {
+                    pb.set_position(reader.offset());
+                }
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    pb.finish_and_clear();
+    Ok(stopped)
+}
+
+/// Exit 0 after a whole capture; after one that stopped early, the error with its byte offset
+/// (exit 2), once the report of what was read has been printed.
+pub(crate) fn exit_after_read(stopped: Option<CaptureError>, path: &Path) -> anyhow::Result<u8> {
     match stopped {
-        Some(e) => Err(anyhow::Error::new(e).context(format!("reading {}", args.pcap.display()))),
+        Some(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
         None => Ok(super::EXIT_OK),
     }
 }

@@ -1,7 +1,7 @@
 //! `flowpol flows --pcap FILE`: label behaviour per 5-tuple flow, 3-tuple sharing, and whether
 //! a 3-tuple policy can stand in for a 5-tuple policy on that traffic.
 
-use super::classify::{OutputFormat, progress, source_info};
+use super::classify::{OutputFormat, exit_after_read, read_frames, source_info};
 use crate::report::flows::{FlowAnalysis, render};
 use crate::report::json::Stopped;
 use crate::source::pcap::CaptureReader;
@@ -29,37 +29,18 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut reader = CaptureReader::open(&args.pcap)
         .with_context(|| format!("reading {}", args.pcap.display()))?;
-    let pb = progress(&args.pcap);
     let mut a = FlowAnalysis::new();
-    let mut stopped = None;
-    loop {
-        let frame = match reader.next_frame() {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                stopped = Some(e);
-                break;
-            }
-        };
-        a.add(&frame);
-        if frame.number.is_multiple_of(4096) {
-            pb.set_position(reader.offset());
-        }
-    }
-    pb.finish_and_clear();
+    let stopped = read_frames(&mut reader, &args.pcap, |frame| {
+        a.add(frame);
+        Ok(())
+    })?;
     let mut report = a.report(source_info(&args.pcap, reader.format()));
-    report.stopped = stopped.as_ref().map(|e| Stopped {
-        offset: e.offset(),
-        message: e.to_string(),
-    });
+    report.stopped = stopped.as_ref().map(Stopped::from);
     let mut out = std::io::stdout().lock();
     match args.format {
         OutputFormat::Table => write!(out, "{}", render(&report, args.limit))?,
         OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
     }
     out.flush()?;
-    match stopped {
-        Some(e) => Err(anyhow::Error::new(e).context(format!("reading {}", args.pcap.display()))),
-        None => Ok(super::EXIT_OK),
-    }
+    exit_after_read(stopped, &args.pcap)
 }

@@ -42,7 +42,7 @@ impl Checker {
         for decl in &ast.classes {
             if let Some(first) = class_spans.get(decl.name.name.as_str()) {
                 self.push(
-                    Diagnostic::error(
+                    Diagnostic::new(
                         Code::DuplicateClass,
                         format!("class `{}` is declared twice", decl.name.name),
                         decl.name.span,
@@ -56,7 +56,7 @@ impl Checker {
             let mark = match decl.mark {
                 Some(n) if n.value > u64::from(u32::MAX) => {
                     self.push(
-                        Diagnostic::error(
+                        Diagnostic::new(
                             Code::MarkTooLarge,
                             format!("mark {} does not fit in 32 bits", n.value),
                             n.span,
@@ -81,7 +81,7 @@ impl Checker {
         for (k, d) in ast.defaults.iter().enumerate() {
             if k > 0 {
                 self.push(
-                    Diagnostic::error(Code::DuplicateDefault, "more than one `default`", d.span)
+                    Diagnostic::new(Code::DuplicateDefault, "more than one `default`", d.span)
                         .with_label("second default here")
                         .with_secondary(ast.defaults[0].span, "first default here")
                         .with_help("keep one `default` line"),
@@ -115,7 +115,7 @@ impl Checker {
                 let seen = &mut names[block.tuple as usize];
                 if let Some(first) = seen.get(&r.name.name) {
                     self.push(
-                        Diagnostic::error(
+                        Diagnostic::new(
                             Code::DuplicateRuleName,
                             format!("rule name `{}` is used twice in `{}` rules", r.name.name, block.tuple.keyword()),
                             r.name.span,
@@ -196,7 +196,7 @@ impl Checker {
                     let mut known: Vec<&str> = class_spans.keys().copied().collect();
                     known.sort_unstable();
                     self.push(
-                        Diagnostic::error(
+                        Diagnostic::new(
                             Code::UnknownClass,
                             format!("unknown class `{}`", name.name),
                             name.span,
@@ -238,7 +238,7 @@ impl Checker {
                     "the flow label is not part of the 5-tuple: put label matches in a `three` block"
                 };
                 self.push(
-                    Diagnostic::error(
+                    Diagnostic::new(
                         Code::FieldNotAllowed,
                         format!(
                             "`{}` is not a field of `{}` rules",
@@ -253,7 +253,7 @@ impl Checker {
                 ok = false;
             } else if let Some(prev) = slots[slot] {
                 self.push(
-                    Diagnostic::error(
+                    Diagnostic::new(
                         Code::DuplicateField,
                         format!(
                             "`{}` is given twice in rule `{}`",
@@ -295,7 +295,7 @@ impl Checker {
                         .map(|n| format!("/{}", n.value.saturating_add(96)))
                         .unwrap_or_default();
                     self.push(
-                        Diagnostic::error(
+                        Diagnostic::new(
                             Code::Ipv4Address,
                             format!("`{v4}` is an IPv4 address; flowpol matches IPv6 packets"),
                             a.addr_span,
@@ -313,7 +313,7 @@ impl Checker {
                 None => 128,
                 Some(n) if n.value > 128 => {
                     self.push(
-                        Diagnostic::error(
+                        Diagnostic::new(
                             Code::PrefixTooLong,
                             format!("prefix length {} is over 128", n.value),
                             n.span,
@@ -350,7 +350,7 @@ impl Checker {
                 Code::LabelTooWide
             };
             self.push(
-                Diagnostic::error(
+                Diagnostic::new(
                     code,
                     format!("{what} {} is wider than 20 bits", show_num(n.value)),
                     n.span,
@@ -379,7 +379,7 @@ impl Checker {
                 let (value, mask) = (value?, mask?);
                 if value & !mask != 0 {
                     self.push(
-                        Diagnostic::error(
+                        Diagnostic::new(
                             Code::ValueOutsideMask,
                             format!("value {value:#x} has bits outside mask {mask:#x}"),
                             v.span.join(m.span),
@@ -397,7 +397,7 @@ impl Checker {
                 let (lo, hi) = (lo?, hi?);
                 if lo > hi {
                     self.push(
-                        Diagnostic::error(
+                        Diagnostic::new(
                             Code::BadRange,
                             format!("range {lo:#x}-{hi:#x} is reversed, so it is empty"),
                             a.span.join(b.span),
@@ -418,7 +418,7 @@ impl Checker {
     fn port_num(&mut self, n: Num) -> Option<u16> {
         if n.value > u64::from(u16::MAX) {
             self.push(
-                Diagnostic::error(
+                Diagnostic::new(
                     Code::PortTooLarge,
                     format!("port {} is over 65535", n.value),
                     n.span,
@@ -445,7 +445,7 @@ impl Checker {
                 let (lo, hi) = (lo?, hi?);
                 if lo > hi {
                     self.push(
-                        Diagnostic::error(
+                        Diagnostic::new(
                             Code::BadRange,
                             format!("port range {lo}-{hi} is reversed, so it is empty"),
                             a.span.join(b.span),
@@ -481,7 +481,7 @@ impl Checker {
             Some(Field::Proto(ProtoSpec::Named(p, _))) => Some(Some(*p)),
             Some(Field::Proto(ProtoSpec::Number(n))) if n.value > 255 => {
                 self.push(
-                    Diagnostic::error(
+                    Diagnostic::new(
                         Code::ProtoTooLarge,
                         format!("protocol number {} is over 255", n.value),
                         n.span,
@@ -516,7 +516,7 @@ impl Checker {
                     "ports exist for tcp, udp, sctp, dccp and udplite: change the protocol or drop the port match".to_string(),
                 ),
             };
-            let mut d = Diagnostic::error(Code::PortsWithoutPorts, msg, span)
+            let mut d = Diagnostic::new(Code::PortsWithoutPorts, msg, span)
                 .with_label("port match here")
                 .with_help(help);
             if let Some(pf) = proto_f {

@@ -107,9 +107,6 @@ impl Diagnostic {
             help: None,
         }
     }
-    pub fn error(code: Code, message: impl Into<String>, span: Span) -> Self {
-        Self::new(code, message, span)
-    }
     pub fn with_label(mut self, label: impl Into<String>) -> Self {
         self.label = label.into();
         self

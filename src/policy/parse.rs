@@ -165,7 +165,7 @@ impl<'s> P<'s> {
         let (found, len) = token_at(e.at);
         let start = self.off(e.at);
         let span = Span::new(start, start + len);
-        let mut d = Diagnostic::error(
+        let mut d = Diagnostic::new(
             Code::Syntax,
             format!("expected {}, found {found}", e.expected),
             span,
@@ -299,7 +299,7 @@ impl<'s> P<'s> {
             if i.is_empty() {
                 let at = self.off(i);
                 self.diags.push(
-                    Diagnostic::error(
+                    Diagnostic::new(
                         Code::Syntax,
                         format!("expected `}}` to close the `{kw}` block, found end of file"),
                         Span::new(at, at),

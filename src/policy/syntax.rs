@@ -74,16 +74,6 @@ pub enum PortSpec {
     Range(Num, Num),
 }
 
-impl PortSpec {
-    pub fn span(&self) -> Span {
-        match self {
-            PortSpec::Any(s) => *s,
-            PortSpec::Exact(n) => n.span,
-            PortSpec::Range(a, b) => a.span.join(b.span),
-        }
-    }
-}
-
 /// `any`, a protocol name, or a number.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProtoSpec {
@@ -131,14 +121,6 @@ pub enum ActionAst {
     Pass(Span),
     Drop(Span),
     Class(Ident, Span),
-}
-
-impl ActionAst {
-    pub fn span(&self) -> Span {
-        match self {
-            ActionAst::Pass(s) | ActionAst::Drop(s) | ActionAst::Class(_, s) => *s,
-        }
-    }
 }
 
 /// Which engine a block of rules is for.

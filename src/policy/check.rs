@@ -14,8 +14,8 @@ pub fn check(ast: &FileAst) -> (Option<Policy>, Vec<Diagnostic>) {
     let mut c = Checker::default();
     let policy = c.lower(ast);
     if let Some(p) = &policy {
-        c.lint_unreachable(&p.three, |r| &r.matcher, ThreeMatch::covers, three_probe);
-        c.lint_unreachable(&p.five, |r| &r.matcher, FiveMatch::covers, five_probe);
+        c.lint_unreachable(&p.three, ThreeMatch::covers, |m| (&m.src, &m.dst));
+        c.lint_unreachable(&p.five, FiveMatch::covers, |m| (&m.src, &m.dst));
     }
     let has_errors = c
         .diags
@@ -540,16 +540,16 @@ impl Checker {
     fn lint_unreachable<M: PartialEq>(
         &mut self,
         rules: &[Rule<M>],
-        matcher: impl Fn(&Rule<M>) -> &M,
         covers: impl Fn(&M, &M) -> bool,
-        probe: impl Fn(&M) -> (Vec<Prefix>, Vec<Prefix>),
+        addrs: impl Fn(&M) -> (&AddrMatch, &AddrMatch),
     ) {
         let mut index: FxHashMap<(Prefix, Prefix), Vec<usize>> = FxHashMap::default();
         let mut lens: FxHashSet<(u8, u8)> = FxHashSet::default();
         let mut lens_sorted: Vec<(u8, u8)> = Vec::new();
         for (j, r) in rules.iter().enumerate() {
-            let m = matcher(r);
-            let (srcs, dsts) = probe(m);
+            let m = &r.matcher;
+            let (src, dst) = addrs(m);
+            let (srcs, dsts) = (probe_of(src), probe_of(dst));
             // Any rule covering this one covers its first (src, dst) prefix pair, so it is
             // filed under an ancestor pair of it.
             let (s0, d0) = (srcs[0], dsts[0]);
@@ -564,7 +564,7 @@ impl Checker {
                         if found.is_some_and(|f| f < i) {
                             break;
                         }
-                        if covers(matcher(&rules[i]), m) {
+                        if covers(&rules[i].matcher, m) {
                             found = Some(i);
                             break;
                         }
@@ -573,7 +573,7 @@ impl Checker {
             }
             if let Some(i) = found {
                 let a = &rules[i];
-                let d = if matcher(a) == m {
+                let d = if a.matcher == *m {
                     Diagnostic::new(
                         Code::DuplicateRule,
                         format!("rule `{}` duplicates rule `{}`", r.name, a.name),
@@ -623,14 +623,6 @@ fn probe_of(a: &AddrMatch) -> Vec<Prefix> {
     } else {
         a.0.clone()
     }
-}
-
-fn three_probe(m: &ThreeMatch) -> (Vec<Prefix>, Vec<Prefix>) {
-    (probe_of(&m.src), probe_of(&m.dst))
-}
-
-fn five_probe(m: &FiveMatch) -> (Vec<Prefix>, Vec<Prefix>) {
-    (probe_of(&m.src), probe_of(&m.dst))
 }
 
 fn show_num(v: u64) -> String {

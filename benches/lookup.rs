@@ -1,4 +1,5 @@
-//! Key extraction 3-tuple against 5-tuple (plain packets, extension headers, fragments), and
+//! Key extraction 3-tuple against 5-tuple (plain packets, extension headers, fragments, one
+//! packet repeated; and a mixed population of frames with extension headers in one buffer), and
 //! lookup cost, linear reference against TupleMerge, 3-tuple against 5-tuple, at 100, 1k, 10k
 //! and 100k generated rules (acl shape), plus the ClassBench 10k sets when
 //! `../shared/data/classbench` is present. Each iteration classifies a batch of 256 keys drawn
@@ -231,6 +232,135 @@ fn keys(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+    keys_mixed(c);
+}
+
+/// Collects generated frames into one contiguous buffer, as a capture ring holds them.
+struct Ring {
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+}
+
+impl flowpol::source::pcap::FrameWriter for Ring {
+    fn write_packet(&mut self, _: Duration, _: u32, data: &[u8]) -> std::io::Result<()> {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        self.spans.push((start, self.bytes.len()));
+        // TPACKET_V3 aligns each frame to 16 bytes.
+        self.bytes.resize(self.bytes.len().next_multiple_of(16), 0);
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Throughput on a population rather than one packet repeated: the IPv6 frames of a generated
+/// trace that carry at least one extension header (hop-by-hop, destination options, routing,
+/// first and non-first fragments, AH; lengths vary), packed in one buffer as a capture ring
+/// holds them. One iteration keys every frame, so the branch predictor cannot learn one chain
+/// and the per-call cost of the harness is spread over the batch. `five-etherparse` is the
+/// 5-tuple as a general-purpose parser gets it (etherparse's `SlicedPacket`, which also
+/// validates the transport header and gives no ports for fragments), for comparison with
+/// flowpol's own walk (`five`).
+fn keys_mixed(c: &mut Criterion) {
+    use flowpol::packet::{self, LinkType, five::proto};
+    let mut ring = Ring {
+        bytes: Vec::new(),
+        spans: Vec::new(),
+    };
+    let cfg = flowpol::r#gen::trace::TraceConfig {
+        flows: 400,
+        packets: 20_000,
+        seed: 11,
+        link: LinkType::ETHERNET,
+    };
+    flowpol::r#gen::trace::generate(&cfg, &mut ring).expect("generated trace");
+    let with_ext: Vec<&[u8]> = ring
+        .spans
+        .iter()
+        .map(|&(a, b)| &ring.bytes[a..b])
+        .filter(|f| {
+            packet::three(LinkType::ETHERNET, f).is_ok_and(|(_, fixed)| {
+                matches!(
+                    fixed.next_header(),
+                    proto::HOP_BY_HOP
+                        | proto::ROUTING
+                        | proto::DEST_OPTS
+                        | proto::FRAGMENT
+                        | proto::AH
+                )
+            })
+        })
+        .collect();
+    assert!(
+        with_ext.len() > 500,
+        "{} frames with extension headers",
+        with_ext.len()
+    );
+    let mut g = c.benchmark_group("keys-batch");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .throughput(Throughput::Elements(with_ext.len() as u64));
+    let frames = &with_ext;
+    g.bench_function(BenchmarkId::new("three", "ext-headers-mixed"), |b| {
+        b.iter(|| {
+            let mut acc = 0u128;
+            for f in black_box(frames) {
+                if let Ok((t, _)) = packet::three(LinkType::ETHERNET, f) {
+                    acc ^= t.src ^ t.dst ^ u128::from(t.label.value());
+                }
+            }
+            acc
+        })
+    });
+    g.bench_function(BenchmarkId::new("five", "ext-headers-mixed"), |b| {
+        b.iter(|| {
+            let mut acc = 0u128;
+            for f in black_box(frames) {
+                if let Ok((t, fixed)) = packet::three(LinkType::ETHERNET, f)
+                    && let (_, Ok(k)) = packet::five_of(&fixed, &t)
+                {
+                    acc ^= k.src
+                        ^ k.dst
+                        ^ u128::from(k.proto)
+                        ^ (u128::from(k.sport) << 16)
+                        ^ u128::from(k.dport);
+                }
+            }
+            acc
+        })
+    });
+    g.bench_function(
+        BenchmarkId::new("five-etherparse", "ext-headers-mixed"),
+        |b| {
+            use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+            b.iter(|| {
+                let mut acc = 0u128;
+                for f in black_box(frames) {
+                    let Ok(p) = SlicedPacket::from_ethernet(f) else {
+                        continue;
+                    };
+                    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+                        continue;
+                    };
+                    let h = ip.header();
+                    let ports = match &p.transport {
+                        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
+                        Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
+                        _ => (0, 0),
+                    };
+                    acc ^= u128::from_be_bytes(h.source())
+                        ^ u128::from_be_bytes(h.destination())
+                        ^ u128::from(ports.0) << 16
+                        ^ u128::from(ports.1);
+                }
+                acc
+            })
+        },
+    );
     g.finish();
 }
 

@@ -3,6 +3,8 @@
 //! JSON shape, one JSON line per IPv6 packet that agrees with tshark, per-class pcaps that
 //! tshark reads, and a truncated capture that reports what it read and exits 2 with the offset.
 
+mod common;
+
 use flowpol::packet::{Decoded, NonIpv6, Unavailable, decode};
 use flowpol::source::pcap::CaptureReader;
 use serde_json::Value;
@@ -360,70 +362,22 @@ fn packets_jsonl_one_line_per_ipv6_packet_agreeing_with_tshark() {
     );
 
     // And agree with tshark on src, dst, label and ports.
-    let Ok(o) = Command::new("tshark")
-        .args([
-            "-n",
-            "-o",
-            "ipv6.defragment:FALSE",
-            "-E",
-            "occurrence=f",
-            "-Y",
-            "ipv6",
-            "-T",
-            "fields",
-        ])
-        .args([
-            "-e",
-            "frame.number",
-            "-e",
-            "ipv6.src",
-            "-e",
-            "ipv6.dst",
-            "-e",
-            "ipv6.flow",
-            "-e",
-            "tcp.srcport",
-            "-e",
-            "udp.srcport",
-            "-e",
-            "tcp.dstport",
-            "-e",
-            "udp.dstport",
-            "-r",
-        ])
-        .arg(&f.pcap)
-        .output()
-    else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "tshark is required under CI=true"
-        );
+    if !common::tshark::have("tshark") {
         return;
-    };
-    let out = String::from_utf8(o.stdout).unwrap();
-    assert_eq!(out.lines().count(), lines.len());
-    for line in out.lines() {
-        let t: Vec<&str> = line.split('\t').collect();
-        let l = &by_frame[&t[0].parse::<u64>().unwrap()];
-        assert_eq!(
-            l["src"],
-            t[1].parse::<std::net::Ipv6Addr>().unwrap().to_string()
-        );
-        assert_eq!(
-            l["dst"],
-            t[2].parse::<std::net::Ipv6Addr>().unwrap().to_string()
-        );
-        assert_eq!(
-            l["flow_label"],
-            u64::from_str_radix(t[3].trim_start_matches("0x"), 16).unwrap()
-        );
-        let sport = if t[4].is_empty() { t[5] } else { t[4] };
-        let dport = if t[6].is_empty() { t[7] } else { t[6] };
-        if !sport.is_empty() {
-            assert_eq!(l["sport"], sport.parse::<u64>().unwrap(), "frame {}", t[0]);
-            assert_eq!(l["dport"], dport.parse::<u64>().unwrap(), "frame {}", t[0]);
-        } else {
-            assert!(l["sport"].is_null(), "frame {}", t[0]);
+    }
+    let (_, theirs) = common::tshark::rows(&f.pcap);
+    assert_eq!(theirs.len(), lines.len());
+    for (n, t) in &theirs {
+        let l = &by_frame[n];
+        assert_eq!(l["src"], t.src, "frame {n}");
+        assert_eq!(l["dst"], t.dst, "frame {n}");
+        assert_eq!(l["flow_label"], u64::from(t.label), "frame {n}");
+        match t.tcp_or_udp() {
+            Some((sport, dport)) => {
+                assert_eq!(l["sport"], u64::from(sport), "frame {n}");
+                assert_eq!(l["dport"], u64::from(dport), "frame {n}");
+            }
+            None => assert!(l["sport"].is_null(), "frame {n}"),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Truth from outside: every IPv6 packet's src, dst and flow label (and ports where tshark
-//! dissects TCP, UDP or SCTP) must agree with tshark, on generated captures (pcap and pcapng)
-//! and on every real capture in `../shared/data/pcaps/` (also converted to pcapng with editcap).
-//!
-//! tshark runs with IPv6 reassembly off, so a first fragment is dissected on its own, and with
-//! `occurrence=f`, so tunnelled packets compare on their outer header.
+//! dissects TCP, UDP or SCTP) must agree with tshark (`common::tshark`), on generated captures
+//! (pcap and pcapng) and on every real capture in `../shared/data/pcaps/` (also converted to
+//! pcapng with editcap).
+
+mod common;
+
+use common::tshark::{Row, ci, have};
 
 use flowpol::packet::{Decoded, LinkType, NonIpv6, decode};
 use flowpol::source::pcap::{CaptureReader, PcapNgWriter, PcapWriter};
@@ -12,105 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/pcaps");
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            !ci(),
-            "{tool} is required under CI=true (apt-get install tshark)"
-        );
-        eprintln!("SKIPPED: {tool} is not installed");
-    }
-    ok
-}
-
-#[derive(Debug, PartialEq, Eq, Clone)]
-struct Row {
-    src: String,
-    dst: String,
-    label: u32,
-    /// (proto, sport, dport) when tshark dissected that transport.
-    ports: BTreeMap<u8, (u16, u16)>,
-}
-
-fn tshark_rows(path: &Path) -> (u64, BTreeMap<u64, Row>) {
-    let out = Command::new("tshark")
-        .args([
-            "-n",
-            "-o",
-            "ipv6.defragment:FALSE",
-            "-E",
-            "occurrence=f",
-            "-T",
-            "fields",
-        ])
-        .args([
-            "-e",
-            "frame.number",
-            "-e",
-            "ipv6.src",
-            "-e",
-            "ipv6.dst",
-            "-e",
-            "ipv6.flow",
-        ])
-        .args([
-            "-e",
-            "tcp.srcport",
-            "-e",
-            "tcp.dstport",
-            "-e",
-            "udp.srcport",
-            "-e",
-            "udp.dstport",
-        ])
-        .args(["-e", "sctp.srcport", "-e", "sctp.dstport", "-r"])
-        .arg(path)
-        .output()
-        .expect("running tshark");
-    assert!(
-        out.status.success(),
-        "tshark failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut rows = BTreeMap::new();
-    let mut frames = 0;
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let n: u64 = f[0].parse().unwrap();
-        frames = frames.max(n);
-        if f[1].is_empty() {
-            continue;
-        }
-        let label = u32::from_str_radix(f[3].trim_start_matches("0x"), 16).unwrap();
-        let mut ports = BTreeMap::new();
-        for (proto, i) in [(6u8, 4), (17, 6), (132, 8)] {
-            if let (Ok(s), Ok(d)) = (f[i].parse(), f[i + 1].parse()) {
-                ports.insert(proto, (s, d));
-            }
-        }
-        let canon = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().to_string();
-        rows.insert(
-            n,
-            Row {
-                src: canon(f[1]),
-                dst: canon(f[2]),
-                label,
-                ports,
-            },
-        );
-    }
-    (frames, rows)
-}
 
 /// Our rows, plus the frames we decoded as IPv4 (tshark may find IPv6 tunnelled inside them).
 type Ours = BTreeMap<u64, (Row, Option<(u8, u16, u16)>)>;
@@ -144,7 +47,7 @@ fn our_rows(path: &Path) -> (u64, Ours, Vec<u64>) {
 
 /// Compares one capture; returns (IPv6 packets compared, of which with ports).
 fn compare(path: &Path) -> (usize, usize) {
-    let (t_frames, theirs) = tshark_rows(path);
+    let (t_frames, theirs) = common::tshark::rows(path);
     let (o_frames, ours, ipv4) = our_rows(path);
     let name = path.display();
     assert_eq!(o_frames, t_frames, "{name}: frame count");

@@ -30,6 +30,20 @@ pub enum OutputFormat {
     Json,
 }
 
+impl OutputFormat {
+    /// The report as text: `table` for humans, or pretty JSON, ending in a newline.
+    pub fn render<T: serde::Serialize, D: std::fmt::Display>(
+        self,
+        report: &T,
+        table: impl FnOnce(&T) -> D,
+    ) -> anyhow::Result<String> {
+        Ok(match self {
+            OutputFormat::Table => format!("{}\n", table(report)),
+            OutputFormat::Json => serde_json::to_string_pretty(report)? + "\n",
+        })
+    }
+}
+
 /// Classification engines (both give the same answers; `fast` is built once and looks up in
 /// near-constant time).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use crate::cli::send::Format;
 use crate::send::replay::{ReplayConfig, ReplayReport, Timing, parse_mac, replay_with_progress};
 
@@ -101,12 +99,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     });
     bar.finish_and_clear();
     let report = report?;
-    match args.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string(&report).context("encoding the report")?
-        ),
-        Format::Table => println!("{}", table(&report)),
-    }
+    print!("{}", args.format.render(&report, table)?);
     Ok(crate::cli::EXIT_OK)
 }

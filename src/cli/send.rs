@@ -3,8 +3,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use crate::FlowLabel;
 use crate::send::send::{CreateMode, LabelMode, SendConfig, SendReport, send_with_progress};
 use crate::send::{Proto, Share};
@@ -173,13 +171,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let report = send_with_progress(&cfg, |n| bar.set_position(n));
     bar.finish_and_clear();
     let report = report?;
-    match args.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string(&report).context("encoding the report")?
-        ),
-        Format::Table => println!("{}", table(&report)),
-    }
+    print!("{}", args.format.render(&report, table)?);
     Ok(crate::cli::EXIT_OK)
 }
 

@@ -34,6 +34,21 @@ impl Proto {
             Proto::Tcp => "tcp",
         }
     }
+
+    /// A new socket of this transport in the family of `addr`.
+    pub(crate) fn socket(self, addr: std::net::IpAddr) -> Result<socket2::Socket, SendError> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let domain = if addr.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
+        let (ty, proto) = match self {
+            Proto::Udp => (Type::DGRAM, Protocol::UDP),
+            Proto::Tcp => (Type::STREAM, Protocol::TCP),
+        };
+        Socket::new(domain, ty, Some(proto)).map_err(|e| SendError::io("opening the socket", e))
+    }
 }
 
 /// Who else may use a leased label (`flr_share`).

@@ -21,7 +21,7 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::errors::{self, LeaseFacts, LeaseRequest, SendError};
 use super::{Proto, Share, sys};
@@ -210,16 +210,7 @@ fn validate(cfg: &SendConfig) -> Result<(), SendError> {
 
 /// Opens and prepares the socket: device, source, traffic class.
 fn open_socket(cfg: &SendConfig) -> Result<(Socket, u32), SendError> {
-    let domain = if cfg.to.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let (ty, proto) = match cfg.proto {
-        Proto::Udp => (Type::DGRAM, Protocol::UDP),
-        Proto::Tcp => (Type::STREAM, Protocol::TCP),
-    };
-    let sock = Socket::new(domain, ty, Some(proto)).map_err(io_err("opening the socket"))?;
+    let sock = cfg.proto.socket(cfg.to)?;
     let mut scope = 0;
     if let Some(ifname) = &cfg.iface {
         scope = nix::net::if_::if_nametoindex(ifname.as_str())

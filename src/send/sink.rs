@@ -12,7 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
 
 use super::errors::SendError;
 use super::{Proto, sys};
@@ -64,17 +64,7 @@ fn unmap(peer: SocketAddr) -> SocketAddr {
 
 /// Binds the listening socket.
 fn bind(cfg: &SinkConfig) -> Result<Socket, SendError> {
-    let domain = if cfg.listen.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let (ty, proto) = match cfg.proto {
-        Proto::Udp => (Type::DGRAM, Protocol::UDP),
-        Proto::Tcp => (Type::STREAM, Protocol::TCP),
-    };
-    let sock =
-        Socket::new(domain, ty, Some(proto)).map_err(|e| SendError::io("opening the socket", e))?;
+    let sock = cfg.proto.socket(cfg.listen.ip())?;
     if cfg.listen.is_ipv6() {
         sock.set_only_v6(false)
             .map_err(|e| SendError::io("allowing IPv4 on the IPv6 socket", e))?;

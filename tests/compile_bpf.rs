@@ -344,7 +344,10 @@ fn cli_bpf_output_for_bundled_policies_matches_classify_on_a_vlan_trace() {
 /// puts tagged frames on the other. The receive path moves a frame's outer 802.1Q/802.1ad tag
 /// into packet metadata, so the filter sees the frame one tag shallower; the IPv6 header it
 /// finds is the same, and so are the counts. (Five-tag frames are left out: live, the filter
-/// would read them behind four, where flowpol, given the tag back, reads none.)
+/// would read them behind four, where flowpol, given the tag back, reads none.) The tagged
+/// frames are replayed rather than sent through VLAN devices (`ip link add link va name va.100
+/// type vlan id 100`): kernels built without CONFIG_VLAN_8021Q, as on the machine this was
+/// written on, have none, while the receive path strips the outer tag in any kernel.
 #[test]
 fn live_filters_select_flowpols_packets_when_the_kernel_strips_the_tag() {
     if !common::netns::require_root(

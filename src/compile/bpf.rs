@@ -30,8 +30,9 @@
 //! an arithmetic test before the first `vlan` reuses the scratch word that later holds the VLAN
 //! offset, so a default filter `(ip6 and not (... or ip6[0:4] & 0xfffff = 5)) or (vlan and
 //! (ip6 and not (...)))` selected, live in a namespace, a VLAN 100 frame with label 5 that an
-//! earlier rule takes; its optimizer also moves the offset update onto the
-//! aux-data path (libpcap issue #1513, open). Fixed offsets read the bytes as they are.
+//! earlier rule takes. Its optimizer also moves the offset update onto the aux-data path
+//! (libpcap issue #1513, open: `ip6 or (vlan and ip6)` reads the EtherType at byte 16 when the
+//! tag is in metadata). Fixed offsets read the bytes as they are.
 //!
 //! On a live Linux capture the kernel usually moves a received frame's outer 802.1Q/802.1ad
 //! tag into packet metadata before the filter runs (libpcap and flowpol's ring put it back
@@ -64,13 +65,14 @@
 //! runs a socket filter of at most 4,096 instructions (`BPF_MAXINSNS`): past that (some 35 to
 //! 45 rules of these shapes with four levels, 130 to 180 without), tcpdump prints "Warning:
 //! Kernel filter failed: Invalid argument" and libpcap filters in user space, correct but with
-//! every frame copied up. Fewer levels (`--vlan-tags 1` or `2`) shrink a program in proportion. An expression
-//! longer than 128 KiB (around 100 rules with four levels) is too long for one command-line
-//! argument (`MAX_ARG_STRLEN`): give it to `tcpdump -F FILE`.
+//! every frame copied up. Fewer levels (`--vlan-tags 1` or `2`) shrink a program in proportion.
+//! An expression longer than 128 KiB (around 100 rules with four levels) is too long for one
+//! command-line argument (`MAX_ARG_STRLEN`): give it to `tcpdump -F FILE`.
 //!
 //! # Exactness
 //! 3-tuple rules read only the fixed IPv6 header and are exact on Ethernet with all four tag
-//! levels (and on other link types with no tags to read). 5-tuple rules are marked
+//! levels. With fewer they are marked `exact: false` (with `--vlan-tags 0` they are exact on
+//! link types that carry no tags, but not on Ethernet). 5-tuple rules are marked
 //! `exact: false`: the protocol and port tests (`ip6[6]`, `ip6[40:2]`) read only the fixed
 //! header's next header, so a packet with extension headers before its transport header, which
 //! flowpol matches on the transport header it finds behind them, is missed (and a first

@@ -67,6 +67,12 @@ pub struct Args {
     /// 1 up, listed in the ruleset's header).
     #[arg(long)]
     pub explicit_marks: bool,
+    /// bpf: how many VLAN tags (802.1Q, 802.1ad) the expressions look behind on Ethernet, at
+    /// most 4 as flowpol reads. Each level adds a copy of the tests at `ether[..]` offsets
+    /// (about 5x the program with 4); 0 gives expressions for any link type (`tcpdump -i any`,
+    /// tun, Linux cooked captures) that select no VLAN-tagged frame.
+    #[arg(long, default_value_t = bpf::MAX_TAGS as u8, value_parser = clap::value_parser!(u8).range(0..=bpf::MAX_TAGS as i64))]
+    pub vlan_tags: u8,
     /// Output format: the target's text, or JSON (nft: the ruleset and its counter map; bpf:
     /// one object per filter with `exact` and `reason`).
     #[arg(long, value_enum, default_value = "text")]
@@ -178,10 +184,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             if args.apply || args.dry_run {
                 anyhow::bail!("--apply and --dry-run are for --target nft");
             }
-            let f = bpf::compile(&policy, engine)
+            let f = bpf::compile(&policy, engine, args.vlan_tags.into())
                 .with_context(|| format!("{}", args.policy.display()))?;
             match args.format {
-                Format::Text => bpf::to_text(&f, engine),
+                Format::Text => bpf::to_text(&f, engine, args.vlan_tags.into()),
                 Format::Json => serde_json::to_string_pretty(&f)? + "\n",
             }
         }

@@ -52,8 +52,10 @@ pub struct Args {
     /// Capture threads, joined in one PACKET_FANOUT group in hash mode.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
-    /// Capture mechanism: a TPACKET_V3 ring (default; keeps up with tcpdump) or pnet's datalink
-    /// channel (portable, one recvfrom per frame, falls behind under a flood).
+    /// Capture mechanism: a TPACKET_V3 ring (default; keeps up with tcpdump, restores VLAN tags
+    /// the kernel strips) or pnet's datalink channel (portable, one recvfrom per frame, falls
+    /// behind under a flood, and does not see stripped VLAN tags: tagged frames are classified
+    /// alike but counted 4 bytes short and written untagged by --write).
     #[arg(long, value_enum, default_value_t)]
     pub source: SourceKind,
     /// The engine used for both key types.

@@ -7,23 +7,81 @@
 //! - the flow label, the low 20 bits of the first 32-bit word of the IPv6 header:
 //!   `ip6[0:4] & 0xfffff = V`, ranges with `>=`/`<=`, masks as `ip6[0:4] & M = V`
 //!   (libpcap loads only 1, 2 or 4 bytes: `ip6[1:3]` does not compile);
-//! - first match: rule k is `ip6 and (match k) and not (match j or ...)` over the earlier rules
-//!   j that can match a packet rule k matches (the others cannot change the outcome);
+//! - first match: rule k is `(match k) and not (match j or ...)` over the earlier rules j that
+//!   can match a packet rule k matches (the others cannot change the outcome); an action is the
+//!   union of its rules' (and the default's) tests;
 //! - a rule no packet reaches (an earlier rule covers it) is `ip6 and len = 0`: libpcap refuses
 //!   a filter it can prove empty ("expression rejects all packets"), and no IPv6 frame has
 //!   length 0.
 //!
+//! # VLAN tags
+//! flowpol reads IPv6 behind up to [`MAX_TAGS`] 802.1Q/802.1ad tags (TPID 0x8100, 0x88a8 or
+//! 0x9100, see [`crate::packet::link`]), and so does every expression by default: the test `T`
+//! above is repeated once per tag level, nested in the tag tests,
+//! `(ip6 and T) or (TAG@12 and ((ether[16:2] = 0x86dd and T@18) or (TAG@16 and ...)))`, where
+//! `TAG@o` is `(ether[o:2] = 0x8100 or ether[o:2] = 0x88a8 or ether[o:2] = 0x9100)` and `T@o`
+//! is `T` with its IPv6 header at byte o of the frame: `ether[o:4] & 0xfffff` for the label,
+//! the prefix's 32-bit words (`ether[o+8:4] = 0x20010db8 and ...`) for an address.
+//!
+//! The `vlan` keyword is not used. It would be shorter (it shifts the offsets of every later
+//! test, so `ip6 and T` could be written unchanged behind it), but on a live Linux capture
+//! libpcap compiles it to an aux-data test (`SKF_AD_VLAN_TAG_PRESENT`) plus offsets kept in
+//! scratch memory, and libpcap 1.10.3 (this machine's) gets that wrong for these expressions:
+//! an arithmetic test before the first `vlan` reuses the scratch word that later holds the VLAN
+//! offset, so a default filter `(ip6 and not (... or ip6[0:4] & 0xfffff = 5)) or (vlan and
+//! (ip6 and not (...)))` selected, live in a namespace, a VLAN 100 frame with label 5 that an
+//! earlier rule takes. Its optimizer also moves the offset update onto the aux-data path
+//! (libpcap issue #1513, open: `ip6 or (vlan and ip6)` reads the EtherType at byte 16 when the
+//! tag is in metadata). Fixed offsets read the bytes as they are.
+//!
+//! On a live Linux capture the kernel usually moves a received frame's outer 802.1Q/802.1ad
+//! tag into packet metadata before the filter runs (libpcap and flowpol's ring put it back
+//! afterwards): the filter then sees the frame one tag shallower, finds the same IPv6 header at
+//! the level below, and selects the same packets (tests/compile_bpf.rs checks this between two
+//! namespaces, the filters running in the kernel while `flowpol replay` sends tagged frames).
+//! The one difference: a frame with one tag more than flowpol reads, whose outer tag was
+//! stripped, is selected live though flowpol does not read it.
+//!
+//! `ether[..]` and the tag tests exist only on Ethernet: the expressions compile for Ethernet
+//! devices and captures (and Linux `lo`), not for `tcpdump -i any`, tun devices or Linux
+//! cooked, raw IP or BSD loopback captures. `--vlan-tags 0` gives the untagged level alone, which
+//! libpcap compiles for every link type, at the price of VLAN-tagged Ethernet frames (the
+//! filters say so: `exact: false`, as with 1 to 3 levels for frames behind more tags).
+//!
+//! # Program size
+//! Each level repeats the rule tests, so a program grows about fivefold with the default four
+//! levels. Measured with `tcpdump -d` (libpcap 1.10.3), the largest program of a policy
+//! (usually the action with the most rules):
+//!
+//! | policy | no tags | 4 levels |
+//! |---|---|---|
+//! | bundled policies/ and tests/data/compile (largest) | 68 | 329 |
+//! | `gen rules --shape acl --count 20` (three / five) | 342 / 425 | 2,047 / 2,579 |
+//! | `gen rules --shape acl --count 50` | 1,109 / 1,115 | 5,649 / 5,978 |
+//! | `gen rules --shape fw --count 100` | 2,793 / 3,019 | 14,500 / 15,452 |
+//! | `gen rules --shape fw --count 200` | 7,003 / 8,447 | 36,067 / 42,470 |
+//!
+//! libpcap itself compiles all of them (`tcpdump -d` took up to 60 s for the last), but Linux
+//! runs a socket filter of at most 4,096 instructions (`BPF_MAXINSNS`): past that (some 35 to
+//! 45 rules of these shapes with four levels, 130 to 180 without), tcpdump prints "Warning:
+//! Kernel filter failed: Invalid argument" and libpcap filters in user space, correct but with
+//! every frame copied up. Fewer levels (`--vlan-tags 1` or `2`) shrink a program in proportion.
+//! An expression longer than 128 KiB (around 100 rules with four levels) is too long for one
+//! command-line argument (`MAX_ARG_STRLEN`): give it to `tcpdump -F FILE`.
+//!
 //! # Exactness
-//! 3-tuple rules read only the fixed IPv6 header and are exact (for Ethernet frames without
-//! VLAN tags: `ip6` tests the Ethernet type). 5-tuple rules are marked `exact: false`:
-//! libpcap's protocol and port tests (`ip6[6]`, `ip6[40:2]`) read only the fixed header's next
-//! header, so a packet with extension headers before its transport header, which flowpol
-//! matches on the transport header it finds behind them, is missed (and a first fragment is
-//! not seen as UDP/TCP).
+//! 3-tuple rules read only the fixed IPv6 header and are exact on Ethernet with all four tag
+//! levels. With fewer they are marked `exact: false` (with `--vlan-tags 0` they are exact on
+//! link types that carry no tags, but not on Ethernet). 5-tuple rules are marked
+//! `exact: false`: the protocol and port tests (`ip6[6]`, `ip6[40:2]`) read only the fixed
+//! header's next header, so a packet with extension headers before its transport header, which
+//! flowpol matches on the transport header it finds behind them, is missed (and a first
+//! fragment is not seen as UDP/TCP).
 
 use super::{CompileError, Engine, five_overlap, label_canon, three_overlap};
+use crate::packet::link::ethertype;
 use crate::policy::model::{
-    Action, AddrMatch, FiveMatch, LabelMatch, Policy, ThreeMatch, proto_has_ports,
+    Action, AddrMatch, FiveMatch, LabelMatch, Policy, Prefix, ThreeMatch, proto_has_ports,
 };
 use std::fmt::Write as _;
 
@@ -64,60 +122,148 @@ pub const NOTHING: &str = "ip6 and len = 0";
 const FIVE_INEXACT: &str = "libpcap reads only the fixed header's next header: packets with extension headers \
      before the transport header (and first fragments) are not matched as flowpol matches them";
 
-fn addr_expr(dir: &str, m: &AddrMatch) -> Option<String> {
-    let ps = super::disjoint_prefixes(m)?;
-    let one = |p: &crate::policy::model::Prefix| {
-        if p.len == 128 {
-            format!("{dir} host {}", std::net::Ipv6Addr::from(p.addr))
-        } else {
-            format!("{dir} net {p}")
-        }
-    };
-    Some(if ps.len() == 1 {
-        one(&ps[0])
-    } else {
-        format!("({})", ps.iter().map(one).collect::<Vec<_>>().join(" or "))
-    })
+/// The most VLAN tags an expression looks behind by default: flowpol's own limit.
+pub const MAX_TAGS: usize = crate::packet::link::MAX_VLAN_TAGS;
+
+/// Where an expression reads the IPv6 header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum At {
+    /// Behind the link layer, as libpcap finds it for any link type: `ip6`, `ip6[..]`,
+    /// `src net`.
+    Ip6,
+    /// At a fixed offset of an Ethernet frame, behind VLAN tags: `ether[..]`.
+    Ether(u32),
 }
 
-const LABEL: &str = "ip6[0:4] & 0xfffff";
+impl At {
+    /// The IPv6 header of an Ethernet frame behind `tags` VLAN tags; [`At::Ip6`] for none.
+    fn behind(tags: usize) -> At {
+        match tags {
+            0 => At::Ip6,
+            n => At::Ether(ETHER_HEADER + TAG * n as u32),
+        }
+    }
 
-fn label_expr(l: &LabelMatch) -> Option<String> {
-    match label_canon(l) {
-        LabelMatch::Any => None,
-        LabelMatch::Exact(v) => Some(format!("{LABEL} = {:#x}", v.value())),
-        LabelMatch::Range { lo, hi } if lo.is_zero() => {
-            Some(format!("{LABEL} <= {:#x}", hi.value()))
+    /// The test that the frame holds IPv6 here.
+    fn ipv6(self) -> String {
+        match self {
+            At::Ip6 => "ip6".into(),
+            At::Ether(o) => format!("ether[{}:2] = {:#x}", o - 2, ethertype::IPV6),
         }
-        LabelMatch::Range { lo, hi } if hi.value() == crate::FlowLabel::MASK => {
-            Some(format!("{LABEL} >= {:#x}", lo.value()))
+    }
+
+    /// `size` bytes (1, 2 or 4: libpcap loads nothing else) at `off` in the IPv6 header.
+    fn field(self, off: u32, size: u32) -> String {
+        let (proto, at) = match self {
+            At::Ip6 => ("ip6", off),
+            At::Ether(o) => ("ether", o + off),
+        };
+        match size {
+            1 => format!("{proto}[{at}]"),
+            _ => format!("{proto}[{at}:{size}]"),
         }
-        LabelMatch::Range { lo, hi } => Some(format!(
-            "{LABEL} >= {:#x} and {LABEL} <= {:#x}",
-            lo.value(),
-            hi.value()
-        )),
-        LabelMatch::Masked { value, mask } => Some(format!("ip6[0:4] & {mask:#x} = {value:#x}")),
+    }
+
+    /// The source (`dir` "src", at byte 8) or destination ("dst", byte 24) address in `p`:
+    /// `src net P` or, at an Ethernet offset, the prefix's 32-bit words.
+    fn addr(self, dir: &str, p: &Prefix) -> String {
+        let base = if dir == "src" { 8 } else { 24 };
+        match self {
+            At::Ip6 if p.len == 128 => {
+                format!("{dir} host {}", std::net::Ipv6Addr::from(p.addr))
+            }
+            At::Ip6 => format!("{dir} net {p}"),
+            At::Ether(_) => {
+                let words: Vec<String> = (0..4u32)
+                    .map(|i| (i, u32::from(p.len).saturating_sub(32 * i).min(32)))
+                    .take_while(|&(_, bits)| bits > 0)
+                    .map(|(i, bits)| {
+                        let field = self.field(base + 4 * i, 4);
+                        let word = (p.addr >> (96 - 32 * i)) as u32;
+                        if bits == 32 {
+                            format!("{field} = {word:#x}")
+                        } else {
+                            format!("{field} & {:#x} = {word:#x}", u32::MAX << (32 - bits))
+                        }
+                    })
+                    .collect();
+                if words.len() == 1 {
+                    words[0].clone()
+                } else {
+                    format!("({})", words.join(" and "))
+                }
+            }
+        }
     }
 }
 
-fn port_expr(off: u8, lo: u16, hi: u16) -> Option<String> {
+/// An Ethernet header's length, up to its EtherType and an 802.1Q/802.1ad tag's.
+const ETHER_HEADER: u32 = 14;
+const TAG: u32 = 4;
+
+/// The test that an Ethernet frame has a VLAN tag after `tags` others: the tag protocol IDs
+/// flowpol steps over (libpcap's `vlan` tests the same three).
+fn tag_test(tags: usize) -> String {
+    let at = ETHER_HEADER - 2 + TAG * tags as u32;
+    let alts: Vec<String> = [ethertype::VLAN, ethertype::QINQ, ethertype::QINQ_OLD]
+        .iter()
+        .map(|t| format!("ether[{at}:2] = {t:#x}"))
+        .collect();
+    format!("({})", alts.join(" or "))
+}
+
+fn addr_expr(at: At, dir: &str, m: &AddrMatch) -> Option<String> {
+    let ps = super::disjoint_prefixes(m)?;
+    if ps.iter().any(|p| p.len == 0) {
+        return None;
+    }
+    Some(if ps.len() == 1 {
+        at.addr(dir, &ps[0])
+    } else {
+        let alts: Vec<String> = ps.iter().map(|p| at.addr(dir, p)).collect();
+        format!("({})", alts.join(" or "))
+    })
+}
+
+fn label_expr(at: At, l: &LabelMatch) -> Option<String> {
+    let word = at.field(0, 4);
+    let label = format!("{word} & 0xfffff");
+    match label_canon(l) {
+        LabelMatch::Any => None,
+        LabelMatch::Exact(v) => Some(format!("{label} = {:#x}", v.value())),
+        LabelMatch::Range { lo, hi } if lo.is_zero() => {
+            Some(format!("{label} <= {:#x}", hi.value()))
+        }
+        LabelMatch::Range { lo, hi } if hi.value() == crate::FlowLabel::MASK => {
+            Some(format!("{label} >= {:#x}", lo.value()))
+        }
+        LabelMatch::Range { lo, hi } => Some(format!(
+            "{label} >= {:#x} and {label} <= {:#x}",
+            lo.value(),
+            hi.value()
+        )),
+        LabelMatch::Masked { value, mask } => Some(format!("{word} & {mask:#x} = {value:#x}")),
+    }
+}
+
+fn port_expr(at: At, off: u32, lo: u16, hi: u16) -> Option<String> {
+    let f = at.field(off, 2);
     match (lo, hi) {
         (0, u16::MAX) => None,
-        (a, b) if a == b => Some(format!("ip6[{off}:2] = {a}")),
-        (0, b) => Some(format!("ip6[{off}:2] <= {b}")),
-        (a, u16::MAX) => Some(format!("ip6[{off}:2] >= {a}")),
-        (a, b) => Some(format!("ip6[{off}:2] >= {a} and ip6[{off}:2] <= {b}")),
+        (a, b) if a == b => Some(format!("{f} = {a}")),
+        (0, b) => Some(format!("{f} <= {b}")),
+        (a, u16::MAX) => Some(format!("{f} >= {a}")),
+        (a, b) => Some(format!("{f} >= {a} and {f} <= {b}")),
     }
 }
 
 /// The conjunction of a rule's field tests; `None` when it never matches, `Some("")` when it
 /// matches every IPv6 packet.
-fn three_expr(m: &ThreeMatch) -> Option<String> {
+fn three_expr(at: At, m: &ThreeMatch) -> Option<String> {
     let parts: Vec<String> = [
-        addr_expr("src", &m.src),
-        addr_expr("dst", &m.dst),
-        label_expr(&m.label),
+        addr_expr(at, "src", &m.src),
+        addr_expr(at, "dst", &m.dst),
+        label_expr(at, &m.label),
     ]
     .into_iter()
     .flatten()
@@ -125,8 +271,8 @@ fn three_expr(m: &ThreeMatch) -> Option<String> {
     Some(parts.join(" and "))
 }
 
-fn five_expr(name: &str, m: &FiveMatch) -> Result<Option<String>, CompileError> {
-    let mut parts: Vec<String> = [addr_expr("src", &m.src), addr_expr("dst", &m.dst)]
+fn five_expr(at: At, name: &str, m: &FiveMatch) -> Result<Option<String>, CompileError> {
+    let mut parts: Vec<String> = [addr_expr(at, "src", &m.src), addr_expr(at, "dst", &m.dst)]
         .into_iter()
         .flatten()
         .collect();
@@ -139,10 +285,10 @@ fn five_expr(name: &str, m: &FiveMatch) -> Result<Option<String>, CompileError> 
             });
         }
         Some(p) => {
-            parts.push(format!("ip6[6] = {p}"));
+            parts.push(format!("{} = {p}", at.field(6, 1)));
             if proto_has_ports(p) {
-                parts.extend(port_expr(40, m.sport.lo, m.sport.hi));
-                parts.extend(port_expr(42, m.dport.lo, m.dport.hi));
+                parts.extend(port_expr(at, 40, m.sport.lo, m.sport.hi));
+                parts.extend(port_expr(at, 42, m.dport.lo, m.dport.hi));
             } else if !(m.sport.matches(0) && m.dport.matches(0)) {
                 return Ok(None);
             }
@@ -151,40 +297,80 @@ fn five_expr(name: &str, m: &FiveMatch) -> Result<Option<String>, CompileError> 
     Ok(Some(parts.join(" and ")))
 }
 
+/// `(base) and not ((e1) or ...)`, `""` when it matches every IPv6 packet.
 fn and_not(base: &str, earlier: &[&str]) -> String {
-    let mut e = String::from("ip6");
+    let mut parts = Vec::new();
     if !base.is_empty() {
-        let _ = write!(e, " and ({base})");
+        parts.push(format!("({base})"));
     }
     if !earlier.is_empty() {
         let alts: Vec<String> = earlier.iter().map(|x| format!("({x})")).collect();
-        let _ = write!(e, " and not ({})", alts.join(" or "));
+        parts.push(format!("not ({})", alts.join(" or ")));
+    }
+    parts.join(" and ")
+}
+
+/// `body(n)` (the test with the IPv6 header behind `n` tags) on an IPv6 packet behind 0 to
+/// `tags` VLAN tags: `(ip6 and B) or (TAG12 and
+/// ((ether[16:2] = 0x86dd and B@18) or (TAG16 and (...))))`, each level nested in the tag test
+/// of the one before. The untagged level reads like any pcap filter and serves every link
+/// type; the tagged ones name Ethernet offsets.
+fn on_link(tags: usize, body: impl Fn(usize) -> String) -> String {
+    let level = |n: usize| {
+        let at = At::behind(n);
+        match body(n) {
+            b if b.is_empty() => at.ipv6(),
+            b => format!("{} and {b}", at.ipv6()),
+        }
+    };
+    let mut e = level(tags);
+    for n in (0..tags).rev() {
+        e = format!("({}) or ({} and ({e}))", level(n), tag_test(n));
     }
     e
 }
 
 /// Compiles the rules of `engine`: every rule's filter in order, then one per action that has
-/// packets (pass, drop, classes in declaration order), then the default.
-pub fn compile(policy: &Policy, engine: Engine) -> Result<Vec<BpfFilter>, CompileError> {
-    // (name, action, bare match or None when it never matches)
-    let rules: Vec<(String, Action, Option<String>)> = match engine {
+/// packets (pass, drop, classes in declaration order), then the default. Every expression
+/// looks behind up to `tags` VLAN tags (at most [`MAX_TAGS`]); with 0 it reads the IPv6
+/// header only through `ip6` and compiles for every link type, not only Ethernet.
+pub fn compile(
+    policy: &Policy,
+    engine: Engine,
+    tags: usize,
+) -> Result<Vec<BpfFilter>, CompileError> {
+    let tags = tags.min(MAX_TAGS);
+    let (names, actions): (Vec<&str>, Vec<&Action>) = match engine {
         Engine::Three => policy
             .three
             .iter()
-            .map(|r| (r.name.clone(), r.action.clone(), three_expr(&r.matcher)))
-            .collect(),
+            .map(|r| (r.name.as_str(), &r.action))
+            .unzip(),
         Engine::Five => policy
             .five
             .iter()
-            .map(|r| {
-                Ok((
-                    r.name.clone(),
-                    r.action.clone(),
-                    five_expr(&r.name, &r.matcher)?,
-                ))
-            })
-            .collect::<Result<_, CompileError>>()?,
+            .map(|r| (r.name.as_str(), &r.action))
+            .unzip(),
     };
+    // Per level of tags, per rule: its bare match, or None when it never matches.
+    let matches: Vec<Vec<Option<String>>> = (0..=tags)
+        .map(|n| {
+            let at = At::behind(n);
+            match engine {
+                Engine::Three => Ok(policy
+                    .three
+                    .iter()
+                    .map(|r| three_expr(at, &r.matcher))
+                    .collect()),
+                Engine::Five => policy
+                    .five
+                    .iter()
+                    .map(|r| five_expr(at, &r.name, &r.matcher))
+                    .collect(),
+            }
+        })
+        .collect::<Result<_, CompileError>>()?;
+    let live = |j: usize| matches[0][j].is_some();
     let overlap = |i: usize, j: usize| match engine {
         Engine::Three => three_overlap(&policy.three[i].matcher, &policy.three[j].matcher),
         Engine::Five => five_overlap(&policy.five[i].matcher, &policy.five[j].matcher),
@@ -193,97 +379,117 @@ pub fn compile(policy: &Policy, engine: Engine) -> Result<Vec<BpfFilter>, Compil
         Engine::Three => policy.three[i].matcher.covers(&policy.three[j].matcher),
         Engine::Five => policy.five[i].matcher.covers(&policy.five[j].matcher),
     };
-    let (exact, reason) = match engine {
-        Engine::Three => (true, None),
-        Engine::Five => (false, Some(FIVE_INEXACT.to_string())),
-    };
-    let mut out = Vec::new();
-    for (k, (name, action, m)) in rules.iter().enumerate() {
-        let live_before = || (0..k).filter(|&j| rules[j].2.is_some());
-        let expr = match m {
-            Some(m) if !live_before().any(|j| covers(j, k)) => {
-                let earlier: Vec<&str> = live_before()
-                    .filter(|&j| overlap(j, k))
-                    .map(|j| rules[j].2.as_deref().unwrap_or(""))
-                    .collect();
-                and_not(m, &earlier)
+    // Per rule, the earlier rules that can take its packets, or None when no packet reaches it.
+    let earlier: Vec<Option<Vec<usize>>> = (0..names.len())
+        .map(|k| {
+            if !live(k) || (0..k).any(|j| live(j) && covers(j, k)) {
+                return None;
             }
-            _ => NOTHING.to_string(),
-        };
-        out.push(BpfFilter {
-            kind: FilterKind::Rule,
-            name: name.clone(),
-            index: Some(k),
-            action: action.to_string(),
-            expr,
-            exact,
-            reason: reason.clone(),
-        });
-    }
-    let all: Vec<&str> = rules.iter().filter_map(|r| r.2.as_deref()).collect();
-    let default_expr = if all.iter().any(|m| m.is_empty()) {
-        NOTHING.to_string()
-    } else {
-        and_not("", &all)
-    };
-    let default = BpfFilter {
-        kind: FilterKind::Default,
-        name: "default".into(),
-        index: None,
-        action: policy.default.to_string(),
-        expr: default_expr,
-        exact,
-        reason: reason.clone(),
-    };
-    let mut actions = vec![Action::Pass, Action::Drop];
-    actions.extend(policy.classes.iter().map(|c| Action::Class(c.name.clone())));
-    for a in actions {
-        let a_str = a.to_string();
-        let mut alts: Vec<&str> = out
+            Some((0..k).filter(|&j| live(j) && overlap(j, k)).collect())
+        })
+        .collect();
+    // Rule k's packets, with the IPv6 header behind n tags.
+    let rule_body = |k: usize, n: usize| -> Option<String> {
+        let m = &matches[n];
+        let before: Vec<&str> = earlier[k]
+            .as_ref()?
             .iter()
-            .filter(|f| f.action == a_str && f.expr != NOTHING)
-            .map(|f| f.expr.as_str())
+            .filter_map(|&j| m[j].as_deref())
             .collect();
-        if policy.default == a && default.expr != NOTHING {
-            alts.push(&default.expr);
-        }
-        if alts.is_empty() {
-            continue;
-        }
-        let expr = if alts.len() == 1 {
-            alts[0].to_string()
-        } else {
-            alts.iter()
-                .map(|x| format!("({x})"))
-                .collect::<Vec<_>>()
-                .join(" or ")
-        };
-        out.push(BpfFilter {
-            kind: FilterKind::Action,
-            name: a_str.clone(),
-            index: None,
-            action: a_str,
-            expr,
-            exact,
-            reason: reason.clone(),
-        });
+        Some(and_not(m[k].as_deref()?, &before))
+    };
+    let default_reached = matches[0].iter().flatten().all(|m| !m.is_empty());
+    let default_body = |n: usize| -> Option<String> {
+        let all: Vec<&str> = matches[n].iter().filter_map(|m| m.as_deref()).collect();
+        default_reached.then(|| and_not("", &all))
+    };
+    let mut reasons = Vec::new();
+    if engine == Engine::Five {
+        reasons.push(FIVE_INEXACT.to_string());
     }
-    out.push(default);
+    match tags {
+        0 => reasons.push(format!(
+            "VLAN-tagged Ethernet frames are not selected (flowpol reads behind up to {MAX_TAGS} tags)"
+        )),
+        n if n < MAX_TAGS => reasons.push(format!(
+            "Ethernet frames with more than {n} VLAN tags are not selected (flowpol reads behind up to {MAX_TAGS})"
+        )),
+        _ => {}
+    }
+    let exact = reasons.is_empty();
+    let reason = (!exact).then(|| reasons.join("; "));
+    let filter =
+        |kind, name: &str, index, action: &Action, body: &dyn Fn(usize) -> Option<String>| {
+            BpfFilter {
+                kind,
+                name: name.to_string(),
+                index,
+                action: action.to_string(),
+                expr: match body(0) {
+                    None => NOTHING.to_string(),
+                    Some(_) => on_link(tags, |n| body(n).unwrap_or_default()),
+                },
+                exact,
+                reason: reason.clone(),
+            }
+        };
+    let mut out: Vec<BpfFilter> = (0..names.len())
+        .map(|k| {
+            filter(FilterKind::Rule, names[k], Some(k), actions[k], &|n| {
+                rule_body(k, n)
+            })
+        })
+        .collect();
+    let mut all_actions = vec![Action::Pass, Action::Drop];
+    all_actions.extend(policy.classes.iter().map(|c| Action::Class(c.name.clone())));
+    for a in &all_actions {
+        // The packets of every rule with this action (and of the default when it has it).
+        let with_a: Vec<usize> = (0..names.len()).filter(|&k| actions[k] == a).collect();
+        let union = |n: usize| -> Option<String> {
+            let mut alts: Vec<String> = with_a.iter().filter_map(|&k| rule_body(k, n)).collect();
+            if policy.default == *a {
+                alts.extend(default_body(n));
+            }
+            match alts.len() {
+                0 => None,
+                1 => alts.pop(),
+                _ if alts.iter().any(|b| b.is_empty()) => Some(String::new()),
+                _ => Some(format!("(({}))", alts.join(") or ("))),
+            }
+        };
+        if union(0).is_some() {
+            let name = a.to_string();
+            out.push(filter(FilterKind::Action, &name, None, a, &union));
+        }
+    }
+    out.push(filter(
+        FilterKind::Default,
+        "default",
+        None,
+        &policy.default,
+        &default_body,
+    ));
     Ok(out)
 }
 
 /// The text form: a `#` comment line naming each filter, then its expression on one line.
-pub fn to_text(filters: &[BpfFilter], engine: Engine) -> String {
+pub fn to_text(filters: &[BpfFilter], engine: Engine, tags: usize) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
         "# flowpol compile --target bpf --engine {}: pcap-filter expressions, first match applied",
         engine.keyword()
     );
-    let _ = writeln!(
-        t,
-        "# `ip6` tests the link-layer type: VLAN-tagged frames are not selected."
-    );
+    let _ = match tags {
+        0 => writeln!(
+            t,
+            "# IPv6 through `ip6` only, for any link type: VLAN-tagged Ethernet frames are not selected."
+        ),
+        n => writeln!(
+            t,
+            "# Ethernet: untagged IPv6 through `ip6`, behind 1 to {n} VLAN tags (0x8100, 0x88a8, 0x9100) at `ether[..]` offsets (--vlan-tags 0 for other link types)."
+        ),
+    };
     for f in filters {
         let what = match (f.kind, f.index) {
             (FilterKind::Rule, Some(i)) => format!("rule {i} {} -> {}", f.name, f.action),
@@ -360,7 +566,7 @@ mod tests {
             default: Action::Class("gold".into()),
             default_explicit: true,
         };
-        let f = compile(&p, Engine::Three).unwrap();
+        let f = compile(&p, Engine::Three, 0).unwrap();
         assert_eq!(
             f[0].expr,
             "ip6 and (src net 2001:db8::/32 and ip6[0:4] & 0xfffff = 0x12345)"
@@ -388,10 +594,73 @@ mod tests {
                 "default"
             ]
         );
-        assert!(
-            f[6].expr.contains(&f[7].expr),
+        assert_eq!(
+            f[6].expr,
+            format!(
+                "ip6 and (((src net 2001:db8::/32 and ip6[0:4] & 0xfffff = 0x12345)) or ({}))",
+                f[7].expr.trim_start_matches("ip6 and "),
+            ),
             "the default's class includes the default"
         );
-        assert!(f.iter().all(|x| x.exact));
+        assert!(f.iter().all(|x| !x.exact && x.reason.is_some()), "no tags");
+        let tagged = compile(&p, Engine::Three, MAX_TAGS).unwrap();
+        assert!(tagged.iter().all(|x| x.exact && x.reason.is_none()));
+        assert!(tagged[0].expr.starts_with(&format!("({}) or (", f[0].expr)));
+    }
+
+    #[test]
+    fn tagged_levels_nest_at_ethernet_offsets() {
+        let e = on_link(2, |n| {
+            label_expr(
+                At::behind(n),
+                &LabelMatch::Exact(FlowLabel::from_low_bits(5)),
+            )
+            .unwrap()
+        });
+        let tag = |o: u32| {
+            format!("(ether[{o}:2] = 0x8100 or ether[{o}:2] = 0x88a8 or ether[{o}:2] = 0x9100)")
+        };
+        assert_eq!(
+            e,
+            format!(
+                "(ip6 and ip6[0:4] & 0xfffff = 0x5) or ({} and ((ether[16:2] = 0x86dd and ether[18:4] & 0xfffff = 0x5) or ({} and (ether[20:2] = 0x86dd and ether[22:4] & 0xfffff = 0x5))))",
+                tag(12),
+                tag(16)
+            )
+        );
+        let at = At::behind(1);
+        let p = |s: &str| {
+            let (a, l) = s.split_once('/').unwrap();
+            Prefix::new(
+                u128::from(a.parse::<std::net::Ipv6Addr>().unwrap()),
+                l.parse().unwrap(),
+            )
+        };
+        for (dir, prefix, want) in [
+            (
+                "src",
+                "2001:db8:a::/48",
+                "(ether[26:4] = 0x20010db8 and ether[30:4] & 0xffff0000 = 0xa0000)",
+            ),
+            ("dst", "2001:db8::/32", "ether[42:4] = 0x20010db8"),
+            ("dst", "8000::/1", "ether[42:4] & 0x80000000 = 0x80000000"),
+            (
+                "dst",
+                "2001:db8::1:2/128",
+                "(ether[42:4] = 0x20010db8 and ether[46:4] = 0x0 and ether[50:4] = 0x0 and ether[54:4] = 0x10002)",
+            ),
+        ] {
+            assert_eq!(at.addr(dir, &p(prefix)), want);
+        }
+        let any = AddrMatch(vec![p("::/0"), p("2001:db8::/32")]);
+        assert_eq!(
+            addr_expr(at, "src", &any),
+            None,
+            "::/0 matches every address"
+        );
+        assert_eq!(
+            At::behind(0).addr("src", &p("2001:db8::/32")),
+            "src net 2001:db8::/32"
+        );
     }
 }

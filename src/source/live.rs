@@ -11,7 +11,12 @@
 //!   `recvfrom` per frame, on a socket opened here ([`super::sys`]) and handed to pnet with
 //!   `Config::socket_fd`, so its `PACKET_STATISTICS` can be read (and fanout joined) through a
 //!   second descriptor. The read buffer holds 256 KiB frames (pnet's default 4096 bytes would
-//!   cut loopback and GRO/GSO frames). VLAN tags the kernel stripped are lost on this path.
+//!   cut loopback and GRO/GSO frames). VLAN tags the kernel stripped are lost on this path:
+//!   the kernel hands them over only as `PACKET_AUXDATA` control messages, which pnet's
+//!   `recvfrom` drops (restoring them would mean reading the socket with `recvmsg` ourselves,
+//!   that is, not through pnet). The classification is the same (flowpol reads the IPv6 header
+//!   behind the tags); byte counts and `--write` frames lack the tag. A one-time warning says so
+//!   when the interface is or carries a VLAN device.
 //!
 //! With more than one worker the first socket creates a fanout group whose id the kernel picks
 //! (`PACKET_FANOUT_FLAG_UNIQUEID`) and the others join it; the kernel's flow hash keeps each
@@ -28,7 +33,7 @@ use crate::report::Tally;
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -94,7 +99,8 @@ pub enum SourceKind {
     #[default]
     Ring,
     /// pnet's datalink channel: portable, but one poll + recvfrom per frame, and VLAN tags the
-    /// kernel stripped are lost.
+    /// kernel stripped are lost (pnet's `recvfrom` returns no `PACKET_AUXDATA`): tagged frames
+    /// are classified alike but counted 4 bytes short and written untagged.
     Pnet,
 }
 
@@ -115,6 +121,37 @@ pub fn link_type(iface: &str) -> LinkType {
         "65534" | "519" => LinkType::RAW,
         // Ethernet, loopback (with a zeroed Ethernet header) and the rest.
         _ => LinkType::ETHERNET,
+    }
+}
+
+/// True when `iface` is a VLAN device or has one on top (`ip link add link IF ... type vlan`),
+/// read from sysfs under `root` (`/sys/class/net`): tagged frames then reach it, and the kernel
+/// moves their outer tag into packet metadata, which pnet's `recvfrom` does not return.
+fn carries_vlans_in(root: &Path, iface: &str) -> bool {
+    let is_vlan = |dev: &Path| {
+        std::fs::read_to_string(dev.join("uevent"))
+            .is_ok_and(|u| u.lines().any(|l| l.trim() == "DEVTYPE=vlan"))
+    };
+    let dev = root.join(iface);
+    is_vlan(&dev)
+        || std::fs::read_dir(&dev)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("upper_") && is_vlan(&e.path()))
+}
+
+/// Says once, when pnet captures an interface known to carry VLAN tags, that it cannot see
+/// the tags the kernel strips (pnet reads with `recvfrom`, without `PACKET_AUXDATA`; the ring
+/// reads them from each frame's header). Interfaces that carry tagged frames without a VLAN
+/// device (a mirror port, a veth) are not detected: the flag's documentation says it for all.
+fn warn_pnet_vlans(iface: &str, link: LinkType) {
+    if link == LinkType::ETHERNET && carries_vlans_in(Path::new("/sys/class/net"), iface) {
+        tracing::warn!(
+            "{iface} carries VLANs: with --source pnet, tags the kernel strips are not seen, so \
+             tagged frames are counted 4 bytes short and --write saves them untagged (the \
+             classification is the same); the default ring source puts them back"
+        );
     }
 }
 
@@ -422,6 +459,9 @@ impl Session {
         let workers = cfg.workers.max(1);
         let sources = Source::open_all(cfg.source, &cfg.iface, workers, cfg.write.is_some())?;
         let link = sources[0].link();
+        if cfg.source == SourceKind::Pnet {
+            warn_pnet_vlans(&cfg.iface, link);
+        }
         let writer = match &cfg.write {
             Some(p) => Some(Arc::new(Mutex::new(
                 PcapWriter::create(p, link).map_err(LiveError::Write)?,
@@ -659,5 +699,43 @@ mod tests {
     #[test]
     fn link_type_of_unknown_interface_is_ethernet() {
         assert_eq!(link_type("no-such-if-0"), LinkType::ETHERNET);
+    }
+
+    #[test]
+    fn vlan_devices_are_found_in_sysfs() {
+        // A sysfs-like tree: eth0 with eth0.100 on top, eth1 alone, and a bridge on eth2.
+        let root = tempfile::tempdir().unwrap();
+        let dev = |name: &str, devtype: Option<&str>| {
+            let d = root.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            let ty = devtype
+                .map(|t| format!("DEVTYPE={t}\n"))
+                .unwrap_or_default();
+            std::fs::write(
+                d.join("uevent"),
+                format!("{ty}INTERFACE={name}\nIFINDEX=3\n"),
+            )
+            .unwrap();
+        };
+        dev("eth0", None);
+        dev("eth0.100", Some("vlan"));
+        dev("eth1", None);
+        dev("eth2", None);
+        dev("br0", Some("bridge"));
+        let up = |lower: &str, upper: &str| {
+            std::os::unix::fs::symlink(
+                root.path().join(upper),
+                root.path().join(lower).join(format!("upper_{upper}")),
+            )
+            .unwrap();
+        };
+        up("eth0", "eth0.100");
+        up("eth2", "br0");
+        let r = root.path();
+        assert!(carries_vlans_in(r, "eth0"));
+        assert!(carries_vlans_in(r, "eth0.100"));
+        assert!(!carries_vlans_in(r, "eth1"));
+        assert!(!carries_vlans_in(r, "eth2"));
+        assert!(!carries_vlans_in(r, "no-such-if"));
     }
 }

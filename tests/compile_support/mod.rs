@@ -339,6 +339,30 @@ impl Pkt {
     }
 }
 
+/// VLAN tag stacks (tag protocol IDs, outermost first) for test frames: none, 802.1Q, QinQ
+/// (802.1ad outer), the pre-standard 0x9100 outer tag, four tags (the most flowpol reads) and
+/// five (more: flowpol sees no IPv6 packet in such a frame).
+pub const TAG_STACKS: [&[u16]; 6] = [
+    &[],
+    &[0x8100],
+    &[0x88a8, 0x8100],
+    &[0x9100, 0x8100],
+    &[0x88a8, 0x8100, 0x8100, 0x8100],
+    &[0x8100; 5],
+];
+
+/// `frame` (Ethernet) with VLAN tags of protocol IDs `tpids` inserted after its MAC addresses,
+/// VLAN ids 100, 101, ... from the outermost in.
+pub fn tagged(frame: &[u8], tpids: &[u16]) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    for (i, t) in tpids.iter().enumerate() {
+        f.extend_from_slice(&t.to_be_bytes());
+        f.extend_from_slice(&(100 + i as u16).to_be_bytes());
+    }
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
 /// Packets drawn around a policy's prefixes and labels (and some random ones), every shape.
 pub fn packets_near(policy: &Policy, n: usize, seed: u64, shapes: &[Shape]) -> Vec<Pkt> {
     let mut r = rng(seed);

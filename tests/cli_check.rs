@@ -1,4 +1,5 @@
-//! `flowpol check` and `flowpol fmt` as CI runs them: exit codes, formats, stdin, many files.
+//! `flowpol check` and `flowpol fmt` as CI runs them: exit codes, formats, stdin, many files,
+//! comments kept by `fmt`.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -173,4 +174,31 @@ fn fmt_prints_canonical_form_and_checks_it() {
             .code(),
         Some(1)
     );
+}
+
+#[test]
+fn fmt_keeps_comments() {
+    let canon = "# header\nclass gold mark 1  # why\n\ndefault pass\n\nthree {\n    # first\n    rule a label 0x1 -> class gold\n}  # end\n";
+    let o = flowpol(&["fmt", "--check", "-"], Some(canon));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let messy = "three {\n  # first\n  rule a label 1 -> class gold } # end\n# header\nclass gold mark 1 # why\ndefault pass\n";
+    let o = flowpol(&["fmt", "--check", "-"], Some(messy));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("<stdin>: not in canonical form"));
+    let o = flowpol(&["fmt", "-"], Some(messy));
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o), canon);
+    for f in ["anycast", "datacenter", "media", "unlabelled"] {
+        let f = format!("policies/{f}.fpol");
+        assert_eq!(
+            flowpol(&["fmt", "--check", &f], None).status.code(),
+            Some(0),
+            "{f}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! Fixture folders: every file in `valid/` checks clean, every file in `invalid/` has errors,
-//! every file in `warn/` has warnings only. Each non-valid file names its findings on its first
+//! every file in `warn/` has warnings only; every bundled policy checks clean and is in
+//! canonical form. Each non-valid file names its findings on its first
 //! line (`# expect: CODE@LINE:COL ...`), asserted exactly; the rendered diagnostics are
 //! snapshotted.
 
@@ -60,9 +61,11 @@ fn run_dir(dir: &str, want: Option<Severity>) {
             None => {
                 assert!(diags.is_empty(), "{name} should check clean:\n{rendered}");
                 let p = policy::load_str(&name, &text).unwrap();
-                // The canonical form parses back to the same policy.
+                // The canonical form, with and without comments, parses back to the same policy.
                 let again = policy::load_str("fmt", &policy::fmt::format(&p)).unwrap();
                 assert_eq!(p, again, "{name}: fmt round trip");
+                let kept = policy::fmt::format_source(&text).unwrap();
+                assert_eq!(p, policy::load_str("fmt", &kept).unwrap(), "{name}: fmt");
             }
             Some(sev) => {
                 assert_eq!(
@@ -101,13 +104,19 @@ fn warning_policies_warn_with_exact_findings() {
 }
 
 #[test]
-fn bundled_policies_check_clean() {
+fn bundled_policies_check_clean_and_are_canonical() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let mut n = 0;
     for e in std::fs::read_dir(root).unwrap() {
         let path = e.unwrap().path();
         if path.extension().is_some_and(|e| e == "fpol") {
             let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                policy::fmt::format_source(&text).unwrap(),
+                text,
+                "{}: not in canonical form (run `flowpol fmt` on it)",
+                path.display()
+            );
             let (_, rendered, diags) = findings(&path.display().to_string(), &text);
             assert!(diags.is_empty(), "{}:\n{rendered}", path.display());
             let p = policy::load_str("x", &text).unwrap();

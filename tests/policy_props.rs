@@ -1,5 +1,5 @@
-//! Property tests for the policy language: the canonical form round-trips, and the parser and
-//! checker never panic, whatever the input.
+//! Property tests for the policy language: the canonical form round-trips, `fmt` keeps every
+//! comment wherever it is written, and the parser and checker never panic, whatever the input.
 
 use flowpol::FlowLabel;
 use flowpol::policy::model::*;
@@ -142,6 +142,119 @@ fn policy() -> impl Strategy<Value = Policy> {
     })
 }
 
+/// A comment: `#`, any text but a line break, sometimes trailing whitespace.
+fn comment() -> impl Strategy<Value = String> {
+    ("\\PC{0,12}", prop_oneof![Just(""), Just("  "), Just("\t")])
+        .prop_map(|(text, ws)| format!("#{text}{ws}"))
+}
+
+/// What to do to one line of a policy's text.
+#[derive(Clone, Debug)]
+struct LineEdit {
+    /// Comment lines before it: text, a blank line before, indentation.
+    before: Vec<(String, bool, usize)>,
+    /// On a rule line: end the block there and open another of the same kind, with comments
+    /// at the end of the `}` and the `three {` lines.
+    reopen: Option<(Option<String>, Option<String>)>,
+    /// Break the line at one of its spaces, with a comment at the end of the first part or on
+    /// a line between the two.
+    split: Option<(prop::sample::Index, Option<(String, bool)>)>,
+    /// A comment at the end of the line.
+    trailing: Option<String>,
+}
+
+fn line_edit() -> impl Strategy<Value = LineEdit> {
+    let c = comment;
+    (
+        prop::collection::vec((c(), prop::bool::weighted(0.2), 0usize..6), 0..3),
+        prop::option::weighted(0.2, (prop::option::of(c()), prop::option::of(c()))),
+        prop::option::weighted(
+            0.2,
+            (
+                any::<prop::sample::Index>(),
+                prop::option::of((c(), any::<bool>())),
+            ),
+        ),
+        prop::option::weighted(0.3, c()),
+    )
+        .prop_map(|(before, reopen, split, trailing)| LineEdit {
+            before,
+            reopen,
+            split,
+            trailing,
+        })
+}
+
+/// `text` with `edits` applied line by line and `end` appended, and every comment written.
+fn with_comments(text: &str, edits: &[LineEdit], end: &[String]) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let mut written: Vec<String> = end.to_vec();
+    let mut kind = "";
+    let mut put = |out: &mut String, c: &str| {
+        out.push_str(c);
+        written.push(c.to_string());
+    };
+    for (line, e) in text.lines().zip(edits) {
+        if let Some(k) = line.strip_suffix(" {") {
+            kind = k;
+        }
+        if let Some((close, open)) = &e.reopen
+            && line.starts_with("    rule ")
+        {
+            out.push('}');
+            if let Some(c) = close {
+                out.push(' ');
+                put(&mut out, c);
+            }
+            out.push_str(&format!("\n{kind} {{"));
+            if let Some(c) = open {
+                put(&mut out, c);
+            }
+            out.push('\n');
+        }
+        for (c, blank, indent) in &e.before {
+            if *blank {
+                out.push('\n');
+            }
+            out.push_str(&" ".repeat(*indent));
+            put(&mut out, c);
+            out.push('\n');
+        }
+        let spaces: Vec<usize> = line.match_indices(' ').map(|(i, _)| i).collect();
+        match &e.split {
+            Some((at, c)) if !spaces.is_empty() => {
+                let at = spaces[at.index(spaces.len())];
+                out.push_str(&line[..at]);
+                match c {
+                    Some((c, true)) => {
+                        out.push(' ');
+                        put(&mut out, c);
+                        out.push('\n');
+                    }
+                    Some((c, false)) => {
+                        out.push('\n');
+                        put(&mut out, c);
+                        out.push('\n');
+                    }
+                    None => out.push('\n'),
+                }
+                out.push_str(&line[at + 1..]);
+            }
+            _ => out.push_str(line),
+        }
+        if let Some(c) = &e.trailing {
+            out.push(' ');
+            put(&mut out, c);
+        }
+        out.push('\n');
+    }
+    for c in end {
+        out.push_str(c);
+        out.push('\n');
+    }
+    (out, written)
+}
+
 /// Tokens of the language, to build inputs that reach deep into the parser.
 const TOKENS: [&str; 32] = [
     "three",
@@ -190,6 +303,23 @@ proptest! {
         prop_assert_eq!(back.as_ref(), Some(&p), "{}", text);
         // And the canonical form is a fixed point.
         prop_assert_eq!(fmt::format(&back.unwrap()), text);
+    }
+
+    #[test]
+    fn fmt_keeps_every_comment(
+        p in policy(),
+        edits in prop::collection::vec(line_edit(), 40),
+        end in prop::collection::vec(comment(), 0..3),
+    ) {
+        let (text, comments) = with_comments(&fmt::format(&p), &edits, &end);
+        prop_assert_eq!(policy::check_source(&text).0, Some(p.clone()), "{}", text);
+        let out = fmt::format_source(&text).unwrap();
+        for c in &comments {
+            let c = c.trim_end();
+            prop_assert_eq!(out.matches(c).count(), text.matches(c).count(), "{:?} in\n{}\n->\n{}", c, text, out);
+        }
+        prop_assert_eq!(policy::check_source(&out).0, Some(p), "{}", out);
+        prop_assert_eq!(fmt::format_source(&out).unwrap(), out);
     }
 
     #[test]

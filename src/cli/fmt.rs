@@ -1,12 +1,15 @@
-//! `flowpol fmt`: print a policy in canonical form.
+//! `flowpol fmt`: print a policy in canonical form, comments kept.
 
 use crate::cli::{EXIT_FINDINGS, EXIT_OK};
-use crate::policy::{self, Severity, Source, diagnostic};
+use crate::policy::fmt::FmtError;
+use crate::policy::{self, Source, diagnostic};
 use std::path::PathBuf;
 
 /// Print a policy in canonical form (one rule a line, fields in a fixed order, `any` fields
-/// left out, labels in hex). Comments are not kept. With --check, print nothing and exit 1 when
-/// the file is not already canonical.
+/// left out, labels in hex, blocks of one kind merged). Comments are kept: a comment on its own
+/// line goes before the item that follows it, a comment after an item stays at the end of its
+/// line (two spaces after it). With --check, print nothing and exit 1 when the file is not
+/// already canonical.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The policy file; `-` reads standard input.
@@ -19,18 +22,19 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let (name, text) = crate::cli::check::read(&args.file)?;
-    let (policy, diags) = policy::check_source(&text);
-    let Some(policy) = policy else {
-        let src = Source {
-            name: &name,
-            text: &text,
-        };
-        for d in diags.iter().filter(|d| d.severity == Severity::Error) {
-            eprint!("{}", diagnostic::render_human(&src, d));
+    let canonical = match policy::fmt::format_source(&text) {
+        Ok(c) => c,
+        Err(FmtError::Invalid(errors)) => {
+            let src = Source {
+                name: &name,
+                text: &text,
+            };
+            for d in &errors {
+                eprint!("{}", diagnostic::render_human(&src, d));
+            }
+            return Ok(EXIT_FINDINGS);
         }
-        return Ok(EXIT_FINDINGS);
     };
-    let canonical = policy::fmt::format(&policy);
     if args.check {
         if canonical != text {
             eprintln!("{name}: not in canonical form (run `flowpol fmt {name}`)");

@@ -80,7 +80,7 @@ pub struct Cli {
 pub enum Command {
     /// Validate policy files for CI: every finding in every file, with line and column.
     Check(check::Args),
-    /// Print a policy in canonical form.
+    /// Print a policy in canonical form, comments kept.
     Fmt(fmt::Args),
     /// Compile a policy to an nftables ruleset or pcap-filter (BPF) expressions.
     Compile(compile::Args),

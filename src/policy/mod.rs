@@ -1,6 +1,6 @@
 //! The policy language: syntax tree with spans ([`syntax`]), the nom parser ([`parse`]), the
 //! checks that turn a tree into a [`Policy`] ([`check`]), rustc-style diagnostics
-//! ([`diagnostic`]), and the canonical formatter ([`fmt`]). The grammar is in
+//! ([`diagnostic`]), and the canonical formatter, which keeps comments ([`fmt`]). The grammar is in
 //! `docs/policy-language.md`.
 
 pub mod check;
@@ -18,6 +18,13 @@ use std::path::{Path, PathBuf};
 /// Parses and checks a policy text: the policy when it has no error, and every finding (syntax
 /// errors first-come, then checks), sorted by position.
 pub fn check_source(src: &str) -> (Option<Policy>, Vec<Diagnostic>) {
+    let (_, policy, diags) = parse_and_check(src);
+    (policy, diags)
+}
+
+/// [`check_source`], also returning the syntax tree (with the file's comments), which
+/// [`fmt::format_source`] places comments by.
+pub fn parse_and_check(src: &str) -> (syntax::FileAst, Option<Policy>, Vec<Diagnostic>) {
     let (ast, mut diags) = parse::parse(src);
     let (policy, more) = check::check(&ast);
     diags.extend(more);
@@ -27,7 +34,7 @@ pub fn check_source(src: &str) -> (Option<Policy>, Vec<Diagnostic>) {
     } else {
         policy
     };
-    (policy, diags)
+    (ast, policy, diags)
 }
 
 /// A policy that could not be loaded.

@@ -128,9 +128,9 @@ const TOP_LEVEL: [&str; 4] = ["class", "default", "three", "five"];
 enum Recovery<'s> {
     /// At the next `rule` of the same block.
     Resume(&'s str),
-    /// After the `}` that closes the block (or at the end of the file).
+    /// After the `}` that closes the block.
     Close(&'s str),
-    /// At a top-level keyword: the block ends without its `}`.
+    /// At a top-level keyword or the end of the file: the block ends without its `}`.
     Escape(&'s str),
 }
 
@@ -140,15 +140,30 @@ struct P<'s> {
     diags: Vec<Diagnostic>,
 }
 
-/// Parses a policy file, returning the tree of everything that parsed and one diagnostic per
-/// syntax error.
+/// Parses a policy file, returning the tree of everything that parsed (and every comment) and
+/// one diagnostic per syntax error.
 pub fn parse(src: &str) -> (FileAst, Vec<Diagnostic>) {
     let mut p = P {
         src,
         diags: Vec::new(),
     };
-    let ast = p.file();
+    let mut ast = p.file();
+    ast.comments = comments(src);
     (ast, p.diags)
+}
+
+/// The span of every comment. No token contains `#`, so, as in [`skip_ws`], a `#` starts a
+/// comment that runs to the end of its line wherever it stands.
+fn comments(src: &str) -> Vec<Span> {
+    let mut v = Vec::new();
+    let mut from = 0;
+    while let Some(n) = src[from..].find('#') {
+        let start = from + n;
+        let end = src[start..].find('\n').map_or(src.len(), |n| start + n);
+        v.push(Span::new(start, end));
+        from = end;
+    }
+    v
 }
 
 impl<'s> P<'s> {
@@ -281,20 +296,22 @@ impl<'s> P<'s> {
             Tuple::Five
         };
         let keyword_span = self.span(start, i);
-        let (mut i, _) = cut_err(expect(skip_ws(i), "`{` to open the block", char('{')))?;
-        let mut rules = Vec::new();
+        let brace = skip_ws(i);
+        let (mut i, _) = cut_err(expect(brace, "`{` to open the block", char('{')))?;
+        let mut block = BlockAst {
+            tuple,
+            keyword_span,
+            open: self.span(brace, i),
+            rules: Vec::new(),
+            close: None,
+            span: Span::default(),
+        };
         loop {
             i = skip_ws(i);
             if let Some(rest) = i.strip_prefix('}') {
-                return Ok((
-                    rest,
-                    BlockAst {
-                        tuple,
-                        keyword_span,
-                        rules,
-                        span: self.span(start, rest),
-                    },
-                ));
+                block.close = Some(self.span(i, rest));
+                block.span = self.span(start, rest);
+                return Ok((rest, block));
             }
             if i.is_empty() {
                 let at = self.off(i);
@@ -307,15 +324,8 @@ impl<'s> P<'s> {
                     .with_label("the file ends here")
                     .with_secondary(keyword_span, "the block opened here"),
                 );
-                return Ok((
-                    i,
-                    BlockAst {
-                        tuple,
-                        keyword_span,
-                        rules,
-                        span: self.span(start, i),
-                    },
-                ));
+                block.span = self.span(start, i);
+                return Ok((i, block));
             }
             let r = if peek_keyword(i, "rule") {
                 self.rule(i)
@@ -324,25 +334,25 @@ impl<'s> P<'s> {
             };
             match r {
                 Ok((rest, rule)) => {
-                    rules.push(rule);
+                    block.rules.push(rule);
                     i = rest;
                 }
                 Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
                     self.syntax_error(e.clone());
-                    match self.recover_rule(e.at) {
-                        Recovery::Resume(rest) => i = rest,
-                        Recovery::Close(rest) | Recovery::Escape(rest) => {
-                            return Ok((
-                                rest,
-                                BlockAst {
-                                    tuple,
-                                    keyword_span,
-                                    rules,
-                                    span: self.span(start, rest),
-                                },
-                            ));
+                    let rest = match self.recover_rule(e.at) {
+                        Recovery::Resume(rest) => {
+                            i = rest;
+                            continue;
                         }
-                    }
+                        Recovery::Close(rest) => {
+                            let end = self.off(rest);
+                            block.close = Some(Span::new(end - 1, end));
+                            rest
+                        }
+                        Recovery::Escape(rest) => rest,
+                    };
+                    block.span = self.span(start, rest);
+                    return Ok((rest, block));
                 }
                 Err(nom::Err::Incomplete(_)) => unreachable!("complete parsers only"),
             }
@@ -351,7 +361,7 @@ impl<'s> P<'s> {
 
     /// After an error inside a block: skip tokens to the next `rule`; to a `}` that closes the
     /// block (first on its line, or followed by a top-level keyword or the end of the file); or
-    /// to a top-level keyword first on its line, which ends the block.
+    /// to a top-level keyword first on its line, or the end of the file, which end the block.
     fn recover_rule(&self, mut i: &'s str) -> Recovery<'s> {
         let (_, n) = token_at(i);
         i = &i[n.max(1).min(i.len())..];
@@ -359,7 +369,7 @@ impl<'s> P<'s> {
             let before_ws = i;
             i = skip_ws(i);
             if i.is_empty() {
-                return Recovery::Close(i);
+                return Recovery::Escape(i);
             }
             let line_start = before_ws[..before_ws.len() - i.len()].contains('\n');
             if peek_keyword(i, "rule") {
@@ -686,9 +696,34 @@ mod tests {
 
     #[test]
     fn unclosed_block_and_comments() {
-        let e = errs("# c\nthree { # open\n rule a -> pass # x\n");
+        let src = "# c\nthree { # open\n rule a -> pass # x\n";
+        let e = errs(src);
         assert_eq!(e.len(), 1);
         assert!(e[0].1.contains("close the `three` block"));
+        let (ast, _) = parse(src);
+        assert_eq!(ast.blocks[0].close, None);
+        let texts: Vec<&str> = ast.comments.iter().map(|c| &src[c.range()]).collect();
+        assert_eq!(texts, ["# c", "# open", "# x"]);
+    }
+
+    #[test]
+    fn block_braces_and_comments_have_spans() {
+        let src = "three # a { b\n{ rule a -> pass }\r\nfive{}# # two\n# end";
+        let (ast, d) = parse(src);
+        assert!(d.is_empty(), "{d:?}");
+        let at = |s: Span| &src[s.range()];
+        let b = &ast.blocks[0];
+        assert_eq!(b.open.start, src.find("{ rule").unwrap());
+        assert_eq!((at(b.open), b.close.map(at)), ("{", Some("}")));
+        assert_eq!(ast.blocks[1].close.map(|s| s.end), src.find("# #"));
+        let texts: Vec<&str> = ast.comments.iter().map(|&c| at(c)).collect();
+        assert_eq!(texts, ["# a { b", "# # two", "# end"]);
+        // A block closed by recovery keeps its `}`.
+        let src = "three { rule a src zz -> pass }\nfive { rule b ->\n";
+        let (ast, d) = parse(src);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(ast.blocks[0].close.map(|s| s.start), src.find('}'));
+        assert_eq!(ast.blocks[1].close, None);
     }
 
     #[test]

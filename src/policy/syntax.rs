@@ -153,7 +153,11 @@ pub struct RuleAst {
 pub struct BlockAst {
     pub tuple: Tuple,
     pub keyword_span: Span,
+    /// The `{`.
+    pub open: Span,
     pub rules: Vec<RuleAst>,
+    /// The `}`; `None` when the block is not closed (a syntax error).
+    pub close: Option<Span>,
     pub span: Span,
 }
 
@@ -178,4 +182,7 @@ pub struct FileAst {
     pub classes: Vec<ClassDecl>,
     pub defaults: Vec<DefaultDecl>,
     pub blocks: Vec<BlockAst>,
+    /// Every `#` comment, in source order: from the `#` to the end of its line, the newline
+    /// left out. Comments are not part of any item; `fmt` places them by these spans.
+    pub comments: Vec<Span>,
 }

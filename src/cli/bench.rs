@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use crate::cli::OutputFormat as Format;
 
+/// Measure the engines (linear, fast) on the same packets, 3-tuple and 5-tuple.
+///
 /// Measure the classification engines on the same packets: build time, memory, ns per packet
 /// for key extraction and for lookup, packets per second, and mismatches against the linear
 /// reference (which must be 0).

@@ -43,7 +43,7 @@ pub enum Format {
     Json,
 }
 
-/// Compile a policy for the kernel: an nftables ruleset or pcap-filter expressions.
+/// Compile a policy to an nftables ruleset or pcap-filter (BPF) expressions.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The policy file.

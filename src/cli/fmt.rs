@@ -5,8 +5,10 @@ use crate::policy::fmt::FmtError;
 use crate::policy::{self, Source, diagnostic};
 use std::path::PathBuf;
 
-/// Print a policy in canonical form (one rule a line, fields in a fixed order, `any` fields
-/// left out, labels in hex, blocks of one kind merged). Comments are kept: a comment on its own
+/// Print a policy in canonical form, comments kept.
+///
+/// The canonical form has one rule a line, fields in a fixed order, `any` fields
+/// left out, labels in hex, blocks of one kind merged. Comments are kept: a comment on its own
 /// line goes before the item that follows it, a comment after an item stays at the end of its
 /// line (two spaces after it). With --check, print nothing and exit 1 when the file is not
 /// already canonical.

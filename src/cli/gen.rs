@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
 
-/// Generate test inputs.
+/// Generate test inputs: synthetic captures (`gen trace`) and rule sets (`gen rules`).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(subcommand)]

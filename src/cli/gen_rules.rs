@@ -5,10 +5,7 @@ use crate::r#gen::rules::{self, Shape, Tuple};
 use anyhow::Context;
 use std::io::Write;
 
-/// Generate `--count` rules of a shape (see `flowpol::gen::rules` for the distributions):
-/// acl (specific destinations, exact ports), fw (wildcards, port ranges), ipc (host pairs).
-/// The same seed gives the same policy. For `--tuple three` the destination port becomes a flow
-/// label as in `import classbench --as three`, and one rule in ten has a value/mask label.
+/// The arguments of `gen rules` (its help text is on `GenCommand::Rules`).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The rule-set shape.

@@ -76,35 +76,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Each command's help is the doc comment of its `Args` struct: a one-line summary for the
+/// command list, then the details `--help` prints. (A doc comment on a variant here would
+/// replace it.)
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Validate policy files for CI: every finding in every file, with line and column.
     Check(check::Args),
-    /// Print a policy in canonical form, comments kept.
     Fmt(fmt::Args),
-    /// Compile a policy to an nftables ruleset or pcap-filter (BPF) expressions.
     Compile(compile::Args),
-    /// Work with a compiled ruleset in nftables (read its counters back).
     Nft(nft::Args),
-    /// Measure which IPv4/IPv6 listen/connect address pairs work on this host.
     Interop(interop::Args),
-    /// Classify a capture on the 3-tuple and the 5-tuple, side by side.
     Classify(classify::Args),
-    /// Label behaviour per flow: can a 3-tuple policy stand in for a 5-tuple one?
     Flows(flows::Args),
-    /// Generate test inputs (`gen trace`: a synthetic capture).
     Gen(r#gen::Args),
-    /// Send UDP or TCP traffic with a chosen or kernel-chosen flow label.
     Send(send::Args),
-    /// Receive traffic and report the flow label of each datagram or connection.
     Sink(sink::Args),
-    /// Replay a capture onto an interface through a raw packet socket.
     Replay(replay::Args),
-    /// Capture live traffic and classify it with both engines (needs CAP_NET_RAW).
     Watch(watch::Args),
-    /// Import ClassBench rule sets and traces.
     Import(import::Args),
-    /// Measure the engines (linear, fast) on the same packets, 3-tuple and 5-tuple.
     Bench(bench::Args),
 }
 
@@ -168,5 +157,44 @@ fn run(command: Command) -> anyhow::Result<u8> {
         Command::Watch(a) => watch::run(a),
         Command::Import(a) => import::run(a),
         Command::Bench(a) => bench::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_has_a_summary_and_its_details_reach_help() {
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            assert!(!about.is_empty(), "{} has no summary", sub.get_name());
+            assert!(
+                !about.contains('\n'),
+                "{}: summary over one line",
+                sub.get_name()
+            );
+        }
+        // The details written on the Args structs are what `--help` prints.
+        for (name, detail) in [
+            ("check", "Exit codes"),
+            ("classify", "Exit codes"),
+            ("watch", "--interval"),
+            ("fmt", "two spaces"),
+            ("bench", "mismatches"),
+            ("interop", "SO_BINDTODEVICE"),
+        ] {
+            let sub = cli.find_subcommand(name).unwrap();
+            let long = sub
+                .get_long_about()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            assert!(
+                long.contains(detail),
+                "{name} --help lacks {detail:?}: {long}"
+            );
+        }
     }
 }

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
-/// Work with a compiled ruleset loaded into nftables.
+/// Work with a compiled ruleset in nftables (read its counters back).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(subcommand)]

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use crate::cli::send::Format;
 use crate::send::replay::{ReplayConfig, ReplayReport, Timing, parse_mac, replay_with_progress};
 
+/// Replay a capture onto an interface through a raw packet socket.
+///
 /// Replay a pcap/pcapng capture onto an interface (needs CAP_NET_RAW), at the captured timing
 /// (times --speed), at --rate frames per second, or --fast. Ethernet captures go out as they are;
 /// raw IP, null/loopback and Linux SLL/SLL2 captures get a synthesized Ethernet header.

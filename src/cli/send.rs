@@ -28,6 +28,8 @@ pub fn parse_tclass(s: &str) -> Result<u8, String> {
     .map_err(|e| format!("`{s}` is not a traffic class 0-255: {e}"))
 }
 
+/// Send UDP or TCP traffic with a chosen or kernel-chosen flow label.
+///
 /// Send labelled traffic: lease the label with IPV6_FLOWLABEL_MGR, send with IPV6_FLOWINFO_SEND
 /// and sin6_flowinfo in network byte order, release the lease at the end. Without --label or
 /// --auto the packets carry label 0 (IPV6_AUTOFLOWLABEL off).

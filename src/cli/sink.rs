@@ -20,6 +20,8 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("`{s}` is not [ADDR]:PORT, ADDR:PORT, :PORT or PORT"))
 }
 
+/// Receive traffic and report the flow label of each datagram or connection.
+///
 /// Receive traffic and print, per UDP datagram or per TCP connection, one JSON line:
 /// {"proto","peer","bytes","flow_label","tclass"}. flow_label is null for IPv4 peers. A line
 /// "listening on ADDR" goes to stderr once the socket is bound.

@@ -20,6 +20,8 @@ use super::classify::OutputFormat;
 
 use crate::cli::Engine;
 
+/// Capture live traffic and classify it with both engines (needs CAP_NET_RAW).
+///
 /// Capture live traffic on an interface (needs CAP_NET_RAW) and classify every frame on the
 /// 3-tuple and on the 5-tuple. A summary is refreshed on stderr every --interval seconds; the
 /// final one goes to stdout on SIGINT/SIGTERM, after --duration or after --count frames.

@@ -278,6 +278,22 @@ fn packets_only(v: &Value) -> Value {
     }
 }
 
+/// Frames each worker of a watch captured (its JSON summary), checked to add up to its count.
+fn frames_per_worker(r: &Value) -> Vec<u64> {
+    let per: Vec<u64> = r["capture"]["frames_per_worker"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        per.iter().sum::<u64>(),
+        r["frames"]["packets"].as_u64().unwrap(),
+        "frames per worker {per:?}"
+    );
+    per
+}
+
 fn unavailable(r: &Value, reason: &str) -> u64 {
     r["five_unavailable"][reason]["packets"].as_u64().unwrap()
 }
@@ -675,18 +691,9 @@ fn workers_and_ring_total_what_one_worker_counts() {
     );
     // The trace's many flows are spread over both workers by the kernel's flow hash.
     for r in [&two, &ring] {
-        let per: Vec<u64> = r["capture"]["frames_per_worker"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+        let per = frames_per_worker(r);
         assert_eq!(per.len(), 2);
         assert!(per.iter().all(|&n| n > 0), "fanout: {per:?}");
-        assert_eq!(
-            per.iter().sum::<u64>(),
-            r["frames"]["packets"].as_u64().unwrap()
-        );
     }
     assert_eq!(ring["capture"]["source"], "ring");
 }
@@ -1027,23 +1034,10 @@ fn fanout_startup_counts_no_frame_twice() {
     for (source, workers) in WATCHES {
         let written = dir.path().join(format!("{source}-{workers}.pcap"));
         let spawned = SystemTime::now();
-        let w = Watch::spawn(
-            &p.b,
-            &[
-                "--iface",
-                &p.b_if,
-                "--policy",
-                pol,
-                "--format",
-                "json",
-                "--source",
-                source,
-                "--workers",
-                workers,
-                "--write",
-                written.to_str().unwrap(),
-            ],
-        );
+        let out = written.to_str().unwrap();
+        let mut args = vec!["--iface", &p.b_if, "--policy", pol, "--format", "json"];
+        args.extend(["--source", source, "--workers", workers, "--write", out]);
+        let w = Watch::spawn(&p.b, &args);
         watches.push((source, workers, written, spawned, w));
     }
     let ready: Vec<SystemTime> = watches.iter_mut().map(|w| w.4.ready()).collect();
@@ -1075,14 +1069,8 @@ fn fanout_startup_counts_no_frame_twice() {
     for (source, workers, written, spawned, ready, got) in watches {
         let name = format!("{source}, {workers} workers");
         let frames = got["frames"]["packets"].as_u64().unwrap();
-        let per: Vec<u64> = got["capture"]["frames_per_worker"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+        let per = frames_per_worker(&got);
         assert_eq!(per.len().to_string(), workers, "{name}");
-        assert_eq!(per.iter().sum::<u64>(), frames, "{name}: {per:?}");
         assert!(
             frames <= SENT,
             "{name}: {frames} frames counted, {SENT} sent"

@@ -3,7 +3,8 @@
 //! `replay` (a `gen trace` capture with ESP and extension headers) drive traffic from the other.
 //! The counts must be exact: against what was sent, against `flowpol classify` of the generated
 //! capture, and against `flowpol classify` of what tcpdump recorded on the same interface at the
-//! same time. Root only (skips elsewhere, fails under CI=true).
+//! same time. Watches with several workers started in the middle of a stream count no
+//! frame twice while their fanout group forms. Root only (skips elsewhere, fails under CI=true).
 //!
 //! The namespaces are made silent first (static neighbours, no router solicitations, MLD or
 //! neighbour discovery leaving either host), so every frame on the link is one the test sent.
@@ -12,14 +13,16 @@ mod common;
 mod send_support;
 
 use common::netns::{VethPair, sh};
+use flowpol::packet::LinkType;
+use flowpol::source::pcap::{FrameWriter, PcapWriter};
 use send_support::{BIN, Capture, Sink, flowpol, flowpol_ok};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Silences the stack of both namespaces: permanent neighbour entries both ways (no neighbour
 /// discovery), no router solicitations, and an nftables output filter that drops the ICMPv6
@@ -94,12 +97,21 @@ impl<W: std::io::Write> WriteStr for W {
 struct Watch {
     child: Child,
     stderr: mpsc::Receiver<String>,
+    /// The metrics address and the time the "watching" line was seen, once.
+    ready: mpsc::Receiver<(Option<String>, SystemTime)>,
     metrics: Option<String>,
 }
 
 impl Watch {
     /// Starts `flowpol watch ARGS` in `ns`, waiting for its "watching" line.
     fn start(ns: &str, args: &[&str]) -> Watch {
+        let mut w = Watch::spawn(ns, args);
+        w.ready();
+        w
+    }
+
+    /// Starts `flowpol watch ARGS` in `ns` without waiting for anything.
+    fn spawn(ns: &str, args: &[&str]) -> Watch {
         let mut a = vec![BIN, "watch"];
         a.extend_from_slice(args);
         let mut child = VethPair::exec(ns, &a)
@@ -118,25 +130,37 @@ impl Watch {
                     metrics = rest.strip_suffix("/metrics").map(str::to_string);
                 }
                 if line.starts_with("watching ") {
-                    let _ = ready_tx.send(metrics.clone());
+                    let _ = ready_tx.send((metrics.clone(), SystemTime::now()));
                 }
                 all.push_str(&line);
                 all.push('\n');
             }
             let _ = tx.send(all);
         });
-        match ready_rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(metrics) => Watch {
-                child,
-                stderr: rx,
-                metrics,
-            },
+        Watch {
+            child,
+            stderr: rx,
+            ready: ready_rx,
+            metrics: None,
+        }
+    }
+
+    /// Waits for the "watching" line (every socket open, capture running); returns when the
+    /// test saw it.
+    fn ready(&mut self) -> SystemTime {
+        match self.ready.recv_timeout(Duration::from_secs(20)) {
+            Ok((metrics, at)) => {
+                self.metrics = metrics;
+                at
+            }
             Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                let _ = self.child.kill();
+                let _ = self.child.wait();
                 panic!(
                     "watch did not start: {}",
-                    rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+                    self.stderr
+                        .recv_timeout(Duration::from_secs(2))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -252,6 +276,22 @@ fn packets_only(v: &Value) -> Value {
         Value::Array(a) => Value::Array(a.iter().map(packets_only).collect()),
         other => other.clone(),
     }
+}
+
+/// Frames each worker of a watch captured (its JSON summary), checked to add up to its count.
+fn frames_per_worker(r: &Value) -> Vec<u64> {
+    let per: Vec<u64> = r["capture"]["frames_per_worker"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        per.iter().sum::<u64>(),
+        r["frames"]["packets"].as_u64().unwrap(),
+        "frames per worker {per:?}"
+    );
+    per
 }
 
 fn unavailable(r: &Value, reason: &str) -> u64 {
@@ -651,18 +691,9 @@ fn workers_and_ring_total_what_one_worker_counts() {
     );
     // The trace's many flows are spread over both workers by the kernel's flow hash.
     for r in [&two, &ring] {
-        let per: Vec<u64> = r["capture"]["frames_per_worker"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+        let per = frames_per_worker(r);
         assert_eq!(per.len(), 2);
         assert!(per.iter().all(|&n| n > 0), "fanout: {per:?}");
-        assert_eq!(
-            per.iter().sum::<u64>(),
-            r["frames"]["packets"].as_u64().unwrap()
-        );
     }
     assert_eq!(ring["capture"]["source"], "ring");
 }
@@ -905,4 +936,199 @@ fn on_a_terminal_the_summary_is_redrawn_in_place() {
             > redraws
     );
     assert!(text.contains("Agreement (rows: 3-tuple, columns: 5-tuple)"));
+}
+
+/// Marks the payload of a numbered frame.
+const SEQ_MAGIC: &[u8; 8] = b"fpfanout";
+
+/// `n` UDP frames from `a` to `b`, each unique: a sequence number after [`SEQ_MAGIC`] in the
+/// payload, and 64 source ports so the fanout hash spreads them over the workers. They go to a
+/// MAC address nobody has, so b's stack ignores them (watch and tcpdump listen promiscuously).
+fn numbered_frames(p: &VethPair, n: u64) -> Vec<Vec<u8>> {
+    let ip = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    (0..n)
+        .map(|seq| {
+            let mut payload = SEQ_MAGIC.to_vec();
+            payload.extend_from_slice(&seq.to_be_bytes());
+            let mut f = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2, 0xfb, 0, 0, 0, 1], [2, 0xfb, 0, 0, 0, 2])
+                .ipv6(ip(&p.a_addr), ip(&p.b_addr), 64)
+                .udp(20000 + (seq % 64) as u16, 7777)
+                .write(&mut f, &payload)
+                .unwrap();
+            f
+        })
+        .collect()
+}
+
+/// The sequence number of a frame made by [`numbered_frames`].
+fn seq_of(frame: &[u8]) -> Option<u64> {
+    // Ethernet 14 + IPv6 40 + UDP 8 bytes, then the payload.
+    let payload = frame.get(62..78)?;
+    (payload[..8] == SEQ_MAGIC[..]).then(|| u64::from_be_bytes(payload[8..].try_into().unwrap()))
+}
+
+/// Until a socket joins the fanout group it receives every frame of the interface by itself,
+/// besides the group's copy, so frames arriving while a `--workers N` watch started used to be
+/// counted twice. Here a steady stream of numbered frames (20 000 a second) runs before, while
+/// and after five watches start at once (ring and pnet, 2 to 64 workers; nobody waits for their
+/// "watching" line), with tcpdump recording the wire. For each watch: no frame counted twice
+/// (its `--write` file holds each sequence number once), none counted that was not sent or
+/// that arrived before the watch was started, every frame that arrived after its "watching"
+/// line counted (or reported dropped by the kernel), and the kernel's counters equal what the
+/// workers read plus its drops (the frames the startup filter discarded are neither).
+#[test]
+fn fanout_startup_counts_no_frame_twice() {
+    if !common::netns::require_root("watch_fanout_startup") {
+        return;
+    }
+    // Several watches start at once, each forming its group while the others do. Every socket
+    // after a group's first is one more window in which a frame could be counted twice: the
+    // wide watches make the old behaviour show up on every run (a few frames to hundreds).
+    const WATCHES: [(&str, &str); 5] = [
+        ("ring", "2"),
+        ("ring", "4"),
+        ("pnet", "3"),
+        ("ring", "32"),
+        ("pnet", "64"),
+    ];
+    const SENT: u64 = 40_000;
+    const RATE: &str = "20000";
+    // Timestamps of tcpdump (microseconds) and the test's clock are compared with this slack.
+    const SLACK: Duration = Duration::from_millis(2);
+    let p = VethPair::new("wf");
+    quiet(&p);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), &p);
+    let pol = policy.to_str().unwrap();
+    let stream = dir.path().join("numbered.pcap");
+    let mut w = PcapWriter::create(&stream, LinkType::ETHERNET).unwrap();
+    for (i, f) in numbered_frames(&p, SENT).iter().enumerate() {
+        w.write_packet(Duration::from_micros(i as u64), f.len() as u32, f)
+            .unwrap();
+    }
+    w.into_inner().unwrap();
+
+    let tcpdump = Capture::start(&p.b, &p.b_if, "");
+    let replay = VethPair::exec(
+        &p.a,
+        &[
+            BIN,
+            "replay",
+            "--iface",
+            &p.a_if,
+            stream.to_str().unwrap(),
+            "--rate",
+            RATE,
+            "--format",
+            "json",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("flowpol replay");
+    // The stream is on the wire before the watches start.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut watches = Vec::new();
+    for (source, workers) in WATCHES {
+        let written = dir.path().join(format!("{source}-{workers}.pcap"));
+        let spawned = SystemTime::now();
+        let out = written.to_str().unwrap();
+        let mut args = vec!["--iface", &p.b_if, "--policy", pol, "--format", "json"];
+        args.extend(["--source", source, "--workers", workers, "--write", out]);
+        let w = Watch::spawn(&p.b, &args);
+        watches.push((source, workers, written, spawned, w));
+    }
+    let ready: Vec<SystemTime> = watches.iter_mut().map(|w| w.4.ready()).collect();
+    let out = replay.wait_with_output().unwrap();
+    assert!(out.status.success(), "replay: {out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["frames_sent"], SENT, "replay: {r}");
+    // Time for every worker to read what is queued for it.
+    std::thread::sleep(Duration::from_millis(1000));
+    let watches: Vec<_> = watches
+        .into_iter()
+        .zip(ready)
+        .map(|((source, workers, written, spawned, w), ready)| {
+            (source, workers, written, spawned, ready, w.interrupt())
+        })
+        .collect();
+    let tcpdump = tcpdump.stop();
+
+    // The wire, as tcpdump saw it: when each frame arrived. Under this load tcpdump itself may
+    // drop frames; the ones it saw are those whose time is known, and enough of them.
+    let since_epoch = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    let wire: Vec<(Duration, u64)> = send_support::read_pcap_timed(&tcpdump.file)
+        .iter()
+        .map(|(ts, f)| (*ts, seq_of(f).expect("only numbered frames on the link")))
+        .collect();
+    let on_wire: BTreeSet<u64> = wire.iter().map(|w| w.1).collect();
+    assert_eq!(on_wire.len(), wire.len(), "tcpdump saw each frame once");
+
+    for (source, workers, written, spawned, ready, got) in watches {
+        let name = format!("{source}, {workers} workers");
+        let frames = got["frames"]["packets"].as_u64().unwrap();
+        let per = frames_per_worker(&got);
+        assert_eq!(per.len().to_string(), workers, "{name}");
+        assert!(
+            frames <= SENT,
+            "{name}: {frames} frames counted, {SENT} sent"
+        );
+        // Every counted frame is in the --write file: each once, each one that was sent.
+        let seqs: Vec<u64> = send_support::read_pcap(&written)
+            .iter()
+            .map(|f| seq_of(f).expect("only numbered frames"))
+            .collect();
+        assert_eq!(seqs.len() as u64, frames, "{name}: --write vs count");
+        let counted: BTreeSet<u64> = seqs.iter().copied().collect();
+        let twice = seqs.len() - counted.len();
+        assert_eq!(twice, 0, "{name}: {twice} of {frames} frames counted twice");
+        assert!(
+            counted.iter().all(|&s| s < SENT),
+            "{name}: frames never sent"
+        );
+        // The window: nothing from before the watch was started...
+        let before: Vec<u64> = wire
+            .iter()
+            .filter(|(ts, _)| *ts + SLACK < since_epoch(spawned))
+            .map(|w| w.1)
+            .collect();
+        assert!(
+            !before.is_empty(),
+            "{name}: the stream ran before the watch"
+        );
+        assert!(
+            before.iter().all(|s| !counted.contains(s)),
+            "{name}: counted a frame from before it started"
+        );
+        // ... everything from after it said it was watching, but what the kernel reports dropped.
+        let after: Vec<u64> = wire
+            .iter()
+            .filter(|(ts, _)| *ts > since_epoch(ready) + SLACK)
+            .map(|w| w.1)
+            .collect();
+        assert!(
+            after.len() as u64 >= SENT / 5,
+            "{name}: ready too late to check much ({} frames after)",
+            after.len()
+        );
+        let missed = after.iter().filter(|s| !counted.contains(s)).count() as u64;
+        let drops = got["kernel"]["drops"].as_u64().unwrap();
+        assert!(
+            missed <= drops,
+            "{name}: {missed} frames after the ready line missed, {drops} reported dropped"
+        );
+        // The kernel's counters: what the workers read plus what it dropped, nothing else.
+        assert_eq!(
+            got["kernel"]["packets"],
+            frames + drops,
+            "{name}: {}",
+            got["kernel"]
+        );
+        eprintln!(
+            "{name}: {frames} frames {per:?}, {} on the wire after ready, {missed} missed, {drops} dropped",
+            after.len()
+        );
+    }
 }

@@ -51,7 +51,8 @@ pub struct Args {
     /// Also write every captured frame to this pcap file (complete after SIGINT).
     #[arg(long, value_name = "FILE.pcap")]
     pub write: Option<PathBuf>,
-    /// Capture threads, joined in one PACKET_FANOUT group in hash mode.
+    /// Capture threads, joined in one PACKET_FANOUT group in hash mode (counting starts once
+    /// every thread's socket is in the group, so no frame is counted twice).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
     /// Capture mechanism: a TPACKET_V3 ring (default; keeps up with tcpdump, restores VLAN tags

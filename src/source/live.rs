@@ -20,8 +20,10 @@
 //!
 //! With more than one worker the first socket creates a fanout group whose id the kernel picks
 //! (`PACKET_FANOUT_FLAG_UNIQUEID`) and the others join it; the kernel's flow hash keeps each
-//! flow on one worker. The kernel's counters are read with `PACKET_STATISTICS`, which resets them
-//! on every read, so each worker accumulates its own, from bind on.
+//! flow on one worker. While the group forms every socket drops all frames with a socket filter,
+//! so no frame is captured twice ([`Source::open_all`]). The kernel's counters are read with
+//! `PACKET_STATISTICS`, which resets them on every read, so each worker accumulates its own, from
+//! the moment its socket receives on.
 
 use super::pcap::{FrameWriter, PcapWriter};
 use super::ring::RingSource;
@@ -254,6 +256,10 @@ impl Source {
         })?;
         let link = link_type(iface);
         let fd = socket(iface)?;
+        if fanout.is_some() {
+            // Silent until [`Source::open_all`] has the whole group formed (see there).
+            sys::attach_drop_all(&fd).map_err(io_err("SO_ATTACH_FILTER", iface))?;
+        }
         match kind {
             SourceKind::Pnet => {
                 // Best effort: a larger buffer absorbs bursts; failure leaves the default.
@@ -328,22 +334,37 @@ impl Source {
 
     /// Opens the sources of `workers` workers on `iface`, joined in one new hash-mode fanout
     /// group (with a kernel-chosen id) when there is more than one.
+    ///
+    /// A socket must be bound (receiving) before it can join a group (`fanout_add` wants it
+    /// running), and until it joins it gets every frame of the interface on its own hook, besides
+    /// the group's copy. So each socket of a group starts with a drop-all filter (attached before
+    /// bind, so nothing is ever queued and no drain is needed), and the filters come off only once
+    /// every socket has joined: from then on the group's hook is the only path, and each frame
+    /// goes to exactly one worker. In a group, a member's filter still applies to the frames the
+    /// group hands it, so frames hashed to a member still filtered while the filters come off
+    /// are dropped (a few microseconds before the workers start). Frames the filter drops are
+    /// not accounted by the kernel at all: neither in `tp_packets` nor in `tp_drops`. A single
+    /// worker has no group and no filter.
     pub fn open_all(
         kind: SourceKind,
         iface: &str,
         workers: usize,
         timestamps: bool,
     ) -> Result<Vec<Source>, LiveError> {
+        if workers <= 1 {
+            return Ok(vec![Source::open(kind, iface, None, timestamps)?]);
+        }
         let group = std::cell::Cell::new(None);
         let mut v = Vec::with_capacity(workers);
-        for i in 0..workers {
-            let fanout = match (workers > 1, i, group.get()) {
-                (false, _, _) => None,
-                (true, 0, _) => Some(Fanout::New(&group)),
-                (true, _, Some(g)) => Some(Fanout::Join(g)),
-                (true, _, None) => None,
+        for _ in 0..workers {
+            let fanout = match group.get() {
+                None => Fanout::New(&group),
+                Some(g) => Fanout::Join(g),
             };
-            v.push(Source::open(kind, iface, fanout, timestamps)?);
+            v.push(Source::open(kind, iface, Some(fanout), timestamps)?);
+        }
+        for s in &v {
+            sys::detach_filter(s.raw_fd()).map_err(io_err("SO_DETACH_FILTER", iface))?;
         }
         Ok(v)
     }
@@ -468,8 +489,9 @@ impl Session {
             ))),
             None => None,
         };
-        // The kernel's counters start at bind, like the frames the workers will read: every
-        // frame the sockets see is either counted by a worker or reported dropped.
+        // The kernel's counters start when the sockets receive (bind, or the end of the fanout
+        // startup filter), like the frames the workers will read: every frame the sockets see is
+        // either counted by a worker or reported dropped.
         let control = Arc::new(Control::default());
         let mut slots = Vec::new();
         let mut handles = Vec::new();

@@ -1,5 +1,6 @@
 //! The raw kernel interface of live capture: the AF_PACKET socket (`packet(7)`), its bind,
-//! `PACKET_FANOUT`, `PACKET_STATISTICS`, promiscuous membership, and the TPACKET_V3 receive ring
+//! `PACKET_FANOUT`, `PACKET_STATISTICS`, promiscuous membership, the drop-all socket filter that
+//! keeps sockets silent while a fanout group forms, and the TPACKET_V3 receive ring
 //! (`PACKET_RX_RING` + `mmap`). This is the only module of `source` with `unsafe`; every other
 //! file calls the safe functions here.
 //!
@@ -101,7 +102,8 @@ fn cvt(r: c_int) -> io::Result<c_int> {
 
 fn setsockopt<T>(fd: RawFd, level: c_int, name: c_int, v: &T) -> io::Result<()> {
     // SAFETY: `v` points to a live, initialised `T` of `size_of::<T>()` bytes for the duration
-    // of the call; the kernel only reads it.
+    // of the call; the kernel only reads it (and, for `sock_fprog`, the program it points to,
+    // which `attach_drop_all` keeps in a static).
     cvt(unsafe {
         libc::setsockopt(
             fd,
@@ -191,6 +193,38 @@ pub fn fanout_hash_new(fd: RawFd) -> io::Result<u16> {
     })?;
     // id | type << 16 | flags << 24
     Ok((v & 0xffff) as u16)
+}
+
+/// `asm-generic/socket.h` (the value on every architecture but parisc).
+pub const SO_ATTACH_FILTER: c_int = 26;
+pub const SO_DETACH_FILTER: c_int = 27;
+
+/// The classic BPF program `ret #0`: keep 0 bytes of every frame, i.e. drop it. A `static`, so
+/// the pointer handed to the kernel stays valid.
+static DROP_ALL: [libc::sock_filter; 1] = [libc::sock_filter {
+    code: (libc::BPF_RET | libc::BPF_K) as u16,
+    jt: 0,
+    jf: 0,
+    k: 0,
+}];
+
+/// Attaches a socket filter that drops every frame before it is queued, counted in
+/// `tp_packets` or counted as a drop in `tp_drops` (`packet_rcv`/`tpacket_rcv` run the filter
+/// first and discard what it rejects without accounting). Removed with [`detach_filter`].
+pub fn attach_drop_all(fd: &OwnedFd) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: DROP_ALL.len() as u16,
+        // The kernel only reads the program (it copies it in during the call).
+        filter: DROP_ALL.as_ptr().cast_mut(),
+    };
+    // `prog` and the static program it points to are live for the call, as `setsockopt` needs.
+    setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_ATTACH_FILTER, &prog)
+}
+
+/// Removes the socket's filter: from here on every frame reaches the socket.
+pub fn detach_filter(fd: RawFd) -> io::Result<()> {
+    let unused: c_int = 0;
+    setsockopt(fd, libc::SOL_SOCKET, SO_DETACH_FILTER, &unused)
 }
 
 /// Raises the socket receive buffer (SO_RCVBUFFORCE as root, else SO_RCVBUF up to rmem_max).

@@ -174,11 +174,20 @@ impl Capture {
 
 /// Reads the frames of a pcap file.
 pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    read_pcap_timed(path).into_iter().map(|(_, d)| d).collect()
+}
+
+/// Reads the frames of a pcap file with their capture times (since the Unix epoch).
+pub fn read_pcap_timed(path: &Path) -> Vec<(Duration, Vec<u8>)> {
     let f = std::fs::File::open(path).unwrap();
     let mut r = pcap_file::pcap::PcapReader::new(f).unwrap();
+    let nanos = r.header().ts_resolution == pcap_file::TsResolution::NanoSecond;
     let mut v = Vec::new();
+    // Raw records: no check of the lengths against the file's snapshot length.
     while let Some(p) = r.next_raw_packet() {
-        v.push(p.unwrap().data.into_owned());
+        let p = p.unwrap();
+        let frac = if nanos { p.ts_frac } else { p.ts_frac * 1000 };
+        v.push((Duration::new(p.ts_sec.into(), frac), p.data.into_owned()));
     }
     v
 }

@@ -78,7 +78,8 @@ pub struct TraceArgs {
     /// Seed: the same seed gives the same bytes.
     #[arg(long, default_value_t = TraceConfig::default().seed)]
     pub seed: u64,
-    /// Link type of the frames (VLAN tags only on Ethernet).
+    /// Link type of the frames (VLAN tags on Ethernet, and on Linux cooked captures as libpcap
+    /// writes them).
     #[arg(long, value_enum, default_value_t)]
     pub link: Link,
     /// File format (default: pcapng when --out ends in .pcapng, else pcap).

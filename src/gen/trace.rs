@@ -636,7 +636,9 @@ impl Generator {
     }
 }
 
-/// Puts the link header of `link` in front of `payload` (VLAN tags on Ethernet only).
+/// Puts the link header of `link` in front of `payload`. VLAN tags go after the addresses on
+/// Ethernet, and after the header on Linux cooked captures, with the header's protocol field
+/// as the first tag's type (as libpcap writes a tag the kernel stripped).
 #[allow(clippy::too_many_arguments)]
 fn wrap(
     frame: &mut Vec<u8>,
@@ -648,21 +650,37 @@ fn wrap(
     ethertype: u16,
     payload: &[u8],
 ) {
-    let ty = ethertype.to_be_bytes();
+    // The tags as (type, TCI) pairs, outermost first, then the payload's type.
+    let tags: &[(u16, u16)] = match vlan {
+        Vlan::None => &[],
+        Vlan::Single(id) => &[(0x8100, id)],
+        Vlan::Double(o, i) => &[(0x88a8, o), (0x8100, i)],
+    };
+    let first_ty = tags.first().map_or(ethertype, |t| t.0).to_be_bytes();
+    // After the cooked header: TCI, then the next type, per tag.
+    let cooked_tags = |frame: &mut Vec<u8>| {
+        for (k, &(_, tci)) in tags.iter().enumerate() {
+            let next = tags.get(k + 1).map_or(ethertype, |t| t.0);
+            frame.extend_from_slice(&tci.to_be_bytes());
+            frame.extend_from_slice(&next.to_be_bytes());
+        }
+    };
     match link {
         LinkType::LINUX_SLL => {
             // Packet type (0 to us, 4 outgoing), ARPHRD_ETHER, address length, address (8).
             frame.extend_from_slice(&[0, if outgoing { 4 } else { 0 }, 0, 1, 0, 6]);
             frame.extend_from_slice(&src);
             frame.extend_from_slice(&[0, 0]);
-            frame.extend_from_slice(&ty);
+            frame.extend_from_slice(&first_ty);
+            cooked_tags(frame);
         }
         LinkType::LINUX_SLL2 => {
             // Protocol, reserved, interface index 2, ARPHRD_ETHER, packet type, address length, address.
-            frame.extend_from_slice(&ty);
+            frame.extend_from_slice(&first_ty);
             frame.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 1, if outgoing { 4 } else { 0 }, 6]);
             frame.extend_from_slice(&src);
             frame.extend_from_slice(&[0, 0]);
+            cooked_tags(frame);
         }
         LinkType::NULL => {
             // Address family in the writer's (little-endian) byte order: AF_INET6 as on BSD.
@@ -673,17 +691,11 @@ fn wrap(
         _ => {
             frame.extend_from_slice(&dst);
             frame.extend_from_slice(&src);
-            match vlan {
-                Vlan::None => {}
-                Vlan::Single(id) => {
-                    frame.extend_from_slice(&[0x81, 0x00, (id >> 8) as u8, id as u8])
-                }
-                Vlan::Double(o, i) => {
-                    frame.extend_from_slice(&[0x88, 0xa8, (o >> 8) as u8, o as u8]);
-                    frame.extend_from_slice(&[0x81, 0x00, (i >> 8) as u8, i as u8]);
-                }
+            for &(tpid, tci) in tags {
+                frame.extend_from_slice(&tpid.to_be_bytes());
+                frame.extend_from_slice(&tci.to_be_bytes());
             }
-            frame.extend_from_slice(&ty);
+            frame.extend_from_slice(&ethertype.to_be_bytes());
         }
     }
     frame.extend_from_slice(payload);

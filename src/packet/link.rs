@@ -107,25 +107,39 @@ fn by_ethertype(ty: u16, payload: &[u8]) -> Result<&[u8], NonIpv6> {
     }
 }
 
-/// Ethernet II with up to [`MAX_VLAN_TAGS`] 802.1Q/802.1ad tags.
-fn ethernet(frame: &[u8]) -> Result<&[u8], NonIpv6> {
-    const TYPE_AT: usize = 12;
-    let mut at = TYPE_AT;
-    let mut ty = be16(frame, at).ok_or(NonIpv6::Malformed)?;
+/// Steps over up to [`MAX_VLAN_TAGS`] 802.1Q/802.1ad tags. `ty` is the first type field and
+/// `rest` the bytes after it; each tag is the TCI then the next type field:
+///
+/// ```text
+/// Ethernet:  dst(6) src(6) | 0x8100 | TCI(2) 0x86dd | IPv6 ...
+/// Linux SLL: header(14)     0x8100 | TCI(2) 0x86dd | IPv6 ...   (libpcap re-inserts the tag
+/// Linux SLL2: 0x8100 ... header(20) | TCI(2) 0x86dd | IPv6 ...   the kernel stripped)
+/// ```
+fn untag(mut ty: u16, mut rest: &[u8]) -> Result<&[u8], NonIpv6> {
     let mut tags = 0;
     while matches!(ty, ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD) {
         tags += 1;
         if tags > MAX_VLAN_TAGS {
             return Err(NonIpv6::Malformed);
         }
-        at += 4;
-        ty = be16(frame, at).ok_or(NonIpv6::Malformed)?;
+        let [_, _, t0, t1, ..] = *rest else {
+            return Err(NonIpv6::Malformed);
+        };
+        ty = u16::from_be_bytes([t0, t1]);
+        rest = &rest[4..];
     }
+    by_ethertype(ty, rest)
+}
+
+/// Ethernet II with up to [`MAX_VLAN_TAGS`] 802.1Q/802.1ad tags.
+fn ethernet(frame: &[u8]) -> Result<&[u8], NonIpv6> {
+    const TYPE_AT: usize = 12;
+    let ty = be16(frame, TYPE_AT).ok_or(NonIpv6::Malformed)?;
     if ty < 0x0600 {
         // An 802.3 length field: LLC/SNAP, never IPv6 in practice.
         return Err(NonIpv6::Other);
     }
-    by_ethertype(ty, &frame[at + 2..])
+    untag(ty, &frame[TYPE_AT + 2..])
 }
 
 /// BSD NULL (host byte order family) and LOOP (network byte order family).
@@ -165,21 +179,23 @@ fn raw(frame: &[u8]) -> Result<&[u8], NonIpv6> {
     }
 }
 
-/// Linux cooked capture v1: 16-byte header, protocol in the last two bytes.
+/// Linux cooked capture v1: 16-byte header, protocol in the last two bytes (VLAN tags as
+/// libpcap re-inserts them after the header).
 fn sll(frame: &[u8]) -> Result<&[u8], NonIpv6> {
     const LEN: usize = 16;
     let ty = be16(frame, 14).ok_or(NonIpv6::Malformed)?;
-    by_ethertype(ty, &frame[LEN..])
+    untag(ty, &frame[LEN..])
 }
 
-/// Linux cooked capture v2: 20-byte header, protocol in the first two bytes.
+/// Linux cooked capture v2: 20-byte header, protocol in the first two bytes (VLAN tags as
+/// libpcap re-inserts them after the header).
 fn sll2(frame: &[u8]) -> Result<&[u8], NonIpv6> {
     const LEN: usize = 20;
     if frame.len() < LEN {
         return Err(NonIpv6::Malformed);
     }
     let ty = be16(frame, 0).ok_or(NonIpv6::Malformed)?;
-    by_ethertype(ty, &frame[LEN..])
+    untag(ty, &frame[LEN..])
 }
 
 #[cfg(test)]
@@ -310,5 +326,32 @@ mod tests {
             ipv6_payload(LinkType::LINUX_SLL2, &f[..19]),
             Err(NonIpv6::Malformed)
         );
+    }
+
+    /// libpcap puts the tag the kernel stripped back after the cooked header: the protocol
+    /// field says 0x8100, then come the TCI and the inner type.
+    #[test]
+    fn linux_cooked_with_vlan_tags() {
+        let mut sll = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x81, 0x00];
+        sll.extend_from_slice(&[0x00, 0x64, 0x86, 0xdd]);
+        sll.extend_from_slice(&IP6);
+        assert_eq!(ipv6_payload(LinkType::LINUX_SLL, &sll), Ok(&IP6[..]));
+        assert_eq!(
+            ipv6_payload(LinkType::LINUX_SLL, &sll[..18]),
+            Err(NonIpv6::Malformed)
+        );
+
+        let mut sll2 = vec![
+            0x88, 0xa8, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0,
+        ];
+        sll2.extend_from_slice(&[0x00, 0x0a, 0x81, 0x00, 0x00, 0xc8, 0x08, 0x00]);
+        assert_eq!(
+            ipv6_payload(LinkType::LINUX_SLL2, &sll2),
+            Err(NonIpv6::Ipv4)
+        );
+        sll2[26] = 0x86;
+        sll2[27] = 0xdd;
+        sll2.extend_from_slice(&IP6);
+        assert_eq!(ipv6_payload(LinkType::LINUX_SLL2, &sll2), Ok(&IP6[..]));
     }
 }

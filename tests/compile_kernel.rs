@@ -12,6 +12,7 @@ mod common;
 mod compile_support;
 
 use common::netns::{VethPair, require_root};
+use common::proc::spawn_until;
 use compile_support::*;
 use flowpol::classify::{Classifier, Linear};
 use flowpol::packet::key::{FiveTuple, ThreeTuple};
@@ -587,7 +588,6 @@ fn kernel_counters_equal_flowpol_watch_with_flowpol_send() {
     if !require_root("kernel_counters_equal_flowpol_watch_with_flowpol_send") {
         return;
     }
-    use std::io::BufRead as _;
     let pair = VethPair::new("cks");
     let a = addr(&pair.a_addr);
     let from_a = || vec![Prefix::new(a, 128)];
@@ -639,56 +639,37 @@ fn kernel_counters_equal_flowpol_watch_with_flowpol_send() {
 
     // Capture what arrives at b (immediate mode, packet-buffered, stopped with SIGINT).
     let cap = dir.path().join("arrived.pcap");
-    let mut tcpdump = VethPair::exec(
-        &pair.b,
-        &[
-            "tcpdump",
-            "--immediate-mode",
-            "-i",
-            &pair.b_if,
-            "-Q",
-            "in",
-            "-U",
-            "-w",
-            cap.to_str().unwrap(),
-            "ip6",
-        ],
-    )
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut err = std::io::BufReader::new(tcpdump.stderr.take().unwrap());
-    let mut line = String::new();
-    while err.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
-        line.clear();
-    }
-    assert!(
-        line.contains("listening on"),
-        "tcpdump did not start: {line}"
+    let (mut tcpdump, _tcpdump_err, _) = spawn_until(
+        VethPair::exec(
+            &pair.b,
+            &[
+                "tcpdump",
+                "--immediate-mode",
+                "-i",
+                &pair.b_if,
+                "-Q",
+                "in",
+                "-U",
+                "-w",
+                cap.to_str().unwrap(),
+                "ip6",
+            ],
+        ),
+        "listening on",
+        "tcpdump",
     );
 
     // And flowpol's own live loop on the same interface: `flowpol watch` until SIGINT.
-    let mut watch = VethPair::exec(
-        &pair.b,
-        &[
-            flowpol, "watch", "--iface", &pair.b_if, "--policy", pol, "--format", "json",
-        ],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut watch_err = std::io::BufReader::new(watch.stderr.take().unwrap());
-    let mut line = String::new();
-    while watch_err.read_line(&mut line).unwrap() > 0 && !line.starts_with("watching ") {
-        line.clear();
-    }
-    assert!(
-        line.starts_with("watching "),
-        "flowpol watch did not start: {line}"
+    let (watch, _watch_err, _) = spawn_until(
+        VethPair::exec(
+            &pair.b,
+            &[
+                flowpol, "watch", "--iface", &pair.b_if, "--policy", pol, "--format", "json",
+            ],
+        ),
+        "watching ",
+        "flowpol watch",
     );
-    // Keep draining its refreshing summaries so it never blocks on a full pipe.
-    let drain = std::thread::spawn(move || std::io::copy(&mut watch_err, &mut std::io::sink()));
 
     let sends: [(&str, &str, &str); 4] = [
         ("0x11111", "3", "64"),
@@ -757,7 +738,6 @@ fn kernel_counters_equal_flowpol_watch_with_flowpol_send() {
         .unwrap();
     assert!(st.success());
     let watched = watch.wait_with_output().unwrap();
-    let _ = drain.join();
     assert!(
         watched.status.success(),
         "flowpol watch: {:?}",

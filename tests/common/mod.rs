@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests.
 
 pub mod netns;
+pub mod proc;
 pub mod tshark;

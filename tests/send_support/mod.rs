@@ -2,13 +2,14 @@
 //! the far end, read labels back with tshark, and collect `sink` records.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::netns::VethPair;
+use crate::common::proc::{spawn_until, wait_limit};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_flowpol");
 
@@ -30,60 +31,6 @@ pub fn flowpol_ok(ns: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// Spawns `cmd`, waiting until a stderr line contains `ready`; the rest of stderr is collected.
-fn spawn_until(
-    mut cmd: Command,
-    ready: &str,
-    what: &str,
-) -> (Child, mpsc::Receiver<String>, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect(what);
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let ready = ready.to_string();
-    std::thread::spawn(move || {
-        let mut all = String::new();
-        let mut signalled = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !signalled && line.contains(&ready) {
-                signalled = true;
-                let _ = ready_tx.send(line.clone());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        let _ = tx.send(all);
-    });
-    match ready_rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(line) => (child, rx, line),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{what} did not get ready: {}",
-                rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
-            );
-        }
-    }
-}
-
-/// Waits for `child` up to `limit`, killing it after.
-fn wait_limit(child: &mut Child, limit: Duration) {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if child.try_wait().unwrap().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// A running tcpdump writing a pcap file.

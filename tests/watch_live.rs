@@ -641,7 +641,7 @@ fn workers_and_ring_total_what_one_worker_counts() {
     let ring_one = start(&[]);
     let fast = start(&["--engine", "fast", "--workers", "2"]);
     drive(&p, &trace);
-    std::thread::sleep(Duration::from_millis(500));
+    // Interrupted at once: a stopping watch reads every frame its sockets accepted.
     let one = one.interrupt();
     let two = two.interrupt();
     let ring = ring.interrupt();
@@ -1078,8 +1078,7 @@ fn fanout_startup_counts_no_frame_twice() {
     assert!(out.status.success(), "replay: {out:?}");
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["frames_sent"], SENT, "replay: {r}");
-    // Time for every worker to read what is queued for it.
-    std::thread::sleep(Duration::from_millis(1000));
+    // No wait: a stopping watch reads every frame its sockets accepted.
     let watches: Vec<_> = watches
         .into_iter()
         .zip(ready)

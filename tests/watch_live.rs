@@ -1166,10 +1166,10 @@ fn fanout_startup_counts_no_frame_twice() {
 }
 
 /// Stopping loses no frame. A stream of numbered frames (20 000 a second, 3 s) is still flowing
-/// when four watches (ring and pnet, one worker and three) get SIGINT, while two more stop by
-/// themselves at `--count`. Each must read every frame its sockets accepted before it stopped
-/// accepting: the kernel's packet count is exactly the frames read plus the kernel's drops, and
-/// its `--write` file holds exactly the frames it counted, each once.
+/// when four watches (ring and pnet, one worker and three), each 100 ms behind, get SIGINT, while
+/// two more stop by themselves at `--count`. Each must read every frame its sockets accepted
+/// before it stopped accepting: the kernel's packet count is exactly the frames read plus the
+/// kernel's drops, and its `--write` file holds exactly the frames it counted, each once.
 #[test]
 fn stopping_mid_stream_reads_every_accepted_frame() {
     if !common::netns::require_root("watch_stop_drain") {
@@ -1212,11 +1212,15 @@ fn stopping_mid_stream_reads_every_accepted_frame() {
         })
         .collect();
     let mut replay = replay_stream(&p, &stream, RATE);
-    std::thread::sleep(Duration::from_millis(800));
-    for (_, _, count, w) in &watches {
-        if count.is_none() {
-            w.signal("INT");
-        }
+    std::thread::sleep(Duration::from_millis(700));
+    // Behind, as on a loaded machine: each SIGINT watch is paused for 100 ms, so frames wait in
+    // its ring or socket queue when it is told to stop (and the stream goes on).
+    let interrupted = || watches.iter().filter(|w| w.2.is_none()).map(|w| &w.3);
+    interrupted().for_each(|w| w.signal("STOP"));
+    std::thread::sleep(Duration::from_millis(100));
+    for w in interrupted() {
+        w.signal("INT");
+        w.signal("CONT");
     }
     let watches: Vec<_> = watches
         .into_iter()

@@ -36,8 +36,8 @@ use crate::cli::Engine;
 /// --count N exactly N frames are counted (and written by --write); frames the sockets had
 /// accepted beyond them are read but not counted, and reported as such.
 ///
-/// Exit codes: 0 done; 2 unreadable policy, unknown interface, missing CAP_NET_RAW, or an I/O
-/// error.
+/// Exit codes: 0 done (also when the numbers do not reconcile: the summary and a warning say
+/// so); 2 unreadable policy, unknown interface, missing CAP_NET_RAW, or an I/O error.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Interface to capture on (both directions, promiscuous).

@@ -994,6 +994,35 @@ fn numbered_stream(dir: &Path, p: &VethPair, n: u64) -> PathBuf {
     stream
 }
 
+/// A quiet veth pair, a temporary directory with the test policy and a [`numbered_stream`] of
+/// `n` frames: (pair, directory, policy, stream).
+fn numbered_setup(tag: &str, n: u64) -> (VethPair, tempfile::TempDir, PathBuf, PathBuf) {
+    let p = VethPair::new(tag);
+    quiet(&p);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), &p);
+    let stream = numbered_stream(dir.path(), &p, n);
+    (p, dir, policy, stream)
+}
+
+/// The sequence numbers in a watch's `--write` file, checked: `frames` of them (what the watch
+/// counted), each once, each one of the `sent`.
+fn written_once(name: &str, written: &Path, frames: u64, sent: u64) -> BTreeSet<u64> {
+    let seqs: Vec<u64> = send_support::read_pcap(written)
+        .iter()
+        .map(|f| seq_of(f).expect("only numbered frames"))
+        .collect();
+    assert_eq!(seqs.len() as u64, frames, "{name}: --write vs count");
+    let counted: BTreeSet<u64> = seqs.iter().copied().collect();
+    let twice = seqs.len() - counted.len();
+    assert_eq!(twice, 0, "{name}: {twice} of {frames} frames counted twice");
+    assert!(
+        counted.iter().all(|&s| s < sent),
+        "{name}: frames never sent"
+    );
+    counted
+}
+
 /// Starts `flowpol replay` of `stream` from `a` at `rate` frames a second (JSON report on
 /// stdout).
 fn replay_stream(p: &VethPair, stream: &Path, rate: &str) -> Child {
@@ -1052,12 +1081,8 @@ fn fanout_startup_counts_no_frame_twice() {
     const RATE: &str = "20000";
     // Timestamps of tcpdump (microseconds) and the test's clock are compared with this slack.
     const SLACK: Duration = Duration::from_millis(2);
-    let p = VethPair::new("wf");
-    quiet(&p);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write_policy(dir.path(), &p);
+    let (p, dir, policy, stream) = numbered_setup("wf", SENT);
     let pol = policy.to_str().unwrap();
-    let stream = numbered_stream(dir.path(), &p, SENT);
 
     let tcpdump = Capture::start(&p.b, &p.b_if, "");
     let replay = replay_stream(&p, &stream, RATE);
@@ -1108,18 +1133,7 @@ fn fanout_startup_counts_no_frame_twice() {
             "{name}: {frames} frames counted, {SENT} sent"
         );
         // Every counted frame is in the --write file: each once, each one that was sent.
-        let seqs: Vec<u64> = send_support::read_pcap(&written)
-            .iter()
-            .map(|f| seq_of(f).expect("only numbered frames"))
-            .collect();
-        assert_eq!(seqs.len() as u64, frames, "{name}: --write vs count");
-        let counted: BTreeSet<u64> = seqs.iter().copied().collect();
-        let twice = seqs.len() - counted.len();
-        assert_eq!(twice, 0, "{name}: {twice} of {frames} frames counted twice");
-        assert!(
-            counted.iter().all(|&s| s < SENT),
-            "{name}: frames never sent"
-        );
+        let counted = written_once(&name, &written, frames, SENT);
         // The window: nothing from before the watch was started...
         let before: Vec<u64> = wire
             .iter()
@@ -1187,12 +1201,8 @@ fn stopping_mid_stream_reads_every_accepted_frame() {
         ("ring", "2", Some(COUNT)),
         ("pnet", "2", Some(COUNT)),
     ];
-    let p = VethPair::new("wd");
-    quiet(&p);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write_policy(dir.path(), &p);
+    let (p, dir, policy, stream) = numbered_setup("wd", SENT);
     let pol = policy.to_str().unwrap();
-    let stream = numbered_stream(dir.path(), &p, SENT);
     let count_arg = COUNT.to_string();
     let watches: Vec<_> = WATCHES
         .iter()
@@ -1260,17 +1270,7 @@ fn stopping_mid_stream_reads_every_accepted_frame() {
             assert_eq!(read, frames, "{name}: {rec}");
         }
         // The --write file: exactly the counted frames, each once.
-        let seqs: Vec<u64> = send_support::read_pcap(&written)
-            .iter()
-            .map(|f| seq_of(f).expect("only numbered frames"))
-            .collect();
-        assert_eq!(seqs.len() as u64, frames, "{name}: --write vs count");
-        let counted: BTreeSet<u64> = seqs.iter().copied().collect();
-        assert_eq!(counted.len(), seqs.len(), "{name}: a frame counted twice");
-        assert!(
-            counted.iter().all(|&s| s < SENT),
-            "{name}: frames never sent"
-        );
+        let counted = written_once(&name, &written, frames, SENT);
         // Nothing missing from the early stream (sent long before the stop) but what the kernel
         // dropped. (Near the stop, frames queued on another CPU's backlog can reach the socket
         // after later ones, so what was accepted is not exactly a prefix of what was sent.)

@@ -321,3 +321,38 @@ where
         None => Ok(super::EXIT_OK),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(kernel_packets: u64, read: u64, counted: u64, drops: u64) -> Reconciliation {
+        let unaccounted = kernel_packets as i64 - read as i64 - drops as i64;
+        Reconciliation {
+            kernel_packets,
+            frames_read: read,
+            frames_counted: counted,
+            read_not_counted: read - counted,
+            kernel_drops: drops,
+            unaccounted,
+            exact: unaccounted == 0,
+        }
+    }
+
+    #[test]
+    fn the_reconciliation_line_says_what_was_read_and_flags_a_mismatch() {
+        assert_eq!(
+            reconciliation_line(&rec(400, 398, 398, 2)),
+            "kernel: 400 packets = 398 read + 2 dropped (reconciled)\n"
+        );
+        assert_eq!(
+            reconciliation_line(&rec(120, 120, 100, 0)),
+            "kernel: 120 packets = 120 read (100 counted, 20 after --count was reached, not \
+             counted) + 0 dropped (reconciled)\n"
+        );
+        assert_eq!(
+            reconciliation_line(&rec(400, 390, 390, 0)),
+            "kernel: 400 packets != 390 read + 0 dropped: 10 unaccounted for (NOT RECONCILED)\n"
+        );
+    }
+}

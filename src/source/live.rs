@@ -875,6 +875,54 @@ impl Worker {
 mod tests {
     use super::*;
 
+    fn counts(kernel_packets: u64, drops: u64, read: u64, counted: u64) -> Counts {
+        let policy = crate::policy::load_str("p", "default pass\n").unwrap();
+        let mut tally = Tally::new(&policy, "linear", "linear");
+        for _ in 0..counted {
+            tally.frames.add(60);
+        }
+        Counts {
+            tally,
+            kernel: KernelStats {
+                packets: kernel_packets,
+                drops,
+                freeze_queue: 0,
+            },
+            read,
+        }
+    }
+
+    #[test]
+    fn reconciliation_of_the_kernel_numbers() {
+        let r = counts(100, 3, 97, 90).reconciliation();
+        assert_eq!(
+            r,
+            Reconciliation {
+                kernel_packets: 100,
+                frames_read: 97,
+                frames_counted: 90,
+                read_not_counted: 7,
+                kernel_drops: 3,
+                unaccounted: 0,
+                exact: true,
+            }
+        );
+        // Frames the kernel counted that nobody read; frames read the kernel never counted.
+        let r = counts(100, 0, 95, 95).reconciliation();
+        assert_eq!((r.unaccounted, r.exact), (5, false));
+        let r = counts(10, 1, 12, 12).reconciliation();
+        assert_eq!((r.unaccounted, r.exact), (-3, false));
+        // Merged over workers.
+        let mut all = counts(50, 2, 48, 48);
+        all.merge(&counts(30, 0, 30, 25));
+        let r = all.reconciliation();
+        assert_eq!(
+            (r.kernel_packets, r.frames_read, r.read_not_counted),
+            (80, 78, 5)
+        );
+        assert!(r.exact);
+    }
+
     #[test]
     fn link_type_of_unknown_interface_is_ethernet() {
         assert_eq!(link_type("no-such-if-0"), LinkType::ETHERNET);

@@ -919,6 +919,8 @@ fn interface_going_away_ends_the_watch_with_its_summary() {
         assert!(err.contains("receiving on x1"), "{source}: {err}");
         let r: Value = serde_json::from_str(out.trim()).expect("the summary comes first");
         assert_eq!(r["frames"]["packets"], 50, "{source}");
+        // The drain runs after the error too: the numbers still reconcile.
+        assert_eq!(r["reconciliation"]["exact"], true, "{source}: {r}");
     }
 }
 

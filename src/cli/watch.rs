@@ -8,7 +8,9 @@ use crate::packet::{FiveTuple, ThreeTuple};
 use crate::report::json::SourceInfo;
 use crate::report::prometheus::{self, Metrics};
 use crate::report::{Report, table};
-use crate::source::live::{Counts, KernelStats, LiveError, Session, SourceKind, WatchConfig};
+use crate::source::live::{
+    Counts, KernelStats, LiveError, Reconciliation, Session, SourceKind, WatchConfig,
+};
 use anyhow::Context;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -26,8 +28,16 @@ use crate::cli::Engine;
 /// 3-tuple and on the 5-tuple. A summary is refreshed on stderr every --interval seconds; the
 /// final one goes to stdout on SIGINT/SIGTERM, after --duration or after --count frames.
 ///
-/// Exit codes: 0 done; 2 unreadable policy, unknown interface, missing CAP_NET_RAW, or an I/O
-/// error.
+/// Stopping loses no frame: the capture sockets first stop accepting frames, then every frame
+/// they had accepted is read (on the ring, the last partly filled block is handed over within
+/// 40 ms), and the kernel's counters are read last. So the final summary reconciles exactly:
+/// the kernel's packets = frames read + frames the kernel dropped (the line `kernel: N packets =
+/// M read + D dropped`; JSON `reconciliation`); a mismatch is flagged there and on stderr. With
+/// --count N exactly N frames are counted (and written by --write); frames the sockets had
+/// accepted beyond them are read but not counted, and reported as such.
+///
+/// Exit codes: 0 done (also when the numbers do not reconcile: the summary and a warning say
+/// so); 2 unreadable policy, unknown interface, missing CAP_NET_RAW, or an I/O error.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Interface to capture on (both directions, promiscuous).
@@ -42,7 +52,8 @@ pub struct Args {
     /// Stop after this many seconds.
     #[arg(long, value_name = "S")]
     pub duration: Option<f64>,
-    /// Stop after this many frames.
+    /// Stop after this many frames (exactly N are counted and written; frames the kernel had
+    /// already accepted beyond them are read but not counted, and reported).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
     /// Format of the final summary.
@@ -76,6 +87,8 @@ struct WatchReport<'a> {
     report: &'a Report,
     /// The kernel's PACKET_STATISTICS, summed over workers.
     kernel: KernelStats,
+    /// The kernel's packets against the frames read and its drops.
+    reconciliation: Reconciliation,
     capture: CaptureInfo,
 }
 
@@ -132,6 +145,30 @@ fn kernel_line(k: &KernelStats) -> String {
         "kernel: {} packets seen by the capture sockets, {} dropped, ring frozen {} times\n",
         k.packets, k.drops, k.freeze_queue
     )
+}
+
+/// The final summary's reconciliation: `kernel: N packets = M read + D dropped (reconciled)`,
+/// with the frames read after --count, or the mismatch.
+fn reconciliation_line(r: &Reconciliation) -> String {
+    let read = if r.read_not_counted > 0 {
+        format!(
+            "{} read ({} counted, {} after --count was reached, not counted)",
+            r.frames_read, r.frames_counted, r.read_not_counted
+        )
+    } else {
+        format!("{} read", r.frames_read)
+    };
+    if r.exact {
+        format!(
+            "kernel: {} packets = {read} + {} dropped (reconciled)\n",
+            r.kernel_packets, r.kernel_drops
+        )
+    } else {
+        format!(
+            "kernel: {} packets != {read} + {} dropped: {} unaccounted for (NOT RECONCILED)\n",
+            r.kernel_packets, r.kernel_drops, r.unaccounted
+        )
+    }
 }
 
 /// The run, generic over the two engines (built once, shared by the workers).
@@ -243,11 +280,18 @@ where
     let workers = cfg.workers;
     let done = session.finish();
     let kernel = done.counts.kernel;
+    let reconciliation = done.counts.reconciliation();
     let report = summary(&done.counts);
     let mut out = std::io::stdout().lock();
     match args.format {
         super::classify::OutputFormat::Table => {
-            write!(out, "{}{}", table::render(&report), kernel_line(&kernel))?;
+            write!(
+                out,
+                "{}{}{}",
+                table::render(&report),
+                kernel_line(&kernel),
+                reconciliation_line(&reconciliation)
+            )?;
             if workers > 1 {
                 writeln!(out, "frames per worker: {:?}", done.per_worker)?;
             }
@@ -256,6 +300,7 @@ where
             let w = WatchReport {
                 report: &report,
                 kernel,
+                reconciliation,
                 capture: CaptureInfo {
                     source: source.as_str(),
                     workers,
@@ -267,9 +312,47 @@ where
         }
     }
     out.flush()?;
+    if !reconciliation.exact {
+        eprint!("warning: {}", reconciliation_line(&reconciliation));
+    }
     match done.error {
         // The summary of what was counted first, then the error (exit 2).
         Some(e) => Err(anyhow::Error::new(e)).with_context(|| format!("watching {}", args.iface)),
         None => Ok(super::EXIT_OK),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(kernel_packets: u64, read: u64, counted: u64, drops: u64) -> Reconciliation {
+        let unaccounted = kernel_packets as i64 - read as i64 - drops as i64;
+        Reconciliation {
+            kernel_packets,
+            frames_read: read,
+            frames_counted: counted,
+            read_not_counted: read - counted,
+            kernel_drops: drops,
+            unaccounted,
+            exact: unaccounted == 0,
+        }
+    }
+
+    #[test]
+    fn the_reconciliation_line_says_what_was_read_and_flags_a_mismatch() {
+        assert_eq!(
+            reconciliation_line(&rec(400, 398, 398, 2)),
+            "kernel: 400 packets = 398 read + 2 dropped (reconciled)\n"
+        );
+        assert_eq!(
+            reconciliation_line(&rec(120, 120, 100, 0)),
+            "kernel: 120 packets = 120 read (100 counted, 20 after --count was reached, not \
+             counted) + 0 dropped (reconciled)\n"
+        );
+        assert_eq!(
+            reconciliation_line(&rec(400, 390, 390, 0)),
+            "kernel: 400 packets != 390 read + 0 dropped: 10 unaccounted for (NOT RECONCILED)\n"
+        );
     }
 }

@@ -24,6 +24,13 @@
 //! so no frame is captured twice ([`Source::open_all`]). The kernel's counters are read with
 //! `PACKET_STATISTICS`, which resets them on every read, so each worker accumulates its own, from
 //! the moment its socket receives on.
+//!
+//! Stopping is exact: each worker first stops its socket from accepting frames (the same drop-all
+//! filter; frames it rejects are in neither kernel counter), then reads every frame the socket
+//! accepted before that, including those of the ring block the kernel is still filling, until
+//! the frames read equal the kernel's packets less its drops, and reads the counters last
+//! ([`Worker::drain`]). So the final numbers reconcile: kernel packets = frames read + kernel
+//! drops ([`Reconciliation`]).
 
 use super::pcap::{FrameWriter, PcapWriter};
 use super::ring::RingSource;
@@ -47,6 +54,14 @@ pub const READ_BUFFER: usize = 256 * 1024;
 pub const RCVBUF: usize = 4 << 20;
 /// How long a worker waits for a frame before looking at the stop flag again.
 pub const POLL: Duration = Duration::from_millis(100);
+/// How long the drain at the stop goes on without a frame while the kernel has counted frames it
+/// has not handed over yet. A ring hands over its partly filled block within two retire periods
+/// (2 × [`super::ring::RETIRE_MS`]); a socket queue (pnet) has every counted frame ready at once.
+/// The rest is margin for a loaded machine: the drain ends as soon as the numbers meet, so this
+/// is reached only when something is wrong, and the summary then shows the mismatch.
+pub const DRAIN_IDLE: Duration = Duration::from_millis(500);
+/// How long the drain of a ring waits in `poll` for the next block (pnet waits [`POLL`]).
+const DRAIN_POLL: Duration = Duration::from_millis(super::ring::RETIRE_MS as u64);
 
 /// Why a live capture could not start or went on.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +106,28 @@ impl KernelStats {
         self.drops += o.drops;
         self.freeze_queue += o.freeze_queue;
     }
+}
+
+/// The final accounting of a capture: every frame the kernel passed to the capture sockets was
+/// read by a worker or dropped by the kernel (`kernel_packets = frames_read + kernel_drops`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Reconciliation {
+    /// Frames the kernel passed to the capture sockets (`PACKET_STATISTICS`, summed).
+    pub kernel_packets: u64,
+    /// Frames the workers read from the sockets.
+    pub frames_read: u64,
+    /// Of those, the frames counted: classified, and written with `--write`.
+    pub frames_counted: u64,
+    /// Of those, the frames read after `--count` was reached: the sockets had accepted them
+    /// before they stopped accepting; they are neither classified nor written.
+    pub read_not_counted: u64,
+    /// Frames the kernel dropped because a socket's buffer or ring was full.
+    pub kernel_drops: u64,
+    /// `kernel_packets - frames_read - kernel_drops`: frames the kernel counted that were
+    /// neither read nor dropped (negative: read but not counted by the kernel). 0 when exact.
+    pub unaccounted: i64,
+    /// The numbers reconcile: `unaccounted` is 0.
+    pub exact: bool,
 }
 
 /// Which capture mechanism.
@@ -258,7 +295,7 @@ impl Source {
         let fd = socket(iface)?;
         if fanout.is_some() {
             // Silent until [`Source::open_all`] has the whole group formed (see there).
-            sys::attach_drop_all(&fd).map_err(io_err("SO_ATTACH_FILTER", iface))?;
+            sys::attach_drop_all(fd.as_raw_fd()).map_err(io_err("SO_ATTACH_FILTER", iface))?;
         }
         match kind {
             SourceKind::Pnet => {
@@ -376,16 +413,31 @@ impl Source {
         }
     }
 
-    /// Waits up to [`POLL`] and lends frames to `f` until none is waiting or `f` returns false.
+    /// Waits up to `timeout` (the ring; pnet waits its channel's [`POLL`]) and lends frames to
+    /// `f` until none is waiting or `f` returns false.
     #[inline]
-    pub fn dispatch<F>(&mut self, f: F) -> io::Result<bool>
+    pub fn dispatch<F>(&mut self, timeout: Duration, f: F) -> io::Result<bool>
     where
         F: FnMut(&Frame<'_>) -> bool,
     {
         match self {
             Source::Pnet(p) => p.dispatch(f),
-            Source::Ring(r) => r.dispatch(POLL, f),
+            Source::Ring(r) => r.dispatch(timeout, f),
         }
+    }
+
+    /// Frames taken from the socket so far, whatever was done with them.
+    pub fn frames_read(&self) -> u64 {
+        match self {
+            Source::Pnet(p) => p.number,
+            Source::Ring(r) => r.frames_read(),
+        }
+    }
+
+    /// Stops the kernel from accepting frames for this socket (the drop-all filter): from here
+    /// on the frames it accepted, counted in `PACKET_STATISTICS`, are a closed set to read.
+    pub fn stop_accepting(&self) -> io::Result<()> {
+        sys::attach_drop_all(self.raw_fd())
     }
 
     /// Reads (and resets) the kernel's counters of this socket.
@@ -413,14 +465,36 @@ pub struct WatchConfig {
 /// Counts of (part of) a run.
 #[derive(Clone, Debug)]
 pub struct Counts {
+    /// The frames counted (classified).
     pub tally: Tally,
     pub kernel: KernelStats,
+    /// Frames read from the sockets: the counted ones and those read after `--count` was
+    /// reached.
+    pub read: u64,
 }
 
 impl Counts {
     fn merge(&mut self, o: &Counts) {
         self.tally.merge(&o.tally);
         self.kernel.merge(&o.kernel);
+        self.read += o.read;
+    }
+
+    /// The kernel's numbers against the frames read. Exact at the end of a session; while it
+    /// runs, the kernel is ahead by the frames not yet handed over.
+    pub fn reconciliation(&self) -> Reconciliation {
+        let k = &self.kernel;
+        let unaccounted = i128::from(k.packets) - i128::from(self.read) - i128::from(k.drops);
+        let unaccounted = i64::try_from(unaccounted).unwrap_or(i64::MAX);
+        Reconciliation {
+            kernel_packets: k.packets,
+            frames_read: self.read,
+            frames_counted: self.tally.frames.packets,
+            read_not_counted: self.read.saturating_sub(self.tally.frames.packets),
+            kernel_drops: k.drops,
+            unaccounted,
+            exact: unaccounted == 0,
+        }
     }
 }
 
@@ -500,6 +574,7 @@ impl Session {
             let counts = Counts {
                 tally: blank.clone(),
                 kernel: KernelStats::default(),
+                read: 0,
             };
             let slot = Arc::new(Mutex::new(Snapshot {
                 generation: 0,
@@ -510,11 +585,14 @@ impl Session {
             let w = Worker {
                 iface: cfg.iface.clone(),
                 src,
-                counts,
                 slot,
-                control: control.clone(),
-                writer: writer.clone(),
-                count: cfg.count,
+                counter: Counter {
+                    counts,
+                    control: control.clone(),
+                    writer: writer.clone(),
+                    count: cfg.count,
+                    write_err: None,
+                },
             };
             let (c3, c5) = (c3.clone(), c5.clone());
             handles.push(std::thread::spawn(move || w.run(&*c3, &*c5)));
@@ -634,89 +712,216 @@ pub struct Finished {
 struct Worker {
     iface: String,
     src: Source,
-    counts: Counts,
     slot: Arc<Mutex<Snapshot>>,
+    counter: Counter,
+}
+
+/// What a worker does with the frames it reads (apart from its source, so that both can be
+/// borrowed at once).
+struct Counter {
+    counts: Counts,
     control: Arc<Control>,
     writer: Option<Writer>,
     count: Option<u64>,
+    /// The first error writing the capture file; this worker writes no frame after it.
+    write_err: Option<io::Error>,
+}
+
+impl Counter {
+    /// Counts a frame the worker read: classifies it and writes it, unless `--count` frames
+    /// have been counted already (the frame is then read but not counted). Asks every worker to
+    /// stop once `--count` is reached or writing failed. The hot path: nothing allocated.
+    #[inline]
+    fn take<C3, C5>(&mut self, frame: &Frame<'_>, c3: &C3, c5: &C5)
+    where
+        C3: Classifier<ThreeTuple> + ?Sized,
+        C5: Classifier<FiveTuple> + ?Sized,
+    {
+        let control = &*self.control;
+        if let Some(n) = self.count
+            && control.counted.fetch_add(1, Ordering::Relaxed) >= n
+        {
+            control.stop();
+            return;
+        }
+        self.counts.tally.classify(frame, c3, c5);
+        if let Some(w) = &self.writer {
+            let r = match w.lock() {
+                Ok(mut w) => w.write_frame(frame),
+                Err(_) => Err(io::Error::other("writer poisoned")),
+            };
+            if let Err(e) = r {
+                self.write_err = Some(e);
+                self.writer = None;
+                control.stop();
+            }
+        }
+        if let Some(n) = self.count
+            && control.counted.load(Ordering::Relaxed) >= n
+        {
+            control.stop();
+        }
+    }
 }
 
 impl Worker {
-    fn publish(&mut self, generation: u64, done: bool) {
+    /// Adds the kernel's counters (reading them resets them) to the worker's totals, and notes
+    /// the frames read so far.
+    fn add_statistics(&mut self) {
         if let Ok(r) = self.src.statistics() {
-            self.counts.kernel.add(r);
+            self.counter.counts.kernel.add(r);
         }
+        self.counter.counts.read = self.src.frames_read();
+    }
+
+    fn publish(&mut self, generation: u64, done: bool) {
+        self.add_statistics();
+        let counts = &self.counter.counts;
         if let Ok(mut s) = self.slot.lock() {
-            s.counts.tally.clone_from(&self.counts.tally);
-            s.counts.kernel = self.counts.kernel;
+            s.counts.tally.clone_from(&counts.tally);
+            s.counts.kernel = counts.kernel;
+            s.counts.read = counts.read;
             s.generation = generation;
             s.done = done;
         }
     }
 
     /// The capture loop: the same per-frame hot path as `classify`, nothing allocated per frame.
+    /// Then, once a stop was asked for (or receiving failed), the drain.
     fn run<C3, C5>(mut self, c3: &C3, c5: &C5) -> WorkerResult
     where
         C3: Classifier<ThreeTuple> + ?Sized,
         C5: Classifier<FiveTuple> + ?Sized,
     {
         let mut published = 0u64;
-        let mut write_err = None;
-        let result = loop {
-            if self.control.stopped() {
-                break None;
-            }
-            let (counts, control, writer, count) =
-                (&mut self.counts, &self.control, &self.writer, self.count);
-            let r = self.src.dispatch(|frame| {
-                if let Some(n) = count
-                    && control.counted.fetch_add(1, Ordering::Relaxed) >= n
-                {
-                    control.stop();
-                    return false;
-                }
-                counts.tally.classify(frame, c3, c5);
-                if let Some(w) = writer {
-                    let r = match w.lock() {
-                        Ok(mut w) => w.write_frame(frame),
-                        Err(_) => Err(io::Error::other("writer poisoned")),
-                    };
-                    if let Err(e) = r {
-                        write_err = Some(e);
-                        control.stop();
-                        return false;
-                    }
-                }
-                if let Some(n) = count
-                    && control.counted.load(Ordering::Relaxed) >= n
-                {
-                    control.stop();
-                    return false;
-                }
+        let mut error = None;
+        while !self.counter.control.stopped() {
+            let counter = &mut self.counter;
+            let r = self.src.dispatch(POLL, |frame| {
+                counter.take(frame, c3, c5);
+                let control = &*counter.control;
                 control.generation.load(Ordering::Relaxed) == published && !control.stopped()
             });
             if let Err(e) = r {
-                break Some(LiveError::Io {
-                    what: "receiving",
-                    iface: self.iface.clone(),
-                    source: e,
-                });
+                error = Some(io_err("receiving", &self.iface)(e));
+                break;
             }
-            let g = self.control.generation.load(Ordering::Relaxed);
+            let g = self.counter.control.generation.load(Ordering::Relaxed);
             if g != published {
                 published = g;
                 self.publish(g, false);
             }
-        };
+        }
+        if let Err(e) = self.drain(c3, c5) {
+            error.get_or_insert(e);
+        }
         self.publish(published, true);
-        let error = write_err.map(LiveError::Write).or(result);
-        (self.counts, error)
+        let write_err = self.counter.write_err.take();
+        let error = write_err.map(LiveError::Write).or(error);
+        (self.counter.counts, error)
+    }
+
+    /// Reads every frame the socket accepted before the stop. First the socket stops accepting
+    /// (the drop-all filter: frames it rejects are in neither of the kernel's counters), so the
+    /// frames it accepted are a closed set; then frames are read (and counted, up to `--count`)
+    /// until the frames read equal the kernel's packets less its drops. The counters are read
+    /// again on each round, after the frames, so the last read of them comes after the last
+    /// frame: a frame that passed the filter check just as it was attached is either in both
+    /// numbers or in neither. On a ring the last frames can sit in the block the kernel is still
+    /// filling, handed over when the block's retire timer fires; the drain waits for it, giving
+    /// up after [`DRAIN_IDLE`] without a frame (the summary then shows what is missing).
+    fn drain<C3, C5>(&mut self, c3: &C3, c5: &C5) -> Result<(), LiveError>
+    where
+        C3: Classifier<ThreeTuple> + ?Sized,
+        C5: Classifier<FiveTuple> + ?Sized,
+    {
+        self.src
+            .stop_accepting()
+            .map_err(io_err("SO_ATTACH_FILTER", &self.iface))?;
+        let mut progress = Instant::now();
+        loop {
+            self.add_statistics();
+            let k = self.counter.counts.kernel;
+            let accepted = k.packets.saturating_sub(k.drops);
+            let read = self.src.frames_read();
+            if read >= accepted {
+                return Ok(());
+            }
+            if progress.elapsed() >= DRAIN_IDLE {
+                tracing::warn!(
+                    "{}: {} frames the kernel accepted were not handed over within {:?} of the \
+                     stop; the final numbers will not reconcile",
+                    self.iface,
+                    accepted - read,
+                    DRAIN_IDLE
+                );
+                return Ok(());
+            }
+            let counter = &mut self.counter;
+            self.src
+                .dispatch(DRAIN_POLL, |frame| {
+                    counter.take(frame, c3, c5);
+                    true
+                })
+                .map_err(io_err("receiving", &self.iface))?;
+            if self.src.frames_read() > read {
+                progress = Instant::now();
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn counts(kernel_packets: u64, drops: u64, read: u64, counted: u64) -> Counts {
+        let policy = crate::policy::load_str("p", "default pass\n").unwrap();
+        let mut tally = Tally::new(&policy, "linear", "linear");
+        for _ in 0..counted {
+            tally.frames.add(60);
+        }
+        Counts {
+            tally,
+            kernel: KernelStats {
+                packets: kernel_packets,
+                drops,
+                freeze_queue: 0,
+            },
+            read,
+        }
+    }
+
+    #[test]
+    fn reconciliation_of_the_kernel_numbers() {
+        let r = counts(100, 3, 97, 90).reconciliation();
+        assert_eq!(
+            r,
+            Reconciliation {
+                kernel_packets: 100,
+                frames_read: 97,
+                frames_counted: 90,
+                read_not_counted: 7,
+                kernel_drops: 3,
+                unaccounted: 0,
+                exact: true,
+            }
+        );
+        // Frames the kernel counted that nobody read; frames read the kernel never counted.
+        let r = counts(100, 0, 95, 95).reconciliation();
+        assert_eq!((r.unaccounted, r.exact), (5, false));
+        let r = counts(10, 1, 12, 12).reconciliation();
+        assert_eq!((r.unaccounted, r.exact), (-3, false));
+        // Merged over workers.
+        let mut all = counts(50, 2, 48, 48);
+        all.merge(&counts(30, 0, 30, 25));
+        let r = all.reconciliation();
+        assert_eq!(
+            (r.kernel_packets, r.frames_read, r.read_not_counted),
+            (80, 78, 5)
+        );
+        assert!(r.exact);
+    }
 
     #[test]
     fn link_type_of_unknown_interface_is_ethernet() {

@@ -16,7 +16,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 /// Ring geometry: 8 blocks of 1 MiB (a 64 KiB GSO frame fits in a block), blocks retired after
-/// 20 ms even when not full so a slow trickle is seen promptly.
+/// 20 ms even when not full so a slow trickle is seen promptly. The kernel hands a partly filled
+/// block over only when its retire timer fires, which happens within two retire periods (the
+/// timer retires the block it finds still current since its last run), so the drain at the stop
+/// waits for that ([`super::live::DRAIN_IDLE`]).
 pub const BLOCK_SIZE: u32 = 1 << 20;
 pub const BLOCK_NR: u32 = 8;
 pub const FRAME_SIZE: u32 = 2048;
@@ -201,6 +204,11 @@ impl RingSource {
 
     pub fn link(&self) -> LinkType {
         self.link
+    }
+
+    /// Frames lent to callers so far (whatever the callers did with them).
+    pub fn frames_read(&self) -> u64 {
+        self.number
     }
 
     /// Waits up to `timeout` for a block, then lends each frame to `f` until the ring is empty

@@ -1,8 +1,8 @@
 //! The raw kernel interface of live capture: the AF_PACKET socket (`packet(7)`), its bind,
 //! `PACKET_FANOUT`, `PACKET_STATISTICS`, promiscuous membership, the drop-all socket filter that
-//! keeps sockets silent while a fanout group forms, and the TPACKET_V3 receive ring
-//! (`PACKET_RX_RING` + `mmap`). This is the only module of `source` with `unsafe`; every other
-//! file calls the safe functions here.
+//! keeps sockets silent while a fanout group forms and once a capture stops, and the TPACKET_V3
+//! receive ring (`PACKET_RX_RING` + `mmap`). This is the only module of `source` with `unsafe`;
+//! every other file calls the safe functions here.
 //!
 //! Layouts, from `/usr/include/linux/if_packet.h`:
 //!
@@ -211,14 +211,16 @@ static DROP_ALL: [libc::sock_filter; 1] = [libc::sock_filter {
 /// Attaches a socket filter that drops every frame before it is queued, counted in
 /// `tp_packets` or counted as a drop in `tp_drops` (`packet_rcv`/`tpacket_rcv` run the filter
 /// first and discard what it rejects without accounting). Removed with [`detach_filter`].
-pub fn attach_drop_all(fd: &OwnedFd) -> io::Result<()> {
+/// Used while a fanout group forms, and at the stop of a capture, so that the frames the
+/// socket accepted are a closed set to read to the end.
+pub fn attach_drop_all(fd: RawFd) -> io::Result<()> {
     let prog = libc::sock_fprog {
         len: DROP_ALL.len() as u16,
         // The kernel only reads the program (it copies it in during the call).
         filter: DROP_ALL.as_ptr().cast_mut(),
     };
     // `prog` and the static program it points to are live for the call, as `setsockopt` needs.
-    setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_ATTACH_FILTER, &prog)
+    setsockopt(fd, libc::SOL_SOCKET, SO_ATTACH_FILTER, &prog)
 }
 
 /// Removes the socket's filter: from here on every frame reaches the socket.

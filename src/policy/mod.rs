@@ -4,6 +4,7 @@
 //! `docs/policy-language.md`.
 
 pub mod check;
+mod cover;
 pub mod diagnostic;
 pub mod fmt;
 pub mod model;

@@ -563,7 +563,7 @@ impl Checker {
                 .filter(|&i| covers(&rules[i].matcher, m))
                 .min();
             if let Some(i) = found {
-                self.push(single_cover(r, &rules[i]));
+                self.push(covered_by_one(r, &rules[i]));
             } else if let cover::Cover::By(by) = cover::union_cover(
                 m,
                 |i| &rules[i].matcher,
@@ -572,7 +572,11 @@ impl Checker {
                 |point, out, left| index.containing(rules, point, out, left),
                 &cover::Budget::DEFAULT,
             ) {
-                self.push(union_cover(r, rules, &by));
+                // One rule whose address set covers this rule only as a whole is found here.
+                self.push(match *by {
+                    [i] => covered_by_one(r, &rules[i]),
+                    _ => covered_by_several(r, rules, &by),
+                });
             }
             let (src, dst) = addrs(m);
             let (srcs, dsts) = (probe_of(src), probe_of(dst));
@@ -633,8 +637,8 @@ impl PairIndex {
     }
 }
 
-/// W0003 or W0002: `r` matches nothing `a`, an earlier rule, does not.
-fn single_cover<M: PartialEq>(r: &Rule<M>, a: &Rule<M>) -> Diagnostic {
+/// W0003 or W0002: `r` matches nothing that `a`, an earlier rule, does not match.
+fn covered_by_one<M: PartialEq>(r: &Rule<M>, a: &Rule<M>) -> Diagnostic {
     if a.matcher == r.matcher {
         return Diagnostic::new(
             Code::DuplicateRule,
@@ -667,7 +671,7 @@ fn single_cover<M: PartialEq>(r: &Rule<M>, a: &Rule<M>) -> Diagnostic {
 }
 
 /// W0006: the earlier rules `by` (indices into `rules`) together match everything `r` matches.
-fn union_cover<M>(r: &Rule<M>, rules: &[Rule<M>], by: &[usize]) -> Diagnostic {
+fn covered_by_several<M>(r: &Rule<M>, rules: &[Rule<M>], by: &[usize]) -> Diagnostic {
     /// Rules named in the message and pointed at.
     const NAMED: usize = 4;
     let named: Vec<&Rule<M>> = by.iter().take(NAMED).map(|&i| &rules[i]).collect();
@@ -822,6 +826,13 @@ mod tests {
 
     #[test]
     fn prefix_sets() {
+        // One rule covers it, but only by its prefixes together: that is W0002.
+        let t = "three {
+            rule hosts src { fd03::, fd03::1, fd03::2, fd03::3 } -> pass
+            rule net src fd03::/126 -> drop
+            rule more src fd03::/125 -> drop
+        }";
+        assert_eq!(unreachable(t), [("W0002", "net".into())]);
         let t = "three {
             rule a src { fd00::/16, fd02::/16 } -> pass
             rule b src fd01::/16 -> pass
@@ -829,7 +840,7 @@ mod tests {
             rule d src { fd00::/15, fd03::/16 } -> drop
         }";
         assert_eq!(unreachable(t), union("c"));
-        // Sets on both sides, covered crosswise.
+        // Sets on both sides, covered crosswise (and `c`'s sets, taken whole, cover `d`).
         let t = "three {
             rule a src fd00::/16 dst { 2001:db8::/32, 2001:db9::/32 } -> pass
             rule b src fd01::/16 dst 2001:db8::/31 -> pass
@@ -839,7 +850,7 @@ mod tests {
         }";
         assert_eq!(
             unreachable(t),
-            [("W0006", "c".into()), ("W0006", "d".into())]
+            [("W0006", "c".into()), ("W0002", "d".into())]
         );
     }
 

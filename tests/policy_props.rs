@@ -71,29 +71,26 @@ fn action(classes: bool) -> BoxedStrategy<Action> {
 }
 
 fn five_match() -> impl Strategy<Value = FiveMatch> {
-    (
-        addrs(),
-        addrs(),
-        prop::option::of(prop_oneof![
-            Just(6u8),
-            Just(17),
-            Just(58),
-            Just(132),
-            any::<u8>()
-        ]),
-        ports(),
-        ports(),
-    )
-        .prop_map(|(src, dst, proto, sport, dport)| {
-            let with_ports = proto.is_some_and(proto_has_ports);
-            FiveMatch {
-                src,
-                dst,
-                proto,
-                sport: if with_ports { sport } else { PortMatch::ANY },
-                dport: if with_ports { dport } else { PortMatch::ANY },
-            }
-        })
+    let proto = prop_oneof![Just(6u8), Just(17), Just(58), Just(132), any::<u8>()];
+    five_of(addrs, prop::option::of(proto), ports)
+}
+
+/// 5-tuple matches from field strategies; ports only with a protocol that has them.
+fn five_of<A: Strategy<Value = AddrMatch>, P: Strategy<Value = PortMatch>>(
+    addrs: impl Fn() -> A,
+    proto: impl Strategy<Value = Option<u8>>,
+    ports: impl Fn() -> P,
+) -> impl Strategy<Value = FiveMatch> {
+    (addrs(), addrs(), proto, ports(), ports()).prop_map(|(src, dst, proto, sport, dport)| {
+        let with_ports = proto.is_some_and(proto_has_ports);
+        FiveMatch {
+            src,
+            dst,
+            proto,
+            sport: if with_ports { sport } else { PortMatch::ANY },
+            dport: if with_ports { dport } else { PortMatch::ANY },
+        }
+    })
 }
 
 fn policy() -> impl Strategy<Value = Policy> {
@@ -364,6 +361,30 @@ fn reported(p: &Policy) -> (Vec<bool>, Vec<bool>) {
     )
 }
 
+/// Fails when a rule is reported but reached, or, when `exact`, reached by no key but not
+/// reported.
+fn compare(
+    p: &Policy,
+    kind: &str,
+    reported: &[bool],
+    reached: &[bool],
+    exact: bool,
+) -> Result<(), TestCaseError> {
+    for (i, (rep, hit)) in reported.iter().zip(reached).enumerate() {
+        prop_assert!(
+            !(*rep && *hit),
+            "{kind} rule r{i} is reported but reached in\n{}",
+            fmt::format(p)
+        );
+        prop_assert!(
+            !exact || *rep || *hit,
+            "{kind} rule r{i} is reached by no key but not reported in\n{}",
+            fmt::format(p)
+        );
+    }
+    Ok(())
+}
+
 /// Which rules some key reaches.
 fn reached<K: flowpol::classify::Key>(
     p: &Policy,
@@ -461,32 +482,25 @@ fn tiny_ports() -> impl Strategy<Value = PortMatch> {
     ]
 }
 
-fn tiny_five() -> impl Strategy<Value = FiveMatch> {
-    (
-        tiny_addrs(),
-        tiny_addrs(),
-        prop_oneof![Just(None), Just(Some(6u8)), Just(Some(17))],
-        tiny_ports(),
-        tiny_ports(),
-    )
-        .prop_map(|(src, dst, proto, sport, dport)| {
-            let ports = proto.is_some();
-            FiveMatch {
-                src,
-                dst,
-                proto,
-                sport: if ports { sport } else { PortMatch::ANY },
-                dport: if ports { dport } else { PortMatch::ANY },
-            }
-        })
+/// 3-tuple matches from field strategies.
+fn three_of<A: Strategy<Value = AddrMatch>>(
+    addrs: impl Fn() -> A,
+    label: impl Strategy<Value = LabelMatch>,
+) -> impl Strategy<Value = ThreeMatch> {
+    (addrs(), addrs(), label).prop_map(|(src, dst, label)| ThreeMatch { src, dst, label })
+}
+
+/// Protocols for the matches below: tcp, udp or any.
+fn tcp_udp_any() -> impl Strategy<Value = Option<u8>> {
+    prop_oneof![Just(None), Just(Some(6u8)), Just(Some(17))]
 }
 
 fn tiny_three() -> impl Strategy<Value = ThreeMatch> {
-    (tiny_addrs(), tiny_addrs(), tiny_label()).prop_map(|(src, dst, label)| ThreeMatch {
-        src,
-        dst,
-        label,
-    })
+    three_of(tiny_addrs, tiny_label())
+}
+
+fn tiny_five() -> impl Strategy<Value = FiveMatch> {
+    five_of(tiny_addrs, tcp_udp_any(), tiny_ports)
 }
 
 fn tiny_keys3() -> Vec<ThreeTuple> {
@@ -567,31 +581,11 @@ fn near_ports() -> impl Strategy<Value = PortMatch> {
 }
 
 fn near_three() -> impl Strategy<Value = ThreeMatch> {
-    (nested_addrs(), nested_addrs(), near_label()).prop_map(|(src, dst, label)| ThreeMatch {
-        src,
-        dst,
-        label,
-    })
+    three_of(nested_addrs, near_label())
 }
 
 fn near_five() -> impl Strategy<Value = FiveMatch> {
-    (
-        nested_addrs(),
-        nested_addrs(),
-        prop_oneof![Just(None), Just(Some(6u8)), Just(Some(17))],
-        near_ports(),
-        near_ports(),
-    )
-        .prop_map(|(src, dst, proto, sport, dport)| {
-            let ports = proto.is_some();
-            FiveMatch {
-                src,
-                dst,
-                proto,
-                sport: if ports { sport } else { PortMatch::ANY },
-                dport: if ports { dport } else { PortMatch::ANY },
-            }
-        })
+    five_of(nested_addrs, tcp_udp_any(), near_ports)
 }
 
 /// Values just around the ends of intervals.
@@ -723,40 +717,39 @@ trait Split: Sized + Clone {
     fn split(&self, field: usize, at: u32, whole: bool) -> Option<(Self, Self)>;
 }
 
+/// Two copies of `m`, with one field set to each of two halves.
+fn cut<M: Clone, T>(m: &M, halves: Option<(T, T)>, set: impl Fn(&mut M, T)) -> Option<(M, M)> {
+    let (a, b) = halves?;
+    let (mut x, mut y) = (m.clone(), m.clone());
+    set(&mut x, a);
+    set(&mut y, b);
+    Some((x, y))
+}
+
 impl Split for ThreeMatch {
     fn split(&self, field: usize, at: u32, whole: bool) -> Option<(Self, Self)> {
-        let with = |f: &dyn Fn(&mut ThreeMatch)| {
-            let mut m = self.clone();
-            f(&mut m);
-            m
-        };
         match field % 3 {
-            0 => split_addrs(&self.src, whole)
-                .map(|(a, b)| (with(&|m| m.src = a.clone()), with(&|m| m.src = b.clone()))),
-            1 => split_addrs(&self.dst, whole)
-                .map(|(a, b)| (with(&|m| m.dst = a.clone()), with(&|m| m.dst = b.clone()))),
-            _ => split_label(&self.label, at, whole)
-                .map(|(a, b)| (with(&|m| m.label = a), with(&|m| m.label = b))),
+            0 => cut(self, split_addrs(&self.src, whole), |m, a| m.src = a),
+            1 => cut(self, split_addrs(&self.dst, whole), |m, a| m.dst = a),
+            _ => cut(self, split_label(&self.label, at, whole), |m, l| {
+                m.label = l
+            }),
         }
     }
 }
 
 impl Split for FiveMatch {
     fn split(&self, field: usize, at: u32, whole: bool) -> Option<(Self, Self)> {
-        let with = |f: &dyn Fn(&mut FiveMatch)| {
-            let mut m = self.clone();
-            f(&mut m);
-            m
-        };
+        let ports = self.proto.is_some();
         match field % 4 {
-            0 => split_addrs(&self.src, whole)
-                .map(|(a, b)| (with(&|m| m.src = a.clone()), with(&|m| m.src = b.clone()))),
-            1 => split_addrs(&self.dst, whole)
-                .map(|(a, b)| (with(&|m| m.dst = a.clone()), with(&|m| m.dst = b.clone()))),
-            2 if self.proto.is_some() => split_ports(&self.sport, at, whole)
-                .map(|(a, b)| (with(&|m| m.sport = a), with(&|m| m.sport = b))),
-            _ if self.proto.is_some() => split_ports(&self.dport, at, whole)
-                .map(|(a, b)| (with(&|m| m.dport = a), with(&|m| m.dport = b))),
+            0 => cut(self, split_addrs(&self.src, whole), |m, a| m.src = a),
+            1 => cut(self, split_addrs(&self.dst, whole), |m, a| m.dst = a),
+            2 if ports => cut(self, split_ports(&self.sport, at, whole), |m, p| {
+                m.sport = p
+            }),
+            _ if ports => cut(self, split_ports(&self.dport, at, whole), |m, p| {
+                m.dport = p
+            }),
             _ => None,
         }
     }
@@ -820,12 +813,8 @@ proptest! {
         let (r3, r5) = reported(&p);
         let h3 = reached(&p, p.three.len(), tiny_keys3().into_iter());
         let h5 = reached(&p, p.five.len(), tiny_keys5().into_iter());
-        for (i, (rep, hit)) in r3.iter().zip(&h3).enumerate() {
-            prop_assert_eq!(*rep, !hit, "three rule r{} in\n{}", i, fmt::format(&p));
-        }
-        for (i, (rep, hit)) in r5.iter().zip(&h5).enumerate() {
-            prop_assert_eq!(*rep, !hit, "five rule r{} in\n{}", i, fmt::format(&p));
-        }
+        compare(&p, "three", &r3, &h3, true)?;
+        compare(&p, "five", &r5, &h5, true)?;
     }
 
     /// A rule reported as never matching is reached by no key around any rule's bounds.
@@ -868,11 +857,7 @@ proptest! {
         ];
         let keys5 = sample(&fields5, 20_000, seed).into_iter().map(five_key);
         let h5 = reached(&p, p.five.len(), keys5);
-        for (i, (rep, hit)) in r3.iter().zip(&h3).enumerate() {
-            prop_assert!(!(*rep && *hit), "three rule r{} is reported but reached in\n{}", i, fmt::format(&p));
-        }
-        for (i, (rep, hit)) in r5.iter().zip(&h5).enumerate() {
-            prop_assert!(!(*rep && *hit), "five rule r{} is reported but reached in\n{}", i, fmt::format(&p));
-        }
+        compare(&p, "three", &r3, &h3, false)?;
+        compare(&p, "five", &r5, &h5, false)?;
     }
 }

@@ -752,16 +752,24 @@ mod tests {
         vec![("W0006", name.to_string())]
     }
 
+    const LO: &str = "rule lo dst 2001:db8::/33 -> pass";
+    const HI: &str = "rule hi dst 2001:db8:8000::/33 -> pass";
+    const ALL: &str = "rule all dst 2001:db8::/32 -> drop";
+
+    /// The one W0006 finding about `text`.
+    fn union_finding(text: &str) -> Diagnostic {
+        let (_, diags) = check_source(text);
+        let mut found = diags.into_iter().filter(|d| d.code.as_str() == "W0006");
+        let d = found.next().expect("a W0006 finding");
+        assert_eq!(found.next(), None);
+        d
+    }
+
     #[test]
     fn two_halves_of_a_prefix() {
-        let t = "three {
-            rule lo  dst 2001:db8::/33 -> pass
-            rule hi  dst 2001:db8:8000::/33 -> pass
-            rule all dst 2001:db8::/32 -> drop
-        }";
-        assert_eq!(unreachable(t), union("all"));
-        let (_, diags) = check_source(t);
-        let d = diags.iter().find(|d| d.code.as_str() == "W0006").unwrap();
+        let t = format!("three {{\n{LO}\n{HI}\n{ALL}\n}}");
+        assert_eq!(unreachable(&t), union("all"));
+        let d = union_finding(&t);
         assert_eq!(
             d.message,
             "rule `all` can never match: rules `lo` and `hi` together match every packet it matches"
@@ -771,26 +779,30 @@ mod tests {
             .iter()
             .map(|(s, _)| &t[s.start..s.end])
             .collect();
-        assert_eq!(
-            pointed,
-            [
-                "rule lo  dst 2001:db8::/33 -> pass",
-                "rule hi  dst 2001:db8:8000::/33 -> pass"
-            ]
-        );
+        assert_eq!(pointed, [LO, HI]);
         assert_eq!(
             d.help.as_deref(),
             Some("move `all` above `lo`, or narrow the rules that cover it")
         );
-        // The same halves after the rule do not hide it (it hides them).
-        let t = "three {
-            rule all dst 2001:db8::/32 -> drop
-            rule lo  dst 2001:db8::/33 -> pass
-            rule hi  dst 2001:db8:8000::/33 -> pass
-        }";
+        // A rule one of them covers is W0002, as before.
+        let t = format!("three {{\n{LO}\n{HI}\n{ALL}\nrule in dst 2001:db8:1::/48 -> pass\n}}");
         assert_eq!(
-            unreachable(t),
+            unreachable(&t),
+            [("W0006", "all".into()), ("W0002", "in".into())]
+        );
+        // Cover goes by order: the halves after the rule do not hide it (it hides them).
+        let t = format!("three {{\n{ALL}\n{LO}\n{HI}\n}}");
+        assert_eq!(
+            unreachable(&t),
             [("W0002", "lo".into()), ("W0002", "hi".into())]
+        );
+        // Rules the others make redundant are not named.
+        let t = format!("three {{\nrule part dst 2001:db8::/34 -> pass\n{LO}\n{HI}\n{ALL}\n}}");
+        let d = union_finding(&t);
+        assert!(
+            d.message.contains("rules `lo` and `hi` together"),
+            "{}",
+            d.message
         );
     }
 
@@ -997,27 +1009,13 @@ mod tests {
     }
 
     #[test]
-    fn a_single_cover_is_reported_as_such() {
-        let t = "three {
-            rule lo  dst 2001:db8::/33 -> pass
-            rule hi  dst 2001:db8:8000::/33 -> pass
-            rule all dst 2001:db8::/32 -> pass
-            rule in  dst 2001:db8:1::/48 -> pass
-        }";
-        assert_eq!(
-            unreachable(t),
-            [("W0006", "all".into()), ("W0002", "in".into())]
-        );
-    }
-
-    #[test]
     fn many_covering_rules_are_counted() {
         let hosts: String = (0..8)
             .map(|i| format!("rule h{i} src 2001:db8::{i} -> drop\n"))
             .collect();
-        let t = format!("three {{\n{hosts}rule net src 2001:db8::/125 -> drop\n}}");
-        let (_, diags) = check_source(&t);
-        let d = diags.iter().find(|d| d.code.as_str() == "W0006").unwrap();
+        let d = union_finding(&format!(
+            "three {{\n{hosts}rule net src 2001:db8::/125 -> drop\n}}"
+        ));
         assert_eq!(
             d.message,
             "rule `net` can never match: rules `h0`, `h1`, `h2`, `h3` and 4 more together match every packet it matches"
@@ -1026,23 +1024,6 @@ mod tests {
         assert_eq!(
             d.help.as_deref(),
             Some("`h0`, `h1`, `h2`, `h3` and 4 more already do the same: remove `net`")
-        );
-    }
-
-    #[test]
-    fn redundant_covering_rules_are_not_named() {
-        let t = "three {
-            rule part dst 2001:db8::/34 -> pass
-            rule lo  dst 2001:db8::/33 -> pass
-            rule hi  dst 2001:db8:8000::/33 -> pass
-            rule all dst 2001:db8::/32 -> drop
-        }";
-        let (_, diags) = check_source(t);
-        let d = diags.iter().find(|d| d.code.as_str() == "W0006").unwrap();
-        assert!(
-            d.message.contains("rules `lo` and `hi` together"),
-            "{}",
-            d.message
         );
     }
 

@@ -548,15 +548,26 @@ impl Checker {
     ) {
         let mut index = PairIndex::default();
         let mut hits = Vec::new();
+        let budget = cover::Budget::DEFAULT;
         for (j, r) in rules.iter().enumerate() {
             let m = &r.matcher;
+            let (src, dst) = addrs(m);
+            let (srcs, dsts) = (probe_of(src), probe_of(dst));
             // Every earlier rule that covers this one, alone or with others, matches its least
-            // key: find them all (a cover by one rule is always found, whatever it costs).
+            // key. One that covers it alone is filed under prefixes that hold the least prefixes
+            // of its address sets: those are scanned whatever it costs, the rest on the budget.
             let least = m.least();
             let point = &least[..m.dims()];
-            let mut left = usize::MAX;
+            let lens = |ps: &[Prefix]| ps.iter().min().map_or(0, |p| p.len);
+            let mut left = budget.scan;
             hits.clear();
-            index.containing(rules, point, &mut hits, &mut left);
+            let lookup = index.containing(
+                rules,
+                point,
+                &mut hits,
+                &mut left,
+                Some((lens(&srcs), lens(&dsts))),
+            );
             let found = hits
                 .iter()
                 .copied()
@@ -564,22 +575,22 @@ impl Checker {
                 .min();
             if let Some(i) = found {
                 self.push(covered_by_one(r, &rules[i]));
-            } else if let cover::Cover::By(by) = cover::union_cover(
-                m,
-                |i| &rules[i].matcher,
-                &mut hits,
-                usize::MAX - left,
-                |point, out, left| index.containing(rules, point, out, left),
-                &cover::Budget::DEFAULT,
-            ) {
+            } else if let cover::Lookup::Complete = lookup
+                && let cover::Cover::By(by) = cover::union_cover(
+                    m,
+                    |i| &rules[i].matcher,
+                    &mut hits,
+                    left,
+                    |point, out, left| index.containing(rules, point, out, left, None),
+                    &budget,
+                )
+            {
                 // One rule whose address set covers this rule only as a whole is found here.
                 self.push(match *by {
                     [i] => covered_by_one(r, &rules[i]),
                     _ => covered_by_several(r, rules, &by),
                 });
             }
-            let (src, dst) = addrs(m);
-            let (srcs, dsts) = (probe_of(src), probe_of(dst));
             for s in &srcs {
                 for d in &dsts {
                     index.insert(*s, *d, j);
@@ -606,34 +617,48 @@ impl PairIndex {
         }
     }
 
-    /// The rules filed under a pair of prefixes that hold `src` and `dst`.
-    fn buckets(&self, src: u128, dst: u128) -> impl Iterator<Item = &[usize]> {
+    /// The rules filed under a pair of prefixes that hold `src` and `dst`, with the pair's
+    /// prefix lengths.
+    fn buckets(&self, src: u128, dst: u128) -> impl Iterator<Item = ((u8, u8), &[usize])> {
         self.lens_seen.iter().filter_map(move |&(ls, ld)| {
             let key = (Prefix::new(src, ls), Prefix::new(dst, ld));
-            self.map.get(&key).map(Vec::as_slice)
+            self.map.get(&key).map(|v| ((ls, ld), v.as_slice()))
         })
     }
 
-    /// Appends the rules that match the key at `point` (addresses first), scanning at most
-    /// `left` entries.
+    /// Appends the rules that match the key at `point` (addresses first). The index entries
+    /// scanned are taken from `left`, except under prefixes at most `free` long; without
+    /// `free`, the scan stops when `left` runs out, with it, it skips what it cannot take.
     fn containing<M: Space>(
         &self,
         rules: &[Rule<M>],
         point: &[u128],
         out: &mut Vec<usize>,
         left: &mut usize,
+        free: Option<(u8, u8)>,
     ) -> cover::Lookup {
         let [src, dst, ..] = *point else {
             return cover::Lookup::OverBudget;
         };
-        for cands in self.buckets(src, dst) {
-            let Some(l) = left.checked_sub(cands.len()) else {
-                return cover::Lookup::OverBudget;
-            };
-            *left = l;
+        let mut complete = true;
+        for ((ls, ld), cands) in self.buckets(src, dst) {
+            if !free.is_some_and(|(s, d)| ls <= s && ld <= d) {
+                match left.checked_sub(cands.len()) {
+                    Some(l) => *left = l,
+                    None if free.is_none() => return cover::Lookup::OverBudget,
+                    None => {
+                        complete = false;
+                        continue;
+                    }
+                }
+            }
             out.extend(cands.iter().filter(|&&i| rules[i].matcher.contains(point)));
         }
-        cover::Lookup::Complete
+        if complete {
+            cover::Lookup::Complete
+        } else {
+            cover::Lookup::OverBudget
+        }
     }
 }
 
@@ -1035,5 +1060,13 @@ mod tests {
             .collect();
         let t = format!("three {{\n{hosts}rule net src 2001:db8::/120 -> drop\n}}");
         assert_eq!(unreachable(&t), []);
+        // Past the index entries a rule may scan, a cover by several rules is not looked for,
+        // but a cover by one still is.
+        let labels: String = (0..5000)
+            .map(|i| format!("rule l{i} dst 2001:db8:: label {i} -> pass\n"))
+            .collect();
+        let t =
+            format!("three {{\n{labels}{LO}\n{HI}\n{ALL}\nrule in dst 2001:db8::/48 -> pass\n}}");
+        assert_eq!(unreachable(&t), [("W0002", "in".into())]);
     }
 }

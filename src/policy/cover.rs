@@ -432,19 +432,19 @@ pub(crate) enum Cover {
 /// `earlier(i)` is the match of earlier rule `i`; `lookup(point, out, left)` appends to `out`
 /// the indices of the earlier rules that match `point` (in any order, repeats allowed), taking
 /// the index entries it looks at from `left`. The caller has done the first lookup, at the
-/// rule's least key ([`Space::least`]): `hits` holds its answer (and is then reused), `scanned`
-/// is what it took.
+/// rule's least key ([`Space::least`]): `hits` holds its answer (and is then reused), `scan_left`
+/// what is left of `budget.scan` after it.
 /// A cover names its rules with those the others make redundant left out (when that is cheap
 /// to find).
 pub(crate) fn union_cover<'a, M: Space + 'a>(
     rule: &M,
     earlier: impl Fn(usize) -> &'a M,
     hits: &mut Vec<usize>,
-    scanned: usize,
+    scan_left: usize,
     lookup: impl FnMut(&[u128], &mut Vec<usize>, &mut usize) -> Lookup,
     budget: &Budget,
 ) -> Cover {
-    match search(rule, earlier, hits, scanned, lookup, budget) {
+    match search(rule, earlier, hits, scan_left, lookup, budget) {
         Ok(by) => Cover::By(by),
         Err(c) => c,
     }
@@ -454,14 +454,13 @@ fn search<'a, M: Space + 'a>(
     rule: &M,
     earlier: impl Fn(usize) -> &'a M,
     hits: &mut Vec<usize>,
-    scanned: usize,
+    mut scan_left: usize,
     mut lookup: impl FnMut(&[u128], &mut Vec<usize>, &mut usize) -> Lookup,
     budget: &Budget,
 ) -> Result<Vec<usize>, Cover> {
     if hits.is_empty() {
         return Err(Cover::Open);
     }
-    let mut scan_left = budget.scan.checked_sub(scanned).ok_or(Cover::OverBudget)?;
     let mut work = 0;
     let region = rule.outer();
     let mut rem = vec![region.clone()];

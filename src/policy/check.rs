@@ -600,30 +600,50 @@ impl Checker {
     }
 }
 
-/// Rule indices filed under (src prefix, dst prefix) pairs, and the pairs of prefix lengths
-/// seen, in order of first use.
+/// Rule indices filed under (src prefix, dst prefix) pairs, and for each field the prefixes
+/// filed and their lengths.
 #[derive(Default)]
 struct PairIndex {
     map: FxHashMap<(Prefix, Prefix), Vec<usize>>,
-    lens: FxHashSet<(u8, u8)>,
-    lens_seen: Vec<(u8, u8)>,
+    prefixes: [FxHashSet<Prefix>; 2],
+    lens: [Vec<u8>; 2],
 }
 
 impl PairIndex {
     fn insert(&mut self, s: Prefix, d: Prefix, rule: usize) {
         self.map.entry((s, d)).or_default().push(rule);
-        if self.lens.insert((s.len, d.len)) {
-            self.lens_seen.push((s.len, d.len));
+        for (k, p) in [s, d].into_iter().enumerate() {
+            if self.prefixes[k].insert(p) && !self.lens[k].contains(&p.len) {
+                self.lens[k].push(p.len);
+            }
         }
     }
 
-    /// The rules filed under a pair of prefixes that hold `src` and `dst`, with the pair's
-    /// prefix lengths.
-    fn buckets(&self, src: u128, dst: u128) -> impl Iterator<Item = ((u8, u8), &[usize])> {
-        self.lens_seen.iter().filter_map(move |&(ls, ld)| {
-            let key = (Prefix::new(src, ls), Prefix::new(dst, ld));
-            self.map.get(&key).map(|v| ((ls, ld), v.as_slice()))
-        })
+    /// Calls `f` with the rules filed under each pair of prefixes that hold `src` and `dst`,
+    /// and the pair's prefix lengths, while it returns true.
+    fn each_bucket(&self, src: u128, dst: u128, mut f: impl FnMut((u8, u8), &[usize]) -> bool) {
+        let held = |k: usize, addr: u128| {
+            self.lens[k]
+                .iter()
+                .map(move |&l| Prefix::new(addr, l))
+                .filter(move |p| self.prefixes[k].contains(p))
+        };
+        // At most one filed prefix per length.
+        let mut dsts = [Prefix::new(0, 0); 129];
+        let mut n = 0;
+        for (slot, p) in dsts.iter_mut().zip(held(1, dst)) {
+            *slot = p;
+            n += 1;
+        }
+        for s in held(0, src) {
+            for d in &dsts[..n] {
+                if let Some(v) = self.map.get(&(s, *d))
+                    && !f((s.len, d.len), v)
+                {
+                    return;
+                }
+            }
+        }
     }
 
     /// Appends the rules that match the key at `point` (addresses first). The index entries
@@ -641,19 +661,20 @@ impl PairIndex {
             return cover::Lookup::OverBudget;
         };
         let mut complete = true;
-        for ((ls, ld), cands) in self.buckets(src, dst) {
+        self.each_bucket(src, dst, |(ls, ld), cands| {
             if !free.is_some_and(|(s, d)| ls <= s && ld <= d) {
                 match left.checked_sub(cands.len()) {
                     Some(l) => *left = l,
-                    None if free.is_none() => return cover::Lookup::OverBudget,
                     None => {
                         complete = false;
-                        continue;
+                        // Without free buckets to come, stop here.
+                        return free.is_some();
                     }
                 }
             }
             out.extend(cands.iter().filter(|&&i| rules[i].matcher.contains(point)));
-        }
+            true
+        });
         if complete {
             cover::Lookup::Complete
         } else {

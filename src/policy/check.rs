@@ -1,6 +1,7 @@
 //! The checks: turn a syntax tree into a [`Policy`], reporting every error (widths, ranges,
 //! fields that do not belong to a rule's tuple kind, names) and every warning (host bits, rules
-//! that can never match, duplicates, a missing default) with the span it is about.
+//! that can never match because an earlier rule or several together cover them, duplicates, a
+//! missing default) with the span it is about.
 
 use crate::label::FlowLabel;
 use crate::policy::cover::{self, Space};

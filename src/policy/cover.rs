@@ -579,4 +579,61 @@ mod tests {
             }
         }
     }
+
+    /// `union_cover` over plain matches, every earlier one scanned at every lookup.
+    fn cover_of(rules: &[ThreeMatch], budget: &Budget) -> Cover {
+        let (rule, earlier) = rules.split_last().unwrap();
+        let lookup = |point: &[u128], out: &mut Vec<usize>, left: &mut usize| {
+            let Some(l) = left.checked_sub(earlier.len()) else {
+                return Lookup::OverBudget;
+            };
+            *left = l;
+            out.extend((0..earlier.len()).filter(|&i| earlier[i].contains(point)));
+            Lookup::Complete
+        };
+        let mut hits = Vec::new();
+        let mut left = budget.scan;
+        if let Lookup::OverBudget = lookup(&rule.least()[..3], &mut hits, &mut left) {
+            return Cover::OverBudget;
+        }
+        union_cover(rule, |i| &earlier[i], &mut hits, left, lookup, budget)
+    }
+
+    fn dst(p: &str) -> ThreeMatch {
+        let (a, l) = p.split_once('/').unwrap();
+        let a: std::net::Ipv6Addr = a.parse().unwrap();
+        ThreeMatch {
+            src: AddrMatch::any(),
+            dst: AddrMatch(vec![crate::policy::model::Prefix::new(
+                a.into(),
+                l.parse().unwrap(),
+            )]),
+            label: LabelMatch::Any,
+        }
+    }
+
+    #[test]
+    fn outcomes() {
+        let quarters: Vec<ThreeMatch> =
+            ["2001:db8::/34", "2001:db8:4000::/34", "2001:db8:8000::/33"]
+                .into_iter()
+                .map(dst)
+                .collect();
+        let all = dst("2001:db8::/32");
+        let rules = [quarters.clone(), vec![all.clone()]].concat();
+        assert_eq!(cover_of(&rules, &Budget::DEFAULT), Cover::By(vec![0, 1, 2]));
+        // Each round finds one quarter: two rounds are not enough.
+        let tight = Budget {
+            rounds: 2,
+            ..Budget::DEFAULT
+        };
+        assert_eq!(cover_of(&rules, &tight), Cover::OverBudget);
+        let tight = Budget {
+            scan: 5,
+            ..Budget::DEFAULT
+        };
+        assert_eq!(cover_of(&rules, &tight), Cover::OverBudget);
+        let rules = [quarters[..2].to_vec(), vec![all]].concat();
+        assert_eq!(cover_of(&rules, &Budget::DEFAULT), Cover::Open);
+    }
 }

@@ -41,6 +41,7 @@ pub enum Code {
     DuplicateRule,
     NoDefault,
     UnusedClass,
+    UnionShadowed,
 }
 
 impl Code {
@@ -70,6 +71,7 @@ impl Code {
             DuplicateRule => "W0003",
             NoDefault => "W0004",
             UnusedClass => "W0005",
+            UnionShadowed => "W0006",
         }
     }
 

@@ -1,9 +1,11 @@
 //! The policy language: syntax tree with spans ([`syntax`]), the nom parser ([`parse`]), the
-//! checks that turn a tree into a [`Policy`] ([`check`]), rustc-style diagnostics
+//! checks that turn a tree into a [`Policy`] ([`check`], with the private `cover` module for
+//! rules that several earlier rules cover together), rustc-style diagnostics
 //! ([`diagnostic`]), and the canonical formatter, which keeps comments ([`fmt`]). The grammar is in
 //! `docs/policy-language.md`.
 
 pub mod check;
+mod cover;
 pub mod diagnostic;
 pub mod fmt;
 pub mod model;

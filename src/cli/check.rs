@@ -52,21 +52,19 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
         };
         let (_, diags) = policy::check_source(&text);
-        let src = Source {
+        let render = diagnostic::Renderer::new(Source {
             name: &name,
             text: &text,
-        };
+        });
         for d in &diags {
             match d.severity {
                 Severity::Error => errors += 1,
                 Severity::Warning => warnings += 1,
             }
             match args.format {
-                CheckFormat::Human => {
-                    out.write_all(diagnostic::render_human(&src, d).as_bytes())?
-                }
-                CheckFormat::Github => writeln!(out, "{}", diagnostic::render_github(&src, d))?,
-                CheckFormat::Json => json.push(serde_json::to_value(diagnostic::to_json(&src, d))?),
+                CheckFormat::Human => out.write_all(render.human(d).as_bytes())?,
+                CheckFormat::Github => writeln!(out, "{}", render.github(d))?,
+                CheckFormat::Json => json.push(serde_json::to_value(render.json(d))?),
             }
         }
     }

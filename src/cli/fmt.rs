@@ -27,12 +27,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let canonical = match policy::fmt::format_source(&text) {
         Ok(c) => c,
         Err(FmtError::Invalid(errors)) => {
-            let src = Source {
+            let render = diagnostic::Renderer::new(Source {
                 name: &name,
                 text: &text,
-            };
+            });
             for d in &errors {
-                eprint!("{}", diagnostic::render_human(&src, d));
+                eprint!("{}", render.human(d));
             }
             return Ok(EXIT_FINDINGS);
         }

@@ -124,6 +124,7 @@ impl Diagnostic {
 }
 
 /// A named source text, for turning spans into lines and columns.
+#[derive(Clone, Copy, Debug)]
 pub struct Source<'a> {
     pub name: &'a str,
     pub text: &'a str,
@@ -131,11 +132,94 @@ pub struct Source<'a> {
 
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = floor_char_boundary(text, offset.min(text.len()));
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |n| n + 1);
-    (line, before[line_start..].chars().count() + 1)
+    Lines::new(text).line_col(offset)
+}
+
+/// The byte offset where each line of a text starts, found once, so that each position costs a
+/// binary search and a scan of its own line rather than a scan of the file.
+struct Lines<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines { text, starts }
+    }
+
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(self.text, offset.min(self.text.len()));
+        // The last line starting at or before `offset`.
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        (line, self.text[start..offset].chars().count() + 1)
+    }
+}
+
+/// Renders the findings of one file in any format. Line starts are computed once per file, so
+/// rendering N findings of a large file costs N binary searches, not N scans of the file.
+pub struct Renderer<'a> {
+    src: Source<'a>,
+    file: SimpleFile<&'a str, &'a str>,
+    lines: Lines<'a>,
+}
+
+impl<'a> Renderer<'a> {
+    pub fn new(src: Source<'a>) -> Self {
+        Renderer {
+            src,
+            file: SimpleFile::new(src.name, src.text),
+            lines: Lines::new(src.text),
+        }
+    }
+
+    /// One finding the way rustc prints it: header, `--> file:line:col`, source, carets, help.
+    pub fn human(&self, d: &Diagnostic) -> String {
+        human(&self.file, self.src.text, d)
+    }
+
+    /// One finding as a JSON-ready record.
+    pub fn json<'d>(&self, d: &'d Diagnostic) -> JsonFinding<'d>
+    where
+        'a: 'd,
+    {
+        let (line, column) = self.lines.line_col(d.span.start);
+        let (end_line, end_column) = self.lines.line_col(d.span.end);
+        JsonFinding {
+            file: self.src.name,
+            line,
+            column,
+            end_line,
+            end_column,
+            severity: d.severity,
+            code: d.code.as_str(),
+            message: &d.message,
+            help: d.help.as_deref(),
+        }
+    }
+
+    /// One GitHub Actions workflow command: `::error file=F,line=L,col=C,...::message`.
+    pub fn github(&self, d: &Diagnostic) -> String {
+        let (line, col) = self.lines.line_col(d.span.start);
+        let (end_line, end_col) = self.lines.line_col(d.span.end);
+        let kind = match d.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut msg = d.message.clone();
+        if let Some(h) = &d.help {
+            msg.push_str(&format!(" (help: {h})"));
+        }
+        format!(
+            "::{kind} file={},line={line},col={col},endLine={end_line},endColumn={end_col},title={}::{}",
+            gh_escape_prop(self.src.name),
+            d.code.as_str(),
+            gh_escape_data(&msg)
+        )
+    }
 }
 
 fn floor_char_boundary(text: &str, mut i: usize) -> usize {
@@ -145,12 +229,15 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     i
 }
 
-/// Renders one finding the way rustc does: header, `--> file:line:col`, source, carets, help.
+/// Renders one finding the way rustc does (for many findings of one file, use [`Renderer`]).
 pub fn render_human(src: &Source<'_>, d: &Diagnostic) -> String {
-    let file = SimpleFile::new(src.name, src.text);
+    Renderer::new(*src).human(d)
+}
+
+fn human(file: &SimpleFile<&str, &str>, text: &str, d: &Diagnostic) -> String {
     let clamp = |s: Span| {
-        let a = floor_char_boundary(src.text, s.start.min(src.text.len()));
-        let b = floor_char_boundary(src.text, s.end.min(src.text.len())).max(a);
+        let a = floor_char_boundary(text, s.start.min(text.len()));
+        let b = floor_char_boundary(text, s.end.min(text.len())).max(a);
         a..b
     };
     let mut labels = vec![cs::Label::primary((), clamp(d.span)).with_message(&d.label)];
@@ -172,7 +259,7 @@ pub fn render_human(src: &Source<'_>, d: &Diagnostic) -> String {
         chars: term::Chars::ascii(),
         ..term::Config::default()
     };
-    term::emit_into_string(&config, &file, &diag)
+    term::emit_into_string(&config, file, &diag)
         .unwrap_or_else(|e| format!("{}: {}\n", d.message, e))
 }
 
@@ -191,41 +278,14 @@ pub struct JsonFinding<'a> {
     pub help: Option<&'a str>,
 }
 
-/// One finding as a JSON-ready record.
+/// One finding as a JSON-ready record (for many findings of one file, use [`Renderer`]).
 pub fn to_json<'a>(src: &Source<'a>, d: &'a Diagnostic) -> JsonFinding<'a> {
-    let (line, column) = line_col(src.text, d.span.start);
-    let (end_line, end_column) = line_col(src.text, d.span.end);
-    JsonFinding {
-        file: src.name,
-        line,
-        column,
-        end_line,
-        end_column,
-        severity: d.severity,
-        code: d.code.as_str(),
-        message: &d.message,
-        help: d.help.as_deref(),
-    }
+    Renderer::new(*src).json(d)
 }
 
-/// One GitHub Actions workflow command: `::error file=F,line=L,col=C,...::message`.
+/// One GitHub Actions workflow command (for many findings of one file, use [`Renderer`]).
 pub fn render_github(src: &Source<'_>, d: &Diagnostic) -> String {
-    let (line, col) = line_col(src.text, d.span.start);
-    let (end_line, end_col) = line_col(src.text, d.span.end);
-    let kind = match d.severity {
-        Severity::Error => "error",
-        Severity::Warning => "warning",
-    };
-    let mut msg = d.message.clone();
-    if let Some(h) = &d.help {
-        msg.push_str(&format!(" (help: {h})"));
-    }
-    format!(
-        "::{kind} file={},line={line},col={col},endLine={end_line},endColumn={end_col},title={}::{}",
-        gh_escape_prop(src.name),
-        d.code.as_str(),
-        gh_escape_data(&msg)
-    )
+    Renderer::new(*src).github(d)
 }
 
 fn gh_escape_data(s: &str) -> String {
@@ -249,6 +309,31 @@ mod tests {
         assert_eq!(line_col(t, 3), (2, 1));
         assert_eq!(line_col(t, t.find('x').unwrap()), (2, 4));
         assert_eq!(line_col(t, t.len()), (3, 1));
+    }
+
+    /// The line index agrees with a scan from the start of the text at every offset,
+    /// including offsets inside a multi-byte character, at a newline, and past the end.
+    #[test]
+    fn line_index_agrees_with_a_scan() {
+        fn scan(text: &str, offset: usize) -> (usize, usize) {
+            let offset = floor_char_boundary(text, offset.min(text.len()));
+            let before = &text[..offset];
+            let start = before.rfind('\n').map_or(0, |n| n + 1);
+            (
+                before.matches('\n').count() + 1,
+                before[start..].chars().count() + 1,
+            )
+        }
+        for text in ["", "\n", "a", "ab\nçd x\n", "\n\nx\r\ny\n\n", "日本\n語 z"] {
+            let lines = Lines::new(text);
+            for offset in 0..=text.len() + 2 {
+                assert_eq!(
+                    lines.line_col(offset),
+                    scan(text, offset),
+                    "{text:?} @ {offset}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -61,15 +61,12 @@ pub fn load_str(name: &str, src: &str) -> Result<Policy, PolicyError> {
     match policy {
         Some(p) => Ok(p),
         None => {
-            let source = Source { name, text: src };
+            let render = diagnostic::Renderer::new(Source { name, text: src });
             let errs: Vec<&Diagnostic> = diags
                 .iter()
                 .filter(|d| d.severity == Severity::Error)
                 .collect();
-            let rendered = errs
-                .iter()
-                .map(|d| diagnostic::render_human(&source, d))
-                .collect();
+            let rendered = errs.iter().map(|d| render.human(d)).collect();
             Err(PolicyError::Invalid {
                 name: name.to_string(),
                 errors: errs.len(),

@@ -157,8 +157,10 @@ impl AddrMatch {
     pub fn matches(&self, addr: u128) -> bool {
         self.0.is_empty() || self.0.iter().any(|p| p.contains(addr))
     }
-    /// True when every address `other` matches, `self` matches too (each prefix of `other` is
-    /// inside one prefix of `self`; exact for prefix sets).
+    /// True when each prefix of `other` lies inside one prefix of `self`, so every address
+    /// `other` matches, `self` matches too. Sound but not complete: a prefix covered only by
+    /// several of `self`'s prefixes together (`{::/1, 8000::/1}` and `::/0`) gives false; the
+    /// checker's region subtraction (src/policy/cover.rs) finds those.
     pub fn covers(&self, other: &AddrMatch) -> bool {
         if self.is_any() {
             return true;

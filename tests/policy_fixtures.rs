@@ -130,3 +130,17 @@ fn bundled_policies_check_clean_and_are_canonical() {
     }
     assert!(n >= 4, "at least four bundled policies");
 }
+
+/// The example in the README's "policy language" section is a policy a reader can copy: it
+/// checks clean and is what `flowpol fmt` prints.
+#[test]
+fn readme_policy_example_checks_clean_and_is_canonical() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme.find("## The policy language").expect("the section")..];
+    let start = section.find("```\n").expect("a code block") + 4;
+    let text = &section[start..start + section[start..].find("```\n").unwrap()];
+    assert_eq!(policy::fmt::format_source(text).unwrap(), text);
+    let (_, rendered, diags) = findings("README.md", text);
+    assert!(diags.is_empty(), "{rendered}");
+}

@@ -2,7 +2,7 @@
 //! emit. Round-trips: parsing the output gives back an equal [`Policy`], and formatting the
 //! output again changes nothing.
 //!
-//! [`format`] prints a policy that has no source (generated, imported). [`format_source`]
+//! [`format()`] prints a policy that has no source (generated, imported). [`format_source`]
 //! formats a policy file and keeps every comment, placed the way most formatters place them:
 //!
 //! - A comment on its own line goes with the item that follows it (a class, the default, a
@@ -43,7 +43,7 @@ pub enum FmtError {
     Invalid(Vec<Diagnostic>),
 }
 
-/// Formats a policy file: the canonical form of [`format`], with the file's comments placed as
+/// Formats a policy file: the canonical form of [`format()`], with the file's comments placed as
 /// the module documentation says.
 pub fn format_source(src: &str) -> Result<String, FmtError> {
     let (ast, policy, diags) = crate::policy::parse_and_check(src);

@@ -8,7 +8,7 @@
 //! - **ring** (the default): a TPACKET_V3 memory-mapped ring ([`super::ring`]); under a flood it
 //!   keeps up with tcpdump where the pnet path falls far behind (docs/watch-keeping-up.md).
 //! - **pnet** (`--source pnet`, the portable path): pnet's datalink channel, one `poll` +
-//!   `recvfrom` per frame, on a socket opened here ([`super::sys`]) and handed to pnet with
+//!   `recvfrom` per frame, on a socket opened here (`source::sys`) and handed to pnet with
 //!   `Config::socket_fd`, so its `PACKET_STATISTICS` can be read (and fanout joined) through a
 //!   second descriptor. The read buffer holds 256 KiB frames (pnet's default 4096 bytes would
 //!   cut loopback and GRO/GSO frames). VLAN tags the kernel stripped are lost on this path:
@@ -29,7 +29,7 @@
 //! filter; frames it rejects are in neither kernel counter), then reads every frame the socket
 //! accepted before that, including those of the ring block the kernel is still filling, until
 //! the frames read equal the kernel's packets less its drops, and reads the counters last
-//! ([`Worker::drain`]). So the final numbers reconcile: kernel packets = frames read + kernel
+//! (`Worker::drain`). So the final numbers reconcile: kernel packets = frames read + kernel
 //! drops ([`Reconciliation`]).
 
 use super::pcap::{FrameWriter, PcapWriter};

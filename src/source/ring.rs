@@ -1,7 +1,7 @@
 //! The TPACKET_V3 ring source: the kernel writes frames into blocks of a memory-mapped ring and
 //! hands over a whole block at a time, so a busy capture costs one `poll` per block instead of
 //! one `recvfrom` per frame. The ring itself (setup, mapping, block ownership) is in
-//! [`super::sys`]; this module walks a block's frames in safe code, checking every offset
+//! `source::sys`; this module walks a block's frames in safe code, checking every offset
 //! against the block before reading, so a corrupt block ends the walk instead of panicking.
 //!
 //! VLAN tags the kernel stripped into the frame's metadata (`tp_vlan_tci`) are put back into

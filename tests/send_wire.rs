@@ -376,31 +376,13 @@ fn fresh_and_join_give_eexist_and_enoent() {
 #[test]
 fn long_linger_without_net_admin_names_the_capability() {
     let Some(p) = setup("sc") else { return };
-    let out = VethPair::exec(
+    common::netns::assert_needs_capability(
         &p.a,
+        "net_admin",
         &[
-            "setpriv",
-            "--inh-caps=-net_admin",
-            "--bounding-set=-net_admin",
-            "--",
-            send_support::BIN,
-            "send",
-            "--to",
-            &p.b_addr,
-            "--port",
-            "6008",
-            "--label",
-            "0x44",
-            "--linger",
-            "300",
+            "send", "--to", &p.b_addr, "--port", "6008", "--label", "0x44", "--linger", "300",
         ],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("needs CAP_NET_ADMIN"), "{err}");
+    );
 }
 
 #[test]

@@ -829,30 +829,15 @@ fn watch_without_cap_net_raw_names_the_capability() {
         return;
     }
     let p = VethPair::new("wn");
-    let out = VethPair::exec(
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/policies/valid/minimal.fpol"
+    );
+    common::netns::assert_needs_capability(
         &p.b,
-        &[
-            "setpriv",
-            "--inh-caps=-net_raw",
-            "--bounding-set=-net_raw",
-            "--",
-            BIN,
-            "watch",
-            "--iface",
-            &p.b_if,
-            "--policy",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/policies/valid/minimal.fpol"
-            ),
-        ],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("needs CAP_NET_RAW"), "{err}");
+        "net_raw",
+        &["watch", "--iface", &p.b_if, "--policy", policy],
+    );
 }
 
 #[test]

@@ -139,3 +139,26 @@ impl Drop for VethPair {
         let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
     }
 }
+
+/// Runs `flowpol ARGS` in `ns` with capability `cap` (e.g. `net_raw`) dropped from the
+/// inheritable and bounding sets, and asserts the refusal: exit 2 and one stderr line naming
+/// the capability (`needs CAP_NET_RAW`). Returns that line.
+pub fn assert_needs_capability(ns: &str, cap: &str, args: &[&str]) -> String {
+    let inh = format!("--inh-caps=-{cap}");
+    let bounding = format!("--bounding-set=-{cap}");
+    let mut a = vec![
+        "setpriv",
+        &inh,
+        &bounding,
+        "--",
+        env!("CARGO_BIN_EXE_flowpol"),
+    ];
+    a.extend_from_slice(args);
+    let out = VethPair::exec(ns, &a).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let needs = format!("needs CAP_{}", cap.to_uppercase());
+    assert!(err.contains(&needs), "{err}");
+    err
+}

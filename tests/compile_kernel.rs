@@ -639,7 +639,7 @@ fn kernel_counters_equal_flowpol_watch_with_flowpol_send() {
 
     // Capture what arrives at b (immediate mode, packet-buffered, stopped with SIGINT).
     let cap = dir.path().join("arrived.pcap");
-    let (mut tcpdump, _tcpdump_err, _) = spawn_until(
+    let (mut tcpdump, _) = spawn_until(
         VethPair::exec(
             &pair.b,
             &[
@@ -660,7 +660,7 @@ fn kernel_counters_equal_flowpol_watch_with_flowpol_send() {
     );
 
     // And flowpol's own live loop on the same interface: `flowpol watch` until SIGINT.
-    let (watch, _watch_err, _) = spawn_until(
+    let (mut watch, _) = spawn_until(
         VethPair::exec(
             &pair.b,
             &[
@@ -727,24 +727,20 @@ fn kernel_counters_equal_flowpol_watch_with_flowpol_send() {
     let v = stats(&pair.b);
     // `ip netns exec` execs tcpdump: the child's pid is tcpdump's own.
     let st = Command::new("kill")
-        .args(["-INT", &tcpdump.id().to_string()])
+        .args(["-INT", &tcpdump.child.id().to_string()])
         .status()
         .unwrap();
     assert!(st.success());
-    tcpdump.wait().unwrap();
+    tcpdump.finish(std::time::Duration::from_secs(10));
     let st = Command::new("kill")
-        .args(["-INT", &watch.id().to_string()])
+        .args(["-INT", &watch.child.id().to_string()])
         .status()
         .unwrap();
     assert!(st.success());
-    let watched = watch.wait_with_output().unwrap();
-    assert!(
-        watched.status.success(),
-        "flowpol watch: {:?}",
-        watched.status
-    );
-    let watched: serde_json::Value = serde_json::from_slice(&watched.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&watched.stdout)));
+    let (status, out, err) = watch.finish(std::time::Duration::from_secs(15));
+    assert!(status.success(), "flowpol watch: {status:?}\n{err}");
+    let watched: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
 
     let o = Command::new(flowpol)
         .args(["classify", "--format", "json", "--policy", pol, "--pcap"])

@@ -13,15 +13,14 @@ mod common;
 mod send_support;
 
 use common::netns::{VethPair, sh};
+use common::proc::Running;
 use flowpol::packet::LinkType;
 use flowpol::source::pcap::{FrameWriter, PcapWriter};
 use send_support::{BIN, Capture, Sink, flowpol, flowpol_ok};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Silences the stack of both namespaces: permanent neighbour entries both ways (no neighbour
@@ -95,10 +94,7 @@ impl<W: std::io::Write> WriteStr for W {
 
 /// A running `flowpol watch`.
 struct Watch {
-    child: Child,
-    stderr: mpsc::Receiver<String>,
-    /// The metrics address and the time the "watching" line was seen, once.
-    ready: mpsc::Receiver<(Option<String>, SystemTime)>,
+    run: Running,
     metrics: Option<String>,
 }
 
@@ -114,56 +110,22 @@ impl Watch {
     fn spawn(ns: &str, args: &[&str]) -> Watch {
         let mut a = vec![BIN, "watch"];
         a.extend_from_slice(args);
-        let mut child = VethPair::exec(ns, &a)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("flowpol watch");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut all = String::new();
-            let mut metrics = None;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("metrics on http://") {
-                    metrics = rest.strip_suffix("/metrics").map(str::to_string);
-                }
-                if line.starts_with("watching ") {
-                    let _ = ready_tx.send((metrics.clone(), SystemTime::now()));
-                }
-                all.push_str(&line);
-                all.push('\n');
-            }
-            let _ = tx.send(all);
-        });
         Watch {
-            child,
-            stderr: rx,
-            ready: ready_rx,
+            run: Running::spawn(VethPair::exec(ns, &a), "watching ", "flowpol watch"),
             metrics: None,
         }
     }
 
     /// Waits for the "watching" line (every socket open, capture running); returns when the
-    /// test saw it.
+    /// test saw it. The metrics address, when served, is announced before it.
     fn ready(&mut self) -> SystemTime {
-        match self.ready.recv_timeout(Duration::from_secs(20)) {
-            Ok((metrics, at)) => {
-                self.metrics = metrics;
-                at
-            }
-            Err(_) => {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "watch did not start: {}",
-                    self.stderr
-                        .recv_timeout(Duration::from_secs(2))
-                        .unwrap_or_default()
-                );
-            }
-        }
+        let (stderr, at) = self.run.wait_ready();
+        self.metrics = stderr.lines().find_map(|l| {
+            l.strip_prefix("metrics on http://")?
+                .strip_suffix("/metrics")
+                .map(str::to_string)
+        });
+        at
     }
 
     /// Waits for the watch to end by itself (or kills it after `limit`), returns its JSON.
@@ -181,32 +143,12 @@ impl Watch {
 
     /// Waits for the end (killing it after `limit`): exit status, stdout, stderr.
     fn wait_status(mut self, limit: Duration) -> (std::process::ExitStatus, String, String) {
-        let end = Instant::now() + limit;
-        while self.child.try_wait().unwrap().is_none() {
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let status = self.child.wait().unwrap();
-        let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let err = self
-            .stderr
-            .recv_timeout(Duration::from_secs(2))
-            .unwrap_or_default();
-        (status, out, err)
+        self.run.finish(limit)
     }
 
     /// Sends a signal (`INT`, `TERM`) without waiting.
     fn signal(&self, sig: &str) {
-        sh(&["kill", &format!("-{sig}"), &self.child.id().to_string()]);
+        sh(&["kill", &format!("-{sig}"), &self.run.child.id().to_string()]);
     }
 
     /// SIGINT, then the final JSON summary.
@@ -797,7 +739,7 @@ fn count_and_duration_end_the_watch() {
         ],
     );
     std::thread::sleep(Duration::from_millis(600));
-    sh(&["kill", "-TERM", &termed.child.id().to_string()]);
+    termed.signal("TERM");
     let (out, err) = termed.wait_raw(Duration::from_secs(10));
     assert!(out.contains("vb (live (pnet)), policy"), "{out}");
     assert!(out.contains("400 frames"), "{out}");

@@ -2,14 +2,12 @@
 //! the far end, read labels back with tshark, and collect `sink` records.
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::common::netns::VethPair;
-use crate::common::proc::{spawn_until, wait_limit};
+use crate::common::proc::{Running, spawn_until};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_flowpol");
 
@@ -35,8 +33,7 @@ pub fn flowpol_ok(ns: &str, args: &[&str]) -> String {
 
 /// A running tcpdump writing a pcap file.
 pub struct Capture {
-    child: Child,
-    stderr: mpsc::Receiver<String>,
+    run: Running,
     pub file: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -64,10 +61,9 @@ impl Capture {
             &f,
         ];
         args.extend(filter.split_whitespace());
-        let (child, stderr, _) = spawn_until(VethPair::exec(ns, &args), "listening on", "tcpdump");
+        let (run, _) = spawn_until(VethPair::exec(ns, &args), "listening on", "tcpdump");
         Capture {
-            child,
-            stderr,
+            run,
             file,
             _dir: dir,
         }
@@ -76,13 +72,9 @@ impl Capture {
     /// Lets stragglers arrive, stops tcpdump with SIGINT, and returns the file.
     pub fn stop(mut self) -> Capture {
         std::thread::sleep(Duration::from_millis(400));
-        let pid = self.child.id().to_string();
+        let pid = self.run.child.id().to_string();
         let _ = Command::new("kill").args(["-INT", &pid]).status();
-        wait_limit(&mut self.child, Duration::from_secs(10));
-        let err = self
-            .stderr
-            .recv_timeout(Duration::from_secs(2))
-            .unwrap_or_default();
+        let (_, _, err) = self.run.finish(Duration::from_secs(10));
         eprintln!("tcpdump: {}", err.trim());
         self
     }
@@ -147,8 +139,7 @@ pub fn hex(s: &str) -> u32 {
 
 /// A running `flowpol sink`.
 pub struct Sink {
-    child: Child,
-    stderr: mpsc::Receiver<String>,
+    run: Running,
     /// The address it announced (`listening on ADDR (proto)`).
     pub addr: std::net::SocketAddr,
 }
@@ -169,33 +160,18 @@ impl Sink {
     }
 
     fn spawn(cmd: Command) -> Sink {
-        let (child, stderr, line) = spawn_until(cmd, "listening on", "flowpol sink");
+        let (run, line) = spawn_until(cmd, "listening on", "flowpol sink");
         let addr = line
             .split_whitespace()
             .nth(2)
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Sink {
-            child,
-            stderr,
-            addr,
-        }
+        Sink { run, addr }
     }
 
     /// Waits for it to exit (it should have `--count` or `--idle-timeout`), returns its records.
     pub fn records(mut self) -> Vec<serde_json::Value> {
-        wait_limit(&mut self.child, Duration::from_secs(20));
-        let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let err = self
-            .stderr
-            .recv_timeout(Duration::from_secs(2))
-            .unwrap_or_default();
+        let (_, out, err) = self.run.finish(Duration::from_secs(20));
         out.lines()
             .map(|l| {
                 serde_json::from_str(l)

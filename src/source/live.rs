@@ -738,12 +738,19 @@ impl Counter {
         C5: Classifier<FiveTuple> + ?Sized,
     {
         let control = &*self.control;
-        if let Some(n) = self.count
-            && control.counted.fetch_add(1, Ordering::Relaxed) >= n
-        {
-            control.stop();
-            return;
-        }
+        // Whether this frame is the N-th of `--count`: one atomic step decides both that the
+        // frame counts and whether it is the last one.
+        let last = match self.count {
+            Some(n) => {
+                let before = control.counted.fetch_add(1, Ordering::Relaxed);
+                if before >= n {
+                    control.stop();
+                    return;
+                }
+                before + 1 == n
+            }
+            None => false,
+        };
         self.counts.tally.classify(frame, c3, c5);
         if let Some(w) = &self.writer {
             let r = match w.lock() {
@@ -756,9 +763,7 @@ impl Counter {
                 control.stop();
             }
         }
-        if let Some(n) = self.count
-            && control.counted.load(Ordering::Relaxed) >= n
-        {
+        if last {
             control.stop();
         }
     }

@@ -130,11 +130,6 @@ pub struct Source<'a> {
     pub text: &'a str,
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    Lines::new(text).line_col(offset)
-}
-
 /// The byte offset where each line of a text starts, found once, so that each position costs a
 /// binary search and a scan of its own line rather than a scan of the file.
 struct Lines<'a> {
@@ -150,6 +145,7 @@ impl<'a> Lines<'a> {
         Lines { text, starts }
     }
 
+    /// 1-based line and column (in characters) of a byte offset.
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = floor_char_boundary(self.text, offset.min(self.text.len()));
         // The last line starting at or before `offset`.
@@ -283,11 +279,6 @@ pub fn to_json<'a>(src: &Source<'a>, d: &'a Diagnostic) -> JsonFinding<'a> {
     Renderer::new(*src).json(d)
 }
 
-/// One GitHub Actions workflow command (for many findings of one file, use [`Renderer`]).
-pub fn render_github(src: &Source<'_>, d: &Diagnostic) -> String {
-    Renderer::new(*src).github(d)
-}
-
 fn gh_escape_data(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
@@ -305,10 +296,10 @@ mod tests {
     #[test]
     fn line_col_counts_characters() {
         let t = "ab\nçd x\n";
-        assert_eq!(line_col(t, 0), (1, 1));
-        assert_eq!(line_col(t, 3), (2, 1));
-        assert_eq!(line_col(t, t.find('x').unwrap()), (2, 4));
-        assert_eq!(line_col(t, t.len()), (3, 1));
+        assert_eq!(Lines::new(t).line_col(0), (1, 1));
+        assert_eq!(Lines::new(t).line_col(3), (2, 1));
+        assert_eq!(Lines::new(t).line_col(t.find('x').unwrap()), (2, 4));
+        assert_eq!(Lines::new(t).line_col(t.len()), (3, 1));
     }
 
     /// The line index agrees with a scan from the start of the text at every offset,
@@ -344,7 +335,7 @@ mod tests {
         };
         let d = Diagnostic::new(Code::Syntax, "bad\nthing 100%", Span::new(0, 1));
         assert_eq!(
-            render_github(&src, &d),
+            Renderer::new(src).github(&d),
             "::error file=a%2Cb%3Ac.fpol,line=1,col=1,endLine=1,endColumn=2,title=E0001::bad%0Athing 100%25"
         );
     }

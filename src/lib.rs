@@ -17,5 +17,6 @@ pub mod probe;
 pub mod report;
 pub mod send;
 pub mod source;
+pub mod sys;
 
 pub use label::FlowLabel;

@@ -9,6 +9,7 @@
 //! [`render_table`], [`render_markdown`] and [`render_json`] present a [`Report`].
 
 use super::{AddrKind, Context, HostAddr};
+use crate::sys::errno;
 use serde::Serialize;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
@@ -374,25 +375,13 @@ impl PairResult {
 /// whether ETIMEDOUT, EAGAIN from SO_RCVTIMEO or a deadline of the probe, are `timed out`.
 pub fn error_words(e: &io::Error) -> (Option<&'static str>, String) {
     let known = |code: i32| -> Option<(&'static str, &'static str)> {
-        Some(match code {
-            libc::ECONNREFUSED => ("ECONNREFUSED", "connection refused"),
-            libc::EINVAL => ("EINVAL", "invalid argument"),
-            libc::ENETUNREACH => ("ENETUNREACH", "network unreachable"),
-            libc::EHOSTUNREACH => ("EHOSTUNREACH", "host unreachable"),
-            libc::EADDRNOTAVAIL => ("EADDRNOTAVAIL", "address not available"),
-            libc::EADDRINUSE => ("EADDRINUSE", "address in use"),
-            libc::EAFNOSUPPORT => ("EAFNOSUPPORT", "address family not supported"),
-            libc::EPROTONOSUPPORT => ("EPROTONOSUPPORT", "protocol not supported"),
-            libc::ETIMEDOUT => ("ETIMEDOUT", "timed out"),
-            libc::EAGAIN => ("ETIMEDOUT", "timed out"),
-            libc::EACCES => ("EACCES", "permission denied"),
-            libc::EPERM => ("EPERM", "operation not permitted"),
-            libc::ENODEV => ("ENODEV", "no such device"),
-            libc::ECONNRESET => ("ECONNRESET", "connection reset"),
-            libc::ENETDOWN => ("ENETDOWN", "network down"),
-            libc::ENOBUFS => ("ENOBUFS", "no buffer space"),
-            _ => return None,
-        })
+        // EAGAIN here is SO_RCVTIMEO running out.
+        let code = if code == libc::EAGAIN {
+            libc::ETIMEDOUT
+        } else {
+            code
+        };
+        Some((errno::name(code)?, errno::words(code)?))
     };
     match e.raw_os_error() {
         Some(code) => match known(code) {

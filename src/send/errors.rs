@@ -8,11 +8,8 @@ use std::io;
 use crate::FlowLabel;
 
 use super::Share;
-
-/// Linux capability numbers (`linux/capability.h`).
-pub const CAP_NET_ADMIN: u32 = 12;
-/// `CAP_NET_RAW`.
-pub const CAP_NET_RAW: u32 = 13;
+pub use crate::sys::Capability;
+use crate::sys::{caps, errno};
 
 /// The kernel's limit for linger and expiry without CAP_NET_ADMIN (`FL_MAX_LINGER`).
 pub const MAX_UNPRIVILEGED_LINGER: u16 = 150;
@@ -24,10 +21,10 @@ pub enum SendError {
     #[error("{0}")]
     Refused(Box<Refusal>),
     /// A privilege the operation needs is missing.
-    #[error("{what} needs {cap} (run as root or grant it: setcap {cap_lower}+ep)", cap_lower = cap.to_lowercase())]
+    #[error("{}", caps::missing(what, *cap))]
     MissingCapability {
         /// The capability, e.g. `CAP_NET_RAW`.
-        cap: &'static str,
+        cap: Capability,
         /// What needed it.
         what: String,
     },
@@ -78,34 +75,9 @@ pub struct Refusal {
     pub explanation: String,
 }
 
-/// Symbolic name of the errnos the flow-label manager returns.
+/// Symbolic name of the errnos the flow-label manager returns ("errno" for one the table lacks).
 pub fn errno_name(errno: i32) -> &'static str {
-    match errno {
-        libc::EPERM => "EPERM",
-        libc::EEXIST => "EEXIST",
-        libc::ENOENT => "ENOENT",
-        libc::ERANGE => "ERANGE",
-        libc::ENOBUFS => "ENOBUFS",
-        libc::EINVAL => "EINVAL",
-        libc::ESRCH => "ESRCH",
-        libc::ENOPROTOOPT => "ENOPROTOOPT",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        _ => "errno",
-    }
-}
-
-/// True when the effective capability set of this process holds `cap` (read from
-/// `/proc/self/status`, so no system call is needed). Unknown counts as absent.
-pub fn has_capability(cap: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_some_and(|bits| bits & (1u64 << cap) != 0)
+    errno::name(errno).unwrap_or("errno")
 }
 
 /// Reads a sysctl under /proc/sys, e.g. `net/ipv6/flowlabel_state_ranges`.
@@ -197,7 +169,7 @@ impl LeaseFacts {
     /// Reads the facts from the running system.
     pub fn current(label: FlowLabel) -> Self {
         LeaseFacts {
-            net_admin: has_capability(CAP_NET_ADMIN),
+            net_admin: Capability::NetAdmin.held(),
             state_ranges: read_sysctl("net/ipv6/flowlabel_state_ranges"),
             entry: lookup_label(label),
             pid: std::process::id(),

@@ -4,7 +4,7 @@
 //! [`sink`](sink::sink) receives and reports the label each datagram or connection arrived with;
 //! [`replay`](replay::replay) puts a capture on an interface through an AF_PACKET socket.
 //!
-//! All `unsafe` of this area lives in [`sys`] (raw socket options, `recvmsg`, AF_PACKET);
+//! The raw socket options, `recvmsg` and AF_PACKET calls are in [`crate::sys`];
 //! kernel refusals become [`errors::SendError`] values that explain the cause in words.
 
 pub mod errors;
@@ -12,9 +12,11 @@ pub mod replay;
 #[allow(clippy::module_inception)]
 pub mod send;
 pub mod sink;
-pub mod sys;
 
 pub use errors::SendError;
+
+/// The kernel interface (`crate::sys`), named `sys` for the files of this module.
+use crate::sys;
 
 /// The transport used by `send` and `sink`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]

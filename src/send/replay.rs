@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::errors::SendError;
-use super::sys;
 use crate::packet::LinkType;
 use crate::source::pcap::{CaptureError, CaptureReader};
+use crate::sys;
 
 /// When frames go out.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -333,9 +333,9 @@ pub fn replay_with_progress(
         dst: cfg.dst_mac.unwrap_or([0xff; 6]),
     };
     let prepared = prepare(&cfg.file, &macs)?;
-    let sock = sys::packet_socket(ifindex).map_err(|e| match e.raw_os_error() {
+    let sock = sys::packet_send_socket(ifindex).map_err(|e| match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => SendError::MissingCapability {
-            cap: "CAP_NET_RAW",
+            cap: crate::sys::Capability::NetRaw,
             what: format!("replaying onto {} (an AF_PACKET raw socket)", cfg.iface),
         },
         _ => SendError::io("opening an AF_PACKET socket", e),

@@ -193,10 +193,10 @@ fn validate(cfg: &SendConfig) -> Result<(), SendError> {
     if matches!(cfg.label, LabelMode::Fixed(_))
         && (cfg.linger > errors::MAX_UNPRIVILEGED_LINGER
             || cfg.expires > errors::MAX_UNPRIVILEGED_LINGER)
-        && !errors::has_capability(errors::CAP_NET_ADMIN)
+        && !errors::Capability::NetAdmin.held()
     {
         return Err(SendError::MissingCapability {
-            cap: "CAP_NET_ADMIN",
+            cap: errors::Capability::NetAdmin,
             what: format!(
                 "a flow-label linger/expiry above {} s (asked {} s / {} s)",
                 errors::MAX_UNPRIVILEGED_LINGER,
@@ -218,7 +218,7 @@ fn open_socket(cfg: &SendConfig) -> Result<(Socket, u32), SendError> {
         sock.bind_device(Some(ifname.as_bytes())).map_err(|e| {
             if e.raw_os_error() == Some(libc::EPERM) {
                 SendError::MissingCapability {
-                    cap: "CAP_NET_RAW",
+                    cap: errors::Capability::NetRaw,
                     what: format!("binding to interface {ifname}"),
                 }
             } else {

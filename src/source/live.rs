@@ -34,11 +34,11 @@
 
 use super::pcap::{FrameWriter, PcapWriter};
 use super::ring::RingSource;
-use super::sys;
 use crate::classify::Classifier;
 use crate::packet::{FiveTuple, Frame, LinkType, ThreeTuple};
 use crate::policy::model::Policy;
 use crate::report::Tally;
+use crate::sys;
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -66,9 +66,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(super::ring::RETIRE_MS as u64
 /// Why a live capture could not start or went on.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
-    #[error(
-        "capturing on {iface} needs CAP_NET_RAW (run as root, or grant it: setcap cap_net_raw+ep)"
-    )]
+    #[error("{}", sys::caps::missing(&format_args!("capturing on {iface}"), sys::Capability::NetRaw))]
     NoCapability { iface: String },
     #[error("no network interface named {iface}")]
     NoInterface { iface: String },

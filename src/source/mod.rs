@@ -6,4 +6,3 @@
 pub mod live;
 pub mod pcap;
 pub mod ring;
-mod sys;

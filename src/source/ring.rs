@@ -1,7 +1,7 @@
 //! The TPACKET_V3 ring source: the kernel writes frames into blocks of a memory-mapped ring and
 //! hands over a whole block at a time, so a busy capture costs one `poll` per block instead of
-//! one `recvfrom` per frame. The ring itself (setup, mapping, block ownership) is in
-//! `source::sys`; this module walks a block's frames in safe code, checking every offset
+//! one `recvfrom` per frame. The ring itself (setup, mapping, block ownership) and the byte
+//! layouts of its block descriptor and frame header are in [`crate::sys::ring`]; this module walks a block's frames in safe code, checking every offset
 //! against the block before reading, so a corrupt block ends the walk instead of panicking.
 //!
 //! VLAN tags the kernel stripped into the frame's metadata (`tp_vlan_tci`) are put back into
@@ -9,9 +9,11 @@
 //! place, by moving the two MAC addresses 4 bytes back into the gap the kernel leaves between
 //! the frame header and the frame (no copy of the frame).
 
-use super::sys::{self, Ring, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, TpacketReq3};
 use crate::packet::{Frame, LinkType};
+use crate::sys::ring::{block, frame};
+use crate::sys::{self, Ring, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, TpacketReq3};
 use std::io;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -25,17 +27,21 @@ pub const BLOCK_NR: u32 = 8;
 pub const FRAME_SIZE: u32 = 2048;
 pub const RETIRE_MS: u32 = 20;
 
-/// Bytes of `struct tpacket3_hdr` (the frame's bytes start `tp_mac` bytes after it begins).
-const FRAME_HDR_LEN: usize = 48;
+/// Bytes of the two MAC addresses that open an Ethernet header; the VLAN tag goes after them.
+const MACS_LEN: usize = 12;
+/// Bytes of an 802.1Q tag (TPID + TCI).
+const VLAN_TAG_LEN: usize = 4;
+/// The TPID of an 802.1Q tag, when the kernel did not record one.
+const ETH_P_8021Q: u16 = 0x8100;
 
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    let s = b.get(off..off.checked_add(4)?)?;
-    Some(u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+/// The native-order u32 at `field` of `b`, if `b` holds it.
+fn u32_at(b: &[u8], field: Range<usize>) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(field)?.try_into().ok()?))
 }
 
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    let s = b.get(off..off.checked_add(2)?)?;
-    Some(u16::from_ne_bytes([s[0], s[1]]))
+/// The native-order u16 at `field` of `b`, if `b` holds it.
+fn u16_at(b: &[u8], field: Range<usize>) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(field)?.try_into().ok()?))
 }
 
 /// One frame's header fields (`struct tpacket3_hdr`).
@@ -56,15 +62,15 @@ impl FrameHdr {
     /// Parses the header at the start of `b`.
     pub fn parse(b: &[u8]) -> Option<FrameHdr> {
         Some(FrameHdr {
-            next_offset: u32_at(b, 0)?,
-            sec: u32_at(b, 4)?,
-            nsec: u32_at(b, 8)?,
-            snaplen: u32_at(b, 12)?,
-            len: u32_at(b, 16)?,
-            status: u32_at(b, 20)?,
-            mac: u16_at(b, 24)?,
-            vlan_tci: u32_at(b, 32)?,
-            vlan_tpid: u16_at(b, 36)?,
+            next_offset: u32_at(b, frame::NEXT_OFFSET)?,
+            sec: u32_at(b, frame::SEC)?,
+            nsec: u32_at(b, frame::NSEC)?,
+            snaplen: u32_at(b, frame::SNAPLEN)?,
+            len: u32_at(b, frame::LEN)?,
+            status: u32_at(b, frame::STATUS)?,
+            mac: u16_at(b, frame::MAC)?,
+            vlan_tci: u32_at(b, frame::VLAN_TCI)?,
+            vlan_tpid: u16_at(b, frame::VLAN_TPID)?,
         })
     }
 }
@@ -95,7 +101,10 @@ impl Walk<'_> {
         F: FnMut(&Frame<'_>) -> bool,
     {
         if self.cursor.offset == 0 {
-            let (Some(n), Some(first)) = (u32_at(block, 12), u32_at(block, 16)) else {
+            let (Some(n), Some(first)) = (
+                u32_at(block, block::NUM_PKTS),
+                u32_at(block, block::OFFSET_TO_FIRST_PKT),
+            ) else {
                 return true;
             };
             *self.cursor = Cursor {
@@ -124,27 +133,29 @@ impl Walk<'_> {
             let mut orig_len = h.len;
             let data: &[u8] = if h.status & TP_STATUS_VLAN_VALID != 0
                 && self.link == LinkType::ETHERNET
-                && h.snaplen >= 12
+                && h.snaplen as usize >= MACS_LEN
             {
                 let tpid = if h.status & TP_STATUS_VLAN_TPID_VALID != 0 && h.vlan_tpid != 0 {
                     h.vlan_tpid
                 } else {
-                    0x8100
+                    ETH_P_8021Q
                 };
-                let mut tag = [0u8; 4];
+                let mut tag = [0u8; VLAN_TAG_LEN];
                 tag[..2].copy_from_slice(&tpid.to_be_bytes());
                 tag[2..].copy_from_slice(&(h.vlan_tci as u16).to_be_bytes());
-                orig_len = orig_len.saturating_add(4);
-                if h.mac as usize >= FRAME_HDR_LEN + 4 {
+                orig_len = orig_len.saturating_add(VLAN_TAG_LEN as u32);
+                let macs = start..start + MACS_LEN;
+                if h.mac as usize >= frame::HEADER_LEN + VLAN_TAG_LEN {
                     // The gap holds the sockaddr_ll we do not read: move the MACs into it.
-                    block.copy_within(start..start + 12, start - 4);
-                    block[start + 8..start + 12].copy_from_slice(&tag);
-                    &block[start - 4..end]
+                    let tagged = start - VLAN_TAG_LEN;
+                    block.copy_within(macs, tagged);
+                    block[tagged + MACS_LEN..start + MACS_LEN].copy_from_slice(&tag);
+                    &block[tagged..end]
                 } else {
                     self.scratch.clear();
-                    self.scratch.extend_from_slice(&block[start..start + 12]);
+                    self.scratch.extend_from_slice(&block[macs.clone()]);
                     self.scratch.extend_from_slice(&tag);
-                    self.scratch.extend_from_slice(&block[start + 12..end]);
+                    self.scratch.extend_from_slice(&block[macs.end..end]);
                     &self.scratch[..]
                 }
             } else {
@@ -265,26 +276,26 @@ mod tests {
     fn block(frames: &[(&[u8], Option<u16>)]) -> Vec<u8> {
         const MAC: usize = 82;
         let mut b = vec![0u8; 4096];
-        b[8..12].copy_from_slice(&1u32.to_ne_bytes());
-        b[12..16].copy_from_slice(&(frames.len() as u32).to_ne_bytes());
-        b[16..20].copy_from_slice(&48u32.to_ne_bytes());
-        let mut off = 48;
+        b[block::BLOCK_STATUS].copy_from_slice(&1u32.to_ne_bytes());
+        b[block::NUM_PKTS].copy_from_slice(&(frames.len() as u32).to_ne_bytes());
+        b[block::OFFSET_TO_FIRST_PKT].copy_from_slice(&(block::LEN as u32).to_ne_bytes());
+        let mut off = block::LEN;
         for (i, (data, vlan)) in frames.iter().enumerate() {
             let size = (MAC + data.len()).next_multiple_of(16);
             let next = if i + 1 == frames.len() { 0 } else { size };
             let h = &mut b[off..];
-            h[0..4].copy_from_slice(&(next as u32).to_ne_bytes());
-            h[4..8].copy_from_slice(&(100 + i as u32).to_ne_bytes());
-            h[12..16].copy_from_slice(&(data.len() as u32).to_ne_bytes());
-            h[16..20].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+            h[frame::NEXT_OFFSET].copy_from_slice(&(next as u32).to_ne_bytes());
+            h[frame::SEC].copy_from_slice(&(100 + i as u32).to_ne_bytes());
+            h[frame::SNAPLEN].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+            h[frame::LEN].copy_from_slice(&(data.len() as u32).to_ne_bytes());
             let mut status = 1u32;
             if let Some(tci) = vlan {
                 status |= TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID;
-                h[32..36].copy_from_slice(&u32::from(*tci).to_ne_bytes());
-                h[36..38].copy_from_slice(&0x8100u16.to_ne_bytes());
+                h[frame::VLAN_TCI].copy_from_slice(&u32::from(*tci).to_ne_bytes());
+                h[frame::VLAN_TPID].copy_from_slice(&0x8100u16.to_ne_bytes());
             }
-            h[20..24].copy_from_slice(&status.to_ne_bytes());
-            h[24..26].copy_from_slice(&(MAC as u16).to_ne_bytes());
+            h[frame::STATUS].copy_from_slice(&status.to_ne_bytes());
+            h[frame::MAC].copy_from_slice(&(MAC as u16).to_ne_bytes());
             h[MAC..MAC + data.len()].copy_from_slice(data);
             off += size;
         }

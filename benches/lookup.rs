@@ -265,7 +265,7 @@ impl flowpol::source::pcap::FrameWriter for Ring {
 /// validates the transport header and gives no ports for fragments), for comparison with
 /// flowpol's own walk (`five`).
 fn keys_mixed(c: &mut Criterion) {
-    use flowpol::packet::{self, LinkType, five::proto};
+    use flowpol::packet::{self, IpNumber, LinkType};
     let mut ring = Ring {
         bytes: Vec::new(),
         spans: Vec::new(),
@@ -284,12 +284,12 @@ fn keys_mixed(c: &mut Criterion) {
         .filter(|f| {
             packet::three(LinkType::ETHERNET, f).is_ok_and(|(_, fixed)| {
                 matches!(
-                    fixed.next_header(),
-                    proto::HOP_BY_HOP
-                        | proto::ROUTING
-                        | proto::DEST_OPTS
-                        | proto::FRAGMENT
-                        | proto::AH
+                    IpNumber(fixed.next_header()),
+                    IpNumber::HOP_BY_HOP
+                        | IpNumber::IPV6_ROUTE
+                        | IpNumber::IPV6_DEST_OPTS
+                        | IpNumber::IPV6_FRAG
+                        | IpNumber::AH
                 )
             })
         })

@@ -18,6 +18,7 @@
 //!   so the 3-tuple engines face the same rule structure on the same packets.
 
 use crate::FlowLabel;
+use crate::packet::IpNumber;
 use crate::packet::key::{FiveTuple, ThreeTuple};
 use crate::policy::model::{
     Action, AddrMatch, FiveMatch, LabelMatch, Policy, PortMatch, Prefix, Rule, ThreeMatch,
@@ -331,7 +332,8 @@ pub fn append_packet(
     out: &mut Vec<u8>,
 ) -> Result<(), etherparse::err::packet::BuildWriteError> {
     use etherparse::{
-        EtherType, Ethernet2Header, IpHeaders, IpNumber, Ipv6FlowLabel, Ipv6Header, PacketBuilder,
+        EtherType, Ethernet2Header, IpHeaders, IpNumber as EtherIpNumber, Ipv6FlowLabel,
+        Ipv6Header, PacketBuilder,
     };
     let (src_mac, dst_mac) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
     let mut ip = Ipv6Header {
@@ -339,7 +341,7 @@ pub fn append_packet(
         // The `three` transform: the label is the destination port (16 bits, always fits).
         flow_label: Ipv6FlowLabel::try_new(u32::from(p.dport)).unwrap_or_default(),
         payload_length: 0,
-        next_header: IpNumber(p.proto),
+        next_header: EtherIpNumber(p.proto),
         hop_limit: 64,
         source: map_addr(map, p.src).to_be_bytes(),
         destination: map_addr(map, p.dst).to_be_bytes(),
@@ -348,12 +350,12 @@ pub fn append_packet(
         PacketBuilder::ethernet2(src_mac, dst_mac)
             .ip(IpHeaders::Ipv6(ip.clone(), Default::default()))
     };
-    match p.proto {
-        6 => b().tcp(p.sport, p.dport, 0, 1024).write(out, &[]),
-        17 => b().udp(p.sport, p.dport).write(out, &[]),
+    match IpNumber(p.proto) {
+        IpNumber::TCP => b().tcp(p.sport, p.dport, 0, 1024).write(out, &[]),
+        IpNumber::UDP => b().udp(p.sport, p.dport).write(out, &[]),
         proto => {
             let mut payload = [0u8; 8];
-            if crate::policy::model::proto_has_ports(proto) {
+            if proto.has_ports() {
                 payload[..2].copy_from_slice(&p.sport.to_be_bytes());
                 payload[2..4].copy_from_slice(&p.dport.to_be_bytes());
             }

@@ -29,28 +29,7 @@
 
 use super::ipv6::Payload;
 use super::key::Unavailable;
-
-/// Protocol numbers the walk knows.
-pub mod proto {
-    pub const HOP_BY_HOP: u8 = 0;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const DCCP: u8 = 33;
-    pub const ROUTING: u8 = 43;
-    pub const FRAGMENT: u8 = 44;
-    pub const ESP: u8 = 50;
-    pub const AH: u8 = 51;
-    pub const ICMPV6: u8 = 58;
-    pub const NO_NEXT_HEADER: u8 = 59;
-    pub const DEST_OPTS: u8 = 60;
-    pub const MOBILITY: u8 = 135;
-    pub const SCTP: u8 = 132;
-    pub const UDPLITE: u8 = 136;
-    pub const HIP: u8 = 139;
-    pub const SHIM6: u8 = 140;
-    pub const EXPERIMENT1: u8 = 253;
-    pub const EXPERIMENT2: u8 = 254;
-}
+use super::proto::IpNumber;
 
 /// What the walk found: the transport protocol and ports, or why not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,15 +40,6 @@ pub struct Walk {
     pub proto: u8,
     /// `(sport, dport)`, both 0 for a protocol without ports.
     pub ports: Result<(u16, u16), Unavailable>,
-}
-
-/// True for the protocols whose first 4 bytes are source and destination port.
-#[inline]
-pub fn has_ports(p: u8) -> bool {
-    matches!(
-        p,
-        proto::TCP | proto::UDP | proto::SCTP | proto::DCCP | proto::UDPLITE
-    )
 }
 
 /// Walks from `first` (the fixed header's next header) through `payload`. Never panics, never
@@ -87,8 +57,8 @@ pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
             proto: nh,
             ports: Err(why),
         };
-        match nh {
-            proto::HOP_BY_HOP | proto::ROUTING | proto::DEST_OPTS => {
+        match IpNumber(nh) {
+            IpNumber::HOP_BY_HOP | IpNumber::IPV6_ROUTE | IpNumber::IPV6_DEST_OPTS => {
                 let [next, len, ..] = *rest else {
                     return stop(short);
                 };
@@ -99,7 +69,7 @@ pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
                 nh = next;
                 rest = &rest[total..];
             }
-            proto::FRAGMENT => {
+            IpNumber::IPV6_FRAG => {
                 let [next, _, off_hi, off_lo, _, _, _, _, ..] = *rest else {
                     return stop(short);
                 };
@@ -113,7 +83,7 @@ pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
                 }
                 rest = &rest[8..];
             }
-            proto::AH => {
+            IpNumber::AH => {
                 let [next, len, ..] = *rest else {
                     return stop(short);
                 };
@@ -124,14 +94,14 @@ pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
                 nh = next;
                 rest = &rest[total..];
             }
-            proto::ESP => return stop(Unavailable::Esp),
-            proto::NO_NEXT_HEADER
-            | proto::MOBILITY
-            | proto::HIP
-            | proto::SHIM6
-            | proto::EXPERIMENT1
-            | proto::EXPERIMENT2 => return stop(Unavailable::UnknownHeader),
-            p if has_ports(p) => {
+            IpNumber::ESP => return stop(Unavailable::Esp),
+            IpNumber::NO_NEXT
+            | IpNumber::MOBILITY
+            | IpNumber::HIP
+            | IpNumber::SHIM6
+            | IpNumber::EXPERIMENT1
+            | IpNumber::EXPERIMENT2 => return stop(Unavailable::UnknownHeader),
+            IpNumber(p) if IpNumber(p).has_ports() => {
                 let [s0, s1, d0, d1, ..] = *rest else {
                     return stop(short);
                 };
@@ -140,7 +110,7 @@ pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
                     ports: Ok((u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]))),
                 };
             }
-            p => {
+            IpNumber(p) => {
                 return Walk {
                     proto: p,
                     ports: Ok((0, 0)),

@@ -16,9 +16,11 @@ pub mod five;
 pub mod ipv6;
 pub mod key;
 pub mod link;
+pub mod proto;
 
 pub use key::{FiveTuple, ThreeTuple, Unavailable};
 pub use link::LinkType;
+pub use proto::IpNumber;
 
 use std::time::Duration;
 
@@ -97,7 +99,7 @@ impl Ipv6Keys<'_> {
     /// The ports when the 5-tuple is available and its protocol carries ports.
     pub fn ports(&self) -> Option<(u16, u16)> {
         match self.five {
-            Ok(f) if five::has_ports(f.proto) => Some((f.sport, f.dport)),
+            Ok(f) if IpNumber(f.proto).has_ports() => Some((f.sport, f.dport)),
             _ => None,
         }
     }

@@ -19,6 +19,7 @@
 //!   lines are the canonical ones between classes, default and blocks.
 //! - The text of a comment is kept as written, trailing whitespace trimmed.
 
+use crate::packet::IpNumber;
 use crate::policy::diagnostic::{Diagnostic, Severity};
 use crate::policy::model::*;
 use crate::policy::syntax::{FileAst, Span, Tuple};
@@ -324,11 +325,7 @@ fn render(policy: &Policy, comments: Comments<'_>) -> String {
         addr(s, "src", &m.src);
         addr(s, "dst", &m.dst);
         if let Some(p) = m.proto {
-            match proto_name(p) {
-                Some(n) => write!(s, " proto {n}"),
-                None => write!(s, " proto {p}"),
-            }
-            .expect("writing to a String");
+            write!(s, " proto {}", IpNumber(p)).expect("writing to a String");
         }
         ports(s, "sport", m.sport);
         ports(s, "dport", m.dport);

@@ -2,6 +2,7 @@
 //! tree by [`crate::policy::check`]; every rule keeps its span so a finding can point back at it.
 
 use crate::label::FlowLabel;
+use crate::packet::IpNumber;
 use crate::policy::syntax::Span;
 
 /// A rule set after checking: ordered rules for each tuple kind (first match wins) and a default.
@@ -317,36 +318,14 @@ impl FiveMatch {
     }
 }
 
-/// IANA protocol numbers that carry 16-bit ports at the start of their header.
-pub const PORT_PROTOCOLS: [(u8, &str); 5] = [
-    (6, "tcp"),
-    (17, "udp"),
-    (132, "sctp"),
-    (33, "dccp"),
-    (136, "udplite"),
-];
-
-/// Protocol names the language knows.
-pub const PROTOCOL_NAMES: [(u8, &str); 6] = [
-    (6, "tcp"),
-    (17, "udp"),
-    (132, "sctp"),
-    (58, "icmpv6"),
-    (33, "dccp"),
-    (136, "udplite"),
-];
-
-/// The name of a protocol number, if the language has one.
+/// The policy-language name of a protocol number, if it has one ([`IpNumber::name`]).
 pub fn proto_name(p: u8) -> Option<&'static str> {
-    PROTOCOL_NAMES
-        .iter()
-        .find(|(n, _)| *n == p)
-        .map(|(_, s)| *s)
+    IpNumber(p).name()
 }
 
-/// True when packets of this protocol carry ports the 5-tuple can match.
+/// True when packets of this protocol carry ports the 5-tuple can match ([`IpNumber::has_ports`]).
 pub fn proto_has_ports(p: u8) -> bool {
-    PORT_PROTOCOLS.iter().any(|(n, _)| *n == p)
+    IpNumber(p).has_ports()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! The grammar is written down in `docs/policy-language.md`; the productions below follow it in
 //! the same order. Numbers are kept unchecked here: range and width problems are the checker's.
 
+use crate::packet::IpNumber;
 use crate::policy::diagnostic::{Code, Diagnostic};
 use crate::policy::syntax::*;
 use nom::branch::alt;
@@ -599,11 +600,8 @@ impl<'s> P<'s> {
             if w == "any" {
                 return Ok((rest, ProtoSpec::Any(span)));
             }
-            return match crate::policy::model::PROTOCOL_NAMES
-                .iter()
-                .find(|(_, n)| *n == w)
-            {
-                Some((p, _)) => Ok((rest, ProtoSpec::Named(*p, span))),
+            return match IpNumber::from_name(w) {
+                Some(p) => Ok((rest, ProtoSpec::Named(p.0, span))),
                 None => fail(i, EXPECTED),
             };
         }

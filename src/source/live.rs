@@ -8,7 +8,7 @@
 //! - **ring** (the default): a TPACKET_V3 memory-mapped ring ([`super::ring`]); under a flood it
 //!   keeps up with tcpdump where the pnet path falls far behind (docs/watch-keeping-up.md).
 //! - **pnet** (`--source pnet`, the portable path): pnet's datalink channel, one `poll` +
-//!   `recvfrom` per frame, on a socket opened here (`source::sys`) and handed to pnet with
+//!   `recvfrom` per frame, on a socket opened here (`crate::sys`) and handed to pnet with
 //!   `Config::socket_fd`, so its `PACKET_STATISTICS` can be read (and fanout joined) through a
 //!   second descriptor. The read buffer holds 256 KiB frames (pnet's default 4096 bytes would
 //!   cut loopback and GRO/GSO frames). VLAN tags the kernel stripped are lost on this path:

@@ -15,6 +15,7 @@
 //! Every function here checks lengths before reading and never panics on any input.
 
 use super::NonIpv6;
+use std::ops::Range;
 
 /// A pcap/pcapng link-layer type (`LINKTYPE_*`), kept as the number found in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,9 +94,87 @@ pub fn ipv6_payload(link: LinkType, frame: &[u8]) -> Result<&[u8], NonIpv6> {
     }
 }
 
+/// The big-endian u16 at `field` of `b`, if `b` holds it.
 #[inline]
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+fn be16(b: &[u8], field: Range<usize>) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(field)?.try_into().ok()?))
+}
+
+/// Ethernet II (the type field may be a VLAN tag's TPID, see [`untag`]).
+///
+/// ```text
+///  0                   1                   2                   3
+///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                  Destination MAC (bytes 0..6)                 |
+/// +                               +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                               |                               |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+    Source MAC (bytes 6..12)   +
+/// |                                                               |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |   EtherType / length (12..14) |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+pub mod ethernet_field {
+    use std::ops::Range;
+    pub const DST: Range<usize> = 0..6;
+    pub const SRC: Range<usize> = 6..12;
+    pub const ETHERTYPE: Range<usize> = 12..14;
+    pub const PAYLOAD: usize = ETHERTYPE.end;
+}
+
+/// Linux cooked capture v1 (`LINKTYPE_LINUX_SLL`), 16 bytes, big-endian fields:
+///
+/// ```text
+///  0                   1                   2                   3
+///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |     Packet type (0..2)        |   ARPHRD type (2..4)          |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// | Link-layer addr len (4..6)    |                               |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+                               +
+/// |          Link-layer address (6..14, padded to 8 bytes)        |
+/// +                               +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                               |   Protocol type (14..16)      |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+pub mod sll_field {
+    use std::ops::Range;
+    pub const PACKET_TYPE: Range<usize> = 0..2;
+    pub const ARPHRD: Range<usize> = 2..4;
+    pub const ADDR_LEN: Range<usize> = 4..6;
+    pub const ADDR: Range<usize> = 6..14;
+    pub const PROTOCOL: Range<usize> = 14..16;
+    pub const PAYLOAD: usize = PROTOCOL.end;
+}
+
+/// Linux cooked capture v2 (`LINKTYPE_LINUX_SLL2`), 20 bytes, big-endian fields:
+///
+/// ```text
+///  0                   1                   2                   3
+///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |     Protocol type (0..2)      |      Reserved (2..4)          |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                  Interface index (4..8)                       |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |     ARPHRD type (8..10)       | Pkt type (10) | Addr len (11) |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                                                               |
+/// +          Link-layer address (12..20, padded to 8 bytes)       +
+/// |                                                               |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+pub mod sll2_field {
+    use std::ops::Range;
+    pub const PROTOCOL: Range<usize> = 0..2;
+    pub const RESERVED: Range<usize> = 2..4;
+    pub const IFINDEX: Range<usize> = 4..8;
+    pub const ARPHRD: Range<usize> = 8..10;
+    pub const PACKET_TYPE: usize = 10;
+    pub const ADDR_LEN: usize = 11;
+    pub const ADDR: Range<usize> = 12..20;
+    pub const PAYLOAD: usize = ADDR.end;
 }
 
 fn by_ethertype(ty: u16, payload: &[u8]) -> Result<&[u8], NonIpv6> {
@@ -133,13 +212,12 @@ fn untag(mut ty: u16, mut rest: &[u8]) -> Result<&[u8], NonIpv6> {
 
 /// Ethernet II with up to [`MAX_VLAN_TAGS`] 802.1Q/802.1ad tags.
 fn ethernet(frame: &[u8]) -> Result<&[u8], NonIpv6> {
-    const TYPE_AT: usize = 12;
-    let ty = be16(frame, TYPE_AT).ok_or(NonIpv6::Malformed)?;
+    let ty = be16(frame, ethernet_field::ETHERTYPE).ok_or(NonIpv6::Malformed)?;
     if ty < 0x0600 {
         // An 802.3 length field: LLC/SNAP, never IPv6 in practice.
         return Err(NonIpv6::Other);
     }
-    untag(ty, &frame[TYPE_AT + 2..])
+    untag(ty, &frame[ethernet_field::PAYLOAD..])
 }
 
 /// BSD NULL (host byte order family) and LOOP (network byte order family).
@@ -182,20 +260,18 @@ fn raw(frame: &[u8]) -> Result<&[u8], NonIpv6> {
 /// Linux cooked capture v1: 16-byte header, protocol in the last two bytes (VLAN tags as
 /// libpcap re-inserts them after the header).
 fn sll(frame: &[u8]) -> Result<&[u8], NonIpv6> {
-    const LEN: usize = 16;
-    let ty = be16(frame, 14).ok_or(NonIpv6::Malformed)?;
-    untag(ty, &frame[LEN..])
+    let ty = be16(frame, sll_field::PROTOCOL).ok_or(NonIpv6::Malformed)?;
+    untag(ty, &frame[sll_field::PAYLOAD..])
 }
 
 /// Linux cooked capture v2: 20-byte header, protocol in the first two bytes (VLAN tags as
 /// libpcap re-inserts them after the header).
 fn sll2(frame: &[u8]) -> Result<&[u8], NonIpv6> {
-    const LEN: usize = 20;
-    if frame.len() < LEN {
+    if frame.len() < sll2_field::PAYLOAD {
         return Err(NonIpv6::Malformed);
     }
-    let ty = be16(frame, 0).ok_or(NonIpv6::Malformed)?;
-    untag(ty, &frame[LEN..])
+    let ty = be16(frame, sll2_field::PROTOCOL).ok_or(NonIpv6::Malformed)?;
+    untag(ty, &frame[sll2_field::PAYLOAD..])
 }
 
 #[cfg(test)]

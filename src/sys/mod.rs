@@ -1,5 +1,5 @@
 //! The only folder with `unsafe`: the raw kernel interface every other module calls through safe
-//! functions. Modelled on socket2's `src/sys/unix.rs`: one [`syscall!`] macro that turns `-1`
+//! functions. Modelled on socket2's `src/sys/unix.rs`: one `syscall!` macro (in [`fd`]) that turns `-1`
 //! into `io::Error::last_os_error()`, one generic [`setsockopt`]/[`getsockopt`], and a documented
 //! safe function per option.
 //!

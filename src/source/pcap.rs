@@ -7,20 +7,16 @@
 //! lengths make no sense, gives a [`CaptureError`] carrying the byte offset of the bad record
 //! and the number of frames read before it, so a caller can report what was read first.
 //!
-//! ```text
-//! pcap:    file header (24): magic a1b2c3d4 (us) | a1b23c4d (ns), version, zone, sigfigs,
-//!                            snaplen, link type
-//!          record (16 + n):  ts sec, ts us|ns, captured length n, original length, data
-//! pcapng:  block:            type (4), total length (4), body, total length (4)
-//!          SHB 0x0a0d0d0a:   byte-order magic 1a2b3c4d, version, section length, options
-//!          IDB 1:            link type (2), reserved (2), snaplen (4), options (if_tsresol = 9)
-//!          EPB 6:            interface, ts high, ts low, captured len, original len, data
-//!          SPB 3:            original len, data      PB 2 (obsolete): like EPB, 16-bit interface
-//! ```
+//! Every layout is written once below, as named byte ranges under its diagram: the pcap file
+//! header ([`pcap_header`]) and record header ([`pcap_record`]); the pcapng block frame
+//! ([`ng_block`]), section header ([`ng_shb`]), interface description ([`ng_idb`]), enhanced,
+//! simple and obsolete packet blocks ([`ng_epb`], [`ng_spb`], [`ng_opb`]) and options
+//! ([`ng_option`]). Fields are in the byte order the file's magic says.
 
 use crate::packet::{Frame, LinkType};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
@@ -37,6 +33,216 @@ const NG_IDB: u32 = 1;
 const NG_PB: u32 = 2;
 const NG_SPB: u32 = 3;
 const NG_EPB: u32 = 6;
+
+/// The pcap file header (24 bytes).
+///
+/// ```text
+///  0                   1                   2                   3
+///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |        Magic: a1b2c3d4 (microseconds) | a1b23c4d (nanoseconds) |  0
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |        Major version (2)      |       Minor version (4)       |  4
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                      Time zone (unused)                       |  8
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                     Sigfigs (unused)                          | 12
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                        Snapshot length                        | 16
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |          Link type (low 16 bits; FCS bits above)              | 20
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+pub mod pcap_header {
+    use std::ops::Range;
+    pub const MAGIC: Range<usize> = 0..4;
+    pub const VERSION_MAJOR: Range<usize> = 4..6;
+    pub const VERSION_MINOR: Range<usize> = 6..8;
+    pub const THISZONE: Range<usize> = 8..12;
+    pub const SIGFIGS: Range<usize> = 12..16;
+    pub const SNAPLEN: Range<usize> = 16..20;
+    pub const LINKTYPE: Range<usize> = 20..24;
+    pub const LEN: usize = LINKTYPE.end;
+}
+
+/// A pcap record header (16 bytes), followed by the captured bytes.
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                     Timestamp (seconds)                       |  0
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |          Timestamp (micro- or nanoseconds, by the magic)      |  4
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                    Captured packet length                     |  8
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                    Original packet length                     | 12
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// /                  Packet data (captured length)                / 16
+/// ```
+pub mod pcap_record {
+    use std::ops::Range;
+    pub const TS_SEC: Range<usize> = 0..4;
+    pub const TS_FRAC: Range<usize> = 4..8;
+    pub const CAPLEN: Range<usize> = 8..12;
+    pub const ORIG_LEN: Range<usize> = 12..16;
+    pub const LEN: usize = ORIG_LEN.end;
+}
+
+/// The frame of every pcapng block. Block bodies below are described from the body's start.
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                          Block Type                           |  0
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                      Block Total Length                       |  4
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// /                          Block Body                           /  8
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                      Block Total Length                       |  total - 4
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+pub mod ng_block {
+    use std::ops::Range;
+    pub const TYPE: Range<usize> = 0..4;
+    pub const TOTAL_LEN: Range<usize> = 4..8;
+    pub const BODY: usize = TOTAL_LEN.end;
+    /// The trailing copy of the total length.
+    pub const TRAILER_LEN: usize = 4;
+    /// The smallest block: type, length, empty body, length.
+    pub const MIN_LEN: usize = BODY + TRAILER_LEN;
+}
+
+/// Section Header Block (type 0x0a0d0d0a); offsets from the start of the block, since the
+/// byte-order magic must be read before the length can be.
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                   Block Type = 0x0A0D0D0A                     |  0
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                      Block Total Length                       |  4
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                      Byte-Order Magic 1a2b3c4d                |  8
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |          Major Version        |         Minor Version         | 12
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                 Section Length (64 bits, -1 unknown)          | 16
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// /                      Options (variable)                       / 24
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                      Block Total Length                       |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+pub mod ng_shb {
+    use std::ops::Range;
+    pub const BYTE_ORDER_MAGIC: Range<usize> = 8..12;
+    pub const VERSION_MAJOR: Range<usize> = 12..14;
+    pub const VERSION_MINOR: Range<usize> = 14..16;
+    pub const SECTION_LEN: Range<usize> = 16..24;
+    pub const OPTIONS: usize = SECTION_LEN.end;
+    /// The block up to the byte-order magic: what must be read to know the byte order.
+    pub const HEAD_LEN: usize = BYTE_ORDER_MAGIC.end;
+    /// The smallest section header block (no options).
+    pub const MIN_LEN: usize = OPTIONS + super::ng_block::TRAILER_LEN;
+}
+
+/// Interface Description Block body (type 1).
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |           LinkType            |           Reserved            |  0
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                            SnapLen                            |  4
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// /                      Options (if_tsresol)                     /  8
+/// ```
+pub mod ng_idb {
+    use std::ops::Range;
+    pub const LINKTYPE: Range<usize> = 0..2;
+    pub const RESERVED: Range<usize> = 2..4;
+    pub const SNAPLEN: Range<usize> = 4..8;
+    pub const OPTIONS: usize = SNAPLEN.end;
+}
+
+/// Enhanced Packet Block body (type 6).
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                         Interface ID                          |  0
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                        Timestamp (High)                       |  4
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                        Timestamp (Low)                        |  8
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                    Captured Packet Length                     | 12
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                    Original Packet Length                     | 16
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// /              Packet Data (padded to 32 bits), options         / 20
+/// ```
+pub mod ng_epb {
+    use std::ops::Range;
+    pub const INTERFACE_ID: Range<usize> = 0..4;
+    pub const TS_HIGH: Range<usize> = 4..8;
+    pub const TS_LOW: Range<usize> = 8..12;
+    pub const CAPLEN: Range<usize> = 12..16;
+    pub const ORIG_LEN: Range<usize> = 16..20;
+    pub const DATA: usize = ORIG_LEN.end;
+}
+
+/// Obsolete Packet Block body (type 2): an EPB with a 16-bit interface id and a drops count.
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |         Interface ID          |          Drops Count          |  0
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |          Timestamp (High), Timestamp (Low), Captured Len,     |  4
+/// |          Original Len: as in the EPB                          |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// /                      Packet Data, options                     / 20
+/// ```
+pub mod ng_opb {
+    use std::ops::Range;
+    pub const INTERFACE_ID: Range<usize> = 0..2;
+    pub const DROPS_COUNT: Range<usize> = 2..4;
+    pub const TS_HIGH: Range<usize> = super::ng_epb::TS_HIGH;
+    pub const TS_LOW: Range<usize> = super::ng_epb::TS_LOW;
+    pub const CAPLEN: Range<usize> = super::ng_epb::CAPLEN;
+    pub const ORIG_LEN: Range<usize> = super::ng_epb::ORIG_LEN;
+    pub const DATA: usize = super::ng_epb::DATA;
+}
+
+/// Simple Packet Block body (type 3): interface 0, no timestamp.
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                    Original Packet Length                     |  0
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// /      Packet Data (min(original length, snaplen), padded)      /  4
+/// ```
+pub mod ng_spb {
+    use std::ops::Range;
+    pub const ORIG_LEN: Range<usize> = 0..4;
+    pub const DATA: usize = ORIG_LEN.end;
+}
+
+/// One option of a pcapng block; the list ends with code 0 (`opt_endofopt`).
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |      Option Code              |         Option Length         |  0
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// /              Option Value (length, padded to 32 bits)         /  4
+/// ```
+pub mod ng_option {
+    use std::ops::Range;
+    pub const CODE: Range<usize> = 0..2;
+    pub const LEN: Range<usize> = 2..4;
+    pub const VALUE: usize = LEN.end;
+    /// `opt_endofopt`.
+    pub const END: u16 = 0;
+    /// `if_tsresol` of an interface description block: one byte, 10^-n or 2^-n (top bit) s.
+    pub const IF_TSRESOL: u16 = 9;
+}
 
 /// What went wrong reading a capture; every variant says where.
 #[derive(Debug, thiserror::Error)]
@@ -161,8 +367,9 @@ fn read_n<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<Option<usize>> {
     Ok(None)
 }
 
-fn u16_at(b: &[u8], at: usize, big: bool) -> u16 {
-    let a = [b[at], b[at + 1]];
+/// The u16 at `field` of `b` in the file's byte order; the caller has checked `b` holds it.
+fn u16_at(b: &[u8], field: Range<usize>, big: bool) -> u16 {
+    let a = [b[field.start], b[field.start + 1]];
     if big {
         u16::from_be_bytes(a)
     } else {
@@ -170,7 +377,9 @@ fn u16_at(b: &[u8], at: usize, big: bool) -> u16 {
     }
 }
 
-fn u32_at(b: &[u8], at: usize, big: bool) -> u32 {
+/// The u32 at `field` of `b` in the file's byte order; the caller has checked `b` holds it.
+fn u32_at(b: &[u8], field: Range<usize>, big: bool) -> u32 {
+    let at = field.start;
     let a = [b[at], b[at + 1], b[at + 2], b[at + 3]];
     if big {
         u32::from_be_bytes(a)
@@ -211,12 +420,7 @@ impl<R: Read> CaptureReader<R> {
         let le = u32::from_le_bytes(magic);
         let be = u32::from_be_bytes(magic);
         if le == NG_SHB {
-            me.kind = Kind::Pcapng {
-                big: false,
-                ifaces: Vec::new(),
-            };
-            me.offset = 4;
-            me.read_shb(0)?;
+            me.read_shb(0, &magic)?;
             return Ok(me);
         }
         let (big, nanos) = match (le, be) {
@@ -226,10 +430,11 @@ impl<R: Read> CaptureReader<R> {
             (_, PCAP_MAGIC_NS) => (true, true),
             _ => return Err(CaptureError::NotACapture { magic }),
         };
-        let mut h = [0u8; 20];
-        me.fill_exact(&mut h, 0, "the file header")?;
-        let snaplen = u32_at(&h, 12, big);
-        let link = LinkType(u32_at(&h, 16, big) & 0xffff);
+        let mut h = [0u8; pcap_header::LEN];
+        h[pcap_header::MAGIC].copy_from_slice(&magic);
+        me.fill_exact(&mut h[pcap_header::MAGIC.end..], 0, "the file header")?;
+        let snaplen = u32_at(&h, pcap_header::SNAPLEN, big);
+        let link = LinkType(u32_at(&h, pcap_header::LINKTYPE, big) & 0xffff);
         let max = snaplen.clamp(STANDARD_MAX_FRAME, MAX_FRAME);
         me.kind = Kind::Pcap {
             big,
@@ -237,7 +442,7 @@ impl<R: Read> CaptureReader<R> {
             link,
             max,
         };
-        me.offset = 24;
+        me.offset = pcap_header::LEN as u64;
         Ok(me)
     }
 
@@ -308,25 +513,30 @@ impl<R: Read> CaptureReader<R> {
         r
     }
 
-    /// Reads the rest of a section header block whose 4-byte type was read at `at`.
-    fn read_shb(&mut self, at: u64) -> Result<(), CaptureError> {
-        let mut h = [0u8; 8];
-        self.fill_exact(&mut h, at, "a section header block")?;
+    /// Reads the rest of a section header block that starts at `at`, of which `got` (the type,
+    /// perhaps the length) was read already, and starts a new section: its own byte order, its
+    /// own interfaces.
+    fn read_shb(&mut self, at: u64, got: &[u8]) -> Result<(), CaptureError> {
+        let mut h = [0u8; ng_shb::HEAD_LEN];
+        h[..got.len()].copy_from_slice(got);
+        self.fill_exact(&mut h[got.len()..], at, "a section header block")?;
+        let bom = &h[ng_shb::BYTE_ORDER_MAGIC];
         let big = match (
-            u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
-            u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+            u32::from_le_bytes([bom[0], bom[1], bom[2], bom[3]]),
+            u32::from_be_bytes([bom[0], bom[1], bom[2], bom[3]]),
         ) {
             (NG_BOM, _) => false,
             (_, NG_BOM) => true,
             _ => return Err(self.corrupt(at, "section header with an unknown byte-order magic")),
         };
-        let total = u32_at(&h, 0, big);
-        if total < 28 || !total.is_multiple_of(4) || total > MAX_FRAME {
+        let total = u32_at(&h, ng_block::TOTAL_LEN, big);
+        if total < ng_shb::MIN_LEN as u32 || !total.is_multiple_of(4) || total > MAX_FRAME {
             return Err(self.corrupt(at, "section header block length is impossible"));
         }
-        let rest = total as usize - 12;
+        let rest = total as usize - ng_shb::HEAD_LEN;
         self.fill_buf(rest, at, "a section header block")?;
-        if u32_at(&self.buf, rest - 4, big) != total {
+        let trailer = rest - ng_block::TRAILER_LEN..rest;
+        if u32_at(&self.buf, trailer, big) != total {
             return Err(self.corrupt(at, "section header block lengths disagree"));
         }
         self.kind = Kind::Pcapng {
@@ -366,17 +576,17 @@ impl<R: Read> CaptureReader<R> {
         max: u32,
     ) -> Result<Option<Frame<'_>>, CaptureError> {
         let at = self.offset;
-        let mut h = [0u8; 16];
+        let mut h = [0u8; pcap_record::LEN];
         match read_n(&mut self.r, &mut h) {
             Err(source) => return Err(CaptureError::Io { offset: at, source }),
             Ok(Some(0)) => return Ok(None),
             Ok(Some(_)) => return Err(self.truncated(at, "a record header")),
             Ok(None) => {}
         }
-        let secs = u32_at(&h, 0, big);
-        let frac = u32_at(&h, 4, big);
-        let caplen = u32_at(&h, 8, big);
-        let orig_len = u32_at(&h, 12, big);
+        let secs = u32_at(&h, pcap_record::TS_SEC, big);
+        let frac = u32_at(&h, pcap_record::TS_FRAC, big);
+        let caplen = u32_at(&h, pcap_record::CAPLEN, big);
+        let orig_len = u32_at(&h, pcap_record::ORIG_LEN, big);
         if caplen > max {
             return Err(self.corrupt(at, "record length is larger than any frame"));
         }
@@ -389,7 +599,7 @@ impl<R: Read> CaptureReader<R> {
             return Err(self.corrupt(at, "record timestamp fraction is out of range"));
         }
         self.fill_buf(caplen as usize, at, "a record's data")?;
-        self.offset = at + 16 + u64::from(caplen);
+        self.offset = at + pcap_record::LEN as u64 + u64::from(caplen);
         self.frames += 1;
         Ok(Some(Frame {
             number: self.frames,
@@ -400,155 +610,200 @@ impl<R: Read> CaptureReader<R> {
         }))
     }
 
+    /// The next frame of a pcapng file: block headers are read until a packet block, section
+    /// headers and interface descriptions update the state on the way, and blocks of other
+    /// types are skipped.
     fn next_pcapng(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
         loop {
             let at = self.offset;
-            let mut h = [0u8; 8];
-            match read_n(&mut self.r, &mut h) {
-                Err(source) => return Err(CaptureError::Io { offset: at, source }),
-                Ok(Some(0)) => return Ok(None),
-                Ok(Some(_)) => return Err(self.truncated(at, "a block header")),
-                Ok(None) => {}
-            }
-            if u32::from_le_bytes([h[0], h[1], h[2], h[3]]) == NG_SHB {
-                // A new section: its own byte order, its own interfaces.
-                let mut b = std::io::Cursor::new(h[4..].to_vec()).chain(&mut self.r);
-                let mut me = CaptureReader {
-                    r: &mut b,
-                    buf: std::mem::take(&mut self.buf),
-                    offset: at,
-                    frames: self.frames,
-                    kind: Kind::Pcapng {
-                        big: false,
-                        ifaces: Vec::new(),
-                    },
-                };
-                let r = me.read_shb(at);
-                let (buf, kind, offset) = (me.buf, me.kind, me.offset);
-                self.buf = buf;
-                r?;
-                self.kind = kind;
-                self.offset = offset;
+            let Some(head) = self.read_block_head(at)? else {
+                return Ok(None);
+            };
+            if u32::from_le_bytes([head[0], head[1], head[2], head[3]]) == NG_SHB {
+                self.read_shb(at, &head)?;
                 continue;
             }
-            let Kind::Pcapng { big, .. } = self.kind else {
-                unreachable!()
-            };
-            let ty = u32_at(&h, 0, big);
-            let total = u32_at(&h, 4, big);
-            if total < 12 || !total.is_multiple_of(4) || total > MAX_FRAME {
-                return Err(self.corrupt(at, "block length is impossible"));
-            }
-            let body = total as usize - 12;
-            self.fill_buf(body + 4, at, "a block")?;
-            if u32_at(&self.buf, body, big) != total {
-                return Err(self.corrupt(at, "block lengths disagree"));
-            }
-            self.offset = at + u64::from(total);
-            let b = &self.buf[..body];
-            let Kind::Pcapng {
-                big,
-                ref mut ifaces,
-            } = self.kind
-            else {
-                unreachable!()
-            };
-            let (iface, ts_units, caplen, orig_len, data_at) = match ty {
+            let big = self.ng_big_endian();
+            let ty = u32_at(&head, ng_block::TYPE, big);
+            let total = u32_at(&head, ng_block::TOTAL_LEN, big);
+            let body = self.read_block_body(at, total, big)?;
+            let packet = match ty {
                 NG_IDB => {
-                    if body < 8 {
-                        return Err(CaptureError::Corrupt {
-                            offset: at,
-                            what: "interface description block is too short",
-                            frames: self.frames,
-                        });
-                    }
-                    let link = LinkType(u32::from(u16_at(b, 0, big)));
-                    let snaplen = u32_at(b, 4, big);
-                    let tsres = parse_tsresol(&b[8..], big);
-                    ifaces.push(Iface {
-                        link,
-                        snaplen,
-                        tsres,
-                    });
+                    self.describe_interface(at, body, big)?;
                     continue;
                 }
-                NG_EPB | NG_PB => {
-                    if body < 20 {
-                        return Err(CaptureError::Corrupt {
-                            offset: at,
-                            what: "packet block is too short",
-                            frames: self.frames,
-                        });
-                    }
-                    let iface = if ty == NG_EPB {
-                        u32_at(b, 0, big) as usize
-                    } else {
-                        usize::from(u16_at(b, 0, big))
-                    };
-                    let ts = (u64::from(u32_at(b, 4, big)) << 32) | u64::from(u32_at(b, 8, big));
-                    (iface, ts, u32_at(b, 12, big), u32_at(b, 16, big), 20usize)
-                }
-                NG_SPB => {
-                    if body < 4 {
-                        return Err(CaptureError::Corrupt {
-                            offset: at,
-                            what: "simple packet block is too short",
-                            frames: self.frames,
-                        });
-                    }
-                    let orig = u32_at(b, 0, big);
-                    let snap = ifaces.first().map_or(u32::MAX, |i| i.snaplen);
-                    let snap = if snap == 0 { u32::MAX } else { snap };
-                    let cap = orig.min(snap).min((body - 4) as u32);
-                    (0, 0, cap, orig, 4usize)
-                }
+                NG_EPB | NG_PB => self.packet_block(at, ty, body, big)?,
+                NG_SPB => self.simple_packet_block(at, body, big)?,
                 _ => continue,
             };
-            let Some(&Iface { link, tsres, .. }) = ifaces.get(iface) else {
-                return Err(CaptureError::Corrupt {
-                    offset: at,
-                    what: "packet block names an interface that was not described",
-                    frames: self.frames,
-                });
-            };
-            let end = data_at + caplen as usize;
-            if end > body {
-                return Err(CaptureError::Corrupt {
-                    offset: at,
-                    what: "packet block's captured length runs past the block",
-                    frames: self.frames,
-                });
-            }
-            self.frames += 1;
-            return Ok(Some(Frame {
-                number: self.frames,
-                link,
-                ts: tsres.duration(ts_units),
-                orig_len: orig_len.max(caplen),
-                data: &self.buf[data_at..end],
-            }));
+            return self.lend_packet(at, packet, body);
         }
     }
+
+    /// Phase 1: the type and total length of the block at `at`; `None` at a clean end of file.
+    fn read_block_head(&mut self, at: u64) -> Result<Option<[u8; ng_block::BODY]>, CaptureError> {
+        let mut h = [0u8; ng_block::BODY];
+        match read_n(&mut self.r, &mut h) {
+            Err(source) => Err(CaptureError::Io { offset: at, source }),
+            Ok(Some(0)) => Ok(None),
+            Ok(Some(_)) => Err(self.truncated(at, "a block header")),
+            Ok(None) => Ok(Some(h)),
+        }
+    }
+
+    /// The byte order of the current section.
+    fn ng_big_endian(&self) -> bool {
+        match self.kind {
+            Kind::Pcapng { big, .. } => big,
+            Kind::Pcap { .. } => unreachable!("pcapng blocks are read only from a pcapng file"),
+        }
+    }
+
+    /// Phase 2: reads the body and the trailing length of a block of `total` bytes into the
+    /// buffer, checks both lengths, and moves past the block. Returns the body's length.
+    fn read_block_body(&mut self, at: u64, total: u32, big: bool) -> Result<usize, CaptureError> {
+        if total < ng_block::MIN_LEN as u32 || !total.is_multiple_of(4) || total > MAX_FRAME {
+            return Err(self.corrupt(at, "block length is impossible"));
+        }
+        let body = total as usize - ng_block::MIN_LEN;
+        self.fill_buf(body + ng_block::TRAILER_LEN, at, "a block")?;
+        if u32_at(&self.buf, body..body + ng_block::TRAILER_LEN, big) != total {
+            return Err(self.corrupt(at, "block lengths disagree"));
+        }
+        self.offset = at + u64::from(total);
+        Ok(body)
+    }
+
+    /// Phase 3, interface description block: one more interface for this section.
+    fn describe_interface(&mut self, at: u64, body: usize, big: bool) -> Result<(), CaptureError> {
+        if body < ng_idb::OPTIONS {
+            return Err(self.corrupt(at, "interface description block is too short"));
+        }
+        let b = &self.buf[..body];
+        let iface = Iface {
+            link: LinkType(u32::from(u16_at(b, ng_idb::LINKTYPE, big))),
+            snaplen: u32_at(b, ng_idb::SNAPLEN, big),
+            tsres: parse_tsresol(&b[ng_idb::OPTIONS..], big),
+        };
+        if let Kind::Pcapng { ifaces, .. } = &mut self.kind {
+            ifaces.push(iface);
+        }
+        Ok(())
+    }
+
+    /// Phase 3, enhanced (`NG_EPB`) or obsolete (`NG_PB`) packet block.
+    fn packet_block(
+        &self,
+        at: u64,
+        ty: u32,
+        body: usize,
+        big: bool,
+    ) -> Result<NgPacket, CaptureError> {
+        if body < ng_epb::DATA {
+            return Err(self.corrupt(at, "packet block is too short"));
+        }
+        let b = &self.buf[..body];
+        let iface = if ty == NG_EPB {
+            u32_at(b, ng_epb::INTERFACE_ID, big) as usize
+        } else {
+            usize::from(u16_at(b, ng_opb::INTERFACE_ID, big))
+        };
+        let ts_high = u64::from(u32_at(b, ng_epb::TS_HIGH, big));
+        Ok(NgPacket {
+            iface,
+            ts_units: (ts_high << 32) | u64::from(u32_at(b, ng_epb::TS_LOW, big)),
+            caplen: u32_at(b, ng_epb::CAPLEN, big),
+            orig_len: u32_at(b, ng_epb::ORIG_LEN, big),
+            data_at: ng_epb::DATA,
+        })
+    }
+
+    /// Phase 3, simple packet block: interface 0, no timestamp, the captured length implied
+    /// by the original length, the snapshot length and the block.
+    fn simple_packet_block(
+        &self,
+        at: u64,
+        body: usize,
+        big: bool,
+    ) -> Result<NgPacket, CaptureError> {
+        if body < ng_spb::DATA {
+            return Err(self.corrupt(at, "simple packet block is too short"));
+        }
+        let orig = u32_at(&self.buf, ng_spb::ORIG_LEN, big);
+        let snap = match &self.kind {
+            Kind::Pcapng { ifaces, .. } => ifaces.first().map_or(u32::MAX, |i| i.snaplen),
+            Kind::Pcap { .. } => u32::MAX,
+        };
+        let snap = if snap == 0 { u32::MAX } else { snap };
+        Ok(NgPacket {
+            iface: 0,
+            ts_units: 0,
+            caplen: orig.min(snap).min((body - ng_spb::DATA) as u32),
+            orig_len: orig,
+            data_at: ng_spb::DATA,
+        })
+    }
+
+    /// Phase 4: checks the packet against its interface and its block, and lends it.
+    fn lend_packet(
+        &mut self,
+        at: u64,
+        p: NgPacket,
+        body: usize,
+    ) -> Result<Option<Frame<'_>>, CaptureError> {
+        let iface = match &self.kind {
+            Kind::Pcapng { ifaces, .. } => ifaces.get(p.iface).copied(),
+            Kind::Pcap { .. } => None,
+        };
+        let Some(Iface { link, tsres, .. }) = iface else {
+            return Err(self.corrupt(at, "packet block names an interface that was not described"));
+        };
+        let end = p.data_at + p.caplen as usize;
+        if end > body {
+            return Err(self.corrupt(at, "packet block's captured length runs past the block"));
+        }
+        self.frames += 1;
+        Ok(Some(Frame {
+            number: self.frames,
+            link,
+            ts: tsres.duration(p.ts_units),
+            orig_len: p.orig_len.max(p.caplen),
+            data: &self.buf[p.data_at..end],
+        }))
+    }
+}
+
+/// A packet block's fields, before they are checked against its interface and its block.
+#[derive(Clone, Copy, Debug)]
+struct NgPacket {
+    /// Index of the interface description in the section.
+    iface: usize,
+    /// Timestamp in the interface's units.
+    ts_units: u64,
+    caplen: u32,
+    orig_len: u32,
+    /// Where the packet data starts in the block body.
+    data_at: usize,
 }
 
 /// The `if_tsresol` option (code 9) of an interface description block, default microseconds.
 fn parse_tsresol(mut opts: &[u8], big: bool) -> TsRes {
-    while opts.len() >= 4 {
-        let code = u16_at(opts, 0, big);
-        let len = usize::from(u16_at(opts, 2, big));
+    while opts.len() >= ng_option::VALUE {
+        let code = u16_at(opts, ng_option::CODE, big);
+        let len = usize::from(u16_at(opts, ng_option::LEN, big));
         let padded = len.div_ceil(4) * 4;
-        if code == 0 || opts.len() < 4 + padded {
+        if code == ng_option::END || opts.len() < ng_option::VALUE + padded {
             break;
         }
-        if code == 9 && len == 1 {
-            let v = opts[4];
+        if code == ng_option::IF_TSRESOL && len == 1 {
+            let v = opts[ng_option::VALUE];
             return if v & 0x80 != 0 {
                 TsRes::Binary(u32::from(v & 0x7f))
             } else {
                 TsRes::Decimal(u32::from(v))
             };
         }
-        opts = &opts[4 + padded..];
+        opts = &opts[ng_option::VALUE + padded..];
     }
     TsRes::Decimal(6)
 }
@@ -609,11 +864,11 @@ impl<W: Write> FrameWriter for PcapWriter<W> {
     fn write_packet(&mut self, ts: Duration, orig_len: u32, data: &[u8]) -> io::Result<()> {
         let caplen = u32::try_from(data.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&(ts.as_secs() as u32).to_le_bytes());
-        h[4..8].copy_from_slice(&ts.subsec_nanos().to_le_bytes());
-        h[8..12].copy_from_slice(&caplen.to_le_bytes());
-        h[12..16].copy_from_slice(&orig_len.max(caplen).to_le_bytes());
+        let mut h = [0u8; pcap_record::LEN];
+        h[pcap_record::TS_SEC].copy_from_slice(&(ts.as_secs() as u32).to_le_bytes());
+        h[pcap_record::TS_FRAC].copy_from_slice(&ts.subsec_nanos().to_le_bytes());
+        h[pcap_record::CAPLEN].copy_from_slice(&caplen.to_le_bytes());
+        h[pcap_record::ORIG_LEN].copy_from_slice(&orig_len.max(caplen).to_le_bytes());
         self.w.write_all(&h)?;
         self.w.write_all(data)
     }
@@ -669,16 +924,18 @@ impl<W: Write> FrameWriter for PcapNgWriter<W> {
             .filter(|&l| l <= MAX_FRAME - 64)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
         let padded = caplen.div_ceil(4) * 4;
-        let total = 32 + padded;
+        const HEAD: usize = ng_block::BODY + ng_epb::DATA;
+        let total = (HEAD + ng_block::TRAILER_LEN) as u32 + padded;
         let units = ts.as_nanos() as u64;
-        let mut h = [0u8; 28];
-        h[0..4].copy_from_slice(&NG_EPB.to_le_bytes());
-        h[4..8].copy_from_slice(&total.to_le_bytes());
-        h[8..12].copy_from_slice(&0u32.to_le_bytes());
-        h[12..16].copy_from_slice(&((units >> 32) as u32).to_le_bytes());
-        h[16..20].copy_from_slice(&(units as u32).to_le_bytes());
-        h[20..24].copy_from_slice(&caplen.to_le_bytes());
-        h[24..28].copy_from_slice(&orig_len.max(caplen).to_le_bytes());
+        let mut h = [0u8; HEAD];
+        h[ng_block::TYPE].copy_from_slice(&NG_EPB.to_le_bytes());
+        h[ng_block::TOTAL_LEN].copy_from_slice(&total.to_le_bytes());
+        let body = &mut h[ng_block::BODY..];
+        body[ng_epb::INTERFACE_ID].copy_from_slice(&0u32.to_le_bytes());
+        body[ng_epb::TS_HIGH].copy_from_slice(&((units >> 32) as u32).to_le_bytes());
+        body[ng_epb::TS_LOW].copy_from_slice(&(units as u32).to_le_bytes());
+        body[ng_epb::CAPLEN].copy_from_slice(&caplen.to_le_bytes());
+        body[ng_epb::ORIG_LEN].copy_from_slice(&orig_len.max(caplen).to_le_bytes());
         self.w.write_all(&h)?;
         self.w.write_all(data)?;
         self.w.write_all(&[0u8; 3][..(padded - caplen) as usize])?;

@@ -14,8 +14,10 @@
 //! - [`caps`]: Linux capabilities: which this process holds, and the one hint text for a missing one.
 //!
 //! Every item is also re-exported here, so callers write `sys::bind`, `sys::set_int`, ...
-//! Every `unsafe` block carries a `// SAFETY:` comment.
+//! Every `unsafe` block carries a `// SAFETY:` comment (`clippy::undocumented_unsafe_blocks` is
+//! denied here), and `.ci/run` fails when `unsafe` appears outside this folder.
 #![allow(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 #[macro_use]
 pub mod fd;

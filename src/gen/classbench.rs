@@ -10,6 +10,11 @@
 //! - protocol `0x00/0x00` is any, `0xNN/0xFF` is exactly NN (other masks are rejected);
 //! - TCP flags are ignored (flowpol does not match on them);
 //! - rule `i` (1-based line order) is named `cb<i>` and passes; the default drops;
+//! - ClassBench matches port ranges whatever the protocol; flowpol's 5-tuple carries ports only
+//!   for TCP, UDP, SCTP, DCCP and UDP-Lite (0 and 0 for any other protocol) and has no 5-tuple at
+//!   all for a packet whose next header is an extension header or "no next header". Each rule is
+//!   said as faithfully as the model allows, and how is recorded as a [`Translation`] (one per
+//!   rule, with a stable name; see its variants);
 //! - `--as both` writes the `five` and the `three` block, with the same rule names;
 //! - `--as three` (the 3-tuple benchmark transform): the rule keeps src and dst, drops protocol
 //!   and source port, and its destination-port range becomes a flow-label range with the same
@@ -18,7 +23,8 @@
 //!   so the 3-tuple engines face the same rule structure on the same packets.
 
 use crate::FlowLabel;
-use crate::packet::key::{FiveTuple, ThreeTuple};
+use crate::packet::key::{FiveTuple, ThreeTuple, Unavailable};
+use crate::packet::{Decoded, LinkType, decode};
 use crate::policy::model::{
     Action, AddrMatch, FiveMatch, LabelMatch, Policy, PortMatch, Prefix, Rule, ThreeMatch,
 };
@@ -49,6 +55,9 @@ pub struct CbPacket {
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
+    /// The trace's last column: the 0-based index of the rule the generator drew the header
+    /// from (`None` when the line has no seventh field).
+    pub rule: Option<u32>,
 }
 
 /// A line that is not in ClassBench format.
@@ -168,7 +177,8 @@ pub fn parse_rules(text: &str) -> Result<Vec<CbRule>, CbError> {
     Ok(out)
 }
 
-/// Parses a ClassBench trace. Blank lines are skipped; fields after the fifth are ignored.
+/// Parses a ClassBench trace. Blank lines are skipped; the sixth field (TCP flags) and any
+/// after the seventh (the rule column) are ignored.
 pub fn parse_trace(text: &str) -> Result<Vec<CbPacket>, CbError> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -189,12 +199,20 @@ pub fn parse_trace(text: &str) -> Result<Vec<CbPacket>, CbError> {
         };
         let (src, dst, sport, dport, proto) = (n(0)?, n(1)?, n(2)?, n(3)?, n(4)?);
         let too_big = |what: &str, v: u64| err(line, format!("{what} {v} is out of range"));
+        let rule = match f.get(6) {
+            None => None,
+            Some(_) => {
+                let r = n(6)?;
+                Some(u32::try_from(r).map_err(|_| too_big("rule number", r))?)
+            }
+        };
         out.push(CbPacket {
             src: u32::try_from(src).map_err(|_| too_big("address", src))?,
             dst: u32::try_from(dst).map_err(|_| too_big("address", dst))?,
             sport: u16::try_from(sport).map_err(|_| too_big("port", sport))?,
             dport: u16::try_from(dport).map_err(|_| too_big("port", dport))?,
             proto: u8::try_from(proto).map_err(|_| too_big("protocol", proto))?,
+            rule,
         });
     }
     Ok(out)
@@ -228,8 +246,149 @@ pub fn dport_label(lo: u16, hi: u16) -> LabelMatch {
     }
 }
 
-/// Builds a policy from ClassBench rules (`map` must be a /96; see the module doc).
-pub fn to_policy(rules: &[CbRule], kind: As, map: Prefix) -> Policy {
+/// How one ClassBench rule was said in flowpol's model. Each has a stable name ([`as_str`],
+/// also its serde name) used on `import`'s standard error and in the trace check's `by_reason`.
+///
+/// [`as_str`]: Translation::as_str
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Translation {
+    /// Written as it is (for `three`: a rule with any protocol and any source port, whose
+    /// destination-port range becomes the label range).
+    Exact,
+    /// A protocol without ports whose port ranges both hold 0: written without ports. Its
+    /// packets' 5-tuples have ports 0 and 0, so it matches the same packets.
+    PortsDropped,
+    /// Any protocol, with port ranges: one rule per protocol that has ports (tcp, udp, dccp,
+    /// sctp, udplite; named `cb<i>.<protocol>`). Packets of other protocols have ports 0 and 0
+    /// in flowpol; those the ClassBench rule matches through port 0 are not matched.
+    AnyProtocolPorts,
+    /// A protocol without ports and a port range without 0: flowpol's 5-tuple of such a packet
+    /// has ports 0 and 0, so the rule never matches. Written as a comment.
+    PortsExcludeZero,
+    /// A protocol number after which IPv6 has no transport header to take ports from: an
+    /// extension header (0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254) or no next header (59).
+    /// Such a packet has no 5-tuple, so the rule never matches. Written as a comment.
+    NoFiveTuple,
+    /// `three`: the rule's protocol, source-port range or both are dropped (the 3-tuple has
+    /// neither), so it matches more than the ClassBench rule.
+    Widened,
+}
+
+impl Translation {
+    /// The translations of `five` rules, in report order.
+    pub const FIVE: [Translation; 5] = [
+        Translation::Exact,
+        Translation::PortsDropped,
+        Translation::AnyProtocolPorts,
+        Translation::PortsExcludeZero,
+        Translation::NoFiveTuple,
+    ];
+    /// The translations of `three` rules, in report order.
+    pub const THREE: [Translation; 2] = [Translation::Exact, Translation::Widened];
+
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Translation::Exact => "exact",
+            Translation::PortsDropped => "ports-dropped",
+            Translation::AnyProtocolPorts => "any-protocol-ports",
+            Translation::PortsExcludeZero => "ports-exclude-zero",
+            Translation::NoFiveTuple => "no-five-tuple",
+            Translation::Widened => "widened",
+        }
+    }
+
+    /// One line on what was done, for `import`'s standard error.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Translation::Exact => "written as they are",
+            Translation::PortsDropped => {
+                "protocol without ports, port ranges hold 0: written without ports (same packets)"
+            }
+            Translation::AnyProtocolPorts => {
+                "any protocol with port ranges: one rule per protocol that has ports"
+            }
+            Translation::PortsExcludeZero => {
+                "protocol without ports, a port range without 0: never match, written as comments"
+            }
+            Translation::NoFiveTuple => {
+                "protocol is an IPv6 extension header or no next header: no 5-tuple, never match, written as comments"
+            }
+            Translation::Widened => "protocol and/or source port dropped: match more",
+        }
+    }
+}
+
+impl std::fmt::Display for Translation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one ClassBench rule became in one tuple kind's rule list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Imported {
+    /// The indices ([`crate::classify::RuleId`]) of the flowpol rules it became, in that kind's
+    /// list: one, several ([`Translation::AnyProtocolPorts`]) or none (written as a comment).
+    pub rules: std::ops::Range<u32>,
+    pub how: Translation,
+}
+
+/// A ClassBench rule set in flowpol's model, with what each rule became.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Import {
+    pub policy: Policy,
+    /// Per ClassBench rule (0-based, the trace's rule column): its `five` rules. Empty when the
+    /// import made no `five` block.
+    pub five: Vec<Imported>,
+    /// Per ClassBench rule: its `three` rule. Empty when the import made no `three` block.
+    pub three: Vec<Imported>,
+}
+
+/// True for protocols whose packets carry ports in flowpol's 5-tuple (the one place this
+/// module asks).
+fn has_ports(p: u8) -> bool {
+    crate::policy::model::proto_has_ports(p)
+}
+
+/// True for protocol numbers after which flowpol's packet walk finds no transport header: the
+/// IPv6 extension headers (IANA's "IPv6 Extension Header Types") and 59, no next header.
+/// [`CbPacket::keys`] agrees with the packet path on every value (tested).
+pub fn no_five_tuple(p: u8) -> bool {
+    matches!(
+        p,
+        0 | 43 | 44 | 50 | 51 | 59 | 60 | 135 | 139 | 140 | 253 | 254
+    )
+}
+
+impl Translation {
+    /// How rule `r` is said as `five` rules.
+    pub fn five_of(r: &CbRule) -> Translation {
+        let full = |(lo, hi): (u16, u16)| lo == 0 && hi == u16::MAX;
+        let ports = !(full(r.sport) && full(r.dport));
+        match r.proto {
+            Some(p) if no_five_tuple(p) => Translation::NoFiveTuple,
+            Some(p) if has_ports(p) || !ports => Translation::Exact,
+            Some(_) if r.sport.0 == 0 && r.dport.0 == 0 => Translation::PortsDropped,
+            Some(_) => Translation::PortsExcludeZero,
+            None if ports => Translation::AnyProtocolPorts,
+            None => Translation::Exact,
+        }
+    }
+
+    /// How rule `r` is said as a `three` rule.
+    pub fn three_of(r: &CbRule) -> Translation {
+        if r.proto.is_none() && r.sport == (0, u16::MAX) {
+            Translation::Exact
+        } else {
+            Translation::Widened
+        }
+    }
+}
+
+/// Imports ClassBench rules (`map` must be a /96; see the module doc).
+pub fn import(rules: &[CbRule], kind: As, map: Prefix) -> Import {
     let mut p = Policy {
         classes: Vec::new(),
         three: Vec::new(),
@@ -237,24 +396,52 @@ pub fn to_policy(rules: &[CbRule], kind: As, map: Prefix) -> Policy {
         default: Action::Drop,
         default_explicit: true,
     };
+    let (mut five, mut three) = (Vec::new(), Vec::new());
     for (i, r) in rules.iter().enumerate() {
         let name = format!("cb{}", i + 1);
         let (src, dst) = (map_prefix(map, r.src), map_prefix(map, r.dst));
         if kind != As::Three {
-            p.five.push(Rule {
-                name: name.clone(),
-                matcher: FiveMatch {
-                    src: src.clone(),
-                    dst: dst.clone(),
-                    proto: r.proto,
-                    sport: port(r.sport.0, r.sport.1),
-                    dport: port(r.dport.0, r.dport.1),
-                },
-                action: Action::Pass,
-                span: Span::default(),
+            let how = Translation::five_of(r);
+            let start = p.five.len() as u32;
+            let mut push = |name: String, proto: Option<u8>, sport: PortMatch, dport: PortMatch| {
+                p.five.push(Rule {
+                    name,
+                    matcher: FiveMatch {
+                        src: src.clone(),
+                        dst: dst.clone(),
+                        proto,
+                        sport,
+                        dport,
+                    },
+                    action: Action::Pass,
+                    span: Span::default(),
+                })
+            };
+            let (sport, dport) = (port(r.sport.0, r.sport.1), port(r.dport.0, r.dport.1));
+            match how {
+                Translation::Exact => push(name.clone(), r.proto, sport, dport),
+                Translation::PortsDropped => {
+                    push(name.clone(), r.proto, PortMatch::ANY, PortMatch::ANY)
+                }
+                Translation::AnyProtocolPorts => {
+                    for q in (0..=u8::MAX).filter(|&q| has_ports(q)) {
+                        let suffix = crate::policy::model::proto_name(q)
+                            .map_or_else(|| q.to_string(), str::to_string);
+                        push(format!("{name}.{suffix}"), Some(q), sport, dport);
+                    }
+                }
+                _ => {}
+            }
+            five.push(Imported {
+                rules: start..p.five.len() as u32,
+                how,
             });
         }
         if kind != As::Five {
+            three.push(Imported {
+                rules: p.three.len() as u32..p.three.len() as u32 + 1,
+                how: Translation::three_of(r),
+            });
             p.three.push(Rule {
                 name,
                 matcher: ThreeMatch {
@@ -267,11 +454,113 @@ pub fn to_policy(rules: &[CbRule], kind: As, map: Prefix) -> Policy {
             });
         }
     }
-    p
+    Import {
+        policy: p,
+        five,
+        three,
+    }
+}
+
+/// Builds a policy from ClassBench rules: [`import`]'s policy.
+pub fn to_policy(rules: &[CbRule], kind: As, map: Prefix) -> Policy {
+    import(rules, kind, map).policy
+}
+
+impl Import {
+    /// How many rules were translated each way, per translation of the kind (`five` when
+    /// `five`, else `three`), in [`Translation::FIVE`] or [`Translation::THREE`] order. Empty
+    /// when the import made no block of that kind.
+    pub fn counts(&self, five: bool) -> Vec<(Translation, usize)> {
+        let (list, all): (&[Imported], &[Translation]) = if five {
+            (&self.five, &Translation::FIVE)
+        } else {
+            (&self.three, &Translation::THREE)
+        };
+        if list.is_empty() {
+            return Vec::new();
+        }
+        all.iter()
+            .map(|&t| (t, list.iter().filter(|i| i.how == t).count()))
+            .collect()
+    }
+
+    /// The policy's canonical text, with each ClassBench rule that has no `five` rule written as
+    /// a comment in its place (`# cb<i> never matches (<translation>): <ClassBench line>`).
+    /// `rules` are the rules this was imported from.
+    pub fn text(&self, rules: &[CbRule]) -> String {
+        let text = crate::policy::fmt::format(&self.policy);
+        // The comments to put before the k-th `five` rule (k = rules.len() for the `}`).
+        let mut before: Vec<Vec<String>> = vec![Vec::new(); self.policy.five.len() + 1];
+        for (i, (imp, r)) in self.five.iter().zip(rules).enumerate() {
+            if imp.rules.is_empty() {
+                before[imp.rules.start as usize].push(format!(
+                    "# cb{} never matches ({}): {r}",
+                    i + 1,
+                    imp.how
+                ));
+            }
+        }
+        if before.iter().all(Vec::is_empty) {
+            return text;
+        }
+        let mut out = String::with_capacity(text.len() + 4096);
+        let (mut in_five, mut k) = (false, 0usize);
+        let mut put = |out: &mut String, k: usize| {
+            for c in before[k].drain(..) {
+                out.push_str("    ");
+                out.push_str(&c);
+                out.push('\n');
+            }
+        };
+        for line in text.lines() {
+            if line == "five {" {
+                in_five = true;
+            } else if in_five && (line.starts_with("    rule ") || line == "}") {
+                put(&mut out, k);
+                k += 1;
+                if line == "}" {
+                    in_five = false;
+                }
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        // No `five` block at all (every rule became a comment): a block of comments only.
+        let rest: Vec<String> = before.into_iter().flatten().collect();
+        if !rest.is_empty() {
+            out.push_str("\nfive {\n");
+            for c in rest {
+                out.push_str("    ");
+                out.push_str(&c);
+                out.push('\n');
+            }
+            out.push_str("}\n");
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for CbRule {
+    /// The rule in ClassBench's notation (without the TCP-flags field).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = |(v, l): (u32, u8)| format!("{}/{l}", std::net::Ipv4Addr::from(v));
+        let (pv, pm) = self.proto.map_or((0, 0), |p| (p, 0xff));
+        write!(
+            f,
+            "@{} {} {} : {} {} : {} 0x{pv:02X}/0x{pm:02X}",
+            a(self.src),
+            a(self.dst),
+            self.sport.0,
+            self.sport.1,
+            self.dport.0,
+            self.dport.1
+        )
+    }
 }
 
 impl CbPacket {
-    /// The packet's 5-tuple under `map`.
+    /// The packet's 5-tuple under `map`, with the trace's ports whatever the protocol (for
+    /// flowpol's reading of the packet, see [`CbPacket::keys`]).
     pub fn five(&self, map: Prefix) -> FiveTuple {
         FiveTuple {
             src: map_addr(map, self.src),
@@ -281,6 +570,36 @@ impl CbPacket {
             dport: self.dport,
         }
     }
+    /// The packet's keys as flowpol's packet path reads them from the frame [`append_packet`]
+    /// writes: the 3-tuple (label = destination port), and the 5-tuple, whose ports are 0 and
+    /// 0 for a protocol without ports, or why there is none (the protocol numbers of
+    /// [`no_five_tuple`]). `scratch` is a buffer to build the frame in.
+    pub fn keys(
+        &self,
+        map: Prefix,
+        scratch: &mut Vec<u8>,
+    ) -> (ThreeTuple, Result<FiveTuple, Unavailable>) {
+        scratch.clear();
+        if append_packet(self, map, scratch).is_ok()
+            && let Decoded::Ipv6(k) = decode(LinkType::ETHERNET, scratch)
+        {
+            return (k.three, k.five);
+        }
+        // Not reached: every trace packet builds and decodes. Said without the frame, the same.
+        let five = if no_five_tuple(self.proto) {
+            Err(Unavailable::UnknownHeader)
+        } else if has_ports(self.proto) {
+            Ok(self.five(map))
+        } else {
+            Ok(FiveTuple {
+                sport: 0,
+                dport: 0,
+                ..self.five(map)
+            })
+        };
+        (self.three(map), five)
+    }
+
     /// The packet's 3-tuple under `map`, with `label = dport` (the `--as three` transform).
     pub fn three(&self, map: Prefix) -> ThreeTuple {
         ThreeTuple {
@@ -321,10 +640,11 @@ pub enum TracePcapError {
     Io(#[from] std::io::Error),
 }
 
-/// TCP and UDP are written with a real transport header; any other protocol number goes in the
-/// next-header field as it is (even one that IPv6 reads as an extension header, which the
-/// packet path then reports as such), followed by 8 bytes whose first four carry the ports for
-/// protocols that have them (SCTP, DCCP, UDP-Lite) and are zero otherwise.
+/// TCP and UDP are written with a real transport header. Any other protocol number goes in the
+/// next-header field as it is, followed by 8 bytes: for the protocols that have ports (SCTP,
+/// DCCP, UDP-Lite) the first four carry them; for a number IPv6 reads as an extension header
+/// (0, 43, 44, 51, 60) they are that header, empty, with next header 59 (no next header), so the
+/// packet has no 5-tuple, as [`CbPacket::keys`] says; otherwise they are zero.
 pub fn append_packet(
     p: &CbPacket,
     map: Prefix,
@@ -352,10 +672,19 @@ pub fn append_packet(
         6 => b().tcp(p.sport, p.dport, 0, 1024).write(out, &[]),
         17 => b().udp(p.sport, p.dport).write(out, &[]),
         proto => {
+            /// No next header.
+            const NONE: u8 = 59;
             let mut payload = [0u8; 8];
-            if crate::policy::model::proto_has_ports(proto) {
-                payload[..2].copy_from_slice(&p.sport.to_be_bytes());
-                payload[2..4].copy_from_slice(&p.dport.to_be_bytes());
+            match proto {
+                // Hop-by-hop, routing, destination options: next header, length 0 (8 bytes).
+                // Fragment: next header, offset 0, M clear (8 bytes). AH: next header, length 0
+                // ((0 + 2) * 4 = 8 bytes).
+                0 | 43 | 44 | 51 | 60 => payload[0] = NONE,
+                q if has_ports(q) => {
+                    payload[..2].copy_from_slice(&p.sport.to_be_bytes());
+                    payload[2..4].copy_from_slice(&p.dport.to_be_bytes());
+                }
+                _ => {}
             }
             ip.payload_length = payload.len() as u16;
             let eth = Ethernet2Header {

@@ -1,0 +1,248 @@
+//! The ClassBench trace as an outside oracle. Each trace line ends with the 0-based number of
+//! the rule the generator drew the header from (its *column*). Under flowpol's semantics, that
+//! rule must match the packet, unless its import says why not, and the first match (from the
+//! linear engine) must never come after it.
+//!
+//! [`check_five`] and [`check_three`] take the import (what each ClassBench rule became), the
+//! trace packets and each packet's first match, and count:
+//! - `same`: the first match is one of the column's rules;
+//! - `earlier`: the column's rule matches, and an earlier rule matched first (a shadowing rule
+//!   that also covers the header: allowed);
+//! - `later`: the column's rule matches, yet the first match comes after it or there is none
+//!   (a bug: must be 0);
+//! - `column_rule_misses`: the column's rule does not match the packet under flowpol's
+//!   semantics, each counted in `by_reason` under what explains it: `no-five-tuple` (the
+//!   packet's protocol leaves it without a 5-tuple), or the column rule's [`Translation`] when
+//!   that translation can lose the packet (`ports-exclude-zero`, `any-protocol-ports` for a
+//!   packet of a protocol without ports); else `unexplained` (a bug: must be 0).
+//!
+//! `checked = same + earlier + later + column_rule_misses`.
+
+use crate::classify::{Classifier, Key, Linear, RuleId};
+use crate::r#gen::classbench::{CbPacket, Import, Imported, Translation};
+use crate::packet::key::{FiveTuple, ThreeTuple};
+use crate::policy::model::{Policy, Prefix};
+use std::collections::BTreeMap;
+
+/// The `by_reason` key of a miss no translation explains.
+pub const UNEXPLAINED: &str = "unexplained";
+
+/// The `by_reason` keys, always present in a [`TraceCheck`].
+pub const MISS_REASONS: [&str; 4] = [
+    "any-protocol-ports",
+    "no-five-tuple",
+    "ports-exclude-zero",
+    UNEXPLAINED,
+];
+
+/// The trace check's counts (see the module doc). Serializes with exactly these names.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TraceCheck {
+    pub checked: u64,
+    pub same: u64,
+    pub earlier: u64,
+    pub later: u64,
+    pub column_rule_misses: u64,
+    /// Misses by what explains them: every key of [`MISS_REASONS`], zeros included.
+    pub by_reason: BTreeMap<&'static str, u64>,
+}
+
+impl Default for TraceCheck {
+    fn default() -> Self {
+        TraceCheck {
+            checked: 0,
+            same: 0,
+            earlier: 0,
+            later: 0,
+            column_rule_misses: 0,
+            by_reason: MISS_REASONS.iter().map(|&r| (r, 0)).collect(),
+        }
+    }
+}
+
+impl TraceCheck {
+    /// Misses nothing explains.
+    pub fn unexplained(&self) -> u64 {
+        self.by_reason.get(UNEXPLAINED).copied().unwrap_or(0)
+    }
+
+    /// True when nothing is wrong: no first match after the column, no unexplained miss.
+    pub fn passes(&self) -> bool {
+        self.later == 0 && self.unexplained() == 0
+    }
+}
+
+impl std::fmt::Display for TraceCheck {
+    /// `N checked: N same, N earlier, N later, N column rule misses (reason N, ...)`, with only
+    /// the reasons that have misses.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} checked: {} same, {} earlier, {} later, {} column rule misses",
+            self.checked, self.same, self.earlier, self.later, self.column_rule_misses
+        )?;
+        let why: Vec<String> = self
+            .by_reason
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        if !why.is_empty() {
+            write!(f, " ({})", why.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// The inputs do not fit together.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TraceCheckError {
+    #[error("{packets} packets but {answers} first matches")]
+    Length { packets: usize, answers: usize },
+    #[error("trace packet {packet} has no rule column")]
+    NoColumn { packet: usize },
+    #[error(
+        "trace packet {packet} names rule {column}, but the import has {rules} rules of this kind"
+    )]
+    ColumnOutOfRange {
+        packet: usize,
+        column: u32,
+        rules: usize,
+    },
+}
+
+/// Checks `five` first matches against the trace's column. `first[i]` is the linear engine's
+/// first match on packet `i`'s 5-tuple as [`CbPacket::keys`] gives it (which the bench and
+/// `import classbench-trace` frames decode to); it is not read for a packet without a 5-tuple.
+pub fn check_five(
+    import: &Import,
+    map: Prefix,
+    packets: &[CbPacket],
+    first: &[Option<RuleId>],
+) -> Result<TraceCheck, TraceCheckError> {
+    let rules: Vec<_> = FiveTuple::rules(&import.policy);
+    let mut scratch = Vec::with_capacity(128);
+    check(
+        &import.five,
+        packets,
+        first,
+        |p| {
+            let key = p.keys(map, &mut scratch).1;
+            let miss = match key {
+                Err(_) => Some(MissBy::NoKey),
+                Ok(_) if !crate::policy::model::proto_has_ports(p.proto) => Some(MissBy::Portless),
+                Ok(_) => None,
+            };
+            (key.ok(), miss)
+        },
+        |k, r| rules.get(r as usize).is_some_and(|m| k.matched_by(m)),
+    )
+}
+
+/// Checks `three` first matches against the trace's column. `first[i]` is the linear engine's
+/// first match on packet `i`'s 3-tuple ([`CbPacket::three`]: the label is the destination port).
+pub fn check_three(
+    import: &Import,
+    map: Prefix,
+    packets: &[CbPacket],
+    first: &[Option<RuleId>],
+) -> Result<TraceCheck, TraceCheckError> {
+    let rules: Vec<_> = ThreeTuple::rules(&import.policy);
+    check(
+        &import.three,
+        packets,
+        first,
+        |p| (Some(p.three(map)), None),
+        |k, r| rules.get(r as usize).is_some_and(|m| k.matched_by(m)),
+    )
+}
+
+/// What a packet is, for explaining a miss.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MissBy {
+    /// No key of this kind.
+    NoKey,
+    /// A 5-tuple of a protocol without ports.
+    Portless,
+}
+
+fn check<K>(
+    imported: &[Imported],
+    packets: &[CbPacket],
+    first: &[Option<RuleId>],
+    mut key: impl FnMut(&CbPacket) -> (Option<K>, Option<MissBy>),
+    matches: impl Fn(&K, u32) -> bool,
+) -> Result<TraceCheck, TraceCheckError> {
+    if first.len() != packets.len() {
+        return Err(TraceCheckError::Length {
+            packets: packets.len(),
+            answers: first.len(),
+        });
+    }
+    let mut c = TraceCheck::default();
+    for (i, (p, got)) in packets.iter().zip(first).enumerate() {
+        let column = p.rule.ok_or(TraceCheckError::NoColumn { packet: i })?;
+        let imp = imported
+            .get(column as usize)
+            .ok_or(TraceCheckError::ColumnOutOfRange {
+                packet: i,
+                column,
+                rules: imported.len(),
+            })?;
+        c.checked += 1;
+        let (k, what) = key(p);
+        let hit = k
+            .as_ref()
+            .is_some_and(|k| imp.rules.clone().any(|r| matches(k, r)));
+        if hit {
+            match got {
+                Some(RuleId(r)) if imp.rules.contains(r) => c.same += 1,
+                Some(RuleId(r)) if *r < imp.rules.start => c.earlier += 1,
+                _ => c.later += 1,
+            }
+            continue;
+        }
+        c.column_rule_misses += 1;
+        let why = match (what, imp.how) {
+            (Some(MissBy::NoKey), _) => "no-five-tuple",
+            (_, Translation::PortsExcludeZero) => Translation::PortsExcludeZero.as_str(),
+            (Some(MissBy::Portless), Translation::AnyProtocolPorts) => {
+                Translation::AnyProtocolPorts.as_str()
+            }
+            _ => UNEXPLAINED,
+        };
+        *c.by_reason.entry(why).or_default() += 1;
+    }
+    Ok(c)
+}
+
+/// The linear engine's first `five` match on each packet's 5-tuple ([`CbPacket::keys`]; `None`
+/// for a packet without one).
+pub fn first_matches_five(
+    policy: &Policy,
+    map: Prefix,
+    packets: &[CbPacket],
+) -> Vec<Option<RuleId>> {
+    let lin = Linear::<FiveTuple>::new(policy);
+    let mut scratch = Vec::with_capacity(128);
+    packets
+        .iter()
+        .map(|p| match p.keys(map, &mut scratch).1 {
+            Ok(k) => lin.classify(&k),
+            Err(_) => None,
+        })
+        .collect()
+}
+
+/// The linear engine's first `three` match on each packet's 3-tuple.
+pub fn first_matches_three(
+    policy: &Policy,
+    map: Prefix,
+    packets: &[CbPacket],
+) -> Vec<Option<RuleId>> {
+    let lin = Linear::<ThreeTuple>::new(policy);
+    packets
+        .iter()
+        .map(|p| lin.classify(&p.three(map)))
+        .collect()
+}

@@ -835,4 +835,193 @@ mod tests {
         ];
         assert_eq!(seen, want);
     }
+
+    #[test]
+    fn trace_lines_keep_their_rule_column() {
+        let t = parse_trace("1 2 3 4 6 0 17\n1 2 3 4 6 0\n").unwrap();
+        assert_eq!((t[0].rule, t[1].rule), (Some(17), None));
+        assert_eq!(parse_trace("1 2 3 4 6 0 x").unwrap_err().line, 1);
+        assert!(parse_trace("1 2 3 4 6 0 4294967296").is_err());
+    }
+
+    #[test]
+    fn every_protocol_number_gets_the_keys_the_packet_path_reads() {
+        let mut scratch = Vec::new();
+        for proto in 0..=u8::MAX {
+            let p = CbPacket {
+                src: 1,
+                dst: 2,
+                sport: 1000,
+                dport: 2000,
+                proto,
+                rule: None,
+            };
+            let (three, five) = p.keys(DEFAULT_MAP_V4, &mut scratch);
+            assert_eq!(three, p.three(DEFAULT_MAP_V4), "{proto}");
+            match five {
+                Err(e) => {
+                    assert!(no_five_tuple(proto), "{proto}: {e}");
+                    let want = if proto == 50 {
+                        Unavailable::Esp
+                    } else {
+                        Unavailable::UnknownHeader
+                    };
+                    assert_eq!(e, want, "{proto}");
+                }
+                Ok(k) => {
+                    assert!(!no_five_tuple(proto), "{proto}");
+                    assert_eq!(k.proto, proto);
+                    let ports = if has_ports(proto) {
+                        (1000, 2000)
+                    } else {
+                        (0, 0)
+                    };
+                    assert_eq!((k.sport, k.dport), ports, "{proto}");
+                }
+            }
+        }
+    }
+
+    /// One rule per case: (ClassBench line, five translation, five rules, three translation).
+    const CASES: [(&str, Translation, u32, Translation); 8] = [
+        (
+            "@1.0.0.0/8\t0.0.0.0/0\t0 : 65535\t80 : 80\t0x06/0xFF",
+            Translation::Exact,
+            1,
+            Translation::Widened,
+        ),
+        (
+            "@1.0.0.0/8\t0.0.0.0/0\t0 : 65535\t0 : 65535\t0x00/0x00",
+            Translation::Exact,
+            1,
+            Translation::Exact,
+        ),
+        (
+            "@1.0.0.0/8\t0.0.0.0/0\t0 : 65535\t0 : 65535\t0x01/0xFF",
+            Translation::Exact,
+            1,
+            Translation::Widened,
+        ),
+        (
+            "@1.0.0.0/8\t0.0.0.0/0\t0 : 1023\t0 : 0\t0x01/0xFF",
+            Translation::PortsDropped,
+            1,
+            Translation::Widened,
+        ),
+        (
+            "@1.0.0.0/8\t0.0.0.0/0\t0 : 65535\t0 : 1023\t0x00/0x00",
+            Translation::AnyProtocolPorts,
+            5,
+            Translation::Exact,
+        ),
+        (
+            "@1.0.0.0/8\t0.0.0.0/0\t1 : 65535\t0 : 65535\t0x02/0xFF",
+            Translation::PortsExcludeZero,
+            0,
+            Translation::Widened,
+        ),
+        (
+            "@1.0.0.0/8\t0.0.0.0/0\t0 : 65535\t8 : 8\t0x01/0xFF",
+            Translation::PortsExcludeZero,
+            0,
+            Translation::Widened,
+        ),
+        (
+            "@1.0.0.0/8\t0.0.0.0/0\t0 : 65535\t0 : 65535\t0x33/0xFF",
+            Translation::NoFiveTuple,
+            0,
+            Translation::Widened,
+        ),
+    ];
+
+    #[test]
+    fn each_rule_is_translated_the_way_its_case_needs() {
+        for (line, five, n, three) in CASES {
+            let r = parse_rules(line).unwrap();
+            let imp = import(&r, As::Both, DEFAULT_MAP_V4);
+            assert_eq!(imp.five[0].how, five, "{line}");
+            assert_eq!(imp.five[0].rules, 0..n, "{line}");
+            assert_eq!(
+                imp.three[0],
+                Imported {
+                    rules: 0..1,
+                    how: three
+                },
+                "{line}"
+            );
+            assert_eq!(imp.policy.five.len(), n as usize);
+            for rule in &imp.policy.five {
+                let m = &rule.matcher;
+                // What the check rejects (E0009): ports on a protocol without them.
+                assert!(
+                    m.sport.is_any() && m.dport.is_any() || m.proto.is_some_and(has_ports),
+                    "{line}: {m:?}"
+                );
+            }
+        }
+        for p in [0u8, 43, 44, 50, 51, 59, 60, 135, 139, 140, 253, 254] {
+            let r = parse_rules(&format!(
+                "@1.0.0.0/8\t0.0.0.0/0\t0 : 65535\t0 : 65535\t0x{p:02X}/0xFF"
+            ))
+            .unwrap();
+            assert_eq!(Translation::five_of(&r[0]), Translation::NoFiveTuple, "{p}");
+        }
+        let any = import(&parse_rules(CASES[4].0).unwrap(), As::Five, DEFAULT_MAP_V4);
+        let names: Vec<&str> = any.policy.five.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["cb1.tcp", "cb1.udp", "cb1.dccp", "cb1.sctp", "cb1.udplite"]
+        );
+        assert!(
+            any.policy
+                .five
+                .iter()
+                .all(|r| r.matcher.dport == port(0, 1023))
+        );
+    }
+
+    #[test]
+    fn rules_that_never_match_are_comments_in_their_place_and_the_text_checks_clean() {
+        let text: String = CASES.iter().map(|c| format!("{}\n", c.0)).collect();
+        let rules = parse_rules(&text).unwrap();
+        for kind in [As::Five, As::Three, As::Both] {
+            let imp = import(&rules, kind, DEFAULT_MAP_V4);
+            let out = imp.text(&rules);
+            let (policy, diags) = crate::policy::check_source(&out);
+            let errors: Vec<_> = diags
+                .iter()
+                .filter(|d| d.severity == crate::policy::diagnostic::Severity::Error)
+                .collect();
+            assert!(errors.is_empty(), "{kind:?}: {errors:?}\n{out}");
+            assert_eq!(policy.as_ref(), Some(&imp.policy), "{kind:?}");
+            let counts: Vec<usize> = imp.counts(true).into_iter().map(|(_, n)| n).collect();
+            let three: Vec<usize> = imp.counts(false).into_iter().map(|(_, n)| n).collect();
+            match kind {
+                As::Three => assert!(counts.is_empty() && three == [2, 6]),
+                _ => assert_eq!(counts, [3, 1, 1, 2, 1]),
+            }
+        }
+        let out = import(&rules, As::Five, DEFAULT_MAP_V4).text(&rules);
+        let lines: Vec<&str> = out.lines().collect();
+        let at = |s: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(s))
+                .unwrap_or_else(|| panic!("{s}\n{out}"))
+        };
+        assert_eq!(
+            lines[at("# cb6")],
+            "    # cb6 never matches (ports-exclude-zero): @1.0.0.0/8 0.0.0.0/0 1 : 65535 0 : 65535 0x02/0xFF"
+        );
+        assert!(at("rule cb5.udplite") < at("# cb6"));
+        assert!(at("# cb6") < at("# cb7") && at("# cb8 never matches (no-five-tuple)") < at("}"));
+        // Every rule a comment: a block of comments.
+        let never = parse_rules(CASES[7].0).unwrap();
+        let out = import(&never, As::Five, DEFAULT_MAP_V4).text(&never);
+        assert!(
+            out.contains("five {\n    # cb1 never matches (no-five-tuple)"),
+            "{out}"
+        );
+        assert!(crate::policy::check_source(&out).0.is_some());
+    }
 }

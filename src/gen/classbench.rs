@@ -288,7 +288,7 @@ impl Translation {
     pub const THREE: [Translation; 2] = [Translation::Exact, Translation::Widened];
 
     /// The stable name.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Translation::Exact => "exact",
             Translation::PortsDropped => "ports-dropped",

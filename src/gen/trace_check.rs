@@ -29,9 +29,9 @@ pub const UNEXPLAINED: &str = "unexplained";
 
 /// The `by_reason` keys, always present in a [`TraceCheck`].
 pub const MISS_REASONS: [&str; 4] = [
-    "any-protocol-ports",
-    "no-five-tuple",
-    "ports-exclude-zero",
+    Translation::AnyProtocolPorts.as_str(),
+    Translation::NoFiveTuple.as_str(),
+    Translation::PortsExcludeZero.as_str(),
     UNEXPLAINED,
 ];
 
@@ -204,7 +204,7 @@ fn check<K>(
         }
         c.column_rule_misses += 1;
         let why = match (what, imp.how) {
-            (Some(MissBy::NoKey), _) => "no-five-tuple",
+            (Some(MissBy::NoKey), _) => Translation::NoFiveTuple.as_str(),
             (_, Translation::PortsExcludeZero) => Translation::PortsExcludeZero.as_str(),
             (Some(MissBy::Portless), Translation::AnyProtocolPorts) => {
                 Translation::AnyProtocolPorts.as_str()
@@ -245,4 +245,133 @@ pub fn first_matches_three(
         .iter()
         .map(|p| lin.classify(&p.three(map)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::r#gen::classbench::{As, DEFAULT_MAP_V4, import, parse_rules, parse_trace};
+
+    /// A tcp rule shadowed by the one before it, ports on protocol 1 without 0, a catch-all.
+    const RULES: &str = "@10.0.0.0/8\t0.0.0.0/0\t0 : 65535\t0 : 65535\t0x06/0xFF\n\
+                         @10.1.0.0/16\t0.0.0.0/0\t0 : 65535\t80 : 80\t0x06/0xFF\n\
+                         @20.0.0.0/8\t0.0.0.0/0\t0 : 65535\t8 : 8\t0x01/0xFF\n\
+                         @0.0.0.0/0\t0.0.0.0/0\t0 : 65535\t0 : 65535\t0x00/0x00\n";
+    /// 10.0.0.1 tcp/80 from rule 0; 10.1.0.1 tcp/80 from rule 1; 20.0.0.1 icmp "dport" 8 from
+    /// rule 2; 30.0.0.1 udp and protocol 0 from rule 3.
+    const TRACE: &str = "167772161 1 5 80 6 0 0\n167837697 1 5 80 6 0 1\n\
+                         335544321 1 0 8 1 0 2\n503316481 1 5 6 17 0 3\n503316481 1 0 0 0 0 3\n";
+
+    fn setup() -> (Import, Vec<CbPacket>) {
+        let rules = parse_rules(RULES).unwrap();
+        (
+            import(&rules, As::Both, DEFAULT_MAP_V4),
+            parse_trace(TRACE).unwrap(),
+        )
+    }
+
+    fn reasons(c: &TraceCheck) -> Vec<u64> {
+        MISS_REASONS.iter().map(|r| c.by_reason[r]).collect()
+    }
+
+    #[test]
+    fn a_shadowed_column_counts_earlier_and_ports_on_protocol_1_are_an_explained_miss() {
+        let (imp, packets) = setup();
+        let first = first_matches_five(&imp.policy, DEFAULT_MAP_V4, &packets);
+        // cb3 (icmp dport 8) is a comment, so the icmp packet falls to the catch-all (rule 2).
+        assert_eq!(
+            first,
+            [
+                Some(RuleId(0)),
+                Some(RuleId(0)),
+                Some(RuleId(2)),
+                Some(RuleId(2)),
+                None
+            ]
+        );
+        let c = check_five(&imp, DEFAULT_MAP_V4, &packets, &first).unwrap();
+        assert_eq!(
+            (c.checked, c.same, c.earlier, c.later, c.column_rule_misses),
+            (5, 2, 1, 0, 2)
+        );
+        // any-protocol-ports, no-five-tuple, ports-exclude-zero, unexplained.
+        assert_eq!(reasons(&c), [0, 1, 1, 0]);
+        assert!(c.passes());
+        let first = first_matches_three(&imp.policy, DEFAULT_MAP_V4, &packets);
+        let c = check_three(&imp, DEFAULT_MAP_V4, &packets, &first).unwrap();
+        assert_eq!(
+            (c.checked, c.same, c.earlier, c.later, c.column_rule_misses),
+            (5, 4, 1, 0, 0)
+        );
+    }
+
+    #[test]
+    fn a_first_match_after_the_column_and_a_header_the_column_cannot_match_are_reported() {
+        let (imp, mut packets) = setup();
+        let mut first = first_matches_five(&imp.policy, DEFAULT_MAP_V4, &packets);
+        // An engine that answers the catch-all for the first packet: after its column.
+        first[0] = Some(RuleId(2));
+        // An engine that finds nothing for the second.
+        first[1] = None;
+        // A trace line whose column names a rule that cannot have made it (udp from rule 0).
+        packets[3].rule = Some(0);
+        let c = check_five(&imp, DEFAULT_MAP_V4, &packets, &first).unwrap();
+        assert_eq!(
+            (c.same, c.earlier, c.later, c.column_rule_misses),
+            (0, 0, 2, 3)
+        );
+        assert_eq!(reasons(&c), [0, 1, 1, 1]);
+        assert_eq!(c.unexplained(), 1);
+        assert!(!c.passes());
+        assert_eq!(
+            c.to_string(),
+            "5 checked: 0 same, 0 earlier, 2 later, 3 column rule misses \
+             (no-five-tuple 1, ports-exclude-zero 1, unexplained 1)"
+        );
+    }
+
+    #[test]
+    fn inputs_that_do_not_fit_are_typed_errors() {
+        let (imp, mut packets) = setup();
+        let first = vec![None; packets.len()];
+        assert_eq!(
+            check_five(&imp, DEFAULT_MAP_V4, &packets, &first[1..]),
+            Err(TraceCheckError::Length {
+                packets: 5,
+                answers: 4
+            })
+        );
+        packets[2].rule = Some(4);
+        assert_eq!(
+            check_three(&imp, DEFAULT_MAP_V4, &packets, &first),
+            Err(TraceCheckError::ColumnOutOfRange {
+                packet: 2,
+                column: 4,
+                rules: 4
+            })
+        );
+        packets[2].rule = None;
+        assert_eq!(
+            check_five(&imp, DEFAULT_MAP_V4, &packets, &first),
+            Err(TraceCheckError::NoColumn { packet: 2 })
+        );
+        // A five-only import has no three rules to check against.
+        let five_only = import(&parse_rules(RULES).unwrap(), As::Five, DEFAULT_MAP_V4);
+        packets[2].rule = Some(2);
+        assert!(matches!(
+            check_three(&five_only, DEFAULT_MAP_V4, &packets, &first),
+            Err(TraceCheckError::ColumnOutOfRange { rules: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn serializes_with_the_names_the_bench_report_uses() {
+        let (imp, packets) = setup();
+        let first = first_matches_five(&imp.policy, DEFAULT_MAP_V4, &packets);
+        let c = check_five(&imp, DEFAULT_MAP_V4, &packets, &first).unwrap();
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"checked":5,"same":2,"earlier":1,"later":0,"column_rule_misses":2,"by_reason":{"any-protocol-ports":0,"no-five-tuple":1,"ports-exclude-zero":1,"unexplained":0}}"#
+        );
+    }
 }

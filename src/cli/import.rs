@@ -73,7 +73,8 @@ pub enum What {
 /// Which rule block the import fills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Kind {
-    /// `five` block: src, dst, proto, sport, dport as in the file.
+    /// `five` block: src, dst, proto, sport, dport as in the file, translated where flowpol's
+    /// 5-tuple reads a packet differently (see above).
     #[default]
     Five,
     /// `three` block: src, dst, and the destination-port range as a flow-label range (same

@@ -348,7 +348,7 @@ pub struct Import {
 
 /// True for protocols whose packets carry ports in flowpol's 5-tuple (the one place this
 /// module asks).
-fn has_ports(p: u8) -> bool {
+pub(crate) fn has_ports(p: u8) -> bool {
     crate::policy::model::proto_has_ports(p)
 }
 

@@ -130,7 +130,7 @@ pub fn check_five(
             let key = p.keys(map, &mut scratch).1;
             let miss = match key {
                 Err(_) => Some(MissBy::NoKey),
-                Ok(_) if !crate::policy::model::proto_has_ports(p.proto) => Some(MissBy::Portless),
+                Ok(_) if !crate::r#gen::classbench::has_ports(p.proto) => Some(MissBy::Portless),
                 Ok(_) => None,
             };
             (key.ok(), miss)

@@ -7,6 +7,7 @@
 pub mod check;
 mod cover;
 pub mod diagnostic;
+pub mod diff;
 pub mod fmt;
 pub mod model;
 pub mod parse;

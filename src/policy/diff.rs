@@ -110,7 +110,11 @@ impl Labels {
 }
 
 fn show_label(l: u32) -> String {
-    if l == 0 { "0".into() } else { format!("{l:#x}") }
+    if l == 0 {
+        "0".into()
+    } else {
+        format!("{l:#x}")
+    }
 }
 
 fn pat_intersects(a: (u32, u32), b: (u32, u32)) -> bool {
@@ -140,7 +144,11 @@ fn range_patterns(lo: u32, hi: u32) -> Vec<(u32, u32)> {
     let (mut lo, hi) = (u64::from(lo), u64::from(hi));
     let mut out = Vec::new();
     while lo <= hi {
-        let mut size: u64 = if lo == 0 { 1 << 20 } else { lo & lo.wrapping_neg() };
+        let mut size: u64 = if lo == 0 {
+            1 << 20
+        } else {
+            lo & lo.wrapping_neg()
+        };
         while lo + size - 1 > hi {
             size >>= 1;
         }
@@ -275,12 +283,19 @@ fn five_box(m: &FiveMatch) -> Bx {
 
 fn universe(tuple: Tuple) -> Vec<Bx> {
     match tuple {
-        Tuple::Three => vec![vec![full(u128::MAX), full(u128::MAX), D::Lab(Labels::any())]],
+        Tuple::Three => vec![vec![
+            full(u128::MAX),
+            full(u128::MAX),
+            D::Lab(Labels::any()),
+        ]],
         Tuple::Five => {
-            let (with, without): (Vec<u8>, Vec<u8>) = (0..=255u8).partition(|&p| proto_has_ports(p));
+            let (with, without): (Vec<u8>, Vec<u8>) =
+                (0..=255u8).partition(|&p| proto_has_ports(p));
             let set = |ps: Vec<u8>| {
                 D::Iv(Set::from_intervals(
-                    ps.into_iter().map(|p| (u128::from(p), u128::from(p))).collect(),
+                    ps.into_iter()
+                        .map(|p| (u128::from(p), u128::from(p)))
+                        .collect(),
                 ))
             };
             vec![
@@ -347,7 +362,10 @@ fn partition(
                 return None;
             }
             if bx.iter().zip(r).all(|(x, y)| x.intersects(y)) {
-                out.push((bx.iter().zip(r).map(|(x, y)| x.intersect(y)).collect(), Some(i)));
+                out.push((
+                    bx.iter().zip(r).map(|(x, y)| x.intersect(y)).collect(),
+                    Some(i),
+                ));
             }
         }
         if out.len() > budget.boxes {
@@ -500,7 +518,10 @@ impl Region {
                     }
                     let not = addr_prefixes(&Set::one(0, u128::MAX).minus(s));
                     if not.len() < v.len() {
-                        format!("not {}", braces(not.iter().map(Prefix::to_string).collect()))
+                        format!(
+                            "not {}",
+                            braces(not.iter().map(Prefix::to_string).collect())
+                        )
                     } else {
                         braces(v)
                     }
@@ -613,20 +634,32 @@ impl PolicyDiff {
 pub fn diff(old: &Policy, new: &Policy, budget: &DiffBudget) -> PolicyDiff {
     let three = diff_tuple(
         Tuple::Three,
-        &old.three.iter().map(|r| three_box(&r.matcher)).collect::<Vec<_>>(),
+        &old.three
+            .iter()
+            .map(|r| three_box(&r.matcher))
+            .collect::<Vec<_>>(),
         &old.three.iter().map(|r| &r.action).collect::<Vec<_>>(),
         &old.default,
-        &new.three.iter().map(|r| three_box(&r.matcher)).collect::<Vec<_>>(),
+        &new.three
+            .iter()
+            .map(|r| three_box(&r.matcher))
+            .collect::<Vec<_>>(),
         &new.three.iter().map(|r| &r.action).collect::<Vec<_>>(),
         &new.default,
         budget,
     );
     let five = diff_tuple(
         Tuple::Five,
-        &old.five.iter().map(|r| five_box(&r.matcher)).collect::<Vec<_>>(),
+        &old.five
+            .iter()
+            .map(|r| five_box(&r.matcher))
+            .collect::<Vec<_>>(),
         &old.five.iter().map(|r| &r.action).collect::<Vec<_>>(),
         &old.default,
-        &new.five.iter().map(|r| five_box(&r.matcher)).collect::<Vec<_>>(),
+        &new.five
+            .iter()
+            .map(|r| five_box(&r.matcher))
+            .collect::<Vec<_>>(),
         &new.five.iter().map(|r| &r.action).collect::<Vec<_>>(),
         &new.default,
         budget,
@@ -749,10 +782,23 @@ mod tests {
 
     #[test]
     fn range_patterns_cover_exactly_the_range() {
-        for (lo, hi) in [(0, LM), (0, 0), (3, 17), (0x10000, 0x1ffff), (5, 5), (1, LM)] {
+        for (lo, hi) in [
+            (0, LM),
+            (0, 0),
+            (3, 17),
+            (0x10000, 0x1ffff),
+            (5, 5),
+            (1, LM),
+        ] {
             let ps = Labels(range_patterns(lo, hi));
-            for l in [0, 1, 2, 3, 4, 5, 16, 17, 18, 0xffff, 0x10000, 0x1ffff, 0x20000, LM] {
-                assert_eq!(ps.contains(l), lo <= l && l <= hi, "{l:#x} in {lo:#x}-{hi:#x}");
+            for l in [
+                0, 1, 2, 3, 4, 5, 16, 17, 18, 0xffff, 0x10000, 0x1ffff, 0x20000, LM,
+            ] {
+                assert_eq!(
+                    ps.contains(l),
+                    lo <= l && l <= hi,
+                    "{l:#x} in {lo:#x}-{hi:#x}"
+                );
             }
         }
         assert_eq!(range_patterns(0, LM), vec![(0, 0)]);
@@ -791,7 +837,10 @@ mod tests {
 
     #[test]
     fn labels_show_as_ranges_and_masks() {
-        assert_eq!(Labels(range_patterns(0x10000, 0x2ffff)).show(), ["0x10000-0x2ffff"]);
+        assert_eq!(
+            Labels(range_patterns(0x10000, 0x2ffff)).show(),
+            ["0x10000-0x2ffff"]
+        );
         assert_eq!(Labels(vec![(1, 1)]).show(), ["0x1/0x1"]);
         assert_eq!(Labels(vec![(0, LM)]).show(), ["0"]);
         assert_eq!(Labels::any().show(), ["any"]);

@@ -92,7 +92,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 /// Runs one test file, appending its findings (and its policy's errors) to `all`; returns the
 /// number of expectations that held. An error is a file that could not be read.
 fn test_file(path: &Path, all: &mut Vec<Findings>) -> anyhow::Result<usize> {
-    let (name, text) = crate::cli::check::read(&path.to_path_buf())?;
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read test file {name}: {e}"))?;
     let (file, mut diags) = testfile::parse(&text);
     let Some((policy_path, policy_span)) = file.policy.clone() else {
         diags.push(
@@ -147,7 +149,7 @@ fn test_file(path: &Path, all: &mut Vec<Findings>) -> anyhow::Result<usize> {
         });
         return Ok(0);
     };
-    let r = testfile::run(&file, &policy);
+    let r = testfile::run(&file, &policy, &pname);
     diags.extend(r.findings);
     diags.sort_by_key(|d| (d.span.start, d.span.end));
     all.push(Findings { name, text, diags });

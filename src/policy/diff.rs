@@ -504,8 +504,8 @@ impl Region {
             .collect()
     }
 
-    /// Each field, shortly, for people: `any` for a whole field, an address set with many
-    /// prefixes as `not { ... }` when its complement is shorter, the others as in
+    /// Each field, shortly, for people: an address set as its prefixes or, when shorter, as
+    /// the least prefix holding it `except` the prefixes it leaves out; the others as in
     /// [`Region::exact`]. Fields that are `any` are left out.
     pub fn brief(&self) -> Vec<(&'static str, String)> {
         let exact = self.exact();
@@ -516,12 +516,17 @@ impl Region {
                     if *s == Set::one(0, u128::MAX) {
                         continue;
                     }
-                    let not = addr_prefixes(&Set::one(0, u128::MAX).minus(s));
-                    if not.len() < v.len() {
-                        format!(
-                            "not {}",
-                            braces(not.iter().map(Prefix::to_string).collect())
-                        )
+                    let hull = hull_prefix(s);
+                    let hull_set = Set::one(hull.addr, hull.addr | !hull.mask());
+                    let except = addr_prefixes(&hull_set.minus(s));
+                    if except.len() + 1 < v.len() {
+                        let h = if hull.len == 0 {
+                            "any".to_string()
+                        } else {
+                            hull.to_string()
+                        };
+                        let e: Vec<String> = except.iter().map(Prefix::to_string).collect();
+                        format!("{h} except {}", braces(e))
                     } else {
                         braces(v)
                     }
@@ -539,6 +544,12 @@ impl Region {
         }
         out
     }
+}
+
+/// The longest prefix that holds every address of a (non-empty) set.
+fn hull_prefix(s: &Set) -> Prefix {
+    let (lo, hi) = (s.min(), s.intervals().last().map_or(0, |iv| iv.1));
+    Prefix::new(lo, (lo ^ hi).leading_zeros() as u8)
 }
 
 fn braces(v: Vec<String>) -> String {

@@ -433,8 +433,9 @@ fn show_by(v: &Verdict) -> String {
     }
 }
 
-/// Runs every case of `file` against `policy`.
-pub fn run(file: &TestFile, policy: &Policy) -> Run {
+/// Runs every case of `file` against `policy` (read from `policy_path`, which the hint of a
+/// failing case names).
+pub fn run(file: &TestFile, policy: &Policy, policy_path: &str) -> Run {
     let mut out = Run::default();
     for c in &file.cases {
         let invalid = |msg: String, span: Span| Diagnostic::new(Code::TestInvalid, msg, span);
@@ -603,7 +604,7 @@ pub fn run(file: &TestFile, policy: &Policy) -> Run {
                 )
                 .with_label(format!("got {}", show_by(&v)))
                 .with_secondary(c.name.1, "this case")
-                .with_help(format!("see why: flowpol explain POLICY {args}")),
+                .with_help(format!("see why: flowpol explain {policy_path} {args}")),
             );
         }
     }
@@ -660,7 +661,7 @@ mod tests {
                    case rule src ::1 dst 2001:db8:fe::1 proto udp sport 1 dport 5004 -> five class gold by default\n";
         let (f, diags) = parse(src);
         assert!(diags.is_empty());
-        let r = run(&f, &p);
+        let r = run(&f, &p, "p");
         assert_eq!(r.passed, 1);
         assert_eq!(r.findings.len(), 2);
         let d = &r.findings[0];
@@ -681,7 +682,7 @@ mod tests {
                    case e src ::1 dst ::2 label 1 -> three drop by rule nosuch\n";
         let (f, diags) = parse(src);
         assert!(diags.is_empty(), "{diags:?}");
-        let r = run(&f, &p);
+        let r = run(&f, &p, "p");
         let msgs: Vec<&str> = r.findings.iter().map(|d| d.message.as_str()).collect();
         assert_eq!(
             msgs,

@@ -286,7 +286,8 @@ fn diagnostics(d: &PolicyDiff, old: &Policy, new: &Loaded) -> Vec<Diagnostic> {
                     span,
                 )
                 .with_help(format!(
-                    "for example: flowpol explain POLICY {}",
+                    "for example: flowpol explain {} {}",
+                    new.name,
                     c.example.explain_args()
                 )),
             );

@@ -84,7 +84,10 @@ fn check_test_and_diff_write_valid_sarif() {
     assert_valid(&v, &passing);
     assert!(results(&passing).is_empty());
 
-    let diff = sarif(&["diff", "policies/datacenter.fpol", "policies/media.fpol"], 1);
+    let diff = sarif(
+        &["diff", "policies/datacenter.fpol", "policies/media.fpol"],
+        1,
+    );
     assert_valid(&v, &diff);
     assert!(results(&diff).iter().all(|r| r["ruleId"] == "D0001"));
     let incomplete = sarif(

@@ -1,5 +1,7 @@
 //! Cover by the union of several earlier rules (W0006): does every packet a rule matches also
-//! match some earlier rule, although no single earlier rule matches them all?
+//! match some earlier rule, although no single earlier rule matches them all? The box
+//! subtraction here ([`subtract`], generic over a field's set type by [`Dim`]) is also what
+//! `diff` cuts policies into regions with.
 //!
 //! A rule's match is a region of its key space: the product, over the key's fields, of a set of
 //! intervals per field. An address set is the intervals of its prefixes, a label is one interval

@@ -425,6 +425,26 @@ mod tests {
         }
     }
 
+    /// Every code is distinct, and documented: `check`'s in docs/policy-language.md, `test`'s and
+    /// `diff`'s in docs/testing.md.
+    #[test]
+    fn every_code_is_distinct_and_documented() {
+        let docs = concat!(
+            include_str!("../../docs/policy-language.md"),
+            include_str!("../../docs/testing.md")
+        );
+        let mut seen = std::collections::HashSet::new();
+        for c in Code::ALL {
+            assert!(seen.insert(c.as_str()), "{} twice", c.as_str());
+            assert!(
+                docs.contains(&format!("| {} |", c.as_str())),
+                "{} undocumented",
+                c.as_str()
+            );
+            assert!(!c.summary().is_empty());
+        }
+    }
+
     #[test]
     fn github_escapes() {
         let src = Source {

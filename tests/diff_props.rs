@@ -266,7 +266,7 @@ fn action_of(
 }
 
 /// Checks one tuple kind's diff against every key of the grid and against its examples.
-fn check_tuple<K: flowpol::classify::Key>(
+fn check_tuple<K: flowpol::classify::Key + std::fmt::Debug>(
     d: &TupleDiff,
     old: &Policy,
     new: &Policy,
@@ -277,7 +277,6 @@ fn check_tuple<K: flowpol::classify::Key>(
 ) -> Result<(), TestCaseError>
 where
     K::Match: Clone + Send + Sync,
-    K: std::fmt::Debug,
 {
     let (lo, ln) = (Linear::<K>::new(old), Linear::<K>::new(new));
     let (ao, an) = (acts(old), acts(new));

@@ -276,6 +276,42 @@ fn an_exhausted_budget_says_incomplete_and_never_no_change() {
 }
 
 #[test]
+fn one_changed_rule_in_a_large_policy_is_found_without_the_budget_running_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = flowpol(&[
+        "gen", "rules", "--shape", "fw", "--count", "3000", "--tuple", "three",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let old = dir.path().join("old.fpol");
+    std::fs::write(&old, &text).unwrap();
+    // Flip the action of one rule in the middle.
+    let line = text
+        .lines()
+        .find(|l| l.contains(" rule g1500 "))
+        .unwrap()
+        .to_string();
+    let flipped = if line.ends_with("-> pass") {
+        line.replace("-> pass", "-> drop")
+    } else {
+        line.replace("-> drop", "-> pass")
+    };
+    let new = dir.path().join("new.fpol");
+    std::fs::write(&new, text.replace(&line, &flipped)).unwrap();
+    let (o, n) = (old.to_str().unwrap(), new.to_str().unwrap());
+    let out = flowpol(&["diff", o, n, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(!v.is_empty());
+    assert!(v.iter().all(|c| c["incomplete"].is_null()), "{v:#?}");
+    assert!(
+        v.iter()
+            .all(|c| c["after_rule"] == "g1500" || c["before_rule"] == "g1500")
+    );
+    assert_eq!(flowpol(&["diff", o, o]).status.code(), Some(0));
+}
+
+#[test]
 fn identical_policies_exit_0_and_changed_ones_exit_1() {
     let out = flowpol(&[
         "diff",

@@ -21,7 +21,7 @@
 use super::cover::{self, Dim, Set};
 use crate::label::FlowLabel;
 use crate::policy::model::{
-    Action, FiveMatch, LabelMatch, Policy, Prefix, ThreeMatch, proto_has_ports, proto_name,
+    Action, FiveMatch, LabelMatch, Policy, Prefix, Rule, ThreeMatch, proto_has_ports, proto_name,
 };
 use crate::policy::syntax::Tuple;
 use std::net::Ipv6Addr;
@@ -339,29 +339,25 @@ impl Default for DiffBudget {
 /// Who decides a region: the rule at this index of its block, or the default.
 pub type Owner = Option<usize>;
 
-/// The first-match partition of a rule list: disjoint boxes covering the key space, each with
-/// the rule (or the default) that decides it. `None` when the budget runs out.
+/// The first-match partition of `universe` by a rule list: disjoint boxes covering it, each
+/// with the rule (or the default) that decides it. `rules` are the rules that may meet the
+/// universe, in order, with their indices in their block. `None` when the budget runs out.
 fn partition(
-    rules: &[Bx],
-    tuple: Tuple,
+    rules: &[(usize, &Bx)],
+    universe: Vec<Bx>,
     work: &mut usize,
     budget: &DiffBudget,
 ) -> Option<Vec<(Bx, Owner)>> {
-    let b = cover::Budget {
-        rounds: 0,
-        scan: 0,
-        boxes: budget.boxes,
-        work: budget.work,
-    };
-    let mut rem = universe(tuple);
+    let b = cover_budget(budget);
+    let mut rem = universe;
     let mut out: Vec<(Bx, Owner)> = Vec::new();
-    for (i, r) in rules.iter().enumerate() {
+    for &(i, r) in rules {
         for bx in &rem {
             *work += 1;
             if *work > budget.work {
                 return None;
             }
-            if bx.iter().zip(r).all(|(x, y)| x.intersects(y)) {
+            if meets(bx, r) {
                 out.push((
                     bx.iter().zip(r).map(|(x, y)| x.intersect(y)).collect(),
                     Some(i),
@@ -378,6 +374,78 @@ fn partition(
     }
     out.extend(rem.into_iter().map(|bx| (bx, None)));
     (out.len() <= budget.boxes).then_some(out)
+}
+
+fn cover_budget(budget: &DiffBudget) -> cover::Budget {
+    cover::Budget {
+        rounds: 0,
+        scan: 0,
+        boxes: budget.boxes,
+        work: budget.work,
+    }
+}
+
+/// True when two boxes share a key.
+fn meets(a: &Bx, b: &Bx) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.intersects(y))
+}
+
+/// Which rules of each list are not in a longest common subsequence of the two (rules compared
+/// by match and action, not name). A packet that no such rule matches gets the same action
+/// from both lists when their defaults agree: its first match in either is the first aligned
+/// rule that matches it, and aligned rules are equal and in the same order. The common prefix
+/// and suffix are aligned first; the middle only when it is small enough for the quadratic
+/// table (`cells`), otherwise all of it counts as unaligned (which costs time, not truth).
+fn unaligned<M: PartialEq>(
+    old: &[Rule<M>],
+    new: &[Rule<M>],
+    cells: usize,
+) -> (Vec<bool>, Vec<bool>) {
+    let same = |a: &Rule<M>, b: &Rule<M>| a.matcher == b.matcher && a.action == b.action;
+    let pre = old.iter().zip(new).take_while(|(a, b)| same(a, b)).count();
+    let suf = old[pre..]
+        .iter()
+        .rev()
+        .zip(new[pre..].iter().rev())
+        .take_while(|(a, b)| same(a, b))
+        .count();
+    let (o, n) = (&old[pre..old.len() - suf], &new[pre..new.len() - suf]);
+    let mut uo = vec![false; old.len()];
+    let mut un = vec![false; new.len()];
+    let (a, b) = (o.len(), n.len());
+    if (a + 1).saturating_mul(b + 1) > cells {
+        uo[pre..pre + a].iter_mut().for_each(|x| *x = true);
+        un[pre..pre + b].iter_mut().for_each(|x| *x = true);
+        return (uo, un);
+    }
+    // lcs[i][j]: the longest common subsequence of o[i..] and n[j..].
+    let w = b + 1;
+    let mut lcs = vec![0u32; (a + 1) * w];
+    for i in (0..a).rev() {
+        for j in (0..b).rev() {
+            lcs[i * w + j] = if same(&o[i], &n[j]) {
+                lcs[(i + 1) * w + j + 1] + 1
+            } else {
+                lcs[(i + 1) * w + j].max(lcs[i * w + j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < a && j < b {
+        if same(&o[i], &n[j]) {
+            i += 1;
+            j += 1;
+        } else if lcs[(i + 1) * w + j] >= lcs[i * w + j + 1] {
+            uo[pre + i] = true;
+            i += 1;
+        } else {
+            un[pre + j] = true;
+            j += 1;
+        }
+    }
+    uo[pre + i..pre + a].iter_mut().for_each(|x| *x = true);
+    un[pre + j..pre + b].iter_mut().for_each(|x| *x = true);
+    (uo, un)
 }
 
 /// A region of one tuple kind's key space: a product of one exact set per field (src, dst,
@@ -643,50 +711,32 @@ impl PolicyDiff {
 
 /// The packets whose action changes from `old` to `new`, for both tuple kinds.
 pub fn diff(old: &Policy, new: &Policy, budget: &DiffBudget) -> PolicyDiff {
-    let three = diff_tuple(
-        Tuple::Three,
-        &old.three
-            .iter()
-            .map(|r| three_box(&r.matcher))
-            .collect::<Vec<_>>(),
-        &old.three.iter().map(|r| &r.action).collect::<Vec<_>>(),
-        &old.default,
-        &new.three
-            .iter()
-            .map(|r| three_box(&r.matcher))
-            .collect::<Vec<_>>(),
-        &new.three.iter().map(|r| &r.action).collect::<Vec<_>>(),
-        &new.default,
-        budget,
-    );
-    let five = diff_tuple(
-        Tuple::Five,
-        &old.five
-            .iter()
-            .map(|r| five_box(&r.matcher))
-            .collect::<Vec<_>>(),
-        &old.five.iter().map(|r| &r.action).collect::<Vec<_>>(),
-        &old.default,
-        &new.five
-            .iter()
-            .map(|r| five_box(&r.matcher))
-            .collect::<Vec<_>>(),
-        &new.five.iter().map(|r| &r.action).collect::<Vec<_>>(),
-        &new.default,
-        budget,
-    );
-    PolicyDiff { three, five }
+    PolicyDiff {
+        three: diff_tuple(
+            Tuple::Three,
+            (&old.three, &old.default),
+            (&new.three, &new.default),
+            three_box,
+            budget,
+        ),
+        five: diff_tuple(
+            Tuple::Five,
+            (&old.five, &old.default),
+            (&new.five, &new.default),
+            five_box,
+            budget,
+        ),
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn diff_tuple(
+/// Quadratic-table cells the alignment of two rule lists may use.
+const ALIGN_CELLS: usize = 4_000_000;
+
+fn diff_tuple<M: PartialEq>(
     tuple: Tuple,
-    old: &[Bx],
-    old_actions: &[&Action],
-    old_default: &Action,
-    new: &[Bx],
-    new_actions: &[&Action],
-    new_default: &Action,
+    (old, old_default): (&[Rule<M>], &Action),
+    (new, new_default): (&[Rule<M>], &Action),
+    to_box: fn(&M) -> Bx,
     budget: &DiffBudget,
 ) -> TupleDiff {
     let incomplete = |changes| TupleDiff {
@@ -695,34 +745,78 @@ fn diff_tuple(
         complete: false,
     };
     let mut work = 0;
-    let Some(p_old) = partition(old, tuple, &mut work, budget) else {
-        return incomplete(Vec::new());
+    let ob: Vec<Bx> = old.iter().map(|r| to_box(&r.matcher)).collect();
+    let nb: Vec<Bx> = new.iter().map(|r| to_box(&r.matcher)).collect();
+    // Where the action can change at all: everywhere when the defaults differ, otherwise in
+    // the rules the two lists do not share (see `unaligned`), made disjoint.
+    let suspect: Vec<Bx> = if old_default != new_default {
+        universe(tuple)
+    } else {
+        let (uo, un) = unaligned(old, new, ALIGN_CELLS);
+        let mut pieces: Vec<Bx> = Vec::new();
+        let b = cover_budget(budget);
+        let firsts = ob.iter().zip(&uo).chain(nb.iter().zip(&un));
+        for (bx, _) in firsts.filter(|(_, u)| **u) {
+            let mut rem: Vec<Bx> = universe(tuple)
+                .iter()
+                .filter(|u| meets(u, bx))
+                .map(|u| u.iter().zip(bx).map(|(x, y)| x.intersect(y)).collect())
+                .collect();
+            for p in &pieces {
+                if cover::subtract(&mut rem, p, &mut work, &b).is_none() {
+                    return incomplete(Vec::new());
+                }
+            }
+            pieces.extend(rem);
+            if pieces.len() > budget.boxes {
+                return incomplete(Vec::new());
+            }
+        }
+        pieces
     };
-    let Some(p_new) = partition(new, tuple, &mut work, budget) else {
-        return incomplete(Vec::new());
-    };
-    let act_old = |o: Owner| o.map_or(old_default, |i| old_actions[i]);
-    let act_new = |o: Owner| o.map_or(new_default, |i| new_actions[i]);
+    let act_old = |o: Owner| o.map_or(old_default, |i| &old[i].action);
+    let act_new = |o: Owner| o.map_or(new_default, |i| &new[i].action);
     // The changed boxes, grouped by the pair of rules that decide them.
     let mut groups: Vec<((Owner, Owner), Vec<Bx>)> = Vec::new();
     let mut found = 0usize;
     let mut complete = true;
-    'pairs: for (qb, qo) in &p_new {
-        let after = act_new(*qo);
-        for (pb, po) in &p_old {
-            work += 1;
-            if work > budget.work || found > budget.boxes {
-                complete = false;
-                break 'pairs;
-            }
-            if act_old(*po) == after || !pb.iter().zip(qb).all(|(x, y)| x.intersects(y)) {
-                continue;
-            }
-            let bx: Bx = pb.iter().zip(qb).map(|(x, y)| x.intersect(y)).collect();
-            found += 1;
-            match groups.iter_mut().find(|(k, _)| *k == (*po, *qo)) {
-                Some((_, v)) => v.push(bx),
-                None => groups.push(((*po, *qo), vec![bx])),
+    'pieces: for piece in suspect {
+        work += ob.len() + nb.len();
+        let o_near: Vec<(usize, &Bx)> = ob
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| meets(b, &piece))
+            .collect();
+        let n_near: Vec<(usize, &Bx)> = nb
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| meets(b, &piece))
+            .collect();
+        let Some(p_old) = partition(&o_near, vec![piece.clone()], &mut work, budget) else {
+            complete = false;
+            break;
+        };
+        let Some(p_new) = partition(&n_near, vec![piece], &mut work, budget) else {
+            complete = false;
+            break;
+        };
+        for (qb, qo) in &p_new {
+            let after = act_new(*qo);
+            for (pb, po) in &p_old {
+                work += 1;
+                if work > budget.work || found > budget.boxes {
+                    complete = false;
+                    break 'pieces;
+                }
+                if act_old(*po) == after || !meets(pb, qb) {
+                    continue;
+                }
+                let bx: Bx = pb.iter().zip(qb).map(|(x, y)| x.intersect(y)).collect();
+                found += 1;
+                match groups.iter_mut().find(|(k, _)| *k == (*po, *qo)) {
+                    Some((_, v)) => v.push(bx),
+                    None => groups.push(((*po, *qo), vec![bx])),
+                }
             }
         }
     }
@@ -790,6 +884,39 @@ fn coalesce(mut boxes: Vec<Bx>, work: &mut usize, limit: usize) -> Vec<Bx> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rules(names: &str) -> Vec<Rule<u8>> {
+        names
+            .bytes()
+            .map(|b| Rule {
+                name: String::new(),
+                matcher: b,
+                action: Action::Pass,
+                span: Default::default(),
+            })
+            .collect()
+    }
+
+    fn marks(v: &[bool]) -> String {
+        v.iter().map(|&u| if u { 'x' } else { '.' }).collect()
+    }
+
+    #[test]
+    fn alignment_leaves_out_a_longest_common_subsequence() {
+        let (o, n) = unaligned(&rules("abcdef"), &rules("abXdfe"), 1000);
+        assert_eq!((marks(&o), marks(&n)), ("..x.x.".into(), "..x..x".into()));
+        let (o, n) = unaligned(&rules("abc"), &rules("abc"), 1000);
+        assert_eq!((marks(&o), marks(&n)), ("...".into(), "...".into()));
+        let (o, n) = unaligned(&rules("ab"), &rules("ba"), 1000);
+        assert_eq!((marks(&o), marks(&n)), ("x.".into(), ".x".into()));
+        // Too large a middle for the table: all of the middle is unaligned.
+        let (o, n) = unaligned(&rules("aXYZb"), &rules("aZYXb"), 4);
+        assert_eq!((marks(&o), marks(&n)), (".xxx.".into(), ".xxx.".into()));
+        // Renamed rules are the same rules.
+        let mut r = rules("ab");
+        r[0].name = "other".into();
+        assert_eq!(unaligned(&rules("ab"), &r, 1000).0, [false, false]);
+    }
 
     #[test]
     fn range_patterns_cover_exactly_the_range() {

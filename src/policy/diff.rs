@@ -2,9 +2,11 @@
 //! and the 5-tuple blocks, as disjoint regions of the key space with the action before and
 //! after and one example packet each.
 //!
-//! Each policy's rule list is first cut into its *first-match partition*: the region of keys
-//! each rule decides (its match minus every earlier rule's) and the region the default decides,
-//! as disjoint boxes (one set per field), with the box subtraction W0006 uses
+//! The action can change only where a rule that the two lists do not share (outside a longest
+//! common subsequence of rules, compared by match and action) matches, or anywhere when the
+//! defaults differ. Each piece of that region is cut by each policy into its *first-match
+//! partition*: the keys each rule decides (its match minus every earlier rule's) and those the
+//! default decides, as disjoint boxes (one set per field), with the box subtraction W0006 uses
 //! ([`super::cover::subtract`]). Every box of the old partition is then intersected with every
 //! box of the new one whose action differs; those intersections are the changes. The answer is
 //! semantic: it compares actions, not rules, so renaming a rule, reordering rules that do not

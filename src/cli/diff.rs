@@ -141,10 +141,8 @@ fn human(d: &PolicyDiff, old: &Loaded, new: &Loaded, counts: Option<&Counts>) ->
         let n = t.changes.len();
         match (n, t.complete) {
             (0, true) => s.push_str(&format!("{title}: no change\n")),
-            (_, true) => s.push_str(&format!(
-                "{title}: {n} region{} change action\n",
-                if n == 1 { "" } else { "s" }
-            )),
+            (1, true) => s.push_str(&format!("{title}: 1 region changes action\n")),
+            (_, true) => s.push_str(&format!("{title}: {n} regions change action\n")),
             (_, false) => s.push_str(&format!(
                 "{title}: INCOMPLETE, the budget ran out (--budget); {n} region{} found so far, there may be more\n",
                 if n == 1 { "" } else { "s" }

@@ -624,6 +624,31 @@ mod tests {
         &src[span.range()]
     }
 
+    proptest::proptest! {
+        /// Whatever the text, parsing and running never panic and every finding points inside
+        /// the text.
+        #[test]
+        fn never_panics(
+            toks in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "policy", "p.fpol", "case", "c", "src", "dst", "label", "proto", "sport",
+                    "dport", "::1", "2001:db8:fe::1", "0x10000", "99999999999", "tcp", "icmpv6",
+                    "300", "->", "three", "five", "class", "gold", "pass", "drop", "by", "rule",
+                    "media", "default", ",", "#c\n", "é", "-", ">", "\n",
+                ]),
+                0..40,
+            )
+        ) {
+            let src = toks.join(" ");
+            let (f, diags) = parse(&src);
+            let p = load_str("p", POLICY).unwrap();
+            let r = run(&f, &p, "p");
+            for d in diags.iter().chain(&r.findings) {
+                proptest::prop_assert!(d.span.start <= d.span.end && d.span.end <= src.len());
+            }
+        }
+    }
+
     #[test]
     fn a_file_parses_with_spans() {
         let src = "# a test\npolicy ../p.fpol\ncase rtp src ::1 dst 2001:db8:fe::1 label 0x10001\n  proto udp sport 1 dport 5004  # media\n  -> three class gold by rule media, five class gold by default\n";

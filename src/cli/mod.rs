@@ -189,6 +189,9 @@ mod tests {
         // The details written on the Args structs are what `--help` prints.
         for (name, detail) in [
             ("check", "Exit codes"),
+            ("test", "Exit codes"),
+            ("diff", "incomplete"),
+            ("explain", "first field"),
             ("classify", "Exit codes"),
             ("watch", "--interval"),
             ("fmt", "two spaces"),

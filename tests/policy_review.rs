@@ -697,3 +697,29 @@ fn diff_places_each_change_at_the_new_rule_for_github() {
         "{text}"
     );
 }
+
+#[test]
+fn diff_reads_the_old_policy_from_standard_input() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+        .args(["diff", "-", "policies/anycast.fpol"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let old = std::fs::read_to_string("policies/anycast.fpol")
+        .unwrap()
+        .replace("rule band3 ", "rule last-band ");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(old.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "a rename changes nothing");
+    assert!(
+        stdout(&out).ends_with("diff <stdin> policies/anycast.fpol: no packet changes action\n")
+    );
+}

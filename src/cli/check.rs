@@ -17,6 +17,8 @@ pub enum CheckFormat {
     Json,
     /// GitHub Actions workflow commands: `::error file=F,line=L,col=C::message`.
     Github,
+    /// One SARIF 2.1.0 log (GitHub code scanning).
+    Sarif,
 }
 
 /// Validate policy files: syntax, value widths and ranges, names, unreachable rules.
@@ -40,6 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut io_failed = false;
     let (mut errors, mut warnings) = (0usize, 0usize);
     let mut json = Vec::new();
+    let mut sarif = policy::sarif::SarifLog::new();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for path in &args.files {
@@ -65,6 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 CheckFormat::Human => out.write_all(render.human(d).as_bytes())?,
                 CheckFormat::Github => writeln!(out, "{}", render.github(d))?,
                 CheckFormat::Json => json.push(serde_json::to_value(render.json(d))?),
+                CheckFormat::Sarif => sarif.add(&render, d),
             }
         }
     }
@@ -82,6 +86,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             )?;
         }
         CheckFormat::Github => {}
+        CheckFormat::Sarif => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&sarif.to_value())?)?
+        }
     }
     out.flush()?;
     Ok(if io_failed {

@@ -5,6 +5,8 @@ pub mod bench;
 pub mod check;
 pub mod classify;
 pub mod compile;
+pub mod diff;
+pub mod explain;
 pub mod flows;
 pub mod fmt;
 pub mod r#gen;
@@ -15,6 +17,7 @@ pub mod nft;
 pub mod replay;
 pub mod send;
 pub mod sink;
+pub mod test;
 pub mod watch;
 
 use clap::{Parser, Subcommand};
@@ -82,6 +85,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Check(check::Args),
+    Test(test::Args),
+    Diff(diff::Args),
+    Explain(explain::Args),
     Fmt(fmt::Args),
     Compile(compile::Args),
     Nft(nft::Args),
@@ -144,6 +150,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn run(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Check(a) => check::run(a),
+        Command::Test(a) => test::run(a),
+        Command::Diff(a) => diff::run(a),
+        Command::Explain(a) => explain::run(a),
         Command::Fmt(a) => fmt::run(a),
         Command::Compile(a) => compile::run(a),
         Command::Nft(a) => nft::run(a),
@@ -180,6 +189,9 @@ mod tests {
         // The details written on the Args structs are what `--help` prints.
         for (name, detail) in [
             ("check", "Exit codes"),
+            ("test", "Exit codes"),
+            ("diff", "incomplete"),
+            ("explain", "first field"),
             ("classify", "Exit codes"),
             ("watch", "--interval"),
             ("fmt", "two spaces"),

@@ -1,5 +1,7 @@
 //! Cover by the union of several earlier rules (W0006): does every packet a rule matches also
-//! match some earlier rule, although no single earlier rule matches them all?
+//! match some earlier rule, although no single earlier rule matches them all? The box
+//! subtraction here ([`subtract`], generic over a field's set type by [`Dim`]) is also what
+//! `diff` cuts policies into regions with.
 //!
 //! A rule's match is a region of its key space: the product, over the key's fields, of a set of
 //! intervals per field. An address set is the intervals of its prefixes, a label is one interval
@@ -24,19 +26,19 @@ use crate::policy::model::{AddrMatch, FiveMatch, LabelMatch, PortMatch, ThreeMat
 use rustc_hash::FxHashSet;
 
 /// An inclusive interval of one field's values.
-type Iv = (u128, u128);
+pub(crate) type Iv = (u128, u128);
 
 /// A non-empty (except as an intermediate result) sorted list of disjoint intervals.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Set(Vec<Iv>);
 
 impl Set {
-    fn one(lo: u128, hi: u128) -> Set {
+    pub(crate) fn one(lo: u128, hi: u128) -> Set {
         Set(vec![(lo, hi)])
     }
 
     /// Sorts and merges overlapping or touching intervals.
-    fn from_intervals(mut v: Vec<Iv>) -> Set {
+    pub(crate) fn from_intervals(mut v: Vec<Iv>) -> Set {
         v.sort_unstable();
         let mut out: Vec<Iv> = Vec::with_capacity(v.len());
         for (lo, hi) in v {
@@ -48,15 +50,26 @@ impl Set {
         Set(out)
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    fn min(&self) -> u128 {
+    pub(crate) fn min(&self) -> u128 {
         self.0.first().map_or(0, |iv| iv.0)
     }
 
-    fn intersects(&self, o: &Set) -> bool {
+    /// The intervals, sorted and disjoint.
+    pub(crate) fn intervals(&self) -> &[Iv] {
+        &self.0
+    }
+
+    /// True when `v` lies in the set.
+    pub(crate) fn contains(&self, v: u128) -> bool {
+        let i = self.0.partition_point(|iv| iv.1 < v);
+        self.0.get(i).is_some_and(|iv| iv.0 <= v)
+    }
+
+    pub(crate) fn intersects(&self, o: &Set) -> bool {
         let (mut i, mut j) = (0, 0);
         while i < self.0.len() && j < o.0.len() {
             let (a, b) = (self.0[i], o.0[j]);
@@ -72,7 +85,7 @@ impl Set {
         false
     }
 
-    fn intersect(&self, o: &Set) -> Set {
+    pub(crate) fn intersect(&self, o: &Set) -> Set {
         let mut out = Vec::new();
         let (mut i, mut j) = (0, 0);
         while i < self.0.len() && j < o.0.len() {
@@ -90,7 +103,7 @@ impl Set {
         Set(out)
     }
 
-    fn minus(&self, o: &Set) -> Set {
+    pub(crate) fn minus(&self, o: &Set) -> Set {
         let mut out = Vec::new();
         let mut j = 0;
         for &(lo, hi) in &self.0 {
@@ -115,6 +128,30 @@ impl Set {
             }
         }
         Set(out)
+    }
+}
+
+/// The set of values one field of a box takes: what [`subtract`] needs of it. [`Set`] (sorted
+/// intervals) is one; `diff` adds value/mask patterns for flow labels.
+pub(crate) trait Dim: Clone {
+    fn is_empty(&self) -> bool;
+    fn intersects(&self, o: &Self) -> bool;
+    fn intersect(&self, o: &Self) -> Self;
+    fn minus(&self, o: &Self) -> Self;
+}
+
+impl Dim for Set {
+    fn is_empty(&self) -> bool {
+        Set::is_empty(self)
+    }
+    fn intersects(&self, o: &Self) -> bool {
+        Set::intersects(self, o)
+    }
+    fn intersect(&self, o: &Self) -> Self {
+        Set::intersect(self, o)
+    }
+    fn minus(&self, o: &Self) -> Self {
+        Set::minus(self, o)
     }
 }
 
@@ -146,7 +183,7 @@ fn addr_least(a: &AddrMatch) -> u128 {
     a.0.iter().map(|p| p.addr).min().unwrap_or(0)
 }
 
-fn addr_set(a: &AddrMatch) -> Set {
+pub(crate) fn addr_set(a: &AddrMatch) -> Set {
     if a.is_any() {
         return Set::one(0, u128::MAX);
     }
@@ -242,11 +279,11 @@ fn label_inner(l: &LabelMatch, rule: &LabelMatch) -> Set {
     }
 }
 
-fn port_set(p: &PortMatch) -> Set {
+pub(crate) fn port_set(p: &PortMatch) -> Set {
     Set::one(u128::from(p.lo), u128::from(p.hi))
 }
 
-fn proto_set(p: Option<u8>) -> Set {
+pub(crate) fn proto_set(p: Option<u8>) -> Set {
     match p {
         Some(p) => Set::one(u128::from(p), u128::from(p)),
         None => Set::one(0, 255),
@@ -365,10 +402,16 @@ pub(crate) enum Lookup {
     OverBudget,
 }
 
-/// Removes `c` from every box of `rem`. `None` when the budget runs out; otherwise whether
-/// anything was removed.
-fn subtract(rem: &mut Vec<Region>, c: &[Set], work: &mut usize, budget: &Budget) -> Option<bool> {
-    let mut out: Vec<Region> = Vec::with_capacity(rem.len());
+/// Removes `c` from every box of `rem`, leaving disjoint boxes. `None` when the budget runs out
+/// (`budget.work` box subtractions counted in `work`, `budget.boxes` boxes left at once);
+/// otherwise whether anything was removed.
+pub(crate) fn subtract<D: Dim>(
+    rem: &mut Vec<Vec<D>>,
+    c: &[D],
+    work: &mut usize,
+    budget: &Budget,
+) -> Option<bool> {
+    let mut out: Vec<Vec<D>> = Vec::with_capacity(rem.len());
     let mut hit = false;
     for b in rem.drain(..) {
         *work += 1;
@@ -387,7 +430,7 @@ fn subtract(rem: &mut Vec<Region>, c: &[Set], work: &mut usize, budget: &Budget)
             if diff.is_empty() {
                 continue;
             }
-            let mut piece: Region = Vec::with_capacity(b.len());
+            let mut piece: Vec<D> = Vec::with_capacity(b.len());
             piece.extend(b[..k].iter().zip(c).map(|(x, y)| x.intersect(y)));
             piece.push(diff);
             piece.extend(b[k + 1..].iter().cloned());

@@ -42,6 +42,17 @@ pub enum Code {
     NoDefault,
     UnusedClass,
     UnionShadowed,
+    /// `flowpol test`: a test file's syntax.
+    TestSyntax,
+    /// `flowpol test`: a case that cannot be run as written (a field missing or out of range,
+    /// a policy that cannot be read).
+    TestInvalid,
+    /// `flowpol test`: a case whose packet gets another action (or rule) than expected.
+    TestFailed,
+    /// `flowpol diff`: packets whose action changes.
+    ActionChanged,
+    /// `flowpol diff`: the budget ran out before every change was found.
+    DiffIncomplete,
 }
 
 impl Code {
@@ -72,11 +83,88 @@ impl Code {
             NoDefault => "W0004",
             UnusedClass => "W0005",
             UnionShadowed => "W0006",
+            TestSyntax => "T0001",
+            TestInvalid => "T0002",
+            TestFailed => "T0003",
+            ActionChanged => "D0001",
+            DiffIncomplete => "D0002",
         }
     }
 
+    /// Every code, in the order of their numbers.
+    pub const ALL: [Code; 28] = {
+        use Code::*;
+        [
+            Syntax,
+            LabelTooWide,
+            MaskTooWide,
+            ValueOutsideMask,
+            BadRange,
+            PrefixTooLong,
+            Ipv4Address,
+            PortTooLarge,
+            PortsWithoutPorts,
+            DuplicateRuleName,
+            UnknownClass,
+            FieldNotAllowed,
+            DuplicateField,
+            ProtoTooLarge,
+            DuplicateClass,
+            MarkTooLarge,
+            DuplicateDefault,
+            HostBits,
+            Shadowed,
+            DuplicateRule,
+            NoDefault,
+            UnusedClass,
+            UnionShadowed,
+            TestSyntax,
+            TestInvalid,
+            TestFailed,
+            ActionChanged,
+            DiffIncomplete,
+        ]
+    };
+
+    /// What the code means, in one line (SARIF's rule descriptions).
+    pub fn summary(self) -> &'static str {
+        use Code::*;
+        match self {
+            Syntax => "syntax error",
+            LabelTooWide => "flow label wider than 20 bits",
+            MaskTooWide => "label mask wider than 20 bits",
+            ValueOutsideMask => "label value has bits outside its mask",
+            BadRange => "range with its low end above its high end",
+            PrefixTooLong => "prefix length over 128",
+            Ipv4Address => "IPv4 address where IPv6 is needed",
+            PortTooLarge => "port over 65535",
+            PortsWithoutPorts => "port match on a protocol without ports",
+            DuplicateRuleName => "two rules with one name in a block",
+            UnknownClass => "class used but not declared",
+            FieldNotAllowed => "field not allowed in this block",
+            DuplicateField => "field given twice in a rule",
+            ProtoTooLarge => "protocol number over 255",
+            DuplicateClass => "class declared twice",
+            MarkTooLarge => "mark over 32 bits",
+            DuplicateDefault => "more than one default",
+            HostBits => "prefix with host bits set",
+            Shadowed => "rule never matches: an earlier rule matches all it does",
+            DuplicateRule => "rule repeats an earlier rule's match",
+            NoDefault => "no default action",
+            UnusedClass => "class declared but never used",
+            UnionShadowed => "rule never matches: earlier rules together match all it does",
+            TestSyntax => "test file syntax error",
+            TestInvalid => "test case that cannot be run",
+            TestFailed => "test case failed",
+            ActionChanged => "packets whose action the change moves",
+            DiffIncomplete => "diff incomplete: budget ran out",
+        }
+    }
+
+    /// Warnings (`W...`, and `flowpol diff`'s `D...`, which need a review rather than a fix)
+    /// and errors (the others).
     pub fn severity(self) -> Severity {
-        if self.as_str().starts_with('W') {
+        if self.as_str().starts_with(['W', 'D']) {
             Severity::Warning
         } else {
             Severity::Error
@@ -170,6 +258,16 @@ impl<'a> Renderer<'a> {
             file: SimpleFile::new(src.name, src.text),
             lines: Lines::new(src.text),
         }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset of the source.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        self.lines.line_col(offset)
+    }
+
+    /// The source's name.
+    pub fn name(&self) -> &'a str {
+        self.src.name
     }
 
     /// One finding the way rustc prints it: header, `--> file:line:col`, source, carets, help.
@@ -324,6 +422,26 @@ mod tests {
                     "{text:?} @ {offset}"
                 );
             }
+        }
+    }
+
+    /// Every code is distinct, and documented: `check`'s in docs/policy-language.md, `test`'s and
+    /// `diff`'s in docs/testing.md.
+    #[test]
+    fn every_code_is_distinct_and_documented() {
+        let docs = concat!(
+            include_str!("../../docs/policy-language.md"),
+            include_str!("../../docs/testing.md")
+        );
+        let mut seen = std::collections::HashSet::new();
+        for c in Code::ALL {
+            assert!(seen.insert(c.as_str()), "{} twice", c.as_str());
+            assert!(
+                docs.contains(&format!("| {} |", c.as_str())),
+                "{} undocumented",
+                c.as_str()
+            );
+            assert!(!c.summary().is_empty());
         }
     }
 

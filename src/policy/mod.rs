@@ -7,10 +7,14 @@
 pub mod check;
 mod cover;
 pub mod diagnostic;
+pub mod diff;
+pub mod explain;
 pub mod fmt;
 pub mod model;
 pub mod parse;
+pub mod sarif;
 pub mod syntax;
+pub mod testfile;
 
 pub use diagnostic::{Diagnostic, Severity, Source};
 pub use model::{Action, Policy};

@@ -6,20 +6,20 @@
 //! docs/watch-keeping-up.md come from this test run with `--release --nocapture`; the flood size
 //! can be raised with FLOWPOL_FLOOD_LOOPS. Root only (skips elsewhere, fails under CI=true).
 
-mod common;
-mod send_support;
-
-use common::netns::{VethPair, sh};
-use send_support::BIN;
+use support::netns::{VethPair, sh};
+use support::{Flowpol, flowpol};
 
 /// The flowpol under test: FLOWPOL_BIN (e.g. target/release/flowpol, for the figures) or the
 /// binary cargo built for this test.
-fn bin() -> String {
-    std::env::var("FLOWPOL_BIN").unwrap_or_else(|_| BIN.to_string())
+fn flowpol_under_test() -> Flowpol {
+    match std::env::var_os("FLOWPOL_BIN") {
+        Some(bin) => Flowpol::at(bin),
+        None => flowpol!(),
+    }
 }
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 /// tcpdump's three counters from its exit message.
@@ -51,7 +51,7 @@ fn tcpdump_counts(err: &str) -> TcpdumpCounts {
 
 fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, TcpdumpCounts, u64) {
     // tcpdump: its defaults (2 MiB TPACKET_V3 ring), writing to /dev/null.
-    let mut td = VethPair::exec(
+    let mut td = support::netns::exec(
         &p.b,
         &[
             "tcpdump",
@@ -75,9 +75,7 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
             break;
         }
     }
-    let bin = bin();
     let mut args = vec![
-        bin.as_str(),
         "watch",
         "--iface",
         &p.b_if,
@@ -92,7 +90,10 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
         "0.5",
     ];
     args.extend_from_slice(extra);
-    let mut w = VethPair::exec(&p.b, &args)
+    let mut w = flowpol_under_test()
+        .in_ns(&p.b)
+        .args(&args)
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -123,16 +124,16 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
     let loops_s = loops.to_string();
     let children: Vec<_> = (0..senders)
         .map(|_| {
-            VethPair::exec(
-                &p.a,
-                &[
-                    &bin, "replay", "--iface", &p.a_if, trace, "--fast", "--loop", &loops_s,
-                    "--format", "json",
-                ],
-            )
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("replay")
+            flowpol_under_test()
+                .in_ns(&p.a)
+                .args([
+                    "replay", "--iface", &p.a_if, trace, "--fast", "--loop", &loops_s, "--format",
+                    "json",
+                ])
+                .command()
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("replay")
         })
         .collect();
     let mut sent = 0;
@@ -181,14 +182,14 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
 
 #[test]
 fn watch_keeps_up_with_tcpdump_under_a_flood() {
-    if !common::netns::require_root("watch_flood") {
+    if !support::gate::require_root("watch_flood") {
         return;
     }
     let p = VethPair::new("wf");
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("flood.pcap");
     let trace = trace.to_str().unwrap();
-    let out = Command::new(BIN)
+    let out = flowpol!()
         .args([
             "gen",
             "trace",
@@ -199,8 +200,7 @@ fn watch_keeps_up_with_tcpdump_under_a_flood() {
             "--out",
             trace,
         ])
-        .output()
-        .unwrap();
+        .output();
     assert!(out.status.success());
     let loops: u32 = std::env::var("FLOWPOL_FLOOD_LOOPS")
         .ok()

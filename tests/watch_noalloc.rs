@@ -3,8 +3,6 @@
 //! itself over loopback; a counting allocator sees every allocation of the process. Root only
 //! (skips elsewhere, fails under CI=true). Other loopback traffic on the machine only adds frames.
 
-mod common;
-
 use flowpol::classify::Linear;
 use flowpol::packet::{FiveTuple, ThreeTuple};
 use flowpol::source::live::{Session, SourceKind, WatchConfig};
@@ -52,7 +50,7 @@ fn receiver() -> (UdpSocket, SocketAddr) {
 
 #[test]
 fn live_capture_allocates_nothing_per_frame() {
-    if !common::netns::require_root("watch_noalloc") {
+    if !support::gate::require_root("watch_noalloc") {
         return;
     }
     let policy = flowpol::policy::load_str("p", POLICY).unwrap();

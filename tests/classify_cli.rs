@@ -159,7 +159,7 @@ fn tshark_count(path: &Path, filter: &str) -> Option<u64> {
 }
 
 #[test]
-fn exact_counts_and_json_shape() {
+fn classify_counts_are_exact_and_its_json_has_the_documented_shape() {
     let f = fixture(21, 2500);
     let r = json(&classify(&f, &["--format", "json"]));
     let e = expect(&f.pcap);

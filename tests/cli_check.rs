@@ -83,7 +83,7 @@ fn unreadable_file_exits_2_after_checking_the_rest() {
 }
 
 #[test]
-fn usage_error_exits_2() {
+fn a_usage_error_exits_2() {
     assert_eq!(
         flowpol!().args(["check"]).in_repo().output().status.code(),
         Some(2)
@@ -130,7 +130,7 @@ fn json_findings_have_positions() {
 }
 
 #[test]
-fn github_annotations() {
+fn github_format_prints_a_workflow_annotation_per_finding() {
     let o = flowpol!()
         .args([
             "check",

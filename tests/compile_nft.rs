@@ -273,7 +273,7 @@ fn nft_stats_reports_rules_and_classes_from_counter_json() {
 /// The emitted text for the bundled media policy and the edge fixture (three and five), so that
 /// a change of encoding is a visible diff.
 #[test]
-fn nft_output_snapshots() {
+fn nft_output_matches_its_snapshots() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for (name, file, engine) in [
         ("media_three", "policies/media.fpol", "three"),

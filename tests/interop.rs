@@ -138,7 +138,7 @@ fn assert_fail(r: &Value, step: &str, error: &str) {
 }
 
 #[test]
-fn tcp_matrix_in_a_namespace() {
+fn every_tcp_pair_in_a_namespace_connects_or_fails_as_expected() {
     if !require_root("tcp_matrix_in_a_namespace") {
         return;
     }
@@ -298,7 +298,7 @@ fn tcp_matrix_in_a_namespace() {
 }
 
 #[test]
-fn udp_matrix_in_a_namespace() {
+fn every_udp_pair_in_a_namespace_connects_or_fails_as_expected() {
     if !require_root("udp_matrix_in_a_namespace") {
         return;
     }

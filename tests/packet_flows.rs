@@ -22,7 +22,7 @@ fn flows(path: &Path, extra: &[&str]) -> Output {
 }
 
 #[test]
-fn flow_counts_shape_and_verdict() {
+fn flows_counts_are_exact_and_its_json_has_the_shape_and_verdict() {
     let o = flows(Path::new(DEMO), &["--format", "json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -424,7 +424,7 @@ fn ipv4_peers_have_null_label() {
 }
 
 #[test]
-fn tclass_link_local_iface_and_rate() {
+fn tclass_link_local_destination_and_rate_are_honoured_on_the_wire() {
     let Some(p) = setup("sk") else { return };
     // B's link-local address, reachable only through an interface (scope id + SO_BINDTODEVICE).
     let out = sh(&[

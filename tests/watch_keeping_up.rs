@@ -7,6 +7,7 @@
 //! can be raised with FLOWPOL_FLOOD_LOOPS. Root only (skips elsewhere, fails under CI=true).
 
 use support::netns::{VethPair, sh};
+use support::proc::spawn_until;
 use support::{Flowpol, flowpol};
 
 /// The flowpol under test: FLOWPOL_BIN (e.g. target/release/flowpol, for the figures) or the
@@ -51,30 +52,23 @@ fn tcpdump_counts(err: &str) -> TcpdumpCounts {
 
 fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, TcpdumpCounts, u64) {
     // tcpdump: its defaults (2 MiB TPACKET_V3 ring), writing to /dev/null.
-    let mut td = support::netns::exec(
-        &p.b,
-        &[
-            "tcpdump",
-            "-Z",
-            "root",
-            "-i",
-            &p.b_if,
-            "-n",
-            "-w",
-            "/dev/null",
-        ],
-    )
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("tcpdump");
-    let td_err = td.stderr.take().unwrap();
-    let mut td_lines = BufReader::new(td_err).lines();
-    loop {
-        let l = td_lines.next().expect("tcpdump exited").unwrap();
-        if l.contains("listening on") {
-            break;
-        }
-    }
+    let (mut td, _) = spawn_until(
+        support::netns::exec(
+            &p.b,
+            &[
+                "tcpdump",
+                "-Z",
+                "root",
+                "-i",
+                &p.b_if,
+                "-n",
+                "-w",
+                "/dev/null",
+            ],
+        ),
+        "listening on",
+        "tcpdump",
+    );
     let mut args = vec![
         "watch",
         "--iface",
@@ -169,13 +163,12 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
     }
     std::thread::sleep(Duration::from_millis(300));
     sh(&["kill", "-INT", &w.id().to_string()]);
-    sh(&["kill", "-INT", &td.id().to_string()]);
+    sh(&["kill", "-INT", &td.child.id().to_string()]);
     let mut out = String::new();
     w.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     assert!(w.wait().unwrap().success(), "watch: {out}");
-    let _ = td.wait();
-    let rest: Vec<String> = td_lines.map_while(Result::ok).collect();
-    let counts = tcpdump_counts(&rest.join("\n"));
+    let (_, _, td_err) = td.finish(Duration::from_secs(30));
+    let counts = tcpdump_counts(&td_err);
     let got: Value = serde_json::from_str(out.trim()).unwrap();
     (got, counts, sent)
 }

@@ -145,7 +145,7 @@ impl Flowpol {
         out
     }
 
-    /// Runs it, asserts that it succeeded, and returns its stdout.
+    /// Runs it, asserts that it succeeded and wrote UTF-8, and returns its stdout.
     pub fn output_ok(self) -> String {
         let what = format!("flowpol {:?}", self.args);
         let out = self.output();
@@ -156,7 +156,7 @@ impl Flowpol {
             out.stdout_text(),
             out.stderr_text()
         );
-        out.stdout_text()
+        String::from_utf8(out.stdout).expect("flowpol's stdout is UTF-8")
     }
 
     /// Runs it without capability `cap` (e.g. `net_raw`) and asserts the refusal: exit 2 and one

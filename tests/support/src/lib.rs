@@ -2,6 +2,7 @@
 //! is a library crate (a dev-dependency named `support`) rather than a module every test file
 //! would compile whole: a test file uses what it needs and nothing is dead code.
 //!
+//! - [`alloc`]: a counting global allocator for the no-allocation tests;
 //! - [`cmd`]: the one `flowpol` command builder ([`flowpol!`] makes one for the binary under test);
 //! - [`gate`]: whether a root-only test or one needing an outside tool runs (under `CI=true` it
 //!   must), and the repository and shared data folders;
@@ -11,6 +12,7 @@
 //! - [`capture`]: tcpdump captures, `flowpol sink` and pcap/pcapng files read with pcap-file;
 //! - [`compile`]: seeded policies and labelled frames for the compile tests.
 
+pub mod alloc;
 pub mod capture;
 pub mod cmd;
 pub mod compile;

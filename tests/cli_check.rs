@@ -1,12 +1,7 @@
 //! `flowpol check` and `flowpol fmt` as CI runs them: exit codes, formats, stdin, many files,
 //! comments kept by `fmt`.
 
-use std::process::Output;
-use support::flowpol;
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use support::{OutputExt, flowpol};
 
 #[test]
 fn clean_files_exit_0() {
@@ -14,8 +9,11 @@ fn clean_files_exit_0() {
         .args(["check", "policies/datacenter.fpol", "policies/media.fpol"])
         .in_repo()
         .output();
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    assert!(stdout(&o).contains("checked 2 files: 0 errors, 0 warnings"));
+    assert_eq!(o.status.code(), Some(0), "{}", o.stdout_text());
+    assert!(
+        o.stdout_text()
+            .contains("checked 2 files: 0 errors, 0 warnings")
+    );
 }
 
 #[test]
@@ -29,7 +27,7 @@ fn errors_exit_1_and_every_file_is_reported() {
         .in_repo()
         .output();
     assert_eq!(o.status.code(), Some(1));
-    let out = stdout(&o);
+    let out = o.stdout_text();
     assert!(
         out.contains("--> tests/policies/invalid/ranges.fpol:4:25"),
         "{out}"
@@ -79,7 +77,7 @@ fn unreadable_file_exits_2_after_checking_the_rest() {
         .output();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read policy no/such/file.fpol"));
-    assert!(stdout(&o).contains("ranges.fpol:4:25"));
+    assert!(o.stdout_text().contains("ranges.fpol:4:25"));
 }
 
 #[test]
@@ -142,7 +140,7 @@ fn github_format_prints_a_workflow_annotation_per_finding() {
         .output();
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(
-        stdout(&o).lines().next().unwrap(),
+        o.stdout_text().lines().next().unwrap(),
         "::warning file=tests/policies/warn/no-default.fpol,line=1,col=1,endLine=1,endColumn=1,title=W0004::no `default` action: packets no rule matches pass (help: state it: add `default pass` or `default drop`)"
     );
 }
@@ -155,10 +153,10 @@ fn fmt_prints_canonical_form_and_checks_it() {
         .output();
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(
-        stdout(&o),
+        o.stdout_text(),
         "default pass\n\nthree {\n    rule a src 2001:db8::/32 label 0x1 -> drop\n    rule b label 0x2 -> pass\n}\n"
     );
-    let canon = stdout(&o);
+    let canon = o.stdout_text();
     assert_eq!(
         flowpol!()
             .args(["fmt", "--check", "-"])
@@ -217,7 +215,7 @@ fn fmt_keeps_comments() {
         .stdin(messy)
         .output();
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(stdout(&o), canon);
+    assert_eq!(o.stdout_text(), canon);
     for f in ["anycast", "datacenter", "media", "unlabelled"] {
         let f = format!("policies/{f}.fpol");
         assert_eq!(

@@ -42,11 +42,9 @@ fn import_classbench_prints_a_policy_that_checks_and_round_trips() {
     std::fs::write(&rules, RULES).unwrap();
     let cb = classbench::parse_rules(RULES).unwrap();
 
-    let five = stdout(
-        &flowpol!()
-            .args(["import", "classbench", rules.to_str().unwrap()])
-            .output(),
-    );
+    let five = flowpol!()
+        .args(["import", "classbench", rules.to_str().unwrap()])
+        .output_ok();
     assert!(five.contains("rule cb1 src ::ffff:133.160.173.244 dst ::ffff:1.66.212.52 proto tcp dport 1704 -> pass"), "{five}");
     assert!(five.contains("default drop"));
     check_passes(dir.path(), "five.pol", &five);
@@ -56,19 +54,17 @@ fn import_classbench_prints_a_policy_that_checks_and_round_trips() {
         classbench::to_policy(&cb, As::Five, DEFAULT_MAP_V4).five
     );
 
-    let three = stdout(
-        &flowpol!()
-            .args([
-                "import",
-                "classbench",
-                "--as",
-                "three",
-                "--map-v4",
-                "64:ff9b::/96",
-                rules.to_str().unwrap(),
-            ])
-            .output(),
-    );
+    let three = flowpol!()
+        .args([
+            "import",
+            "classbench",
+            "--as",
+            "three",
+            "--map-v4",
+            "64:ff9b::/96",
+            rules.to_str().unwrap(),
+        ])
+        .output_ok();
     assert!(
         three.contains(
             "rule cb3 src 64:ff9b::/96 dst 64:ff9b::c0a8:0/112 label 0x1770-0x17af -> pass"
@@ -76,17 +72,15 @@ fn import_classbench_prints_a_policy_that_checks_and_round_trips() {
         "{three}"
     );
     check_passes(dir.path(), "three.pol", &three);
-    let both = stdout(
-        &flowpol!()
-            .args([
-                "import",
-                "classbench",
-                "--as",
-                "both",
-                rules.to_str().unwrap(),
-            ])
-            .output(),
-    );
+    let both = flowpol!()
+        .args([
+            "import",
+            "classbench",
+            "--as",
+            "both",
+            rules.to_str().unwrap(),
+        ])
+        .output_ok();
     check_passes(dir.path(), "both.pol", &both);
     let loaded = policy::load_str("both", &both).unwrap();
     assert_eq!((loaded.five.len(), loaded.three.len()), (4, 4));
@@ -163,14 +157,11 @@ fn import_classbench_trace_writes_a_pcap() {
 fn gen_rules_prints_checkable_policies() {
     let dir = tempfile::tempdir().unwrap();
     for (shape, tuple) in [("acl", "five"), ("fw", "three"), ("ipc", "five")] {
-        let text = stdout(
-            &flowpol!()
-                .args([
-                    "gen", "rules", "--shape", shape, "--count", "300", "--seed", "5", "--tuple",
-                    tuple,
-                ])
-                .output(),
-        );
+        let text = flowpol!()
+            .args([
+                "gen", "rules", "--shape", shape, "--count", "300", "--seed", "5", "--tuple", tuple,
+            ])
+            .output_ok();
         check_passes(dir.path(), &format!("{shape}.pol"), &text);
         let p = policy::load_str(shape, &text).unwrap();
         let n = if tuple == "five" {
@@ -192,14 +183,11 @@ fn gen_rules_prints_checkable_policies() {
         };
         let generated = rules::generate(shape_v, 300, 5, tuple_v);
         assert_eq!((&p.three, &p.five), (&generated.three, &generated.five));
-        let again = stdout(
-            &flowpol!()
-                .args([
-                    "gen", "rules", "--shape", shape, "--count", "300", "--seed", "5", "--tuple",
-                    tuple,
-                ])
-                .output(),
-        );
+        let again = flowpol!()
+            .args([
+                "gen", "rules", "--shape", shape, "--count", "300", "--seed", "5", "--tuple", tuple,
+            ])
+            .output_ok();
         assert_eq!(text, again, "same seed, same policy");
     }
 }
@@ -212,17 +200,15 @@ fn import_real_classbench_sets_check() {
     let dir = tempfile::tempdir().unwrap();
     for set in ["acl1_1k", "fw1_1k", "ipc1_1k"] {
         for kind in ["five", "three"] {
-            let text = stdout(
-                &flowpol!()
-                    .args([
-                        "import",
-                        "classbench",
-                        "--as",
-                        kind,
-                        d.join(set).to_str().unwrap(),
-                    ])
-                    .output(),
-            );
+            let text = flowpol!()
+                .args([
+                    "import",
+                    "classbench",
+                    "--as",
+                    kind,
+                    d.join(set).to_str().unwrap(),
+                ])
+                .output_ok();
             check_passes(dir.path(), &format!("{set}.{kind}.pol"), &text);
             let cb =
                 classbench::parse_rules(&std::fs::read_to_string(d.join(set)).unwrap()).unwrap();
@@ -249,11 +235,9 @@ fn bench_runs_every_engine_on_trace_and_pcap_without_mismatch() {
     let pol = dir.path().join("p.pol");
     std::fs::write(
         &pol,
-        stdout(
-            &flowpol!()
-                .args(["import", "classbench", rules.to_str().unwrap()])
-                .output(),
-        ),
+        flowpol!()
+            .args(["import", "classbench", rules.to_str().unwrap()])
+            .output_ok(),
     )
     .unwrap();
     let trace = dir.path().join("trace");
@@ -312,17 +296,15 @@ fn bench_runs_every_engine_on_trace_and_pcap_without_mismatch() {
 
     // The same packets from a pcap give the same counts.
     let pcap = dir.path().join("t.pcap");
-    stdout(
-        &flowpol!()
-            .args([
-                "import",
-                "classbench-trace",
-                trace.to_str().unwrap(),
-                "--out",
-                pcap.to_str().unwrap(),
-            ])
-            .output(),
-    );
+    flowpol!()
+        .args([
+            "import",
+            "classbench-trace",
+            trace.to_str().unwrap(),
+            "--out",
+            pcap.to_str().unwrap(),
+        ])
+        .output_ok();
     let o = flowpol!()
         .args([
             "bench",

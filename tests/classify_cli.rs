@@ -3,14 +3,13 @@
 //! JSON shape, one JSON line per IPv6 packet that agrees with tshark, per-class pcaps that
 //! tshark reads, and a truncated capture that reports what it read and exits 2 with the offset.
 
-mod common;
-
 use flowpol::packet::{Decoded, NonIpv6, Unavailable, decode};
 use flowpol::source::pcap::CaptureReader;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::flowpol;
 
 const POLICY: &str = "\
 class gold mark 10
@@ -30,14 +29,6 @@ five {
 }
 ";
 
-fn flowpol(args: &[&str], extra: &[&Path]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowpol"))
-        .args(args)
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
 struct Fixture {
     dir: tempfile::TempDir,
     pcap: PathBuf,
@@ -49,8 +40,8 @@ fn fixture(seed: u64, packets: usize) -> Fixture {
     let pcap = dir.path().join("t.pcap");
     let policy = dir.path().join("p.fpol");
     std::fs::write(&policy, POLICY).unwrap();
-    let o = flowpol(
-        &[
+    let o = flowpol!()
+        .args([
             "gen",
             "trace",
             "--flows",
@@ -60,9 +51,9 @@ fn fixture(seed: u64, packets: usize) -> Fixture {
             "--seed",
             &seed.to_string(),
             "--out",
-        ],
-        &[&pcap],
-    );
+        ])
+        .arg(&pcap)
+        .output();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     Fixture { dir, pcap, policy }
 }
@@ -76,7 +67,7 @@ fn classify(f: &Fixture, extra: &[&str]) -> Output {
         f.pcap.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    flowpol(&args, &[])
+    flowpol!().args(&args).output()
 }
 
 fn json(o: &Output) -> Value {
@@ -168,7 +159,7 @@ fn tshark_count(path: &Path, filter: &str) -> Option<u64> {
 }
 
 #[test]
-fn exact_counts_and_json_shape() {
+fn classify_counts_are_exact_and_its_json_has_the_documented_shape() {
     let f = fixture(21, 2500);
     let r = json(&classify(&f, &["--format", "json"]));
     let e = expect(&f.pcap);
@@ -362,10 +353,10 @@ fn packets_jsonl_one_line_per_ipv6_packet_agreeing_with_tshark() {
     );
 
     // And agree with tshark on src, dst, label and ports.
-    if !common::tshark::have("tshark") {
+    if !support::gate::have("tshark") {
         return;
     }
-    let (_, theirs) = common::tshark::rows(&f.pcap);
+    let (_, theirs) = support::tshark::rows(&f.pcap);
     assert_eq!(theirs.len(), lines.len());
     for (n, t) in &theirs {
         let l = &by_frame[n];
@@ -489,27 +480,25 @@ fn truncated_capture_reports_what_was_read_then_exits_2_with_the_offset() {
 #[test]
 fn missing_policy_or_capture_is_exit_2() {
     let f = fixture(25, 10);
-    let o = flowpol(
-        &[
+    let o = flowpol!()
+        .args([
             "classify",
             "--policy",
             "/nonexistent.fpol",
             "--pcap",
             f.pcap.to_str().unwrap(),
-        ],
-        &[],
-    );
+        ])
+        .output();
     assert_eq!(o.status.code(), Some(2));
-    let o = flowpol(
-        &[
+    let o = flowpol!()
+        .args([
             "classify",
             "--policy",
             f.policy.to_str().unwrap(),
             "--pcap",
             "/nonexistent.pcap",
-        ],
-        &[],
-    );
+        ])
+        .output();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.pcap"));
 }

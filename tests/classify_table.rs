@@ -27,7 +27,7 @@ five {
 ";
 
 #[test]
-fn demo_table_snapshot() {
+fn demo_capture_table_matches_its_snapshot() {
     let policy = flowpol::policy::load_str("demo.fpol", POLICY).unwrap();
     let c3 = Linear::<ThreeTuple>::new(&policy);
     let c5 = Linear::<FiveTuple>::new(&policy);
@@ -47,5 +47,5 @@ fn demo_table_snapshot() {
         t.extract_ns_per_packet = 0.0;
         t.match_ns_per_packet = 0.0;
     }
-    insta::assert_snapshot!(table::render(&report));
+    insta::assert_snapshot!("demo_table_snapshot", table::render(&report));
 }

@@ -1,50 +1,33 @@
 //! `flowpol check` and `flowpol fmt` as CI runs them: exit codes, formats, stdin, many files,
 //! comments kept by `fmt`.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-fn flowpol(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowpol"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use support::{OutputExt, flowpol};
 
 #[test]
 fn clean_files_exit_0() {
-    let o = flowpol(
-        &["check", "policies/datacenter.fpol", "policies/media.fpol"],
-        None,
+    let o = flowpol!()
+        .args(["check", "policies/datacenter.fpol", "policies/media.fpol"])
+        .in_repo()
+        .output();
+    assert_eq!(o.status.code(), Some(0), "{}", o.stdout_text());
+    assert!(
+        o.stdout_text()
+            .contains("checked 2 files: 0 errors, 0 warnings")
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    assert!(stdout(&o).contains("checked 2 files: 0 errors, 0 warnings"));
 }
 
 #[test]
 fn errors_exit_1_and_every_file_is_reported() {
-    let o = flowpol(
-        &[
+    let o = flowpol!()
+        .args([
             "check",
             "tests/policies/invalid/ranges.fpol",
             "tests/policies/invalid/addresses.fpol",
-        ],
-        None,
-    );
+        ])
+        .in_repo()
+        .output();
     assert_eq!(o.status.code(), Some(1));
-    let out = stdout(&o);
+    let out = o.stdout_text();
     assert!(
         out.contains("--> tests/policies/invalid/ranges.fpol:4:25"),
         "{out}"
@@ -62,9 +45,20 @@ fn errors_exit_1_and_every_file_is_reported() {
 #[test]
 fn warnings_exit_0_unless_denied() {
     let f = "tests/policies/warn/shadowed.fpol";
-    assert_eq!(flowpol(&["check", f], None).status.code(), Some(0));
     assert_eq!(
-        flowpol(&["check", "--deny-warnings", f], None)
+        flowpol!()
+            .args(["check", f])
+            .in_repo()
+            .output()
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        flowpol!()
+            .args(["check", "--deny-warnings", f])
+            .in_repo()
+            .output()
             .status
             .code(),
         Some(1)
@@ -73,24 +67,30 @@ fn warnings_exit_0_unless_denied() {
 
 #[test]
 fn unreadable_file_exits_2_after_checking_the_rest() {
-    let o = flowpol(
-        &[
+    let o = flowpol!()
+        .args([
             "check",
             "no/such/file.fpol",
             "tests/policies/invalid/ranges.fpol",
-        ],
-        None,
-    );
+        ])
+        .in_repo()
+        .output();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read policy no/such/file.fpol"));
-    assert!(stdout(&o).contains("ranges.fpol:4:25"));
+    assert!(o.stdout_text().contains("ranges.fpol:4:25"));
 }
 
 #[test]
-fn usage_error_exits_2() {
-    assert_eq!(flowpol(&["check"], None).status.code(), Some(2));
+fn a_usage_error_exits_2() {
     assert_eq!(
-        flowpol(&["check", "--format", "xml", "x"], None)
+        flowpol!().args(["check"]).in_repo().output().status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        flowpol!()
+            .args(["check", "--format", "xml", "x"])
+            .in_repo()
+            .output()
             .status
             .code(),
         Some(2)
@@ -99,10 +99,11 @@ fn usage_error_exits_2() {
 
 #[test]
 fn json_findings_have_positions() {
-    let o = flowpol(
-        &["check", "--format", "json", "-"],
-        Some("default pass\nthree {\n  rule a label 0x100000 -> drop\n}\n"),
-    );
+    let o = flowpol!()
+        .args(["check", "--format", "json", "-"])
+        .in_repo()
+        .stdin("default pass\nthree {\n  rule a label 0x100000 -> drop\n}\n")
+        .output();
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let f = &v.as_array().unwrap()[0];
@@ -127,49 +128,59 @@ fn json_findings_have_positions() {
 }
 
 #[test]
-fn github_annotations() {
-    let o = flowpol(
-        &[
+fn github_format_prints_a_workflow_annotation_per_finding() {
+    let o = flowpol!()
+        .args([
             "check",
             "--format",
             "github",
             "tests/policies/warn/no-default.fpol",
-        ],
-        None,
-    );
+        ])
+        .in_repo()
+        .output();
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(
-        stdout(&o).lines().next().unwrap(),
+        o.stdout_text().lines().next().unwrap(),
         "::warning file=tests/policies/warn/no-default.fpol,line=1,col=1,endLine=1,endColumn=1,title=W0004::no `default` action: packets no rule matches pass (help: state it: add `default pass` or `default drop`)"
     );
 }
 
 #[test]
 fn fmt_prints_canonical_form_and_checks_it() {
-    let o = flowpol(&["fmt", "tests/policies/valid/layout.fpol"], None);
+    let o = flowpol!()
+        .args(["fmt", "tests/policies/valid/layout.fpol"])
+        .in_repo()
+        .output();
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(
-        stdout(&o),
+        o.stdout_text(),
         "default pass\n\nthree {\n    rule a src 2001:db8::/32 label 0x1 -> drop\n    rule b label 0x2 -> pass\n}\n"
     );
-    let canon = stdout(&o);
+    let canon = o.stdout_text();
     assert_eq!(
-        flowpol(&["fmt", "--check", "-"], Some(&canon))
+        flowpol!()
+            .args(["fmt", "--check", "-"])
+            .in_repo()
+            .stdin(&canon)
+            .output()
             .status
             .code(),
         Some(0)
     );
     assert_eq!(
-        flowpol(
-            &["fmt", "--check", "tests/policies/valid/layout.fpol"],
-            None
-        )
-        .status
-        .code(),
+        flowpol!()
+            .args(["fmt", "--check", "tests/policies/valid/layout.fpol"])
+            .in_repo()
+            .output()
+            .status
+            .code(),
         Some(1)
     );
     assert_eq!(
-        flowpol(&["fmt", "tests/policies/invalid/ranges.fpol"], None)
+        flowpol!()
+            .args(["fmt", "tests/policies/invalid/ranges.fpol"])
+            .in_repo()
+            .output()
             .status
             .code(),
         Some(1)
@@ -179,7 +190,11 @@ fn fmt_prints_canonical_form_and_checks_it() {
 #[test]
 fn fmt_keeps_comments() {
     let canon = "# header\nclass gold mark 1  # why\n\ndefault pass\n\nthree {\n    # first\n    rule a label 0x1 -> class gold\n}  # end\n";
-    let o = flowpol(&["fmt", "--check", "-"], Some(canon));
+    let o = flowpol!()
+        .args(["fmt", "--check", "-"])
+        .in_repo()
+        .stdin(canon)
+        .output();
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -187,16 +202,29 @@ fn fmt_keeps_comments() {
         String::from_utf8_lossy(&o.stderr)
     );
     let messy = "three {\n  # first\n  rule a label 1 -> class gold } # end\n# header\nclass gold mark 1 # why\ndefault pass\n";
-    let o = flowpol(&["fmt", "--check", "-"], Some(messy));
+    let o = flowpol!()
+        .args(["fmt", "--check", "-"])
+        .in_repo()
+        .stdin(messy)
+        .output();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("<stdin>: not in canonical form"));
-    let o = flowpol(&["fmt", "-"], Some(messy));
+    let o = flowpol!()
+        .args(["fmt", "-"])
+        .in_repo()
+        .stdin(messy)
+        .output();
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(stdout(&o), canon);
+    assert_eq!(o.stdout_text(), canon);
     for f in ["anycast", "datacenter", "media", "unlabelled"] {
         let f = format!("policies/{f}.fpol");
         assert_eq!(
-            flowpol(&["fmt", "--check", &f], None).status.code(),
+            flowpol!()
+                .args(["fmt", "--check", &f])
+                .in_repo()
+                .output()
+                .status
+                .code(),
             Some(0),
             "{f}"
         );

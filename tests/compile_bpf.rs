@@ -7,17 +7,14 @@
 //! tag into packet metadata, and still select flowpol's packets. The expressions of every
 //! bundled policy compile in tcpdump and in tshark's dumpcap and fit the kernel's limit.
 
-mod common;
-mod compile_support;
-mod send_support;
-
-use common::netns::{VethPair, sh};
-use compile_support::*;
 use flowpol::compile::{Engine, bpf};
 use flowpol::policy::model::Policy;
-use send_support::{Capture, flowpol_ok, read_pcap};
 use std::path::Path;
 use std::process::Command;
+use support::capture::{Capture, read_pcap};
+use support::compile::*;
+use support::flowpol;
+use support::netns::{VethPair, sh};
 
 const SMAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const DMAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
@@ -90,13 +87,12 @@ fn expected(policy: &Policy, engine: Engine, pkts: &[Pkt]) -> Vec<u64> {
 
 /// Per-rule counts of `flowpol classify` (the default last).
 fn classify_counts(policy: &Path, cap: &Path, engine: Engine) -> Vec<u64> {
-    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+    let o = flowpol!()
         .args(["classify", "--format", "json", "--policy"])
         .arg(policy)
         .arg("--pcap")
         .arg(cap)
-        .output()
-        .unwrap();
+        .output();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let key = match engine {
@@ -243,11 +239,10 @@ fn cli_bpf_output_for_bundled_policies_matches_classify_on_a_vlan_trace() {
     let dir = tempfile::tempdir().unwrap();
     // `gen trace`: Ethernet frames, some behind VLAN 100, some behind QinQ 10/200.
     let cap = dir.path().join("trace.pcap");
-    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+    let o = flowpol!()
         .args(["gen", "trace", "--seed", "3", "--packets", "1500", "--out"])
         .arg(&cap)
-        .output()
-        .unwrap();
+        .output();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let single = tcpdump_count(&cap, "ether[12:2] = 0x8100", dir.path());
     let double = tcpdump_count(&cap, "ether[12:2] = 0x88a8", dir.path());
@@ -256,7 +251,7 @@ fn cli_bpf_output_for_bundled_policies_matches_classify_on_a_vlan_trace() {
         "VLAN frames: {single} + {double}"
     );
     let root_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = common::netns::require_root(
+    let root = support::gate::require_root(
         "cli_bpf_output_for_bundled_policies_matches_classify_on_a_vlan_trace (dumpcap part)",
     );
     let mut n = 0;
@@ -270,13 +265,12 @@ fn cli_bpf_output_for_bundled_policies_matches_classify_on_a_vlan_trace() {
             continue;
         }
         for (engine, key) in [(Engine::Three, "three"), (Engine::Five, "five")] {
-            let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+            let o = flowpol!()
                 .args([
                     "compile", "--target", "bpf", "--format", "json", "--engine", key,
                 ])
                 .arg(&path)
-                .output()
-                .unwrap();
+                .output();
             assert!(
                 o.status.success(),
                 "{}: {}",
@@ -322,11 +316,10 @@ fn cli_bpf_output_for_bundled_policies_matches_classify_on_a_vlan_trace() {
                     );
                 }
             }
-            let text = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+            let text = flowpol!()
                 .args(["compile", "--target", "bpf", "--engine", key])
                 .arg(&path)
-                .output()
-                .unwrap();
+                .output();
             let t = String::from_utf8(text.stdout).unwrap();
             assert!(t.contains("VLAN tags"), "{t}");
             assert!(
@@ -350,7 +343,7 @@ fn cli_bpf_output_for_bundled_policies_matches_classify_on_a_vlan_trace() {
 /// written on, have none, while the receive path strips the outer tag in any kernel.
 #[test]
 fn live_filters_select_flowpols_packets_when_the_kernel_strips_the_tag() {
-    if !common::netns::require_root(
+    if !support::gate::require_root(
         "live_filters_select_flowpols_packets_when_the_kernel_strips_the_tag",
     ) {
         return;
@@ -395,17 +388,17 @@ fn live_filters_select_flowpols_packets_when_the_kernel_strips_the_tag() {
             .iter()
             .map(|(e, _)| Capture::start(&p.b, &p.b_if, e))
             .collect();
-        flowpol_ok(
-            &p.a,
-            &[
+        flowpol!()
+            .in_ns(&p.a)
+            .args([
                 "replay",
                 "--iface",
                 &p.a_if,
                 cap.to_str().unwrap(),
                 "--rate",
                 "5000",
-            ],
-        );
+            ])
+            .output_ok();
         for (c, (expr, want)) in caps.into_iter().zip(batch) {
             let got = read_pcap(&c.stop().file).len();
             match want {

@@ -8,12 +8,6 @@
 //! `flowpol replay` in the sending namespace; one test sends with `flowpol send` through the
 //! sender's own IPv6 stack instead.
 
-mod common;
-mod compile_support;
-
-use common::netns::{VethPair, require_root};
-use common::proc::spawn_until;
-use compile_support::*;
 use flowpol::classify::{Classifier, Linear};
 use flowpol::packet::key::{FiveTuple, ThreeTuple};
 use flowpol::policy::model::{
@@ -21,6 +15,11 @@ use flowpol::policy::model::{
 };
 use std::collections::BTreeMap;
 use std::process::Command;
+use support::compile::*;
+use support::flowpol;
+use support::gate::require_root;
+use support::netns::VethPair;
+use support::proc::spawn_until;
 
 fn mac(ns: &str, ifc: &str) -> [u8; 6] {
     let o = Command::new("ip")
@@ -128,18 +127,10 @@ fn packets(dst: u128) -> Vec<Pkt> {
 }
 
 fn stats(ns: &str) -> serde_json::Value {
-    let o = VethPair::exec(
-        ns,
-        &[
-            env!("CARGO_BIN_EXE_flowpol"),
-            "nft",
-            "stats",
-            "--format",
-            "json",
-        ],
-    )
-    .output()
-    .unwrap();
+    let o = flowpol!()
+        .in_ns(ns)
+        .args(["nft", "stats", "--format", "json"])
+        .output();
     assert!(
         o.status.success(),
         "nft stats: {}",
@@ -151,7 +142,7 @@ fn stats(ns: &str) -> serde_json::Value {
 /// Stops the sender's own IPv6 traffic (router solicitations, MLD reports) so that every packet
 /// the receiver's chain sees is one the test sent: frames go out by AF_PACKET regardless.
 fn quiet(pair: &VethPair) -> &VethPair {
-    let o = VethPair::exec(
+    let o = support::netns::exec(
         &pair.a,
         &[
             "sysctl",
@@ -204,13 +195,12 @@ fn run(
     // flowpol's own measurement of the same frames: `flowpol classify` on a capture of them.
     let cap = dir.path().join("sent.pcap");
     write_pcap(&cap, &frames);
-    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+    let o = flowpol!()
         .args(["classify", "--format", "json", "--policy"])
         .arg(&pol_file)
         .arg("--pcap")
         .arg(&cap)
-        .output()
-        .unwrap();
+        .output();
     assert!(
         o.status.success(),
         "flowpol classify: {}",
@@ -247,7 +237,7 @@ fn run(
 
     for encoding in ["auto", "plain"] {
         let rules = dir.path().join(format!("{encoding}.nft"));
-        let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+        let o = flowpol!()
             .args([
                 "compile",
                 "--target",
@@ -262,8 +252,7 @@ fn run(
             ])
             .arg(&rules)
             .arg(&pol_file)
-            .output()
-            .unwrap();
+            .output();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let text = std::fs::read_to_string(&rules).unwrap();
         eprintln!(
@@ -274,10 +263,9 @@ fn run(
         // auto: the one-command deploy (`flowpol compile --apply` in the namespace); plain: the
         // printed ruleset through `nft -f`.
         let o = if encoding == "auto" {
-            VethPair::exec(
-                &pair.b,
-                &[
-                    env!("CARGO_BIN_EXE_flowpol"),
+            flowpol!()
+                .in_ns(&pair.b)
+                .args([
                     "compile",
                     "--target",
                     "nft",
@@ -287,12 +275,10 @@ fn run(
                     "--engine",
                     engine,
                     pol_file.to_str().unwrap(),
-                ],
-            )
-            .output()
-            .unwrap()
+                ])
+                .output()
         } else {
-            VethPair::exec(&pair.b, &["nft", "-f", rules.to_str().unwrap()])
+            support::netns::exec(&pair.b, &["nft", "-f", rules.to_str().unwrap()])
                 .output()
                 .unwrap()
         };
@@ -302,10 +288,9 @@ fn run(
             String::from_utf8_lossy(&o.stderr)
         );
 
-        let o = VethPair::exec(
-            &pair.a,
-            &[
-                env!("CARGO_BIN_EXE_flowpol"),
+        let o = flowpol!()
+            .in_ns(&pair.a)
+            .args([
                 "replay",
                 "--fast",
                 "--format",
@@ -313,10 +298,8 @@ fn run(
                 "--iface",
                 &pair.a_if,
                 cap.to_str().unwrap(),
-            ],
-        )
-        .output()
-        .unwrap();
+            ])
+            .output();
         assert!(
             o.status.success(),
             "flowpol replay: {}",
@@ -627,20 +610,17 @@ fn kernel_counters_equal_flowpol_watch_with_flowpol_send() {
     let dir = tempfile::tempdir().unwrap();
     let pol_file = dir.path().join("send.fpol");
     std::fs::write(&pol_file, flowpol::policy::fmt::format(&policy)).unwrap();
-    let flowpol = env!("CARGO_BIN_EXE_flowpol");
     let pol = pol_file.to_str().unwrap();
-    let o = VethPair::exec(
-        &pair.b,
-        &[flowpol, "compile", "--target", "nft", "--apply", pol],
-    )
-    .output()
-    .unwrap();
+    let o = flowpol!()
+        .in_ns(&pair.b)
+        .args(["compile", "--target", "nft", "--apply", pol])
+        .output();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Capture what arrives at b (immediate mode, packet-buffered, stopped with SIGINT).
     let cap = dir.path().join("arrived.pcap");
     let (mut tcpdump, _) = spawn_until(
-        VethPair::exec(
+        support::netns::exec(
             &pair.b,
             &[
                 "tcpdump",
@@ -660,16 +640,12 @@ fn kernel_counters_equal_flowpol_watch_with_flowpol_send() {
     );
 
     // And flowpol's own live loop on the same interface: `flowpol watch` until SIGINT.
-    let (mut watch, _) = spawn_until(
-        VethPair::exec(
-            &pair.b,
-            &[
-                flowpol, "watch", "--iface", &pair.b_if, "--policy", pol, "--format", "json",
-            ],
-        ),
-        "watching ",
-        "flowpol watch",
-    );
+    let (mut watch, _) = flowpol!()
+        .in_ns(&pair.b)
+        .args([
+            "watch", "--iface", &pair.b_if, "--policy", pol, "--format", "json",
+        ])
+        .spawn_until("watching ");
 
     let sends: [(&str, &str, &str); 4] = [
         ("0x11111", "3", "64"),
@@ -678,10 +654,9 @@ fn kernel_counters_equal_flowpol_watch_with_flowpol_send() {
         ("0x44444", "1", "64"),
     ];
     for (label, count, size) in sends {
-        let o = VethPair::exec(
-            &pair.a,
-            &[
-                flowpol,
+        let o = flowpol!()
+            .in_ns(&pair.a)
+            .args([
                 "send",
                 "--to",
                 &pair.b_addr,
@@ -695,10 +670,8 @@ fn kernel_counters_equal_flowpol_watch_with_flowpol_send() {
                 count,
                 "--size",
                 size,
-            ],
-        )
-        .output()
-        .unwrap();
+            ])
+            .output();
         assert!(
             o.status.success(),
             "flowpol send --label {label}: {}",
@@ -742,11 +715,10 @@ fn kernel_counters_equal_flowpol_watch_with_flowpol_send() {
     let watched: serde_json::Value =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
 
-    let o = Command::new(flowpol)
+    let o = flowpol!()
         .args(["classify", "--format", "json", "--policy", pol, "--pcap"])
         .arg(&cap)
-        .output()
-        .unwrap();
+        .output();
     assert!(
         o.status.success(),
         "flowpol classify: {}",

@@ -3,15 +3,13 @@
 //! load into the kernel in seconds, reload idempotently and carry one counter per rule.
 //! Root: every check runs in a network namespace of the test's own.
 
-mod common;
-mod compile_support;
-
-use compile_support::*;
 use flowpol::compile::Engine;
 use flowpol::compile::nft::{self, Encoding, NftOptions};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
+use support::compile::*;
+use support::flowpol;
+use support::netns::Netns;
 
 fn policy_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -30,7 +28,7 @@ fn policy_files() -> Vec<PathBuf> {
 
 #[test]
 fn nft_accepts_every_bundled_policy() {
-    if !common::netns::require_root("nft_accepts_every_bundled_policy") {
+    if !support::gate::require_root("nft_accepts_every_bundled_policy") {
         return;
     }
     let ns = Netns::new("chk");
@@ -66,13 +64,12 @@ fn nft_accepts_every_bundled_policy() {
                 "{}-{i}.nft",
                 f.file_stem().unwrap().to_string_lossy()
             ));
-            let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+            let o = flowpol!()
                 .args(["compile", "--target", "nft", "-o"])
                 .arg(&out)
                 .args(*extra)
                 .arg(f)
-                .output()
-                .unwrap();
+                .output();
             assert!(
                 o.status.success(),
                 "{} {extra:?}: {}",
@@ -82,12 +79,9 @@ fn nft_accepts_every_bundled_policy() {
             ns.nft_file(&out, true);
         }
         // The same check through `flowpol compile --dry-run` (nft -c -f -) in the namespace.
-        let o = Command::new("ip")
+        let o = flowpol!()
+            .in_ns(&ns)
             .args([
-                "netns",
-                "exec",
-                &ns.0,
-                env!("CARGO_BIN_EXE_flowpol"),
                 "compile",
                 "--target",
                 "nft",
@@ -96,18 +90,16 @@ fn nft_accepts_every_bundled_policy() {
                 "five",
             ])
             .arg(f)
-            .output()
-            .unwrap();
+            .output();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(String::from_utf8_lossy(&o.stderr).contains("nft accepts table ip6 flowpol"));
         // Loaded for real twice: the header makes reloading idempotent.
         let out = dir.path().join("load.nft");
-        let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+        let o = flowpol!()
             .args(["compile", "--target", "nft", "-o"])
             .arg(&out)
             .arg(f)
-            .output()
-            .unwrap();
+            .output();
         assert!(o.status.success());
         ns.nft_file(&out, false);
         ns.nft_file(&out, false);
@@ -142,11 +134,10 @@ fn nft_accepts_every_bundled_policy() {
 #[test]
 fn explicit_marks_refuse_a_class_without_mark() {
     let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/compile/edge.fpol");
-    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+    let o = flowpol!()
         .args(["compile", "--target", "nft", "--explicit-marks"])
         .arg(&f)
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("class `unmarked` has no mark"));
 }
@@ -185,7 +176,7 @@ fn load_big(
 
 #[test]
 fn ten_thousand_rules_load_in_seconds() {
-    if !common::netns::require_root("ten_thousand_rules_load_in_seconds") {
+    if !support::gate::require_root("ten_thousand_rules_load_in_seconds") {
         return;
     }
     let ns = Netns::new("big");
@@ -235,11 +226,10 @@ fn ten_thousand_rules_load_in_seconds() {
 fn nft_stats_reports_rules_and_classes_from_counter_json() {
     let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/compile/counters.json");
     let run = |fmt: &str| {
-        let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+        let o = flowpol!()
             .args(["nft", "stats", "--format", fmt, "--input"])
             .arg(&f)
-            .output()
-            .unwrap();
+            .output();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap()
     };
@@ -274,28 +264,26 @@ fn nft_stats_reports_rules_and_classes_from_counter_json() {
         t.contains("mgmt-fence") && t.contains("\nClasses\n") && t.contains("30.0%"),
         "{t}"
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+    let o = flowpol!()
         .args(["nft", "stats", "--input", "/nonexistent"])
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(o.status.code(), Some(2));
 }
 
 /// The emitted text for the bundled media policy and the edge fixture (three and five), so that
 /// a change of encoding is a visible diff.
 #[test]
-fn nft_output_snapshots() {
+fn nft_output_matches_its_snapshots() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for (name, file, engine) in [
         ("media_three", "policies/media.fpol", "three"),
         ("edge_three", "tests/data/compile/edge.fpol", "three"),
         ("edge_five", "tests/data/compile/edge.fpol", "five"),
     ] {
-        let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+        let o = flowpol!()
             .args(["compile", "--target", "nft", "--engine", engine])
             .arg(root.join(file))
-            .output()
-            .unwrap();
+            .output();
         assert!(o.status.success());
         insta::assert_snapshot!(name, String::from_utf8(o.stdout).unwrap());
     }
@@ -308,11 +296,10 @@ fn cli_compiles_a_ten_thousand_rule_file() {
     let f = dir.path().join("big.fpol");
     std::fs::write(&f, flowpol::policy::fmt::format(&big_three(10_000, 7))).unwrap();
     let t = Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+    let o = flowpol!()
         .args(["compile", "--target", "nft"])
         .arg(&f)
-        .output()
-        .unwrap();
+        .output();
     eprintln!("flowpol compile of 10000 rules: {:?}", t.elapsed());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8(o.stdout).unwrap();
@@ -322,11 +309,10 @@ fn cli_compiles_a_ten_thousand_rule_file() {
 #[test]
 fn nft_json_output_lists_counters_and_marks() {
     let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/compile/edge.fpol");
-    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+    let o = flowpol!()
         .args(["compile", "--target", "nft", "--format", "json"])
         .arg(&f)
-        .output()
-        .unwrap();
+        .output();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let counters = v["counters"].as_array().unwrap();
@@ -347,10 +333,9 @@ fn nft_json_output_lists_counters_and_marks() {
             .unwrap()
             .starts_with("#!/usr/sbin/nft -f")
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+    let o = flowpol!()
         .args(["compile", "--target", "bpf", "--apply"])
         .arg(&f)
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(o.status.code(), Some(2));
 }

@@ -1,59 +1,21 @@
 //! Proves the fast engines (and the linear reference) do not allocate in `classify`: a counting
-//! global allocator, private to this test binary, counts allocations during a lookup loop.
+//! global allocator (`support::alloc`) counts allocations during a lookup loop.
 
 use flowpol::classify::{Classifier, FastFive, FastThree, Linear};
 use flowpol::r#gen::rules::{self, Shape, Tuple};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use support::alloc;
 
-struct Counting;
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-/// Live and peak heap bytes (always tracked).
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
 /// The tests of this binary measure global counters: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(SeqCst) {
-            ALLOCS.fetch_add(1, SeqCst);
-        }
-        let now = LIVE.fetch_add(l.size(), SeqCst) + l.size();
-        PEAK.fetch_max(now, SeqCst);
-        // SAFETY: the caller upholds `alloc`'s contract, which we pass on.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), SeqCst);
-        // SAFETY: `p` was allocated by `System` with layout `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        if COUNTING.load(SeqCst) {
-            ALLOCS.fetch_add(1, SeqCst);
-        }
-        let now = LIVE.fetch_add(new, SeqCst) + new;
-        PEAK.fetch_max(now, SeqCst);
-        LIVE.fetch_sub(l.size(), SeqCst);
-        // SAFETY: as for `alloc` and `dealloc`.
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
 #[global_allocator]
-static A: Counting = Counting;
+static A: alloc::Counting = alloc::Counting;
 
-/// Runs `f` with counting on; returns the allocations it made.
+/// Runs `f`; returns the allocations made meanwhile (by any thread: the tests run one at a time).
 fn allocations(f: impl FnOnce() -> u64) -> (usize, u64) {
-    ALLOCS.store(0, SeqCst);
-    COUNTING.store(true, SeqCst);
+    let before = alloc::allocations();
     let r = std::hint::black_box(f());
-    COUNTING.store(false, SeqCst);
-    (ALLOCS.load(SeqCst), r)
+    (alloc::allocations() - before, r)
 }
 
 #[test]
@@ -92,13 +54,12 @@ fn building_100k_rules_peaks_under_50_mb() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for (shape, tuple) in [(Shape::Fw, Tuple::Five), (Shape::Acl, Tuple::Three)] {
         let p = rules::generate(shape, 100_000, 42, tuple);
-        let base = LIVE.load(SeqCst);
-        PEAK.store(base, SeqCst);
+        let base = alloc::reset_peak();
         let bytes = match tuple {
             Tuple::Five => FastFive::new(&p).memory_bytes(),
             Tuple::Three => FastThree::new(&p).memory_bytes(),
         };
-        let peak = PEAK.load(SeqCst) - base;
+        let peak = alloc::peak_bytes() - base;
         assert!(bytes > 1_000_000, "{bytes}");
         assert!(
             peak < 50_000_000,

@@ -9,21 +9,7 @@ use flowpol::packet::key::{FiveTuple, ThreeTuple};
 use std::path::{Path, PathBuf};
 
 fn dir() -> Option<PathBuf> {
-    let d = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/classbench"
-    ));
-    if d.is_dir() {
-        return Some(d);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{} is absent under CI=true", d.display());
-    }
-    eprintln!(
-        "SKIPPED: {} is absent, ClassBench differential test not run",
-        d.display()
-    );
-    None
+    support::gate::shared_data("classbench", "the ClassBench differential test")
 }
 
 fn check_set(d: &Path, set: &str) -> usize {

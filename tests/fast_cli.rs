@@ -4,7 +4,8 @@
 use flowpol::r#gen::classbench::{self, As, DEFAULT_MAP_V4};
 use flowpol::r#gen::rules;
 use flowpol::policy;
-use std::process::{Command, Output};
+use std::process::Output;
+use support::flowpol;
 
 const RULES: &str =
     "@133.160.173.244/32\t1.66.212.52/32\t0 : 65535\t1704 : 1704\t0x06/0xFF\t0x1000/0x1000\t
@@ -12,13 +13,6 @@ const RULES: &str =
 @0.0.0.0/0\t192.168.0.0/16\t0 : 65535\t6000 : 6063\t0x06/0xFF\t0x0000/0x0000\t
 @0.0.0.0/0\t0.0.0.0/0\t0 : 65535\t0 : 65535\t0x00/0x00\t0x0000/0x0000\t
 ";
-
-fn flowpol(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowpol"))
-        .args(args)
-        .output()
-        .expect("runs flowpol")
-}
 
 fn stdout(o: &Output) -> String {
     assert!(
@@ -32,7 +26,7 @@ fn stdout(o: &Output) -> String {
 fn check_passes(dir: &std::path::Path, name: &str, text: &str) {
     let f = dir.join(name);
     std::fs::write(&f, text).unwrap();
-    let o = flowpol(&["check", f.to_str().unwrap()]);
+    let o = flowpol!().args(["check", f.to_str().unwrap()]).output();
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -48,7 +42,9 @@ fn import_classbench_prints_a_policy_that_checks_and_round_trips() {
     std::fs::write(&rules, RULES).unwrap();
     let cb = classbench::parse_rules(RULES).unwrap();
 
-    let five = stdout(&flowpol(&["import", "classbench", rules.to_str().unwrap()]));
+    let five = flowpol!()
+        .args(["import", "classbench", rules.to_str().unwrap()])
+        .output_ok();
     assert!(five.contains("rule cb1 src ::ffff:133.160.173.244 dst ::ffff:1.66.212.52 proto tcp dport 1704 -> pass"), "{five}");
     assert!(five.contains("default drop"));
     check_passes(dir.path(), "five.pol", &five);
@@ -58,15 +54,17 @@ fn import_classbench_prints_a_policy_that_checks_and_round_trips() {
         classbench::to_policy(&cb, As::Five, DEFAULT_MAP_V4).five
     );
 
-    let three = stdout(&flowpol(&[
-        "import",
-        "classbench",
-        "--as",
-        "three",
-        "--map-v4",
-        "64:ff9b::/96",
-        rules.to_str().unwrap(),
-    ]));
+    let three = flowpol!()
+        .args([
+            "import",
+            "classbench",
+            "--as",
+            "three",
+            "--map-v4",
+            "64:ff9b::/96",
+            rules.to_str().unwrap(),
+        ])
+        .output_ok();
     assert!(
         three.contains(
             "rule cb3 src 64:ff9b::/96 dst 64:ff9b::c0a8:0/112 label 0x1770-0x17af -> pass"
@@ -74,13 +72,15 @@ fn import_classbench_prints_a_policy_that_checks_and_round_trips() {
         "{three}"
     );
     check_passes(dir.path(), "three.pol", &three);
-    let both = stdout(&flowpol(&[
-        "import",
-        "classbench",
-        "--as",
-        "both",
-        rules.to_str().unwrap(),
-    ]));
+    let both = flowpol!()
+        .args([
+            "import",
+            "classbench",
+            "--as",
+            "both",
+            rules.to_str().unwrap(),
+        ])
+        .output_ok();
     check_passes(dir.path(), "both.pol", &both);
     let loaded = policy::load_str("both", &both).unwrap();
     assert_eq!((loaded.five.len(), loaded.three.len()), (4, 4));
@@ -97,22 +97,28 @@ fn import_rejects_bad_input_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad");
     std::fs::write(&bad, "@1.2.3.4/40\t1.2.3.4/32\t0 : 1\t0 : 1\t0x06/0xFF\n").unwrap();
-    let o = flowpol(&["import", "classbench", bad.to_str().unwrap()]);
+    let o = flowpol!()
+        .args(["import", "classbench", bad.to_str().unwrap()])
+        .output();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("line 1"));
-    let o = flowpol(&[
-        "import",
-        "classbench",
-        "--map-v4",
-        "2001:db8::/64",
-        bad.to_str().unwrap(),
-    ]);
+    let o = flowpol!()
+        .args([
+            "import",
+            "classbench",
+            "--map-v4",
+            "2001:db8::/64",
+            bad.to_str().unwrap(),
+        ])
+        .output();
     assert_eq!(o.status.code(), Some(2));
-    let o = flowpol(&[
-        "import",
-        "classbench",
-        dir.path().join("missing").to_str().unwrap(),
-    ]);
+    let o = flowpol!()
+        .args([
+            "import",
+            "classbench",
+            dir.path().join("missing").to_str().unwrap(),
+        ])
+        .output();
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -126,13 +132,15 @@ fn import_classbench_trace_writes_a_pcap() {
     )
     .unwrap();
     let out = dir.path().join("t.pcap");
-    let o = flowpol(&[
-        "import",
-        "classbench-trace",
-        trace.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = flowpol!()
+        .args([
+            "import",
+            "classbench-trace",
+            trace.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output();
     stdout(&o);
     let data = std::fs::read(&out).unwrap();
     let mut r = pcap_file::pcap::PcapReader::new(&data[..]).unwrap();
@@ -149,9 +157,11 @@ fn import_classbench_trace_writes_a_pcap() {
 fn gen_rules_prints_checkable_policies() {
     let dir = tempfile::tempdir().unwrap();
     for (shape, tuple) in [("acl", "five"), ("fw", "three"), ("ipc", "five")] {
-        let text = stdout(&flowpol(&[
-            "gen", "rules", "--shape", shape, "--count", "300", "--seed", "5", "--tuple", tuple,
-        ]));
+        let text = flowpol!()
+            .args([
+                "gen", "rules", "--shape", shape, "--count", "300", "--seed", "5", "--tuple", tuple,
+            ])
+            .output_ok();
         check_passes(dir.path(), &format!("{shape}.pol"), &text);
         let p = policy::load_str(shape, &text).unwrap();
         let n = if tuple == "five" {
@@ -173,39 +183,32 @@ fn gen_rules_prints_checkable_policies() {
         };
         let generated = rules::generate(shape_v, 300, 5, tuple_v);
         assert_eq!((&p.three, &p.five), (&generated.three, &generated.five));
-        let again = stdout(&flowpol(&[
-            "gen", "rules", "--shape", shape, "--count", "300", "--seed", "5", "--tuple", tuple,
-        ]));
+        let again = flowpol!()
+            .args([
+                "gen", "rules", "--shape", shape, "--count", "300", "--seed", "5", "--tuple", tuple,
+            ])
+            .output_ok();
         assert_eq!(text, again, "same seed, same policy");
     }
 }
 
 #[test]
 fn import_real_classbench_sets_check() {
-    let d = std::path::PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/classbench"
-    ));
-    if !d.is_dir() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "{} absent under CI",
-            d.display()
-        );
-        eprintln!("SKIPPED: {} is absent", d.display());
+    let Some(d) = support::gate::shared_data("classbench", "the real ClassBench import") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     for set in ["acl1_1k", "fw1_1k", "ipc1_1k"] {
         for kind in ["five", "three"] {
-            let text = stdout(&flowpol(&[
-                "import",
-                "classbench",
-                "--as",
-                kind,
-                d.join(set).to_str().unwrap(),
-            ]));
+            let text = flowpol!()
+                .args([
+                    "import",
+                    "classbench",
+                    "--as",
+                    kind,
+                    d.join(set).to_str().unwrap(),
+                ])
+                .output_ok();
             check_passes(dir.path(), &format!("{set}.{kind}.pol"), &text);
             let cb =
                 classbench::parse_rules(&std::fs::read_to_string(d.join(set)).unwrap()).unwrap();
@@ -232,7 +235,9 @@ fn bench_runs_every_engine_on_trace_and_pcap_without_mismatch() {
     let pol = dir.path().join("p.pol");
     std::fs::write(
         &pol,
-        stdout(&flowpol(&["import", "classbench", rules.to_str().unwrap()])),
+        flowpol!()
+            .args(["import", "classbench", rules.to_str().unwrap()])
+            .output_ok(),
     )
     .unwrap();
     let trace = dir.path().join("trace");
@@ -242,19 +247,21 @@ fn bench_runs_every_engine_on_trace_and_pcap_without_mismatch() {
     )
     .unwrap();
     let svg = dir.path().join("p.svg");
-    let o = flowpol(&[
-        "bench",
-        "--policy",
-        pol.to_str().unwrap(),
-        "--trace",
-        trace.to_str().unwrap(),
-        "--format",
-        "json",
-        "--min-ms",
-        "5",
-        "--plot",
-        svg.to_str().unwrap(),
-    ]);
+    let o = flowpol!()
+        .args([
+            "bench",
+            "--policy",
+            pol.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
+            "--format",
+            "json",
+            "--min-ms",
+            "5",
+            "--plot",
+            svg.to_str().unwrap(),
+        ])
+        .output();
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(j["packets"], 4);
     assert_eq!(j["mismatches"], 0);
@@ -289,26 +296,30 @@ fn bench_runs_every_engine_on_trace_and_pcap_without_mismatch() {
 
     // The same packets from a pcap give the same counts.
     let pcap = dir.path().join("t.pcap");
-    stdout(&flowpol(&[
-        "import",
-        "classbench-trace",
-        trace.to_str().unwrap(),
-        "--out",
-        pcap.to_str().unwrap(),
-    ]));
-    let o = flowpol(&[
-        "bench",
-        "--policy",
-        pol.to_str().unwrap(),
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--format",
-        "json",
-        "--min-ms",
-        "5",
-        "--engines",
-        "fast",
-    ]);
+    flowpol!()
+        .args([
+            "import",
+            "classbench-trace",
+            trace.to_str().unwrap(),
+            "--out",
+            pcap.to_str().unwrap(),
+        ])
+        .output_ok();
+    let o = flowpol!()
+        .args([
+            "bench",
+            "--policy",
+            pol.to_str().unwrap(),
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--format",
+            "json",
+            "--min-ms",
+            "5",
+            "--engines",
+            "fast",
+        ])
+        .output();
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(
         (j["packets"].as_u64(), j["mismatches"].as_u64()),
@@ -316,6 +327,8 @@ fn bench_runs_every_engine_on_trace_and_pcap_without_mismatch() {
     );
     assert_eq!(j["engines"].as_array().unwrap().len(), 1);
 
-    let o = flowpol(&["bench", "--policy", pol.to_str().unwrap()]);
+    let o = flowpol!()
+        .args(["bench", "--policy", pol.to_str().unwrap()])
+        .output();
     assert_eq!(o.status.code(), Some(2), "--pcap or --trace is required");
 }

@@ -3,14 +3,12 @@
 //! kernel's IPv6 link-local), the binary run with `ip netns exec`, its JSON checked pair by
 //! pair against what Linux must do.
 
-mod common;
-
-use common::netns::{VethPair, require_root, sh};
 use serde_json::Value;
 use std::process::Output;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_flowpol");
+use support::flowpol;
+use support::gate::require_root;
+use support::netns::{VethPair, sh};
 
 /// The addresses of namespace `a` the probe must find.
 struct Host {
@@ -82,9 +80,7 @@ fn host(tag: &str) -> Host {
 }
 
 fn interop(ns: &str, args: &[&str]) -> Output {
-    let mut full = vec![BIN, "interop"];
-    full.extend_from_slice(args);
-    VethPair::exec(ns, &full).output().expect("run flowpol")
+    flowpol!().in_ns(ns).arg("interop").args(args).output()
 }
 
 fn interop_json(ns: &str, args: &[&str]) -> Vec<Value> {
@@ -142,7 +138,7 @@ fn assert_fail(r: &Value, step: &str, error: &str) {
 }
 
 #[test]
-fn tcp_matrix_in_a_namespace() {
+fn every_tcp_pair_in_a_namespace_connects_or_fails_as_expected() {
     if !require_root("tcp_matrix_in_a_namespace") {
         return;
     }
@@ -302,7 +298,7 @@ fn tcp_matrix_in_a_namespace() {
 }
 
 #[test]
-fn udp_matrix_in_a_namespace() {
+fn every_udp_pair_in_a_namespace_connects_or_fails_as_expected() {
     if !require_root("udp_matrix_in_a_namespace") {
         return;
     }

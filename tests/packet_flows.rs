@@ -6,23 +6,23 @@ use flowpol::source::pcap::CaptureReader;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+use support::flowpol;
 
 type Five = (u128, u128, u8, u16, u16);
 
 const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/demo.pcap");
 
 fn flows(path: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowpol"))
+    flowpol!()
         .args(["flows", "--pcap"])
         .arg(path)
         .args(extra)
         .output()
-        .unwrap()
 }
 
 #[test]
-fn flow_counts_shape_and_verdict() {
+fn flows_counts_are_exact_and_its_json_has_the_shape_and_verdict() {
     let o = flows(Path::new(DEMO), &["--format", "json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -3,7 +3,7 @@
 
 use flowpol::r#gen::trace::{self, DEMO};
 use flowpol::source::pcap::{CaptureReader, Format, PcapWriter};
-use std::process::Command;
+use support::{OutputExt, flowpol};
 
 const DEMO_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/demo.pcap");
 
@@ -30,22 +30,20 @@ fn demo_capture_regenerates_identically() {
 fn gen_trace_cli_matches_library_and_writes_pcapng() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo.pcap");
-    let st = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+    let st = flowpol!()
         .args(["gen", "trace", "--out"])
         .arg(&out)
         .args(["--flows", "40", "--packets", "1500", "--seed", "6437"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+        .output();
+    assert!(st.status.success(), "{}", st.stderr_text());
     assert!(std::fs::read(&out).unwrap() == std::fs::read(DEMO_PATH).unwrap());
 
     let ng = dir.path().join("t.pcapng");
-    let st = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+    let st = flowpol!()
         .args(["gen", "trace", "--packets", "321", "--seed", "9", "--out"])
         .arg(&ng)
-        .status()
-        .unwrap();
-    assert!(st.success());
+        .output();
+    assert!(st.status.success(), "{}", st.stderr_text());
     let mut r = CaptureReader::open(&ng).unwrap();
     assert_eq!(r.format(), Format::Pcapng);
     assert_eq!(r.for_each(|_| ()).unwrap(), 321);

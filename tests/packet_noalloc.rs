@@ -7,35 +7,10 @@ use flowpol::packet::{FiveTuple, ThreeTuple};
 use flowpol::report::Tally;
 use flowpol::report::packets::PacketLines;
 use flowpol::source::pcap::CaptureReader;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls on this thread.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: `p` came from `System` with layout `l`.
-        unsafe { System.realloc(p, l, new) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` was allocated by `System` with layout `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-}
+use support::alloc;
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: alloc::Counting = alloc::Counting;
 
 const POLICY: &str = "class gold\ndefault pass\nthree {\n  rule media dst 2001:db8:fe::/64 label 0x10000/0xf0000 -> class gold\n}\nfive {\n  rule media dst 2001:db8:fe::/64 proto udp dport 5004-5005 -> class gold\n}\n";
 
@@ -48,7 +23,7 @@ fn reading_decoding_classifying_and_writing_lines_allocate_nothing_per_packet() 
     let mut lines = PacketLines::new(std::io::sink(), &policy);
     let mut reader =
         CaptureReader::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/demo.pcap")).unwrap();
-    let before = ALLOCS.with(Cell::get);
+    let before = alloc::thread_allocations();
     let mut frames = 0;
     let mut write_err = false;
     reader
@@ -58,7 +33,7 @@ fn reading_decoding_classifying_and_writing_lines_allocate_nothing_per_packet() 
             write_err |= lines.write(&f, &o).is_err();
         })
         .unwrap();
-    let allocs = ALLOCS.with(Cell::get) - before;
+    let allocs = alloc::thread_allocations() - before;
     assert!(!write_err);
     assert_eq!(frames, 1500);
     assert_eq!(tally.frames.packets, 1500);

@@ -1,10 +1,8 @@
 //! `flowpol send` to `flowpol sink` over the loopback interface: needs no privilege, so it runs
 //! everywhere. The label each datagram / connection arrived with must be the one sent.
 
-mod common;
-mod send_support;
-
-use send_support::{BIN, Sink};
+use support::capture::Sink;
+use support::flowpol;
 
 /// A label unlikely to be held by anything else in this network namespace.
 fn label() -> u32 {
@@ -12,11 +10,7 @@ fn label() -> u32 {
 }
 
 fn send(args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(BIN)
-        .arg("send")
-        .args(args)
-        .output()
-        .unwrap();
+    let out = flowpol!().arg("send").args(args).output();
     assert!(
         out.status.success(),
         "send {args:?}: {}",
@@ -29,7 +23,7 @@ fn send(args: &[&str]) -> serde_json::Value {
 fn udp_and_tcp_over_loopback_report_the_label() {
     let l = label();
     for (proto, l) in [("udp", l), ("tcp", l + 1)] {
-        let sink = Sink::start_here(&[
+        let sink = Sink::start(flowpol!().arg("sink").args([
             "--listen",
             "[::1]:0",
             "--proto",
@@ -38,7 +32,7 @@ fn udp_and_tcp_over_loopback_report_the_label() {
             "1",
             "--idle-timeout",
             "10",
-        ]);
+        ]));
         let port = sink.addr.port().to_string();
         let r = send(&[
             "--to",
@@ -66,14 +60,14 @@ fn udp_and_tcp_over_loopback_report_the_label() {
 
 #[test]
 fn ipv4_loopback_has_no_label() {
-    let sink = Sink::start_here(&[
+    let sink = Sink::start(flowpol!().arg("sink").args([
         "--listen",
         "127.0.0.1:0",
         "--count",
         "1",
         "--idle-timeout",
         "10",
-    ]);
+    ]));
     let port = sink.addr.port().to_string();
     let r = send(&["--to", "127.0.0.1", "--port", &port, "--format", "json"]);
     assert!(r["flow_label"].is_null());
@@ -84,14 +78,14 @@ fn ipv4_loopback_has_no_label() {
 
 #[test]
 fn label_zero_is_unlabelled() {
-    let sink = Sink::start_here(&[
+    let sink = Sink::start(flowpol!().arg("sink").args([
         "--listen",
         "[::1]:0",
         "--count",
         "1",
         "--idle-timeout",
         "10",
-    ]);
+    ]));
     let port = sink.addr.port().to_string();
     let r = send(&[
         "--to", "::1", "--port", &port, "--label", "0", "--format", "json",

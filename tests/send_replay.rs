@@ -3,16 +3,14 @@
 //! in count and total size, including what a normal socket cannot send (fragment, hop-by-hop
 //! and ESP headers, arbitrary labels). Root only (skips elsewhere, fails under CI=true).
 
-mod common;
-mod send_support;
-
 use std::time::Duration;
 
-use common::netns::VethPair;
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv6FlowLabel, Ipv6Header, UdpHeader};
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-use send_support::{BIN, Capture, flowpol_ok, hex, read_any, read_pcap};
+use support::capture::{Capture, hex, read_any, read_pcap};
+use support::flowpol;
+use support::netns::VethPair;
 
 const SRC_MAC: [u8; 6] = [0x02, 0xfb, 0, 0, 0, 0x01];
 const SYNTH_DST: [u8; 6] = [0x02, 0xfb, 0, 0, 0, 0x02];
@@ -120,7 +118,7 @@ fn write_pcap(link: DataLink, frames: &[Vec<u8>]) -> tempfile::NamedTempFile {
 
 #[test]
 fn replayed_ethernet_capture_arrives_byte_for_byte() {
-    if !common::netns::require_root("replay_ethernet") {
+    if !support::gate::require_root("replay_ethernet") {
         return;
     }
     let p = VethPair::new("re");
@@ -140,9 +138,9 @@ fn replayed_ethernet_capture_arrives_byte_for_byte() {
         .collect();
     let file = write_pcap(DataLink::ETHERNET, &frames);
     let cap = Capture::start(&p.b, &p.b_if, "ether src 02:fb:00:00:00:01");
-    let out = flowpol_ok(
-        &p.a,
-        &[
+    let out = flowpol!()
+        .in_ns(&p.a)
+        .args([
             "replay",
             "--iface",
             &p.a_if,
@@ -153,8 +151,8 @@ fn replayed_ethernet_capture_arrives_byte_for_byte() {
             "2",
             "--format",
             "json",
-        ],
-    );
+        ])
+        .output_ok();
     let cap = cap.stop();
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let sent_bytes: usize = frames.iter().map(Vec::len).sum::<usize>() * 2;
@@ -184,16 +182,16 @@ fn replayed_ethernet_capture_arrives_byte_for_byte() {
 
 #[test]
 fn replayed_raw_ip_capture_gets_an_ethernet_header() {
-    if !common::netns::require_root("replay_raw") {
+    if !support::gate::require_root("replay_raw") {
         return;
     }
     let p = VethPair::new("rr");
     let raw: Vec<Vec<u8>> = packets(&p).into_iter().map(|(_, ip)| ip).collect();
     let file = write_pcap(DataLink::RAW, &raw);
     let cap = Capture::start(&p.b, &p.b_if, "ether dst 02:fb:00:00:00:02");
-    flowpol_ok(
-        &p.a,
-        &[
+    flowpol!()
+        .in_ns(&p.a)
+        .args([
             "replay",
             "--iface",
             &p.a_if,
@@ -201,8 +199,8 @@ fn replayed_raw_ip_capture_gets_an_ethernet_header() {
             "--fast",
             "--dst-mac",
             "02:fb:00:00:00:02",
-        ],
-    );
+        ])
+        .output_ok();
     let cap = cap.stop();
     let got = read_pcap(&cap.file);
     assert_eq!(got.len(), raw.len());
@@ -224,54 +222,37 @@ fn replayed_raw_ip_capture_gets_an_ethernet_header() {
 
 #[test]
 fn replay_without_cap_net_raw_names_the_capability() {
-    if !common::netns::require_root("replay_nocap") {
+    if !support::gate::require_root("replay_nocap") {
         return;
     }
     let p = VethPair::new("rc");
     let file = write_pcap(DataLink::RAW, &[packets(&p).remove(0).1]);
-    common::netns::assert_needs_capability(
-        &p.a,
-        "net_raw",
-        &["replay", "--iface", &p.a_if, file.path().to_str().unwrap()],
-    );
+    flowpol!()
+        .in_ns(&p.a)
+        .args(["replay", "--iface", &p.a_if, file.path().to_str().unwrap()])
+        .assert_needs_capability("net_raw");
 }
 
 #[test]
 fn replay_rejects_a_file_that_is_not_a_capture() {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), b"this is not a capture at all").unwrap();
-    let out = std::process::Command::new(BIN)
+    let out = flowpol!()
         .args(["replay", "--iface", "lo", file.path().to_str().unwrap()])
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a pcap or pcapng file"), "{err}");
 }
 
-/// The shared real captures (`../shared/data/pcaps`), or `None` with a clear message when the
-/// folder is absent (a failure under CI=true).
-fn shared_pcaps() -> Option<std::path::PathBuf> {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/pcaps"));
-    if dir.is_dir() {
-        return Some(dir.to_path_buf());
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "{} is missing and CI=true",
-        dir.display()
-    );
-    eprintln!("SKIP: shared captures not found at {}", dir.display());
-    None
-}
-
 #[test]
 fn replayed_real_captures_arrive_in_count_and_bytes() {
-    if !common::netns::require_root("replay_real") {
+    if !support::gate::require_root("replay_real") {
         return;
     }
-    let Some(dir) = shared_pcaps() else { return };
+    let Some(dir) = support::gate::shared_data("pcaps", "the real-capture replay") else {
+        return;
+    };
     let p = VethPair::new("rl");
     for name in [
         "ipv6-srh-ext-header.pcap",
@@ -282,9 +263,9 @@ fn replayed_real_captures_arrive_in_count_and_bytes() {
         let path = dir.join(name);
         let file_frames = read_pcap(&path);
         let cap = Capture::start(&p.b, &p.b_if, "-Q in");
-        let out = flowpol_ok(
-            &p.a,
-            &[
+        let out = flowpol!()
+            .in_ns(&p.a)
+            .args([
                 "replay",
                 "--iface",
                 &p.a_if,
@@ -293,8 +274,8 @@ fn replayed_real_captures_arrive_in_count_and_bytes() {
                 "2000",
                 "--format",
                 "json",
-            ],
-        );
+            ])
+            .output_ok();
         let cap = cap.stop();
         let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         let sent = r["frames_sent"].as_u64().unwrap();
@@ -336,7 +317,7 @@ fn replayed_real_captures_arrive_in_count_and_bytes() {
 
 #[test]
 fn replayed_gen_trace_arrives_in_count_and_bytes() {
-    if !common::netns::require_root("replay_gen") {
+    if !support::gate::require_root("replay_gen") {
         return;
     }
     let p = VethPair::new("rg");
@@ -344,7 +325,7 @@ fn replayed_gen_trace_arrives_in_count_and_bytes() {
     for name in ["trace.pcapng", "trace.pcap"] {
         let path = dir.path().join(name);
         let path = path.to_str().unwrap();
-        let out = std::process::Command::new(BIN)
+        let out = flowpol!()
             .args([
                 "gen",
                 "trace",
@@ -357,21 +338,20 @@ fn replayed_gen_trace_arrives_in_count_and_bytes() {
                 "--seed",
                 "7",
             ])
-            .output()
-            .unwrap();
+            .output();
         assert!(
             out.status.success(),
             "gen trace: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let cap = Capture::start(&p.b, &p.b_if, "-Q in");
-        let r = flowpol_ok(
-            &p.a,
-            &[
+        let r = flowpol!()
+            .in_ns(&p.a)
+            .args([
                 "replay", "--iface", &p.a_if, path, "--loop", "2", "--rate", "2000", "--format",
                 "json",
-            ],
-        );
+            ])
+            .output_ok();
         let cap = cap.stop();
         let r: serde_json::Value = serde_json::from_str(r.trim()).unwrap();
         assert_eq!(r["frames_in_file"], 300, "{name}: {r}");

@@ -2,14 +2,12 @@
 //! tcpdump on the far end must see exactly the labels asked for, on every packet, and the sink
 //! must report the same labels. Root only (skips elsewhere, fails under CI=true).
 
-mod common;
-mod send_support;
-
-use common::netns::{VethPair, sh};
-use send_support::{Capture, Sink, flowpol, flowpol_ok, hex};
+use support::capture::{Capture, Sink, hex};
+use support::flowpol;
+use support::netns::{VethPair, sh};
 
 fn setup(tag: &str) -> Option<VethPair> {
-    if !common::netns::require_root(tag) {
+    if !support::gate::require_root(tag) {
         return None;
     }
     let p = VethPair::new(tag);
@@ -36,21 +34,18 @@ fn udp_labels_on_wire_and_in_sink() {
     let labels = [0x1u32, 0xabc, 0x12345, 0xfffff];
     let count = 3;
     let cap = Capture::start(&p.b, &p.b_if, "udp dst port 6000");
-    let sink = Sink::start(
-        &p.b,
-        &[
-            "--listen",
-            ":6000",
-            "--count",
-            &(labels.len() * count).to_string(),
-            "--idle-timeout",
-            "10",
-        ],
-    );
+    let sink = Sink::start(flowpol!().in_ns(&p.b).arg("sink").args([
+        "--listen",
+        ":6000",
+        "--count",
+        &(labels.len() * count).to_string(),
+        "--idle-timeout",
+        "10",
+    ]));
     for l in labels {
-        let out = flowpol_ok(
-            &p.a,
-            &[
+        let out = flowpol!()
+            .in_ns(&p.a)
+            .args([
                 "send",
                 "--to",
                 &p.b_addr,
@@ -62,8 +57,8 @@ fn udp_labels_on_wire_and_in_sink() {
                 &count.to_string(),
                 "--format",
                 "json",
-            ],
-        );
+            ])
+            .output_ok();
         let r = json(&out);
         assert_eq!(r["flow_label"], l, "{out}");
         assert_eq!(r["label_mode"], "leased");
@@ -102,24 +97,21 @@ fn tcp_labels_on_every_segment_and_in_sink() {
     let Some(p) = setup("st") else { return };
     let labels = [0x777u32, 0x54321];
     let cap = Capture::start(&p.b, &p.b_if, &format!("tcp and src host {}", p.a_addr));
-    let sink = Sink::start(
-        &p.b,
-        &[
-            "--listen",
-            ":6001",
-            "--proto",
-            "tcp",
-            "--count",
-            "2",
-            "--idle-timeout",
-            "10",
-        ],
-    );
+    let sink = Sink::start(flowpol!().in_ns(&p.b).arg("sink").args([
+        "--listen",
+        ":6001",
+        "--proto",
+        "tcp",
+        "--count",
+        "2",
+        "--idle-timeout",
+        "10",
+    ]));
     let mut ports = Vec::new();
     for l in labels {
-        let out = flowpol_ok(
-            &p.a,
-            &[
+        let out = flowpol!()
+            .in_ns(&p.a)
+            .args([
                 "send",
                 "--to",
                 &p.b_addr,
@@ -135,8 +127,8 @@ fn tcp_labels_on_every_segment_and_in_sink() {
                 "3000",
                 "--format",
                 "json",
-            ],
-        );
+            ])
+            .output_ok();
         let r = json(&out);
         assert_eq!(r["flow_label"], l);
         assert_eq!(r["bytes"], 12000);
@@ -184,16 +176,20 @@ fn tcp_labels_on_every_segment_and_in_sink() {
 fn oversize_udp_fragments_all_carry_the_label() {
     let Some(p) = setup("sf") else { return };
     let cap = Capture::start(&p.b, &p.b_if, &format!("ip6 and src host {}", p.a_addr));
-    let sink = Sink::start(
-        &p.b,
-        &["--listen", ":6002", "--count", "1", "--idle-timeout", "10"],
-    );
-    flowpol_ok(
-        &p.a,
-        &[
+    let sink = Sink::start(flowpol!().in_ns(&p.b).arg("sink").args([
+        "--listen",
+        ":6002",
+        "--count",
+        "1",
+        "--idle-timeout",
+        "10",
+    ]));
+    flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &p.b_addr, "--port", "6002", "--label", "0x4242", "--size", "4000",
-        ],
-    );
+        ])
+        .output_ok();
     let records = sink.records();
     let cap = cap.stop();
     let frames = cap.fields(
@@ -218,37 +214,42 @@ fn oversize_udp_fragments_all_carry_the_label() {
 fn auto_reports_the_label_on_the_wire() {
     let Some(p) = setup("sa") else { return };
     let cap = Capture::start(&p.b, &p.b_if, &format!("ip6 and src host {}", p.a_addr));
-    let sink_u = Sink::start(
-        &p.b,
-        &["--listen", ":6003", "--count", "3", "--idle-timeout", "10"],
+    let sink_u = Sink::start(flowpol!().in_ns(&p.b).arg("sink").args([
+        "--listen",
+        ":6003",
+        "--count",
+        "3",
+        "--idle-timeout",
+        "10",
+    ]));
+    let sink_t = Sink::start(flowpol!().in_ns(&p.b).arg("sink").args([
+        "--listen",
+        ":6004",
+        "--proto",
+        "tcp",
+        "--count",
+        "1",
+        "--idle-timeout",
+        "10",
+    ]));
+    let u = json(
+        &flowpol!()
+            .in_ns(&p.a)
+            .args([
+                "send", "--to", &p.b_addr, "--port", "6003", "--auto", "--count", "3", "--format",
+                "json",
+            ])
+            .output_ok(),
     );
-    let sink_t = Sink::start(
-        &p.b,
-        &[
-            "--listen",
-            ":6004",
-            "--proto",
-            "tcp",
-            "--count",
-            "1",
-            "--idle-timeout",
-            "10",
-        ],
+    let t = json(
+        &flowpol!()
+            .in_ns(&p.a)
+            .args([
+                "send", "--to", &p.b_addr, "--port", "6004", "--auto", "--proto", "tcp",
+                "--format", "json",
+            ])
+            .output_ok(),
     );
-    let u = json(&flowpol_ok(
-        &p.a,
-        &[
-            "send", "--to", &p.b_addr, "--port", "6003", "--auto", "--count", "3", "--format",
-            "json",
-        ],
-    ));
-    let t = json(&flowpol_ok(
-        &p.a,
-        &[
-            "send", "--to", &p.b_addr, "--port", "6004", "--auto", "--proto", "tcp", "--format",
-            "json",
-        ],
-    ));
     let (ru, rt) = (sink_u.records(), sink_t.records());
     let cap = cap.stop();
     for (r, proto) in [(&u, "udp"), (&t, "tcp")] {
@@ -289,8 +290,8 @@ fn lingering_label_is_explained_not_a_raw_errno() {
     let args = [
         "send", "--to", &p.b_addr, "--port", "6005", "--label", "0x5151", "--linger", "60",
     ];
-    flowpol_ok(&p.a, &args);
-    let out = flowpol(&p.a, &args);
+    flowpol!().in_ns(&p.a).args(args).output_ok();
+    let out = flowpol!().in_ns(&p.a).args(args).output();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -315,12 +316,12 @@ fn state_ranges_give_erange_explanation() {
         "-qw",
         "net.ipv6.flowlabel_state_ranges=1",
     ]);
-    let out = flowpol(
-        &p.a,
-        &[
+    let out = flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &p.b_addr, "--port", "6006", "--label", "0x90000",
-        ],
-    );
+        ])
+        .output();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -328,72 +329,81 @@ fn state_ranges_give_erange_explanation() {
         "{err}"
     );
     // Below 0x80000 is fine.
-    flowpol_ok(
-        &p.a,
-        &[
+    flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &p.b_addr, "--port", "6006", "--label", "0x7ffff",
-        ],
-    );
+        ])
+        .output_ok();
 }
 
 #[test]
 fn fresh_and_join_give_eexist_and_enoent() {
     let Some(p) = setup("sx") else { return };
-    let out = flowpol(
-        &p.a,
-        &[
+    let out = flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &p.b_addr, "--port", "6007", "--label", "0x33", "--join",
-        ],
-    );
+        ])
+        .output();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("(ENOENT)") && err.contains("--join"), "{err}");
-    flowpol_ok(
-        &p.a,
-        &[
+    flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &p.b_addr, "--port", "6007", "--label", "0x34", "--share", "any",
-        ],
-    );
-    let out = flowpol(
-        &p.a,
-        &[
+        ])
+        .output_ok();
+    let out = flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &p.b_addr, "--port", "6007", "--label", "0x34", "--share", "any",
             "--fresh",
-        ],
-    );
+        ])
+        .output();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("(EEXIST)") && err.contains("--fresh"), "{err}");
     // A lingering share-any label may be joined again.
-    flowpol_ok(
-        &p.a,
-        &[
+    flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &p.b_addr, "--port", "6007", "--label", "0x34", "--share", "any",
-        ],
-    );
+        ])
+        .output_ok();
 }
 
 #[test]
 fn long_linger_without_net_admin_names_the_capability() {
     let Some(p) = setup("sc") else { return };
-    common::netns::assert_needs_capability(
-        &p.a,
-        "net_admin",
-        &[
+    flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &p.b_addr, "--port", "6008", "--label", "0x44", "--linger", "300",
-        ],
-    );
+        ])
+        .assert_needs_capability("net_admin");
 }
 
 #[test]
 fn ipv4_peers_have_null_label() {
     let Some(p) = setup("s4") else { return };
-    let sink = Sink::start(
-        &p.b,
-        &["--listen", ":6009", "--count", "2", "--idle-timeout", "10"],
-    );
-    flowpol_ok(&p.a, &["send", "--to", &p.b_addr4, "--port", "6009"]);
-    flowpol_ok(&p.a, &["send", "--to", &p.b_addr, "--port", "6009"]);
+    let sink = Sink::start(flowpol!().in_ns(&p.b).arg("sink").args([
+        "--listen",
+        ":6009",
+        "--count",
+        "2",
+        "--idle-timeout",
+        "10",
+    ]));
+    flowpol!()
+        .in_ns(&p.a)
+        .args(["send", "--to", &p.b_addr4, "--port", "6009"])
+        .output_ok();
+    flowpol!()
+        .in_ns(&p.a)
+        .args(["send", "--to", &p.b_addr, "--port", "6009"])
+        .output_ok();
     let r = sink.records();
     assert_eq!(
         r[0]["peer"].as_str().unwrap(),
@@ -406,15 +416,15 @@ fn ipv4_peers_have_null_label() {
     assert!(r[0]["flow_label"].is_null(), "{}", r[0]);
     // No --label and no --auto: unlabelled.
     assert_eq!(r[1]["flow_label"], 0, "{}", r[1]);
-    let out = flowpol(
-        &p.a,
-        &["send", "--to", &p.b_addr4, "--port", "6009", "--label", "1"],
-    );
+    let out = flowpol!()
+        .in_ns(&p.a)
+        .args(["send", "--to", &p.b_addr4, "--port", "6009", "--label", "1"])
+        .output();
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
-fn tclass_link_local_iface_and_rate() {
+fn tclass_link_local_destination_and_rate_are_honoured_on_the_wire() {
     let Some(p) = setup("sk") else { return };
     // B's link-local address, reachable only through an interface (scope id + SO_BINDTODEVICE).
     let out = sh(&[
@@ -431,17 +441,21 @@ fn tclass_link_local_iface_and_rate() {
         .unwrap()
         .to_string();
     let cap = Capture::start(&p.b, &p.b_if, "udp dst port 6010");
-    let sink = Sink::start(
-        &p.b,
-        &["--listen", ":6010", "--count", "10", "--idle-timeout", "10"],
-    );
-    let out = flowpol_ok(
-        &p.a,
-        &[
+    let sink = Sink::start(flowpol!().in_ns(&p.b).arg("sink").args([
+        "--listen",
+        ":6010",
+        "--count",
+        "10",
+        "--idle-timeout",
+        "10",
+    ]));
+    let out = flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &ll, "--iface", &p.a_if, "--port", "6010", "--label", "0x2468",
             "--tclass", "0xb8", "--count", "10", "--rate", "50", "--format", "json",
-        ],
-    );
+        ])
+        .output_ok();
     let r = json(&out);
     let records = sink.records();
     let cap = cap.stop();
@@ -474,27 +488,27 @@ fn tclass_link_local_iface_and_rate() {
 #[test]
 fn share_mode_mismatch_is_explained() {
     let Some(p) = setup("sm") else { return };
-    flowpol_ok(
-        &p.a,
-        &[
+    flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &p.b_addr, "--port", "6011", "--label", "0x99", "--share", "user",
             "--linger", "60",
-        ],
-    );
+        ])
+        .output_ok();
     // The same user may join a lingering share-user label...
-    flowpol_ok(
-        &p.a,
-        &[
+    flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &p.b_addr, "--port", "6011", "--label", "0x99", "--share", "user",
-        ],
-    );
+        ])
+        .output_ok();
     // ...but not with another share mode.
-    let out = flowpol(
-        &p.a,
-        &[
+    let out = flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &p.b_addr, "--port", "6011", "--label", "0x99", "--share", "any",
-        ],
-    );
+        ])
+        .output();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -508,26 +522,25 @@ fn share_mode_mismatch_is_explained() {
 #[test]
 fn tcp_sink_over_ipv4_reports_null_label() {
     let Some(p) = setup("s5") else { return };
-    let sink = Sink::start(
-        &p.b,
-        &[
-            "--listen",
-            ":6012",
-            "--proto",
-            "tcp",
-            "--count",
-            "1",
-            "--idle-timeout",
-            "10",
-        ],
+    let sink = Sink::start(flowpol!().in_ns(&p.b).arg("sink").args([
+        "--listen",
+        ":6012",
+        "--proto",
+        "tcp",
+        "--count",
+        "1",
+        "--idle-timeout",
+        "10",
+    ]));
+    let out = json(
+        &flowpol!()
+            .in_ns(&p.a)
+            .args([
+                "send", "--to", &p.b_addr4, "--port", "6012", "--proto", "tcp", "--size", "500",
+                "--format", "json",
+            ])
+            .output_ok(),
     );
-    let out = json(&flowpol_ok(
-        &p.a,
-        &[
-            "send", "--to", &p.b_addr4, "--port", "6012", "--proto", "tcp", "--size", "500",
-            "--format", "json",
-        ],
-    ));
     assert!(out["flow_label"].is_null());
     let r = sink.records();
     assert_eq!(r.len(), 1);
@@ -540,10 +553,10 @@ fn tcp_sink_over_ipv4_reports_null_label() {
 fn mapped_destination_gives_einval_explanation() {
     let Some(p) = setup("si") else { return };
     let mapped = format!("::ffff:{}", p.b_addr4);
-    let out = flowpol(
-        &p.a,
-        &["send", "--to", &mapped, "--port", "6013", "--label", "0x10"],
-    );
+    let out = flowpol!()
+        .in_ns(&p.a)
+        .args(["send", "--to", &mapped, "--port", "6013", "--label", "0x10"])
+        .output();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -567,17 +580,23 @@ fn from_picks_the_source_address() {
         &p.a_if,
         "nodad",
     ]);
-    let sink = Sink::start(
-        &p.b,
-        &["--listen", ":6014", "--count", "1", "--idle-timeout", "10"],
+    let sink = Sink::start(flowpol!().in_ns(&p.b).arg("sink").args([
+        "--listen",
+        ":6014",
+        "--count",
+        "1",
+        "--idle-timeout",
+        "10",
+    ]));
+    let r = json(
+        &flowpol!()
+            .in_ns(&p.a)
+            .args([
+                "send", "--to", &p.b_addr, "--from", &second, "--port", "6014", "--label", "0x3",
+                "--format", "json",
+            ])
+            .output_ok(),
     );
-    let r = json(&flowpol_ok(
-        &p.a,
-        &[
-            "send", "--to", &p.b_addr, "--from", &second, "--port", "6014", "--label", "0x3",
-            "--format", "json",
-        ],
-    ));
     assert!(
         r["local"]
             .as_str()

@@ -1,19 +1,16 @@
 //! Truth from outside: every IPv6 packet's src, dst and flow label (and ports where tshark
-//! dissects TCP, UDP or SCTP) must agree with tshark (`common::tshark`), on generated captures
+//! dissects TCP, UDP or SCTP) must agree with tshark (`support::tshark`), on generated captures
 //! (pcap and pcapng) and on every real capture in `../shared/data/pcaps/` (also converted to
 //! pcapng with editcap).
 
-mod common;
-
-use common::tshark::{Row, ci, have};
+use support::gate::{have, shared_data};
+use support::tshark::Row;
 
 use flowpol::packet::{Decoded, LinkType, NonIpv6, decode};
 use flowpol::source::pcap::{CaptureReader, PcapNgWriter, PcapWriter};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/pcaps");
 
 /// Our rows, plus the frames we decoded as IPv4 (tshark may find IPv6 tunnelled inside them).
 type Ours = BTreeMap<u64, (Row, Option<(u8, u16, u16)>)>;
@@ -47,7 +44,7 @@ fn our_rows(path: &Path) -> (u64, Ours, Vec<u64>) {
 
 /// Compares one capture; returns (IPv6 packets compared, of which with ports).
 fn compare(path: &Path) -> (usize, usize) {
-    let (t_frames, theirs) = common::tshark::rows(path);
+    let (t_frames, theirs) = support::tshark::rows(path);
     let (o_frames, ours, ipv4) = our_rows(path);
     let name = path.display();
     assert_eq!(o_frames, t_frames, "{name}: frame count");
@@ -140,21 +137,15 @@ fn every_generated_link_type_agrees_with_tshark() {
 
 #[test]
 fn shared_real_captures_agree_with_tshark() {
-    let dir = Path::new(SHARED);
-    if !dir.is_dir() {
-        assert!(
-            !ci(),
-            "{SHARED} is missing; under CI=true the real-capture comparison must run"
-        );
-        eprintln!("SKIPPED: {SHARED} is absent, the real-capture comparison did not run");
+    let Some(dir) = shared_data("pcaps", "the real-capture comparison") else {
         return;
-    }
+    };
     if !have("tshark") {
         return;
     }
     let convert = have("editcap");
     let tmp = tempfile::tempdir().unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -179,5 +170,5 @@ fn shared_real_captures_agree_with_tshark() {
             assert_eq!(compare(&ng).0, n, "{}: pcapng copy", f.display());
         }
     }
-    assert!(total > 0, "no IPv6 packet in {SHARED}");
+    assert!(total > 0, "no IPv6 packet in {}", dir.display());
 }

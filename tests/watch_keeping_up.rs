@@ -6,20 +6,21 @@
 //! docs/watch-keeping-up.md come from this test run with `--release --nocapture`; the flood size
 //! can be raised with FLOWPOL_FLOOD_LOOPS. Root only (skips elsewhere, fails under CI=true).
 
-mod common;
-mod send_support;
-
-use common::netns::{VethPair, sh};
-use send_support::BIN;
+use support::netns::{VethPair, sh};
+use support::proc::spawn_until;
+use support::{Flowpol, flowpol};
 
 /// The flowpol under test: FLOWPOL_BIN (e.g. target/release/flowpol, for the figures) or the
 /// binary cargo built for this test.
-fn bin() -> String {
-    std::env::var("FLOWPOL_BIN").unwrap_or_else(|_| BIN.to_string())
+fn flowpol_under_test() -> Flowpol {
+    match std::env::var_os("FLOWPOL_BIN") {
+        Some(bin) => Flowpol::at(bin),
+        None => flowpol!(),
+    }
 }
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 /// tcpdump's three counters from its exit message.
@@ -51,33 +52,24 @@ fn tcpdump_counts(err: &str) -> TcpdumpCounts {
 
 fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, TcpdumpCounts, u64) {
     // tcpdump: its defaults (2 MiB TPACKET_V3 ring), writing to /dev/null.
-    let mut td = VethPair::exec(
-        &p.b,
-        &[
-            "tcpdump",
-            "-Z",
-            "root",
-            "-i",
-            &p.b_if,
-            "-n",
-            "-w",
-            "/dev/null",
-        ],
-    )
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("tcpdump");
-    let td_err = td.stderr.take().unwrap();
-    let mut td_lines = BufReader::new(td_err).lines();
-    loop {
-        let l = td_lines.next().expect("tcpdump exited").unwrap();
-        if l.contains("listening on") {
-            break;
-        }
-    }
-    let bin = bin();
+    let (mut td, _) = spawn_until(
+        support::netns::exec(
+            &p.b,
+            &[
+                "tcpdump",
+                "-Z",
+                "root",
+                "-i",
+                &p.b_if,
+                "-n",
+                "-w",
+                "/dev/null",
+            ],
+        ),
+        "listening on",
+        "tcpdump",
+    );
     let mut args = vec![
-        bin.as_str(),
         "watch",
         "--iface",
         &p.b_if,
@@ -92,7 +84,10 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
         "0.5",
     ];
     args.extend_from_slice(extra);
-    let mut w = VethPair::exec(&p.b, &args)
+    let mut w = flowpol_under_test()
+        .in_ns(&p.b)
+        .args(&args)
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -123,16 +118,16 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
     let loops_s = loops.to_string();
     let children: Vec<_> = (0..senders)
         .map(|_| {
-            VethPair::exec(
-                &p.a,
-                &[
-                    &bin, "replay", "--iface", &p.a_if, trace, "--fast", "--loop", &loops_s,
-                    "--format", "json",
-                ],
-            )
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("replay")
+            flowpol_under_test()
+                .in_ns(&p.a)
+                .args([
+                    "replay", "--iface", &p.a_if, trace, "--fast", "--loop", &loops_s, "--format",
+                    "json",
+                ])
+                .command()
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("replay")
         })
         .collect();
     let mut sent = 0;
@@ -168,27 +163,26 @@ fn flood(p: &VethPair, trace: &str, loops: u32, extra: &[&str]) -> (Value, Tcpdu
     }
     std::thread::sleep(Duration::from_millis(300));
     sh(&["kill", "-INT", &w.id().to_string()]);
-    sh(&["kill", "-INT", &td.id().to_string()]);
+    sh(&["kill", "-INT", &td.child.id().to_string()]);
     let mut out = String::new();
     w.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     assert!(w.wait().unwrap().success(), "watch: {out}");
-    let _ = td.wait();
-    let rest: Vec<String> = td_lines.map_while(Result::ok).collect();
-    let counts = tcpdump_counts(&rest.join("\n"));
+    let (_, _, td_err) = td.finish(Duration::from_secs(30));
+    let counts = tcpdump_counts(&td_err);
     let got: Value = serde_json::from_str(out.trim()).unwrap();
     (got, counts, sent)
 }
 
 #[test]
 fn watch_keeps_up_with_tcpdump_under_a_flood() {
-    if !common::netns::require_root("watch_flood") {
+    if !support::gate::require_root("watch_flood") {
         return;
     }
     let p = VethPair::new("wf");
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("flood.pcap");
     let trace = trace.to_str().unwrap();
-    let out = Command::new(BIN)
+    let out = flowpol!()
         .args([
             "gen",
             "trace",
@@ -199,8 +193,7 @@ fn watch_keeps_up_with_tcpdump_under_a_flood() {
             "--out",
             trace,
         ])
-        .output()
-        .unwrap();
+        .output();
     assert!(out.status.success());
     let loops: u32 = std::env::var("FLOWPOL_FLOOD_LOOPS")
         .ok()

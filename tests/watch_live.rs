@@ -9,19 +9,17 @@
 //! The namespaces are made silent first (static neighbours, no router solicitations, MLD or
 //! neighbour discovery leaving either host), so every frame on the link is one the test sent.
 
-mod common;
-mod send_support;
-
-use common::netns::{VethPair, sh};
-use common::proc::Running;
 use flowpol::packet::LinkType;
 use flowpol::source::pcap::{FrameWriter, PcapWriter};
-use send_support::{BIN, Capture, Sink, flowpol, flowpol_ok};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
+use support::capture::{Capture, Sink};
+use support::flowpol;
+use support::netns::{VethPair, sh};
+use support::proc::Running;
 
 /// Silences the stack of both namespaces: permanent neighbour entries both ways (no neighbour
 /// discovery), no router solicitations, and an nftables output filter that drops the ICMPv6
@@ -68,7 +66,7 @@ fn quiet(p: &VethPair) {
                      icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, \
                      mld-listener-report, mld-listener-done, mld2-listener-report, \
                      destination-unreachable } drop\n  meta l4proto icmp drop\n }\n}\n";
-        let mut c = VethPair::exec(ns, &["nft", "-f", "-"])
+        let mut c = support::netns::exec(ns, &["nft", "-f", "-"])
             .stdin(Stdio::piped())
             .spawn()
             .expect("nft");
@@ -108,10 +106,12 @@ impl Watch {
 
     /// Starts `flowpol watch ARGS` in `ns` without waiting for anything.
     fn spawn(ns: &str, args: &[&str]) -> Watch {
-        let mut a = vec![BIN, "watch"];
-        a.extend_from_slice(args);
         Watch {
-            run: Running::spawn(VethPair::exec(ns, &a), "watching ", "flowpol watch"),
+            run: flowpol!()
+                .in_ns(ns)
+                .arg("watch")
+                .args(args)
+                .spawn("watching "),
             metrics: None,
         }
     }
@@ -178,13 +178,12 @@ fn scrape(ns: &str, addr: &str) -> BTreeMap<String, u64> {
 
 /// Runs `flowpol classify --format json` on a capture.
 fn classify(policy: &Path, pcap: &Path) -> Value {
-    let out = Command::new(BIN)
+    let out = flowpol!()
         .args(["classify", "--format", "json", "--policy"])
         .arg(policy)
         .arg("--pcap")
         .arg(pcap)
-        .output()
-        .unwrap();
+        .output();
     assert!(
         out.status.success(),
         "classify {}: {}",
@@ -246,12 +245,11 @@ fn unavailable(r: &Value, reason: &str) -> u64 {
 
 fn gen_trace(dir: &Path, packets: usize, seed: u64) -> PathBuf {
     let path = dir.join("trace.pcap");
-    let out = Command::new(BIN)
+    let out = flowpol!()
         .args(["gen", "trace", "--flows", "40", "--seed", &seed.to_string()])
         .args(["--packets", &packets.to_string(), "--out"])
         .arg(&path)
-        .output()
-        .unwrap();
+        .output();
     assert!(out.status.success(), "{out:?}");
     path
 }
@@ -290,43 +288,40 @@ fn write_policy(dir: &Path, p: &VethPair) -> PathBuf {
 /// datagrams labelled 0x333 (fragmented at MTU 1500), a TCP connection labelled 0x444, and the
 /// trace replayed onto the link.
 fn drive(p: &VethPair, trace: &Path) {
-    let tcp_sink = Sink::start(
-        &p.b,
-        &[
-            "--listen",
-            ":6103",
-            "--proto",
-            "tcp",
-            "--count",
-            "1",
-            "--idle-timeout",
-            "10",
-        ],
-    );
+    let tcp_sink = Sink::start(flowpol!().in_ns(&p.b).arg("sink").args([
+        "--listen",
+        ":6103",
+        "--proto",
+        "tcp",
+        "--count",
+        "1",
+        "--idle-timeout",
+        "10",
+    ]));
     for (port, label, count, size) in [
         ("6100", "0x111", "5", "64"),
         ("6101", "0x222", "7", "64"),
         ("6102", "0x333", "2", "4000"),
     ] {
-        flowpol_ok(
-            &p.a,
-            &[
+        flowpol!()
+            .in_ns(&p.a)
+            .args([
                 "send", "--to", &p.b_addr, "--port", port, "--label", label, "--count", count,
                 "--size", size,
-            ],
-        );
+            ])
+            .output_ok();
     }
-    flowpol_ok(
-        &p.a,
-        &[
+    flowpol!()
+        .in_ns(&p.a)
+        .args([
             "send", "--to", &p.b_addr, "--port", "6103", "--proto", "tcp", "--label", "0x444",
             "--count", "3", "--size", "30000",
-        ],
-    );
+        ])
+        .output_ok();
     let _ = tcp_sink.records();
-    let r = flowpol_ok(
-        &p.a,
-        &[
+    let r = flowpol!()
+        .in_ns(&p.a)
+        .args([
             "replay",
             "--iface",
             &p.a_if,
@@ -335,15 +330,15 @@ fn drive(p: &VethPair, trace: &Path) {
             "5000",
             "--format",
             "json",
-        ],
-    );
+        ])
+        .output_ok();
     let r: Value = serde_json::from_str(r.trim()).unwrap();
     assert_eq!(r["frames_sent"], r["frames_in_file"], "replay: {r}");
 }
 
 #[test]
 fn watch_counts_send_and_replay_exactly() {
-    if !common::netns::require_root("watch_counts") {
+    if !support::gate::require_root("watch_counts") {
         return;
     }
     let p = VethPair::new("wl");
@@ -490,7 +485,7 @@ fn watch_counts_send_and_replay_exactly() {
 
     // 5. The --write file: complete after SIGINT, byte for byte what tcpdump recorded (VLAN
     // tags restored), the same counts, readable by tshark.
-    let ours = send_support::read_pcap(&written);
+    let ours = support::capture::read_pcap(&written);
     let theirs = tcpdump.frames();
     assert_eq!(ours.len(), theirs.len());
     assert!(ours == theirs, "--write frames differ from tcpdump's");
@@ -554,7 +549,7 @@ fn watch_counts_send_and_replay_exactly() {
 
 #[test]
 fn workers_and_ring_total_what_one_worker_counts() {
-    if !common::netns::require_root("watch_workers") {
+    if !support::gate::require_root("watch_workers") {
         return;
     }
     let p = VethPair::new("ww");
@@ -646,7 +641,7 @@ fn workers_and_ring_total_what_one_worker_counts() {
 
 #[test]
 fn count_and_duration_end_the_watch() {
-    if !common::netns::require_root("watch_count") {
+    if !support::gate::require_root("watch_count") {
         return;
     }
     let p = VethPair::new("wc");
@@ -687,16 +682,16 @@ fn count_and_duration_end_the_watch() {
     let timed = timed.wait(Duration::from_secs(10));
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert_eq!(timed["frames"]["packets"], 0, "a silent link");
-    flowpol_ok(
-        &p.a,
-        &[
+    flowpol!()
+        .in_ns(&p.a)
+        .args([
             "replay",
             "--iface",
             &p.a_if,
             trace.to_str().unwrap(),
             "--fast",
-        ],
-    );
+        ])
+        .output_ok();
     let counted = counted.wait(Duration::from_secs(10));
     assert_eq!(counted["frames"]["packets"], 100, "{}", counted["frames"]);
     // Frames the sockets accepted beyond the 100 are read but not counted, and say so.
@@ -728,16 +723,16 @@ fn count_and_duration_end_the_watch() {
             "pnet",
         ],
     );
-    flowpol_ok(
-        &p.a,
-        &[
+    flowpol!()
+        .in_ns(&p.a)
+        .args([
             "replay",
             "--iface",
             &p.a_if,
             trace.to_str().unwrap(),
             "--fast",
-        ],
-    );
+        ])
+        .output_ok();
     std::thread::sleep(Duration::from_millis(600));
     termed.signal("TERM");
     let (out, err) = termed.wait_raw(Duration::from_secs(10));
@@ -767,7 +762,7 @@ fn count_and_duration_end_the_watch() {
 
 #[test]
 fn watch_without_cap_net_raw_names_the_capability() {
-    if !common::netns::require_root("watch_nocap") {
+    if !support::gate::require_root("watch_nocap") {
         return;
     }
     let p = VethPair::new("wn");
@@ -775,22 +770,21 @@ fn watch_without_cap_net_raw_names_the_capability() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/policies/valid/minimal.fpol"
     );
-    common::netns::assert_needs_capability(
-        &p.b,
-        "net_raw",
-        &["watch", "--iface", &p.b_if, "--policy", policy],
-    );
+    flowpol!()
+        .in_ns(&p.b)
+        .args(["watch", "--iface", &p.b_if, "--policy", policy])
+        .assert_needs_capability("net_raw");
 }
 
 #[test]
 fn watch_on_a_missing_interface_is_a_usage_error() {
-    if !common::netns::require_root("watch_noif") {
+    if !support::gate::require_root("watch_noif") {
         return;
     }
     let p = VethPair::new("wi");
-    let out = flowpol(
-        &p.b,
-        &[
+    let out = flowpol!()
+        .in_ns(&p.b)
+        .args([
             "watch",
             "--iface",
             "nosuch0",
@@ -799,15 +793,15 @@ fn watch_on_a_missing_interface_is_a_usage_error() {
                 env!("CARGO_MANIFEST_DIR"),
                 "/tests/policies/valid/minimal.fpol"
             ),
-        ],
-    );
+        ])
+        .output();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch0"));
 }
 
 #[test]
 fn interface_going_away_ends_the_watch_with_its_summary() {
-    if !common::netns::require_root("watch_gone") {
+    if !support::gate::require_root("watch_gone") {
         return;
     }
     let p = VethPair::new("wg");
@@ -835,10 +829,10 @@ fn interface_going_away_ends_the_watch_with_its_summary() {
                 source,
             ],
         );
-        flowpol_ok(
-            &p.b,
-            &["replay", "--iface", "x2", trace.to_str().unwrap(), "--fast"],
-        );
+        flowpol!()
+            .in_ns(&p.b)
+            .args(["replay", "--iface", "x2", trace.to_str().unwrap(), "--fast"])
+            .output_ok();
         std::thread::sleep(Duration::from_millis(300));
         sh(&["ip", "-n", &p.b, "link", "del", "x1"]);
         let (status, out, err) = w.wait_status(Duration::from_secs(10));
@@ -853,7 +847,7 @@ fn interface_going_away_ends_the_watch_with_its_summary() {
 
 #[test]
 fn on_a_terminal_the_summary_is_redrawn_in_place() {
-    if !common::netns::require_root("watch_tty") {
+    if !support::gate::require_root("watch_tty") {
         return;
     }
     let p = VethPair::new("wt");
@@ -862,7 +856,8 @@ fn on_a_terminal_the_summary_is_redrawn_in_place() {
     let policy = write_policy(dir.path(), &p);
     // `script` gives the watch a pseudo-terminal for stdout and stderr.
     let cmd = format!(
-        "{BIN} watch --iface {} --policy {} --interval 0.3 --duration 1.2",
+        "{} watch --iface {} --policy {} --interval 0.3 --duration 1.2",
+        flowpol!().bin().display(),
         p.b_if,
         policy.display()
     );
@@ -937,7 +932,7 @@ fn numbered_setup(tag: &str, n: u64) -> (VethPair, tempfile::TempDir, PathBuf, P
 /// The sequence numbers in a watch's `--write` file, checked: `frames` of them (what the watch
 /// counted), each once, each one of the `sent`.
 fn written_once(name: &str, written: &Path, frames: u64, sent: u64) -> BTreeSet<u64> {
-    let seqs: Vec<u64> = send_support::read_pcap(written)
+    let seqs: Vec<u64> = support::capture::read_pcap(written)
         .iter()
         .map(|f| seq_of(f).expect("only numbered frames"))
         .collect();
@@ -955,10 +950,9 @@ fn written_once(name: &str, written: &Path, frames: u64, sent: u64) -> BTreeSet<
 /// Starts `flowpol replay` of `stream` from `a` at `rate` frames a second (JSON report on
 /// stdout).
 fn replay_stream(p: &VethPair, stream: &Path, rate: &str) -> Child {
-    VethPair::exec(
-        &p.a,
-        &[
-            BIN,
+    flowpol!()
+        .in_ns(&p.a)
+        .args([
             "replay",
             "--iface",
             &p.a_if,
@@ -967,12 +961,12 @@ fn replay_stream(p: &VethPair, stream: &Path, rate: &str) -> Child {
             rate,
             "--format",
             "json",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("flowpol replay")
+        ])
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("flowpol replay")
 }
 
 /// The sequence number of a frame made by [`numbered_frames`].
@@ -993,7 +987,7 @@ fn seq_of(frame: &[u8]) -> Option<u64> {
 /// workers read plus its drops (the frames the startup filter discarded are neither).
 #[test]
 fn fanout_startup_counts_no_frame_twice() {
-    if !common::netns::require_root("watch_fanout_startup") {
+    if !support::gate::require_root("watch_fanout_startup") {
         return;
     }
     // Several watches start at once, each forming its group while the others do. Every socket
@@ -1045,7 +1039,7 @@ fn fanout_startup_counts_no_frame_twice() {
     // The wire, as tcpdump saw it: when each frame arrived. Under this load tcpdump itself may
     // drop frames; the ones it saw are those whose time is known, and enough of them.
     let since_epoch = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
-    let wire: Vec<(Duration, u64)> = send_support::read_pcap_timed(&tcpdump.file)
+    let wire: Vec<(Duration, u64)> = support::capture::read_pcap_timed(&tcpdump.file)
         .iter()
         .map(|(ts, f)| (*ts, seq_of(f).expect("only numbered frames on the link")))
         .collect();
@@ -1115,7 +1109,7 @@ fn fanout_startup_counts_no_frame_twice() {
 /// kernel's drops, and its `--write` file holds exactly the frames it counted, each once.
 #[test]
 fn stopping_mid_stream_reads_every_accepted_frame() {
-    if !common::netns::require_root("watch_stop_drain") {
+    if !support::gate::require_root("watch_stop_drain") {
         return;
     }
     const SENT: u64 = 60_000;

@@ -3,41 +3,16 @@
 //! itself over loopback; a counting allocator sees every allocation of the process. Root only
 //! (skips elsewhere, fails under CI=true). Other loopback traffic on the machine only adds frames.
 
-mod common;
-
 use flowpol::classify::Linear;
 use flowpol::packet::{FiveTuple, ThreeTuple};
 use flowpol::source::live::{Session, SourceKind, WatchConfig};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `p` came from `System` with layout `l`.
-        unsafe { System.realloc(p, l, new) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` was allocated by `System` with layout `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-}
+use support::alloc;
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: alloc::Counting = alloc::Counting;
 
 const POLICY: &str = "class gold\ndefault pass\nthree {\n  rule l label 0x10000/0xf0000 -> class gold\n}\nfive {\n  rule u proto udp dport 5004-5005 -> class gold\n}\n";
 
@@ -52,7 +27,7 @@ fn receiver() -> (UdpSocket, SocketAddr) {
 
 #[test]
 fn live_capture_allocates_nothing_per_frame() {
-    if !common::netns::require_root("watch_noalloc") {
+    if !support::gate::require_root("watch_noalloc") {
         return;
     }
     let policy = flowpol::policy::load_str("p", POLICY).unwrap();
@@ -89,7 +64,7 @@ fn live_capture_allocates_nothing_per_frame() {
         }
         std::thread::sleep(Duration::from_millis(300));
         drain(&mut received);
-        let before = ALLOCS.load(Ordering::Relaxed);
+        let before = alloc::allocations();
         for i in 0..20_000 {
             tx.send_to(&payload, to).unwrap();
             if i % 100 == 0 {
@@ -98,7 +73,7 @@ fn live_capture_allocates_nothing_per_frame() {
         }
         std::thread::sleep(Duration::from_millis(500));
         drain(&mut received);
-        let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+        let allocs = alloc::allocations() - before;
         let done = session.finish();
         assert!(done.error.is_none(), "{:?}", done.error);
         let frames = done.counts.tally.frames.packets;

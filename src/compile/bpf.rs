@@ -352,57 +352,143 @@ pub fn compile(
             .map(|r| (r.name.as_str(), &r.action))
             .unzip(),
     };
-    // Per level of tags, per rule: its bare match, or None when it never matches.
-    let matches: Vec<Vec<Option<String>>> = (0..=tags)
-        .map(|n| {
-            let at = At::behind(n);
-            match engine {
-                Engine::Three => Ok(policy
-                    .three
-                    .iter()
-                    .map(|r| three_expr(at, &r.matcher))
-                    .collect()),
-                Engine::Five => policy
-                    .five
-                    .iter()
-                    .map(|r| five_expr(at, &r.name, &r.matcher))
-                    .collect(),
+    let bodies = Bodies::new(policy, engine, tags)?;
+    let reason = inexact_reason(engine, tags);
+    let filter =
+        |kind, name: &str, index, action: &Action, body: &dyn Fn(usize) -> Option<String>| {
+            BpfFilter {
+                kind,
+                name: name.to_string(),
+                index,
+                action: action.to_string(),
+                expr: match body(0) {
+                    None => NOTHING.to_string(),
+                    Some(_) => on_link(tags, |n| body(n).unwrap_or_default()),
+                },
+                exact: reason.is_none(),
+                reason: reason.clone(),
             }
-        })
-        .collect::<Result<_, CompileError>>()?;
-    let live = |j: usize| matches[0][j].is_some();
-    let overlap = |i: usize, j: usize| match engine {
-        Engine::Three => three_overlap(&policy.three[i].matcher, &policy.three[j].matcher),
-        Engine::Five => five_overlap(&policy.five[i].matcher, &policy.five[j].matcher),
-    };
-    let covers = |i: usize, j: usize| match engine {
-        Engine::Three => policy.three[i].matcher.covers(&policy.three[j].matcher),
-        Engine::Five => policy.five[i].matcher.covers(&policy.five[j].matcher),
-    };
-    // Per rule, the earlier rules that can take its packets, or None when no packet reaches it.
-    let earlier: Vec<Option<Vec<usize>>> = (0..names.len())
+        };
+    let mut out: Vec<BpfFilter> = (0..names.len())
         .map(|k| {
-            if !live(k) || (0..k).any(|j| live(j) && covers(j, k)) {
-                return None;
-            }
-            Some((0..k).filter(|&j| live(j) && overlap(j, k)).collect())
+            filter(FilterKind::Rule, names[k], Some(k), actions[k], &|n| {
+                bodies.rule(k, n)
+            })
         })
         .collect();
-    // Rule k's packets, with the IPv6 header behind n tags.
-    let rule_body = |k: usize, n: usize| -> Option<String> {
-        let m = &matches[n];
-        let before: Vec<&str> = earlier[k]
+    let mut all_actions = vec![Action::Pass, Action::Drop];
+    all_actions.extend(policy.classes.iter().map(|c| Action::Class(c.name.clone())));
+    for a in &all_actions {
+        let with_a: Vec<usize> = (0..names.len()).filter(|&k| actions[k] == a).collect();
+        let union = |n: usize| bodies.union(&with_a, policy.default == *a, n);
+        if union(0).is_some() {
+            let name = a.to_string();
+            out.push(filter(FilterKind::Action, &name, None, a, &union));
+        }
+    }
+    out.push(filter(
+        FilterKind::Default,
+        "default",
+        None,
+        &policy.default,
+        &|n| bodies.default(n),
+    ));
+    Ok(out)
+}
+
+/// The tests of one policy's rules, from which every filter is built: a rule's packets are its
+/// match and not the matches of the earlier rules that can take them.
+struct Bodies {
+    /// Per level of tags, per rule: its bare match, or None when it never matches.
+    matches: Vec<Vec<Option<String>>>,
+    /// Per rule, the earlier rules that can take its packets, or None when no packet reaches it.
+    earlier: Vec<Option<Vec<usize>>>,
+    /// Whether any packet reaches the default (no rule matches every packet).
+    default_reached: bool,
+}
+
+impl Bodies {
+    fn new(policy: &Policy, engine: Engine, tags: usize) -> Result<Bodies, CompileError> {
+        let matches: Vec<Vec<Option<String>>> = (0..=tags)
+            .map(|n| {
+                let at = At::behind(n);
+                match engine {
+                    Engine::Three => Ok(policy
+                        .three
+                        .iter()
+                        .map(|r| three_expr(at, &r.matcher))
+                        .collect()),
+                    Engine::Five => policy
+                        .five
+                        .iter()
+                        .map(|r| five_expr(at, &r.name, &r.matcher))
+                        .collect(),
+                }
+            })
+            .collect::<Result<_, CompileError>>()?;
+        let live = |j: usize| matches[0][j].is_some();
+        let overlap = |i: usize, j: usize| match engine {
+            Engine::Three => three_overlap(&policy.three[i].matcher, &policy.three[j].matcher),
+            Engine::Five => five_overlap(&policy.five[i].matcher, &policy.five[j].matcher),
+        };
+        let covers = |i: usize, j: usize| match engine {
+            Engine::Three => policy.three[i].matcher.covers(&policy.three[j].matcher),
+            Engine::Five => policy.five[i].matcher.covers(&policy.five[j].matcher),
+        };
+        let earlier = (0..matches[0].len())
+            .map(|k| {
+                if !live(k) || (0..k).any(|j| live(j) && covers(j, k)) {
+                    return None;
+                }
+                Some((0..k).filter(|&j| live(j) && overlap(j, k)).collect())
+            })
+            .collect();
+        let default_reached = matches[0].iter().flatten().all(|m| !m.is_empty());
+        Ok(Bodies {
+            matches,
+            earlier,
+            default_reached,
+        })
+    }
+
+    /// Rule k's packets, with the IPv6 header behind n tags.
+    fn rule(&self, k: usize, n: usize) -> Option<String> {
+        let m = &self.matches[n];
+        let before: Vec<&str> = self.earlier[k]
             .as_ref()?
             .iter()
             .filter_map(|&j| m[j].as_deref())
             .collect();
         Some(and_not(m[k].as_deref()?, &before))
-    };
-    let default_reached = matches[0].iter().flatten().all(|m| !m.is_empty());
-    let default_body = |n: usize| -> Option<String> {
-        let all: Vec<&str> = matches[n].iter().filter_map(|m| m.as_deref()).collect();
-        default_reached.then(|| and_not("", &all))
-    };
+    }
+
+    /// The default's packets (those no rule matches), with the IPv6 header behind n tags.
+    fn default(&self, n: usize) -> Option<String> {
+        let all: Vec<&str> = self.matches[n]
+            .iter()
+            .filter_map(|m| m.as_deref())
+            .collect();
+        self.default_reached.then(|| and_not("", &all))
+    }
+
+    /// The packets of every rule in `rules` (and of the default when `with_default`), with the
+    /// IPv6 header behind n tags.
+    fn union(&self, rules: &[usize], with_default: bool, n: usize) -> Option<String> {
+        let mut alts: Vec<String> = rules.iter().filter_map(|&k| self.rule(k, n)).collect();
+        if with_default {
+            alts.extend(self.default(n));
+        }
+        match alts.len() {
+            0 => None,
+            1 => alts.pop(),
+            _ if alts.iter().any(|b| b.is_empty()) => Some(String::new()),
+            _ => Some(format!("(({}))", alts.join(") or ("))),
+        }
+    }
+}
+
+/// Why the filters of `engine` looking behind `tags` tags are not exact, `None` when they are.
+fn inexact_reason(engine: Engine, tags: usize) -> Option<String> {
     let mut reasons = Vec::new();
     if engine == Engine::Five {
         reasons.push(FIVE_INEXACT.to_string());
@@ -416,60 +502,7 @@ pub fn compile(
         )),
         _ => {}
     }
-    let exact = reasons.is_empty();
-    let reason = (!exact).then(|| reasons.join("; "));
-    let filter =
-        |kind, name: &str, index, action: &Action, body: &dyn Fn(usize) -> Option<String>| {
-            BpfFilter {
-                kind,
-                name: name.to_string(),
-                index,
-                action: action.to_string(),
-                expr: match body(0) {
-                    None => NOTHING.to_string(),
-                    Some(_) => on_link(tags, |n| body(n).unwrap_or_default()),
-                },
-                exact,
-                reason: reason.clone(),
-            }
-        };
-    let mut out: Vec<BpfFilter> = (0..names.len())
-        .map(|k| {
-            filter(FilterKind::Rule, names[k], Some(k), actions[k], &|n| {
-                rule_body(k, n)
-            })
-        })
-        .collect();
-    let mut all_actions = vec![Action::Pass, Action::Drop];
-    all_actions.extend(policy.classes.iter().map(|c| Action::Class(c.name.clone())));
-    for a in &all_actions {
-        // The packets of every rule with this action (and of the default when it has it).
-        let with_a: Vec<usize> = (0..names.len()).filter(|&k| actions[k] == a).collect();
-        let union = |n: usize| -> Option<String> {
-            let mut alts: Vec<String> = with_a.iter().filter_map(|&k| rule_body(k, n)).collect();
-            if policy.default == *a {
-                alts.extend(default_body(n));
-            }
-            match alts.len() {
-                0 => None,
-                1 => alts.pop(),
-                _ if alts.iter().any(|b| b.is_empty()) => Some(String::new()),
-                _ => Some(format!("(({}))", alts.join(") or ("))),
-            }
-        };
-        if union(0).is_some() {
-            let name = a.to_string();
-            out.push(filter(FilterKind::Action, &name, None, a, &union));
-        }
-    }
-    out.push(filter(
-        FilterKind::Default,
-        "default",
-        None,
-        &policy.default,
-        &default_body,
-    ));
-    Ok(out)
+    (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 /// The text form: a `#` comment line naming each filter, then its expression on one line.

@@ -424,7 +424,9 @@ fn plan<S: Copy + PartialEq>(
     steps
 }
 
-/// Compiles the rules of `opts.engine` and the default into an nftables ruleset.
+/// Compiles the rules of `opts.engine` and the default into an nftables ruleset: the rules and
+/// their grouping plan, the counters, the header comments, the table with its maps and the
+/// hook's base chain.
 pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, CompileError> {
     let engine = opts.engine;
     let marks = Marks::resolve(policy, &used_classes(policy, engine), opts.marks)?;
@@ -436,6 +438,40 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
             .map(Item::five)
             .collect::<Result<_, _>>()?,
     };
+    let steps = plan_items(policy, opts, &items);
+    let counters = counters(policy, engine, &items);
+
+    let mut t = String::new();
+    write_header(&mut t, opts, items.len(), &marks);
+    let _ = writeln!(t, "table ip6 {TABLE} {{}}");
+    let _ = writeln!(t, "delete table ip6 {TABLE}");
+    let _ = writeln!(t, "table ip6 {TABLE} {{");
+    for (name, tag) in &counters {
+        let _ = writeln!(
+            t,
+            "\tcounter {name} {{ comment \"{}\" }}",
+            nft_comment(&tag.comment())
+        );
+    }
+    let mut base = String::new();
+    if engine == Engine::Five {
+        write_unavailable(&mut base, &action_text(&policy.default, &marks));
+    }
+    let (groups, grouped_rules) = write_steps(&mut t, &mut base, &steps, &items, &counters, &marks);
+    write_base_chain(&mut t, opts, &base, &action_text(&policy.default, &marks));
+    Ok(NftRuleset {
+        text: t,
+        counters,
+        marks,
+        groups,
+        grouped_rules,
+    })
+}
+
+/// The order rules are emitted in: each alone, or (with [`Encoding::Auto`]) runs of rules of
+/// one shape gathered into a verdict map where no skipped rule overlaps them.
+fn plan_items(policy: &Policy, opts: &NftOptions, items: &[Item]) -> Vec<Step<Shape>> {
+    let engine = opts.engine;
     let overlap = |i: usize, j: usize| match engine {
         Engine::Three => three_overlap(&policy.three[i].matcher, &policy.three[j].matcher),
         Engine::Five => five_overlap(&policy.five[i].matcher, &policy.five[j].matcher),
@@ -447,11 +483,13 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
             Encoding::Auto => it.shape(engine, opts.max_elements_per_rule),
         })
         .collect();
+    plan(&shapes, opts.min_group, opts.max_lookahead, overlap)
+}
 
-    let steps = plan(&shapes, opts.min_group, opts.max_lookahead, overlap);
-
+/// The named counters: one per rule (by index), `unavailable` for five, and `default`.
+fn counters(policy: &Policy, engine: Engine, items: &[Item]) -> Vec<(String, CounterTag)> {
     let eng = engine.keyword();
-    let mut counters = Vec::with_capacity(items.len() + 1);
+    let mut counters = Vec::with_capacity(items.len() + 2);
     for (i, it) in items.iter().enumerate() {
         counters.push((
             counter_name(i, &it.name),
@@ -483,8 +521,14 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
             action: policy.default.to_string(),
         },
     ));
+    counters
+}
 
-    let mut t = String::new();
+/// The comments at the top: how it was made, the counters' naming, the marks, and (five) what
+/// the `unavailable` counter holds.
+fn write_header(t: &mut String, opts: &NftOptions, rules: usize, marks: &Marks) {
+    let engine = opts.engine;
+    let eng = engine.keyword();
     let _ = writeln!(t, "#!/usr/sbin/nft -f");
     let _ = writeln!(
         t,
@@ -493,8 +537,7 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
     );
     let _ = writeln!(
         t,
-        "# {} {eng} rules, first match wins; the default goes last.",
-        items.len()
+        "# {rules} {eng} rules, first match wins; the default goes last."
     );
     let _ = writeln!(
         t,
@@ -524,33 +567,37 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
              # rules on addresses or protocol only."
         );
     }
-    let _ = writeln!(t, "table ip6 {TABLE} {{}}");
-    let _ = writeln!(t, "delete table ip6 {TABLE}");
-    let _ = writeln!(t, "table ip6 {TABLE} {{");
-    for (name, tag) in &counters {
-        let _ = writeln!(
-            t,
-            "\tcounter {name} {{ comment \"{}\" }}",
-            nft_comment(&tag.comment())
-        );
-    }
-    let mut base = String::new();
-    if engine == Engine::Five {
-        // flowpol has no 5-tuple for these and assigns them to no rule; nft would still see a
-        // protocol (meta l4proto) for them. They get the default's verdict, counted apart.
-        let act = action_text(&policy.default, &marks);
-        let _ = writeln!(
-            base,
-            "\t\tfrag frag-off != 0 counter name \"{UNAVAILABLE_COUNTER}\" {act} comment \"no 5-tuple: non-first fragment\""
-        );
-        let _ = writeln!(
-            base,
-            "\t\tmeta l4proto {{ 50, 59, 135, 139, 140, 253, 254 }} counter name \"{UNAVAILABLE_COUNTER}\" {act} comment \"no 5-tuple: esp, no next header, unknown extension header\""
-        );
-    }
+}
+
+/// The base chain's first lines for five: packets flowpol has no 5-tuple for get the default's
+/// verdict (`act`), counted in `unavailable`.
+fn write_unavailable(base: &mut String, act: &str) {
+    // flowpol has no 5-tuple for these and assigns them to no rule; nft would still see a
+    // protocol (meta l4proto) for them. They get the default's verdict, counted apart.
+    let _ = writeln!(
+        base,
+        "\t\tfrag frag-off != 0 counter name \"{UNAVAILABLE_COUNTER}\" {act} comment \"no 5-tuple: non-first fragment\""
+    );
+    let _ = writeln!(
+        base,
+        "\t\tmeta l4proto {{ 50, 59, 135, 139, 140, 253, 254 }} counter name \"{UNAVAILABLE_COUNTER}\" {act} comment \"no 5-tuple: esp, no next header, unknown extension header\""
+    );
+}
+
+/// The rules in plan order: a plain rule is a line of the base chain (`base`); a group is a
+/// verdict map and one chain per member in the table (`t`) and a `vmap` line in `base`.
+/// Returns (groups, rules in groups).
+fn write_steps(
+    t: &mut String,
+    base: &mut String,
+    steps: &[Step<Shape>],
+    items: &[Item],
+    counters: &[(String, CounterTag)],
+    marks: &Marks,
+) -> (usize, usize) {
     let mut groups = 0;
     let mut grouped_rules = 0;
-    for step in &steps {
+    for step in steps {
         match step {
             Step::Plain(i) => {
                 let it = &items[*i];
@@ -568,7 +615,7 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
                 let _ = writeln!(
                     base,
                     "\t\t{e}{sep}counter name \"{cname}\" {} comment \"{}\"",
-                    action_text(&it.action, &marks),
+                    action_text(&it.action, marks),
                     nft_comment(&format!("rule {}", it.name))
                 );
             }
@@ -597,7 +644,7 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
                         t,
                         "\tchain r{i} {{ counter name \"{}\" {}; }}",
                         counters[i].0,
-                        action_text(&items[i].action, &marks)
+                        action_text(&items[i].action, marks)
                     );
                 }
                 let _ = writeln!(
@@ -611,6 +658,12 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
             }
         }
     }
+    (groups, grouped_rules)
+}
+
+/// The chain on the hook: the rule lines in `base`, then the default (`default_act`), and the
+/// table's closing brace.
+fn write_base_chain(t: &mut String, opts: &NftOptions, base: &str, default_act: &str) {
     let _ = writeln!(t, "\tchain {} {{", opts.hook.as_str());
     let _ = writeln!(
         t,
@@ -618,21 +671,13 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
         opts.hook.as_str(),
         opts.priority
     );
-    t.push_str(&base);
+    t.push_str(base);
     let _ = writeln!(
         t,
-        "\t\tcounter name \"{DEFAULT_COUNTER}\" {} comment \"default\"",
-        action_text(&policy.default, &marks)
+        "\t\tcounter name \"{DEFAULT_COUNTER}\" {default_act} comment \"default\""
     );
     let _ = writeln!(t, "\t}}");
     let _ = writeln!(t, "}}");
-    Ok(NftRuleset {
-        text: t,
-        counters,
-        marks,
-        groups,
-        grouped_rules,
-    })
 }
 
 /// Why `nft -f -` refused a ruleset.

@@ -26,6 +26,9 @@ pub fn check(ast: &FileAst) -> (Option<Policy>, Vec<Diagnostic>) {
     (if has_errors { None } else { policy }, c.diags)
 }
 
+/// The `three` and `five` rules of a file, in order.
+type LoweredRules = (Vec<Rule<ThreeMatch>>, Vec<Rule<FiveMatch>>);
+
 #[derive(Default)]
 struct Checker {
     diags: Vec<Diagnostic>,
@@ -36,9 +39,30 @@ impl Checker {
         self.diags.push(d);
     }
 
+    /// Lowers the file in its phases (classes, default, rules, unused classes), reporting
+    /// every finding; the policy when none of them is an error that loses a part of it.
     fn lower(&mut self, ast: &FileAst) -> Option<Policy> {
-        let mut ok = true;
-        // Classes.
+        let (mut classes, class_spans) = self.lower_classes(ast);
+        let declared = !ast.classes.is_empty();
+        let mut used: FxHashSet<String> = FxHashSet::default();
+        let default = self.lower_default(ast, declared, &class_spans, &mut classes, &mut used);
+        let rules = self.lower_rules(ast, declared, &class_spans, &mut classes, &mut used);
+        if declared {
+            self.lint_unused_classes(ast, &used);
+        }
+        let (default, (three, five)) = (default?, rules?);
+        Some(Policy {
+            classes,
+            three,
+            five,
+            default,
+            default_explicit: !ast.defaults.is_empty(),
+        })
+    }
+
+    /// The declared classes (a duplicate reported and skipped, a mark over 32 bits reported and
+    /// dropped) and where each name is declared.
+    fn lower_classes<'a>(&mut self, ast: &'a FileAst) -> (Vec<ClassDef>, FxHashMap<&'a str, Span>) {
         let mut classes: Vec<ClassDef> = Vec::new();
         let mut class_spans: FxHashMap<&str, Span> = FxHashMap::default();
         for decl in &ast.classes {
@@ -75,10 +99,20 @@ impl Checker {
                 mark,
             });
         }
-        let declared = !ast.classes.is_empty();
-        let mut used: FxHashSet<String> = FxHashSet::default();
+        (classes, class_spans)
+    }
 
-        // Default.
+    /// The default action: reported when given twice or missing (then `pass`); `None` when it
+    /// is wrong.
+    fn lower_default(
+        &mut self,
+        ast: &FileAst,
+        declared: bool,
+        class_spans: &FxHashMap<&str, Span>,
+        classes: &mut Vec<ClassDef>,
+        used: &mut FxHashSet<String>,
+    ) -> Option<Action> {
+        let mut ok = true;
         let mut default = Action::Pass;
         for (k, d) in ast.defaults.iter().enumerate() {
             if k > 0 {
@@ -91,7 +125,7 @@ impl Checker {
                 ok = false;
                 continue;
             }
-            match self.action(&d.action, declared, &class_spans, &mut classes, &mut used) {
+            match self.action(&d.action, declared, class_spans, classes, used) {
                 Some(a) => default = a,
                 None => ok = false,
             }
@@ -107,8 +141,20 @@ impl Checker {
                 .with_help("state it: add `default pass` or `default drop`"),
             );
         }
+        ok.then_some(default)
+    }
 
-        // Rules.
+    /// The rules of the `three` and `five` blocks, in order; a rule name used twice in one
+    /// kind is an error. `None` when any rule is wrong.
+    fn lower_rules(
+        &mut self,
+        ast: &FileAst,
+        declared: bool,
+        class_spans: &FxHashMap<&str, Span>,
+        classes: &mut Vec<ClassDef>,
+        used: &mut FxHashSet<String>,
+    ) -> Option<LoweredRules> {
+        let mut ok = true;
         let mut three = Vec::new();
         let mut five = Vec::new();
         let mut names: [FxHashMap<String, Span>; 2] = [FxHashMap::default(), FxHashMap::default()];
@@ -130,8 +176,7 @@ impl Checker {
                 } else {
                     seen.insert(r.name.name.clone(), r.name.span);
                 }
-                let action =
-                    self.action(&r.action, declared, &class_spans, &mut classes, &mut used);
+                let action = self.action(&r.action, declared, class_spans, classes, used);
                 let lowered = match block.tuple {
                     Tuple::Three => self.three_match(r).map(|m| (Some(m), None)),
                     Tuple::Five => self.five_match(r).map(|m| (None, Some(m))),
@@ -159,27 +204,23 @@ impl Checker {
                 }
             }
         }
-        if declared {
-            for decl in &ast.classes {
-                if !used.contains(&decl.name.name) {
-                    self.push(
-                        Diagnostic::new(
-                            Code::UnusedClass,
-                            format!("class `{}` is declared but no rule uses it", decl.name.name),
-                            decl.name.span,
-                        )
-                        .with_label("declared here"),
-                    );
-                }
+        ok.then_some((three, five))
+    }
+
+    /// Warns about each declared class no rule or default uses.
+    fn lint_unused_classes(&mut self, ast: &FileAst, used: &FxHashSet<String>) {
+        for decl in &ast.classes {
+            if !used.contains(&decl.name.name) {
+                self.push(
+                    Diagnostic::new(
+                        Code::UnusedClass,
+                        format!("class `{}` is declared but no rule uses it", decl.name.name),
+                        decl.name.span,
+                    )
+                    .with_label("declared here"),
+                );
             }
         }
-        ok.then_some(Policy {
-            classes,
-            three,
-            five,
-            default,
-            default_explicit: !ast.defaults.is_empty(),
-        })
     }
 
     fn action(

@@ -426,38 +426,10 @@ pub fn send_with_progress(
     let mut flowinfo = 0;
     let mut observer = None;
     if let Some(dst) = dst6 {
-        if cfg.proto == Proto::Udp {
-            // Datagrams above the path MTU are fragmented by the kernel (this is the default;
-            // set explicitly so a changed default cannot turn --size into EMSGSIZE).
-            sys::set_int(&sock, libc::IPPROTO_IPV6, sys::IPV6_DONTFRAG, 0)
-                .map_err(io_err("clearing IPV6_DONTFRAG"))?;
-        }
-        match cfg.label {
-            LabelMode::Fixed(l) => {
-                lease(&sock, cfg, dst, l)?;
-                flowinfo = sys::flowinfo_for_label(l.value(), 0);
-            }
-            LabelMode::Auto => {
-                sys::set_int(&sock, libc::IPPROTO_IPV6, sys::IPV6_AUTOFLOWLABEL, 1)
-                    .map_err(io_err("setting IPV6_AUTOFLOWLABEL"))?;
-            }
-            LabelMode::Unlabelled => {
-                sys::set_int(&sock, libc::IPPROTO_IPV6, sys::IPV6_AUTOFLOWLABEL, 0)
-                    .map_err(io_err("turning IPV6_AUTOFLOWLABEL off"))?;
-            }
-        }
+        flowinfo = label_socket(&sock, cfg, dst)?;
         observer = Some(WireObserver::new(&sock, dst)?);
     }
-    let dest: SockAddr = match cfg.to {
-        IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(
-            a,
-            cfg.port,
-            flowinfo,
-            if is_link_local(a) { scope } else { 0 },
-        ))
-        .into(),
-        IpAddr::V4(a) => SocketAddr::new(IpAddr::V4(a), cfg.port).into(),
-    };
+    let dest = destination(cfg, flowinfo, scope);
     let fixed = match cfg.label {
         LabelMode::Fixed(l) if dst6.is_some() => Some(l),
         _ => None,
@@ -469,96 +441,209 @@ pub fn send_with_progress(
         _ => SendError::io(format!("{op} {}", cfg.to), e),
     };
 
-    let mut payload = vec![b'f'; cfg.size];
-    let mut packets = 0u64;
-    let mut bytes = 0u64;
-    let mut start = Instant::now();
-    let mut clock = super::SendClock::default();
+    let mut run = Run {
+        sock: &sock,
+        cfg,
+        dest: &dest,
+        observer: observer.as_mut(),
+        packets: 0,
+        bytes: 0,
+        clock: super::SendClock::default(),
+    };
     match cfg.proto {
-        Proto::Udp => {
-            for i in 0..cfg.count {
-                pace(start, i, cfg.rate);
-                stamp(&mut payload, i);
-                let n = sock
-                    .send_to(&payload, &dest)
-                    .map_err(|e| send_refusal(e, "sending to"))?;
-                packets += 1;
-                progress(packets);
-                bytes += n as u64;
-                clock.tick();
-                if let Some(o) = observer.as_mut() {
-                    o.drain(&sock);
-                }
-            }
-            if let Some(o) = observer.as_mut() {
-                o.wait(&sock, cfg.count, AUTO_WAIT);
-            }
+        Proto::Udp => run.udp(&send_refusal, &mut progress)?,
+        Proto::Tcp => run.tcp(&send_refusal, &mut progress)?,
+    }
+    let (packets, bytes, clock) = (run.packets, run.bytes, run.clock);
+    let local = local_text(&sock, cfg, &dest);
+    if let Some(l) = fixed {
+        release(&sock, l)?;
+    }
+    let observed = observer.map(|o| o.labels).unwrap_or_default();
+    let (label_mode, flow_label) = reported_label(cfg, dst6, &observed);
+    Ok(SendReport {
+        proto: cfg.proto,
+        to: match cfg.to {
+            IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(a, cfg.port, 0, 0)).to_string(),
+            IpAddr::V4(a) => SocketAddr::new(IpAddr::V4(a), cfg.port).to_string(),
+        },
+        local,
+        label_mode,
+        flow_label,
+        observed_labels: observed,
+        packets,
+        bytes,
+        elapsed_s: clock.elapsed_s(),
+        rate_pps: clock.rate(packets),
+    })
+}
+
+/// Sets the IPv6 socket up for the label of `cfg` towards `dst`: fragmentation allowed for UDP,
+/// then the label leased (fixed), or automatic labels on or off. Returns the flowinfo to send
+/// with (the leased label, or 0).
+fn label_socket(sock: &Socket, cfg: &SendConfig, dst: Ipv6Addr) -> Result<u32, SendError> {
+    if cfg.proto == Proto::Udp {
+        // Datagrams above the path MTU are fragmented by the kernel (this is the default;
+        // set explicitly so a changed default cannot turn --size into EMSGSIZE).
+        sys::set_int(sock, libc::IPPROTO_IPV6, sys::IPV6_DONTFRAG, 0)
+            .map_err(io_err("clearing IPV6_DONTFRAG"))?;
+    }
+    let mut flowinfo = 0;
+    match cfg.label {
+        LabelMode::Fixed(l) => {
+            lease(sock, cfg, dst, l)?;
+            flowinfo = sys::flowinfo_for_label(l.value(), 0);
         }
-        Proto::Tcp => {
-            sock.connect_timeout(&dest, cfg.timeout)
-                .map_err(|e| send_refusal(e, "connecting to"))?;
-            sock.set_tcp_nodelay(true)
-                .map_err(io_err("setting TCP_NODELAY"))?;
-            // The rate schedule starts with the first write, not with the handshake.
-            start = Instant::now();
-            for i in 0..cfg.count {
-                pace(start, i, cfg.rate);
-                stamp(&mut payload, i);
-                write_all(&sock, &payload).map_err(io_err(format!("writing to {}", cfg.to)))?;
-                packets += 1;
-                progress(packets);
-                bytes += payload.len() as u64;
-                clock.tick();
-                if let Some(o) = observer.as_mut() {
-                    o.drain(&sock);
-                }
-            }
-            if let Some(o) = observer.as_mut() {
-                o.wait(&sock, cfg.count.min(1), AUTO_WAIT);
-            }
-            // Close our side, then wait for the peer to close, so every segment of ours (FIN
-            // included) leaves while the socket still holds the label.
-            sock.shutdown(std::net::Shutdown::Write)
-                .map_err(io_err("closing the connection"))?;
-            sock.set_read_timeout(Some(cfg.timeout))
-                .map_err(io_err("setting a read timeout"))?;
-            let mut sink = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-            loop {
-                match sock.recv(&mut sink) {
-                    Ok(0) => break,
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        tracing::warn!("waiting for {} to close: {e}", cfg.to);
-                        break;
-                    }
-                }
-            }
+        LabelMode::Auto => {
+            sys::set_int(sock, libc::IPPROTO_IPV6, sys::IPV6_AUTOFLOWLABEL, 1)
+                .map_err(io_err("setting IPV6_AUTOFLOWLABEL"))?;
+        }
+        LabelMode::Unlabelled => {
+            sys::set_int(sock, libc::IPPROTO_IPV6, sys::IPV6_AUTOFLOWLABEL, 0)
+                .map_err(io_err("turning IPV6_AUTOFLOWLABEL off"))?;
         }
     }
-    let local = sock
-        .local_addr()
+    Ok(flowinfo)
+}
+
+/// The address to send to: with the flowinfo, and the scope id for a link-local IPv6 address.
+fn destination(cfg: &SendConfig, flowinfo: u32, scope: u32) -> SockAddr {
+    match cfg.to {
+        IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(
+            a,
+            cfg.port,
+            flowinfo,
+            if is_link_local(a) { scope } else { 0 },
+        ))
+        .into(),
+        IpAddr::V4(a) => SocketAddr::new(IpAddr::V4(a), cfg.port).into(),
+    }
+}
+
+/// One send in progress: the socket, where to, the observer of the looped-back copies, and
+/// what has been sent so far.
+struct Run<'a> {
+    sock: &'a Socket,
+    cfg: &'a SendConfig,
+    dest: &'a SockAddr,
+    observer: Option<&'a mut WireObserver>,
+    packets: u64,
+    bytes: u64,
+    clock: super::SendClock,
+}
+
+impl Run<'_> {
+    /// Counts one datagram or write of `n` bytes and collects the labels seen so far.
+    fn sent(&mut self, n: usize, progress: &mut impl FnMut(u64)) {
+        self.packets += 1;
+        progress(self.packets);
+        self.bytes += n as u64;
+        self.clock.tick();
+        if let Some(o) = self.observer.as_mut() {
+            o.drain(self.sock);
+        }
+    }
+
+    /// `count` datagrams at the configured rate, then a wait for the copies of all of them.
+    fn udp(
+        &mut self,
+        refusal: &dyn Fn(std::io::Error, &str) -> SendError,
+        progress: &mut impl FnMut(u64),
+    ) -> Result<(), SendError> {
+        let cfg = self.cfg;
+        let mut payload = vec![b'f'; cfg.size];
+        let start = Instant::now();
+        for i in 0..cfg.count {
+            pace(start, i, cfg.rate);
+            stamp(&mut payload, i);
+            let n = self
+                .sock
+                .send_to(&payload, self.dest)
+                .map_err(|e| refusal(e, "sending to"))?;
+            self.sent(n, progress);
+        }
+        if let Some(o) = self.observer.as_mut() {
+            o.wait(self.sock, cfg.count, AUTO_WAIT);
+        }
+        Ok(())
+    }
+
+    /// Connects, writes `count` times at the configured rate, closes our side and waits for
+    /// the peer to close.
+    fn tcp(
+        &mut self,
+        refusal: &dyn Fn(std::io::Error, &str) -> SendError,
+        progress: &mut impl FnMut(u64),
+    ) -> Result<(), SendError> {
+        let (sock, cfg) = (self.sock, self.cfg);
+        let mut payload = vec![b'f'; cfg.size];
+        sock.connect_timeout(self.dest, cfg.timeout)
+            .map_err(|e| refusal(e, "connecting to"))?;
+        sock.set_tcp_nodelay(true)
+            .map_err(io_err("setting TCP_NODELAY"))?;
+        // The rate schedule starts with the first write, not with the handshake.
+        let start = Instant::now();
+        for i in 0..cfg.count {
+            pace(start, i, cfg.rate);
+            stamp(&mut payload, i);
+            write_all(sock, &payload).map_err(io_err(format!("writing to {}", cfg.to)))?;
+            self.sent(payload.len(), progress);
+        }
+        if let Some(o) = self.observer.as_mut() {
+            o.wait(sock, cfg.count.min(1), AUTO_WAIT);
+        }
+        // Close our side, then wait for the peer to close, so every segment of ours (FIN
+        // included) leaves while the socket still holds the label.
+        sock.shutdown(std::net::Shutdown::Write)
+            .map_err(io_err("closing the connection"))?;
+        sock.set_read_timeout(Some(cfg.timeout))
+            .map_err(io_err("setting a read timeout"))?;
+        let mut sink = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        loop {
+            match sock.recv(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!("waiting for {} to close: {e}", cfg.to);
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The local address as text; for an unbound UDP socket (`::`), the source the route lookup
+/// picks.
+fn local_text(sock: &Socket, cfg: &SendConfig, dest: &SockAddr) -> Option<String> {
+    sock.local_addr()
         .ok()
         .and_then(|a| a.as_socket())
         .map(|mut a| {
             // An unbound UDP socket shows `::`; report the source the route lookup picks.
             if a.ip().is_unspecified()
-                && let Some(ip) = route_source(cfg, &dest)
+                && let Some(ip) = route_source(cfg, dest)
             {
                 a.set_ip(ip);
             }
             a.to_string()
-        });
-    if let Some(l) = fixed {
-        release(&sock, l)?;
-    }
-    let observed = observer.map(|o| o.labels).unwrap_or_default();
+        })
+}
+
+/// The label mode and label to report, from what was asked and the labels `observed` on the
+/// looped-back copies, warning when they disagree or when nothing could be seen.
+fn reported_label(
+    cfg: &SendConfig,
+    dst6: Option<Ipv6Addr>,
+    observed: &[FlowLabel],
+) -> (&'static str, Option<FlowLabel>) {
     let single = if observed.len() == 1 {
         Some(observed[0])
     } else {
         None
     };
-    let (label_mode, flow_label) = match (cfg.label, dst6) {
+    match (cfg.label, dst6) {
         (_, None) => ("none", None),
         (LabelMode::Fixed(l), _) => {
             if observed.iter().any(|&o| o != l) {
@@ -587,22 +672,7 @@ pub fn send_with_progress(
             }
             ("auto", single)
         }
-    };
-    Ok(SendReport {
-        proto: cfg.proto,
-        to: match cfg.to {
-            IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(a, cfg.port, 0, 0)).to_string(),
-            IpAddr::V4(a) => SocketAddr::new(IpAddr::V4(a), cfg.port).to_string(),
-        },
-        local,
-        label_mode,
-        flow_label,
-        observed_labels: observed,
-        packets,
-        bytes,
-        elapsed_s: clock.elapsed_s(),
-        rate_pps: clock.rate(packets),
-    })
+    }
 }
 
 /// Writes the sequence number into the first 8 payload bytes (when there is room).

@@ -1,34 +1,10 @@
-//! tshark as the outside truth: whether a tool is installed (required under `CI=true`), and
-//! tshark's reading of every IPv6 frame of a capture (src, dst, flow label, and the ports of
+//! tshark as the outside truth: tshark's reading of every IPv6 frame of a capture (src, dst, flow label, and the ports of
 //! the transports it dissected). tshark runs with IPv6 reassembly off, so a first fragment is
 //! dissected on its own, and with `occurrence=f`, so tunnelled packets give their outer header.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-
-/// True when the tests run under CI, where every outside tool must be present.
-pub fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Whether `tool --version` runs. Under `CI=true` a missing tool fails the test; otherwise the
-/// caller skips, and this says so.
-pub fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            !ci(),
-            "{tool} is required under CI=true (apt-get install tshark)"
-        );
-        eprintln!("SKIPPED: {tool} is not installed");
-    }
-    ok
-}
 
 /// One IPv6 frame as tshark reads it.
 #[derive(Debug, PartialEq, Eq, Clone)]

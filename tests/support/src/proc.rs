@@ -1,7 +1,6 @@
 //! Child processes in tests: start one with a thread reading its stderr, wait for the line that
 //! says it is ready (tcpdump's "listening on", flowpol's own ready lines), and finish it within
 //! a time limit, collecting stdout and stderr.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -1,35 +1,13 @@
-//! Helpers shared by the `send_*` tests: run flowpol inside a namespace, capture with tcpdump on
-//! the far end, read labels back with tshark, and collect `sink` records.
-#![allow(dead_code)]
+//! Traffic seen from outside: capture with tcpdump on the far end of a veth pair, read fields
+//! back with tshark, collect `flowpol sink` records, and read pcap/pcapng files with pcap-file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::common::netns::VethPair;
-use crate::common::proc::{Running, spawn_until};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_flowpol");
-
-/// Runs `flowpol args...` inside namespace `ns`.
-pub fn flowpol(ns: &str, args: &[&str]) -> Output {
-    let mut a = vec![BIN];
-    a.extend_from_slice(args);
-    VethPair::exec(ns, &a).output().expect("running flowpol")
-}
-
-/// Like [`flowpol`], asserting success, returning stdout.
-pub fn flowpol_ok(ns: &str, args: &[&str]) -> String {
-    let out = flowpol(ns, args);
-    assert!(
-        out.status.success(),
-        "flowpol {args:?} failed ({:?}):\n{}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::Flowpol;
+use crate::netns;
+use crate::proc::{Running, spawn_until};
 
 /// A running tcpdump writing a pcap file.
 pub struct Capture {
@@ -61,7 +39,7 @@ impl Capture {
             &f,
         ];
         args.extend(filter.split_whitespace());
-        let (run, _) = spawn_until(VethPair::exec(ns, &args), "listening on", "tcpdump");
+        let (run, _) = spawn_until(netns::exec(ns, &args), "listening on", "tcpdump");
         Capture {
             run,
             file,
@@ -145,22 +123,10 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Starts `flowpol sink ARGS` in `ns` and waits until it listens.
-    pub fn start(ns: &str, args: &[&str]) -> Sink {
-        let mut a = vec![BIN, "sink"];
-        a.extend_from_slice(args);
-        Self::spawn(VethPair::exec(ns, &a))
-    }
-
-    /// Starts `flowpol sink ARGS` in the test's own network namespace (loopback tests).
-    pub fn start_here(args: &[&str]) -> Sink {
-        let mut c = Command::new(BIN);
-        c.arg("sink").args(args);
-        Self::spawn(c)
-    }
-
-    fn spawn(cmd: Command) -> Sink {
-        let (run, line) = spawn_until(cmd, "listening on", "flowpol sink");
+    /// Starts `flowpol sink ...` (the command given, e.g. `flowpol!().in_ns(ns).args(["sink",
+    /// ...])`) and waits until it listens.
+    pub fn start(cmd: Flowpol) -> Sink {
+        let (run, line) = cmd.spawn_until("listening on");
         let addr = line
             .split_whitespace()
             .nth(2)

@@ -1,7 +1,6 @@
 //! Test support for the compile tests: seeded policy generators, labelled frames (plain UDP/TCP
 //! built with etherparse, plus hop-by-hop and fragmented variants patched by hand), pcap
 //! writing/counting, and the flowpol classification of the same inputs.
-#![allow(dead_code)]
 
 use etherparse::PacketBuilder;
 use flowpol::FlowLabel;
@@ -526,51 +525,4 @@ pub fn expected_five(policy: &Policy, pkts: &[Pkt]) -> Vec<u64> {
         c[i] += 1;
     }
     c
-}
-
-/// A network namespace of the test's own, deleted on drop.
-pub struct Netns(pub String);
-
-impl Netns {
-    pub fn new(tag: &str) -> Netns {
-        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let name = format!("fpc{tag}{}x{n}", std::process::id());
-        let st = std::process::Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(st.success(), "ip netns add {name}");
-        Netns(name)
-    }
-
-    /// Runs `nft ARGS` in the namespace: (success, stdout, stderr).
-    pub fn nft(&self, args: &[&str]) -> (bool, String, String) {
-        let o = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.0, "nft"])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    }
-
-    /// `nft -c -f FILE` (check only) or `nft -f FILE`, panicking with nft's message on failure.
-    pub fn nft_file(&self, file: &Path, check: bool) {
-        let f = file.to_str().unwrap();
-        let args: &[&str] = if check { &["-c", "-f", f] } else { &["-f", f] };
-        let (ok, _, err) = self.nft(args);
-        assert!(ok, "nft {args:?} rejected {f}:\n{err}");
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
-    }
 }

@@ -1,5 +1,0 @@
-//! Helpers shared by the integration tests.
-
-pub mod netns;
-pub mod proc;
-pub mod tshark;

@@ -264,7 +264,9 @@ struct Out {
 pub struct Generator {
     rng: ChaCha8Rng,
     flows: Vec<Flow>,
-    total_weight: u32,
+    /// `cumulative[i]` is the sum of the weights of flows `0..=i`: a flow is picked by binary
+    /// search, so the cost per packet does not grow with the number of flows.
+    cumulative: Vec<u64>,
     frag_id: u32,
 }
 
@@ -298,24 +300,33 @@ impl Generator {
         let flows: Vec<Flow> = (0..cfg.flows.max(1))
             .map(|_| Flow::new(&mut rng, &hosts))
             .collect();
-        let total_weight = flows.iter().map(|f| f.weight).sum();
+        let cumulative = flows
+            .iter()
+            .scan(0u64, |sum, f| {
+                *sum += u64::from(f.weight);
+                Some(*sum)
+            })
+            .collect();
         Generator {
             rng,
             flows,
-            total_weight,
+            cumulative,
             frag_id: 0x1000,
         }
     }
 
+    /// A flow drawn with probability proportional to its weight: the first flow whose
+    /// cumulative weight exceeds a uniform draw below the total. The draw is the same
+    /// `u32` range as always, so a seed gives the same trace as before.
     fn pick(&mut self) -> usize {
-        let mut w = self.rng.random_range(0..self.total_weight);
-        for (i, f) in self.flows.iter().enumerate() {
-            if w < f.weight {
-                return i;
-            }
-            w -= f.weight;
-        }
-        self.flows.len() - 1
+        let total = self.cumulative.last().copied().unwrap_or(1);
+        let w = u64::from(
+            self.rng
+                .random_range(0..u32::try_from(total).unwrap_or(u32::MAX)),
+        );
+        self.cumulative
+            .partition_point(|&c| c <= w)
+            .min(self.flows.len() - 1)
     }
 
     fn payload(&mut self, lo: usize, hi: usize) -> Vec<u8> {

@@ -74,7 +74,14 @@ pub fn has_ports(p: u8) -> bool {
 
 /// Walks from `first` (the fixed header's next header) through `payload`. Never panics, never
 /// allocates; every step consumes at least 8 bytes, so it ends.
+#[inline]
 pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
+    walk_to(first, payload).0
+}
+
+/// [`walk`], also lending the bytes from the transport header on (empty when the ports are
+/// unavailable), so a caller can read more of the transport header (see [`tcp_flags`]).
+pub fn walk_to(first: u8, payload: Payload<'_>) -> (Walk, &[u8]) {
     let short = if payload.complete {
         Unavailable::Malformed
     } else {
@@ -83,9 +90,14 @@ pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
     let mut nh = first;
     let mut rest = payload.bytes;
     loop {
-        let stop = |why| Walk {
-            proto: nh,
-            ports: Err(why),
+        let stop = |why| {
+            (
+                Walk {
+                    proto: nh,
+                    ports: Err(why),
+                },
+                &[][..],
+            )
         };
         match nh {
             proto::HOP_BY_HOP | proto::ROUTING | proto::DEST_OPTS => {
@@ -106,10 +118,13 @@ pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
                 let offset = u16::from_be_bytes([off_hi, off_lo]) >> 3;
                 nh = next;
                 if offset != 0 {
-                    return Walk {
-                        proto: nh,
-                        ports: Err(Unavailable::NonFirstFragment),
-                    };
+                    return (
+                        Walk {
+                            proto: nh,
+                            ports: Err(Unavailable::NonFirstFragment),
+                        },
+                        &[],
+                    );
                 }
                 rest = &rest[8..];
             }
@@ -135,19 +150,43 @@ pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
                 let [s0, s1, d0, d1, ..] = *rest else {
                     return stop(short);
                 };
-                return Walk {
-                    proto: p,
-                    ports: Ok((u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]))),
-                };
+                return (
+                    Walk {
+                        proto: p,
+                        ports: Ok((u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]))),
+                    },
+                    rest,
+                );
             }
             p => {
-                return Walk {
-                    proto: p,
-                    ports: Ok((0, 0)),
-                };
+                return (
+                    Walk {
+                        proto: p,
+                        ports: Ok((0, 0)),
+                    },
+                    rest,
+                );
             }
         }
     }
+}
+
+/// The TCP header's flags byte (CWR ECE URG ACK PSH RST SYN FIN, RFC 9293 byte 13) when `proto`
+/// is TCP and the header reaches it; 0 otherwise. `transport` is what [`walk_to`] lent.
+#[inline]
+pub fn tcp_flags(proto: u8, transport: &[u8]) -> u8 {
+    if proto == self::proto::TCP {
+        transport.get(13).copied().unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// TCP flag bits of [`tcp_flags`].
+pub mod tcp {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
 }
 
 #[cfg(test)]
@@ -174,6 +213,20 @@ mod tests {
 
     fn cat(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()
+    }
+
+    #[test]
+    fn tcp_flags_come_from_byte_13_of_the_tcp_header_and_are_zero_otherwise() {
+        let (w, t) = walk_to(6, full(&TCP));
+        assert_eq!(tcp_flags(w.proto, t), tcp::SYN);
+        let (w, t) = walk_to(17, full(&UDP));
+        assert_eq!(tcp_flags(w.proto, t), 0);
+        // A TCP header cut before its flags byte still has ports, but no flags.
+        let (w, t) = walk_to(6, cut(&TCP[..8]));
+        assert_eq!(w.ports, Ok((1234, 443)));
+        assert_eq!(tcp_flags(w.proto, t), 0);
+        let (_, t) = walk_to(50, full(&TCP));
+        assert!(t.is_empty());
     }
 
     #[test]

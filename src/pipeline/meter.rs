@@ -118,6 +118,9 @@ pub struct Packet {
     pub orig_len: u32,
     pub three: ThreeTuple,
     pub five: Result<FiveTuple, Unavailable>,
+    /// The last next-header value the extension-header walk reached
+    /// ([`crate::packet::Ipv6Keys::proto`]): the transport protocol, or where the walk stopped.
+    pub proto: u8,
     /// TCP flags (see [`crate::packet::five::tcp_flags`]); 0 for other protocols.
     pub tcp_flags: u8,
     /// The 3-tuple class.
@@ -130,6 +133,9 @@ pub struct Packet {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
     pub key: FlowKey,
+    /// The protocol: the 5-tuple's, or for a 3-tuple flow the header the walk stopped at (50
+    /// for ESP), as of the flow's first packet.
+    pub proto: u8,
     /// Timestamp of the first and the last packet.
     pub first: Duration,
     pub last: Duration,
@@ -362,6 +368,10 @@ impl FlowTable {
         labels[0] = label;
         FlowRecord {
             key,
+            proto: match key {
+                FlowKey::Five(f) => f.proto,
+                FlowKey::Three(_) => p.proto,
+            },
             first: p.ts,
             last: p.ts,
             packets: 0,
@@ -521,6 +531,7 @@ mod tests {
                 sport,
                 dport: 53,
             }),
+            proto: 17,
             tcp_flags: 0,
             class3: Class::Default,
             class5: Class::Rule(0),
@@ -579,6 +590,7 @@ mod tests {
         let mut t = small(8);
         let mut esp = udp(1, 0, 7, 0, 100);
         esp.five = Err(Unavailable::Esp);
+        esp.proto = 50;
         esp.class5 = Class::Unavailable(Unavailable::Esp);
         let mut other_label = esp;
         other_label.three.label = label(8);
@@ -586,7 +598,7 @@ mod tests {
         let recs: Vec<_> = t.iter().collect();
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[0].key, FlowKey::Three(esp.three));
-        assert_eq!(recs[0].packets, 2);
+        assert_eq!((recs[0].packets, recs[0].proto), (2, 50));
         assert_eq!(recs[0].class5, Class::Unavailable(Unavailable::Esp));
     }
 
@@ -640,6 +652,7 @@ mod tests {
         let mut t = small(8);
         let mut p = udp(1, 1, 0, 0, 60);
         p.five = p.five.map(|f| FiveTuple { proto: 6, ..f });
+        p.proto = 6;
         let mut fin = p;
         fin.tcp_flags = tcp::FIN | 0x10;
         let mut rst = p;

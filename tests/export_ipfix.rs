@@ -215,6 +215,8 @@ fn tshark_rows(pcap: &Path) -> Vec<Row> {
         }
         // The observation domain, once per message.
         assert!(cols[11].iter().all(|d| *d == "14"), "{line}");
+        // Record i is the i-th entry of every column.
+        #[allow(clippy::needless_range_loop)]
         for i in 0..n {
             let num = |k: usize| -> u64 {
                 let s = cols[k][i];

@@ -579,7 +579,11 @@ impl Worker {
 
 impl Exporter {
     /// Starts an export thread writing to `transport`.
-    pub fn spawn(transport: Box<dyn Transport>, names: ClassNames, cfg: ExportConfig) -> Exporter {
+    pub fn spawn(
+        transport: Box<dyn Transport>,
+        names: ClassNames,
+        cfg: ExportConfig,
+    ) -> io::Result<Exporter> {
         let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue.max(1));
         let counters = Arc::new(Counters::default());
         let worker = Worker {
@@ -593,13 +597,12 @@ impl Exporter {
         };
         let thread = std::thread::Builder::new()
             .name("ipfix-export".into())
-            .spawn(move || worker.run(rx))
-            .unwrap_or_else(|e| panic!("cannot start the IPFIX export thread: {e}"));
-        Exporter {
+            .spawn(move || worker.run(rx))?;
+        Ok(Exporter {
             tx,
             counters,
             thread,
-        }
+        })
     }
 
     /// Exports over UDP to `collector`.
@@ -608,20 +611,12 @@ impl Exporter {
         names: ClassNames,
         cfg: ExportConfig,
     ) -> io::Result<Exporter> {
-        Ok(Self::spawn(
-            Box::new(UdpTransport::connect(collector)?),
-            names,
-            cfg,
-        ))
+        Self::spawn(Box::new(UdpTransport::connect(collector)?), names, cfg)
     }
 
     /// Writes an IPFIX file at `path`.
     pub fn file(path: &Path, names: ClassNames, cfg: ExportConfig) -> io::Result<Exporter> {
-        Ok(Self::spawn(
-            Box::new(FileTransport::create(path)?),
-            names,
-            cfg,
-        ))
+        Self::spawn(Box::new(FileTransport::create(path)?), names, cfg)
     }
 
     /// Queues a record for export; never blocks, never allocates. A full queue drops the record

@@ -8,7 +8,9 @@ use flowpol::export::ipfix::{ClassNames, ExportConfig, Exporter, TEMPLATE_ID, fi
 use flowpol::r#gen::trace::{TraceConfig, generate};
 use flowpol::packet::five::{tcp_flags, walk_to};
 use flowpol::packet::{FiveTuple, LinkType, ThreeTuple};
-use flowpol::pipeline::meter::{Class, FlowKey, FlowRecord, FlowTable, MeterConfig, Packet};
+use flowpol::pipeline::meter::{
+    Class, FlowKey, FlowRecord, FlowTable, MeterConfig, Packet, ip_len,
+};
 use flowpol::source::pcap::{CaptureReader, PcapWriter};
 use std::collections::BTreeMap;
 use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
@@ -74,7 +76,7 @@ fn meter(
                 return;
             };
             packets += 1;
-            bytes += u64::from(f.orig_len);
+            bytes += u64::from(ip_len(&fixed));
             let (w, transport) = walk_to(fixed.next_header(), fixed.payload());
             let five = w.ports.map(|(sport, dport)| FiveTuple {
                 src: three.src,
@@ -88,7 +90,7 @@ fn meter(
             };
             let p = Packet {
                 ts: f.ts,
-                orig_len: f.orig_len,
+                ip_len: ip_len(&fixed),
                 three,
                 five,
                 proto: w.proto,

@@ -7,7 +7,7 @@ use flowpol::classify::{Classifier, Linear};
 use flowpol::export::ipfix::{ClassNames, ExportConfig, Exporter};
 use flowpol::packet::five::{tcp_flags, walk_to};
 use flowpol::packet::{FiveTuple, ThreeTuple};
-use flowpol::pipeline::meter::{Class, FlowTable, MeterConfig, Packet};
+use flowpol::pipeline::meter::{Class, FlowTable, MeterConfig, Packet, ip_len};
 use flowpol::source::pcap::CaptureReader;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -80,7 +80,7 @@ fn metering_a_capture_and_queueing_its_records_allocate_nothing_per_packet() {
             };
             let p = Packet {
                 ts: f.ts,
-                orig_len: f.orig_len,
+                ip_len: ip_len(&fixed),
                 three,
                 five,
                 proto: w.proto,

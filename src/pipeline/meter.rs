@@ -109,13 +109,24 @@ impl EndReason {
     }
 }
 
+/// The length of the IPv6 packet a fixed header starts: 40 plus the payload length, or for a
+/// jumbogram (payload length 0, RFC 2675) the bytes captured.
+#[inline]
+pub fn ip_len(fixed: &crate::packet::ipv6::Fixed<'_>) -> u32 {
+    match fixed.payload_length() {
+        0 => u32::try_from(fixed.packet().len()).unwrap_or(u32::MAX),
+        n => 40 + u32::from(n),
+    }
+}
+
 /// One packet as the meter sees it: plain values from the packet and the classifiers.
 #[derive(Clone, Copy, Debug)]
 pub struct Packet {
     /// Capture time (offline) or arrival time (live), since the Unix epoch.
     pub ts: Duration,
-    /// Length on the wire.
-    pub orig_len: u32,
+    /// The IP packet's length: fixed header and payload, no link header, as IPFIX
+    /// octetDeltaCount counts (RFC 7012: "includes IP header(s) and IP payload"); see [`ip_len`].
+    pub ip_len: u32,
     pub three: ThreeTuple,
     pub five: Result<FiveTuple, Unavailable>,
     /// The last next-header value the extension-header walk reached
@@ -140,7 +151,7 @@ pub struct FlowRecord {
     pub first: Duration,
     pub last: Duration,
     pub packets: u64,
-    /// Bytes on the wire (`orig_len` summed).
+    /// IP bytes ([`Packet::ip_len`] summed).
     pub bytes: u64,
     /// OR of the TCP flags of all packets.
     pub tcp_flags: u8,
@@ -394,7 +405,7 @@ impl FlowTable {
     /// early eviction to make room) are handed to `sink`. Allocates nothing.
     pub fn observe(&mut self, p: &Packet, sink: &mut impl FnMut(FlowRecord)) {
         self.stats.packets += 1;
-        self.stats.bytes += u64::from(p.orig_len);
+        self.stats.bytes += u64::from(p.ip_len);
         let key = match p.five {
             Ok(f) => FlowKey::Five(f),
             Err(_) => FlowKey::Three(p.three),
@@ -420,7 +431,7 @@ impl FlowTable {
         };
         let r = &mut self.slab[i as usize].rec;
         r.packets += 1;
-        r.bytes += u64::from(p.orig_len);
+        r.bytes += u64::from(p.ip_len);
         r.last = r.last.max(p.ts);
         r.tcp_flags |= p.tcp_flags;
         let label = p.three.label.value();
@@ -518,7 +529,7 @@ mod tests {
     fn udp(src: u128, sport: u16, l: u32, ts_ms: u64, len: u32) -> Packet {
         Packet {
             ts: Duration::from_millis(ts_ms),
-            orig_len: len,
+            ip_len: len,
             three: ThreeTuple {
                 src,
                 dst: 0xff,
@@ -713,6 +724,18 @@ mod tests {
             bytes += r.bytes;
         });
         assert_eq!((packets, bytes), (1_000_000, 64_000_000));
+    }
+
+    #[test]
+    fn ip_len_is_the_header_and_payload_without_link_padding() {
+        let mut p = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+        p.extend_from_slice(&[0; 32]);
+        p.extend_from_slice(&[0; 8 + 6]); // UDP header, then Ethernet padding
+        let f = crate::packet::ipv6::Fixed::new(&p).unwrap();
+        assert_eq!(ip_len(&f), 48);
+        p[5] = 0; // jumbogram: what was captured
+        let f = crate::packet::ipv6::Fixed::new(&p).unwrap();
+        assert_eq!(ip_len(&f), 54);
     }
 
     #[test]

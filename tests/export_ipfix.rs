@@ -508,3 +508,121 @@ fn nfcapd_stores_every_flow_with_the_packets_and_bytes_of_the_meter() {
     let ours: Vec<Row> = records.iter().map(|r| row(r, &names, false)).collect();
     assert_eq!(sorted(stored), sorted(ours));
 }
+
+/// Packets and bytes per 5-tuple (records of one flow split by timeouts are added up).
+fn by_key(rows: &[Row]) -> BTreeMap<(Ipv6Addr, Ipv6Addr, u8, u16, u16), (u64, u64)> {
+    let mut m = BTreeMap::new();
+    for r in rows {
+        let e = m
+            .entry((r.src, r.dst, r.proto, r.sport, r.dport))
+            .or_insert((0, 0));
+        e.0 += r.packets;
+        e.1 += r.bytes;
+    }
+    m
+}
+
+#[test]
+fn softflowd_and_flowpol_give_nfcapd_the_same_flows_apart_from_the_differences_explained() {
+    if !have("softflowd") || !have("nfcapd") || !have("nfdump") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = trace(dir.path());
+    let (_, records, names) = meter(&pcap, 100_000, Duration::from_secs(15));
+
+    let ours_dir = dir.path().join("flowpol");
+    std::fs::create_dir(&ours_dir).unwrap();
+    let nfcapd = Nfcapd::start(&ours_dir);
+    let e = Exporter::udp(([127, 0, 0, 1], nfcapd.port).into(), names, cfg()).unwrap();
+    for (i, r) in records.iter().enumerate() {
+        e.send(*r);
+        if i % 8 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert_eq!(e.finish().unwrap().records_sent, records.len() as u64);
+    std::thread::sleep(Duration::from_millis(300));
+    nfcapd.stop();
+
+    let theirs_dir = dir.path().join("softflowd");
+    std::fs::create_dir(&theirs_dir).unwrap();
+    let nfcapd = Nfcapd::start(&theirs_dir);
+    let out = Command::new("softflowd")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-v", "10", "-n", &format!("127.0.0.1:{}", nfcapd.port)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    nfcapd.stop();
+
+    // Known differences, each checked before it is set aside (docs/flows.md has the table):
+    // - softflowd does not decode 802.1ad (QinQ) frames: the lab hosts in fd00:1::/64 are
+    //   missing from its export;
+    // - it puts an ICMPv6 packet's type and code in the destination port, flowpol has no ports;
+    // - it reports non-first fragments with protocol 0, flowpol with the fragment's next header
+    //   (UDP here), both without ports.
+    // It also meters the capture's IPv4 (flowpol counts IPv6 only).
+    let lab = |a: &Ipv6Addr| a.segments()[..4] == [0xfd00, 1, 0, 0];
+    let all_ours = nfdump_rows(&ours_dir);
+    let all_theirs = nfdump_rows(&theirs_dir);
+    assert!(all_ours.iter().any(|r| lab(&r.src)));
+    assert!(!all_theirs.iter().any(|r| lab(&r.src) || lab(&r.dst)));
+    assert!(all_theirs.iter().any(|r| r.proto == 58 && r.dport != 0));
+    assert!(all_theirs.iter().any(|r| r.proto == 0));
+    let lab_rows: Vec<&Row> = all_ours
+        .iter()
+        .filter(|r| lab(&r.src) || lab(&r.dst))
+        .collect();
+    eprintln!(
+        "lab (QinQ) records: {}, packets {}",
+        lab_rows.len(),
+        lab_rows.iter().map(|r| r.packets).sum::<u64>()
+    );
+    let ours = by_key(
+        &all_ours
+            .into_iter()
+            .filter(|r| !lab(&r.src) && !lab(&r.dst))
+            .collect::<Vec<_>>(),
+    );
+    let theirs: Vec<Row> = all_theirs
+        .into_iter()
+        .map(|mut r| {
+            if r.proto == 58 {
+                (r.sport, r.dport) = (0, 0);
+            }
+            if r.proto == 0 && (r.sport, r.dport) == (0, 0) {
+                r.proto = 17;
+            }
+            r
+        })
+        .collect();
+    let theirs = by_key(&theirs);
+    let sum = |m: &BTreeMap<_, (u64, u64)>| m.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
+    eprintln!(
+        "compared: {} flows, (packets, bytes) flowpol {:?} softflowd {:?}",
+        ours.len(),
+        sum(&ours),
+        sum(&theirs)
+    );
+    assert!(ours.len() > 300, "{}", ours.len());
+    let differ = |a: &BTreeMap<_, _>, b: &BTreeMap<_, _>| -> Vec<String> {
+        a.iter()
+            .filter(|(k, v)| b.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k:?} {v:?} (other: {:?})", b.get(k)))
+            .collect()
+    };
+    let (only_ours, only_theirs) = (differ(&ours, &theirs), differ(&theirs, &ours));
+    assert!(
+        only_ours.is_empty() && only_theirs.is_empty(),
+        "flowpol:\n{}\nsoftflowd:\n{}",
+        only_ours.join("\n"),
+        only_theirs.join("\n")
+    );
+}

@@ -509,8 +509,11 @@ fn nfcapd_stores_every_flow_with_the_packets_and_bytes_of_the_meter() {
     assert_eq!(sorted(stored), sorted(ours));
 }
 
+/// (src, dst, proto, sport, dport).
+type Key = (Ipv6Addr, Ipv6Addr, u8, u16, u16);
+
 /// Packets and bytes per 5-tuple (records of one flow split by timeouts are added up).
-fn by_key(rows: &[Row]) -> BTreeMap<(Ipv6Addr, Ipv6Addr, u8, u16, u16), (u64, u64)> {
+fn by_key(rows: &[Row]) -> BTreeMap<Key, (u64, u64)> {
     let mut m = BTreeMap::new();
     for r in rows {
         let e = m

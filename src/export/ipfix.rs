@@ -415,7 +415,7 @@ pub struct ExportConfig {
     pub flush_after: Duration,
     /// Over UDP, the template is re-sent after this long (RFC 7011 §8.4) ...
     pub template_every: Duration,
-    /// ... or after this many messages, whichever comes first.
+    /// ... or in every this-many-th message, whichever comes first.
     pub template_every_messages: u32,
 }
 
@@ -793,6 +793,40 @@ mod tests {
         assert_eq!(name[0], 254);
         assert!(std::str::from_utf8(&name[1..255]).is_ok());
         assert_eq!(&m[16 + 4 + 37..16 + 4 + 41], &[0, 0, 0, 0], "no ports");
+    }
+
+    /// Keeps every message; a datagram transport.
+    struct Keep(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl Transport for Keep {
+        fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+            self.0.lock().unwrap().push(msg.to_vec());
+            Ok(())
+        }
+        fn needs_template_refresh(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn over_udp_the_template_is_sent_first_and_again_every_few_messages() {
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let cfg = ExportConfig {
+            template_every_messages: 3,
+            ..ExportConfig::default()
+        };
+        let e = Exporter::spawn(Box::new(Keep(kept.clone())), names(), cfg).unwrap();
+        for i in 0..200 {
+            e.send(record(i));
+        }
+        let s = e.finish().unwrap();
+        assert_eq!(s.records_sent, 200);
+        let msgs = kept.lock().unwrap();
+        assert!(msgs.len() >= 10, "{}", msgs.len());
+        let with_template: Vec<bool> = msgs.iter().map(|m| m[16..18] == [0, 2]).collect();
+        for (i, t) in with_template.iter().enumerate() {
+            assert_eq!(*t, i % 3 == 0, "message {i}: {with_template:?}");
+        }
     }
 
     #[test]

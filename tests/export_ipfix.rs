@@ -273,7 +273,7 @@ fn tshark_decodes_every_record_sent_over_udp_as_the_meter_counted_it() {
 
     let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
     collector
-        .set_read_timeout(Some(Duration::from_millis(500)))
+        .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
     let addr = collector.local_addr().unwrap();
     let receiver = std::thread::spawn(move || {
@@ -500,7 +500,8 @@ fn nfcapd_stores_every_flow_with_the_packets_and_bytes_of_the_meter() {
     }
     let stats = e.finish().unwrap();
     assert_eq!(stats.records_sent, records.len() as u64, "{stats:?}");
-    std::thread::sleep(Duration::from_millis(300));
+    // Time for the collector to read its socket before it stops.
+    std::thread::sleep(Duration::from_secs(1));
     nfcapd.stop();
 
     let stored = nfdump_rows(&store);
@@ -545,7 +546,8 @@ fn softflowd_and_flowpol_give_nfcapd_the_same_flows_apart_from_the_differences_e
         }
     }
     assert_eq!(e.finish().unwrap().records_sent, records.len() as u64);
-    std::thread::sleep(Duration::from_millis(300));
+    // Time for the collector to read its socket before it stops.
+    std::thread::sleep(Duration::from_secs(1));
     nfcapd.stop();
 
     let theirs_dir = dir.path().join("softflowd");
@@ -562,7 +564,8 @@ fn softflowd_and_flowpol_give_nfcapd_the_same_flows_apart_from_the_differences_e
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Time for the collector to read its socket before it stops.
+    std::thread::sleep(Duration::from_secs(1));
     nfcapd.stop();
 
     // Known differences, each checked before it is set aside (docs/flows.md has the table):

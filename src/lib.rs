@@ -9,9 +9,11 @@
 pub mod classify;
 pub mod cli;
 pub mod compile;
+pub mod export;
 pub mod r#gen;
 pub mod label;
 pub mod packet;
+pub mod pipeline;
 pub mod policy;
 pub mod probe;
 pub mod report;

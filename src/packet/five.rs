@@ -44,7 +44,14 @@ pub struct Walk {
 
 /// Walks from `first` (the fixed header's next header) through `payload`. Never panics, never
 /// allocates; every step consumes at least 8 bytes, so it ends.
+#[inline]
 pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
+    walk_to(first, payload).0
+}
+
+/// [`walk`], also lending the bytes from the transport header on (empty when the ports are
+/// unavailable), so a caller can read more of the transport header (see [`tcp_flags`]).
+pub fn walk_to(first: u8, payload: Payload<'_>) -> (Walk, &[u8]) {
     let short = if payload.complete {
         Unavailable::Malformed
     } else {
@@ -53,9 +60,14 @@ pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
     let mut nh = first;
     let mut rest = payload.bytes;
     loop {
-        let stop = |why| Walk {
-            proto: nh,
-            ports: Err(why),
+        let stop = |why| {
+            (
+                Walk {
+                    proto: nh,
+                    ports: Err(why),
+                },
+                &[][..],
+            )
         };
         match IpNumber(nh) {
             IpNumber::HOP_BY_HOP | IpNumber::IPV6_ROUTE | IpNumber::IPV6_DEST_OPTS => {
@@ -76,10 +88,13 @@ pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
                 let offset = u16::from_be_bytes([off_hi, off_lo]) >> 3;
                 nh = next;
                 if offset != 0 {
-                    return Walk {
-                        proto: nh,
-                        ports: Err(Unavailable::NonFirstFragment),
-                    };
+                    return (
+                        Walk {
+                            proto: nh,
+                            ports: Err(Unavailable::NonFirstFragment),
+                        },
+                        &[],
+                    );
                 }
                 rest = &rest[8..];
             }
@@ -105,19 +120,45 @@ pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
                 let [s0, s1, d0, d1, ..] = *rest else {
                     return stop(short);
                 };
-                return Walk {
-                    proto: p,
-                    ports: Ok((u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]))),
-                };
+                return (
+                    Walk {
+                        proto: p,
+                        ports: Ok((u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]))),
+                    },
+                    rest,
+                );
             }
             IpNumber(p) => {
-                return Walk {
-                    proto: p,
-                    ports: Ok((0, 0)),
-                };
+                return (
+                    Walk {
+                        proto: p,
+                        ports: Ok((0, 0)),
+                    },
+                    rest,
+                );
             }
         }
     }
+}
+
+/// The TCP header's flags byte (CWR ECE URG ACK PSH RST SYN FIN, RFC 9293 byte 13) when `proto`
+/// is TCP and the header reaches it; 0 otherwise. `transport` is what [`walk_to`] lent.
+#[inline]
+pub fn tcp_flags(proto: u8, transport: &[u8]) -> u8 {
+    if IpNumber(proto) == IpNumber::TCP {
+        transport.get(tcp::FLAGS).copied().unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// The TCP header's flags byte offset (RFC 9293 §3.1: after the ports, sequence and
+/// acknowledgement numbers and the data offset byte) and the flag bits of [`tcp_flags`].
+pub mod tcp {
+    pub const FLAGS: usize = 13;
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
 }
 
 #[cfg(test)]
@@ -144,6 +185,20 @@ mod tests {
 
     fn cat(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()
+    }
+
+    #[test]
+    fn tcp_flags_come_from_byte_13_of_the_tcp_header_and_are_zero_otherwise() {
+        let (w, t) = walk_to(6, full(&TCP));
+        assert_eq!(tcp_flags(w.proto, t), tcp::SYN);
+        let (w, t) = walk_to(17, full(&UDP));
+        assert_eq!(tcp_flags(w.proto, t), 0);
+        // A TCP header cut before its flags byte still has ports, but no flags.
+        let (w, t) = walk_to(6, cut(&TCP[..8]));
+        assert_eq!(w.ports, Ok((1234, 443)));
+        assert_eq!(tcp_flags(w.proto, t), 0);
+        let (_, t) = walk_to(50, full(&TCP));
+        assert!(t.is_empty());
     }
 
     #[test]

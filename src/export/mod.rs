@@ -1,0 +1,3 @@
+//! Exporters of flow records: IPFIX (RFC 7011) over UDP and IPFIX files (RFC 5655).
+
+pub mod ipfix;

@@ -1,0 +1,783 @@
+//! The flow meter's IPFIX export read back by real decoders: tshark's cflow dissector and
+//! nfdump's collector nfcapd. Every flow's key, packets and bytes (and, through tshark, label,
+//! end reason and both classes) equal the meter's own records, and the sums equal the capture's
+//! IPv6 totals. Without the tools the tests skip, except under CI=true, where they must run.
+
+use flowpol::classify::{Classifier, Linear};
+use flowpol::export::ipfix::{ClassNames, ExportConfig, Exporter, TEMPLATE_ID, field};
+use flowpol::r#gen::trace::{TraceConfig, generate};
+use flowpol::packet::five::{tcp_flags, walk_to};
+use flowpol::packet::{FiveTuple, LinkType, ThreeTuple};
+use flowpol::pipeline::meter::{
+    Class, FlowKey, FlowRecord, FlowTable, MeterConfig, Packet, ip_len,
+};
+use flowpol::source::pcap::{CaptureReader, PcapWriter};
+use std::collections::BTreeMap;
+use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const POLICY: &str = "class realtime\nclass bulk\ndefault pass\nthree {\n  rule rtp label 0x10000/0xf0000 -> class realtime\n}\nfive {\n  rule rtp proto udp dport 5004-5005 -> class realtime\n  rule web proto tcp dport 443 -> class bulk\n}\n";
+
+/// True when `tool` runs; false (skip) when it is missing outside CI; a panic under CI=true.
+fn have(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg(if tool == "tshark" { "--version" } else { "-V" })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is missing under CI (install it in .ci/run)"
+        );
+        eprintln!("skipping: {tool} is not installed");
+    }
+    ok
+}
+
+/// A generated capture in `dir`.
+fn trace(dir: &Path) -> PathBuf {
+    let path = dir.join("trace.pcap");
+    let cfg = TraceConfig {
+        flows: 300,
+        packets: 20_000,
+        seed: 14,
+        link: LinkType::ETHERNET,
+    };
+    let mut w = PcapWriter::create(&path, cfg.link).unwrap();
+    generate(&cfg, &mut w).unwrap();
+    path
+}
+
+/// The IPv6 packets and bytes of a capture, and the meter's records for it (timeouts driven
+/// by packet timestamps, the rest flushed at the end).
+fn meter(
+    pcap: &Path,
+    max_flows: usize,
+    idle: Duration,
+) -> ((u64, u64), Vec<FlowRecord>, ClassNames) {
+    let policy = flowpol::policy::load_str("p", POLICY).unwrap();
+    let c3 = Linear::<ThreeTuple>::new(&policy);
+    let c5 = Linear::<FiveTuple>::new(&policy);
+    let mut table = FlowTable::new(MeterConfig {
+        max_flows,
+        idle,
+        ..MeterConfig::default()
+    });
+    let mut out = Vec::new();
+    let (mut packets, mut bytes) = (0, 0);
+    CaptureReader::open(pcap)
+        .unwrap()
+        .for_each(|f| {
+            let Ok((three, fixed)) = flowpol::packet::three(f.link, f.data) else {
+                return;
+            };
+            packets += 1;
+            bytes += u64::from(ip_len(&fixed));
+            let (w, transport) = walk_to(fixed.next_header(), fixed.payload());
+            let five = w.ports.map(|(sport, dport)| FiveTuple {
+                src: three.src,
+                dst: three.dst,
+                proto: w.proto,
+                sport,
+                dport,
+            });
+            let class = |r: Option<flowpol::classify::RuleId>| {
+                r.map_or(Class::Default, |r| Class::Rule(r.0))
+            };
+            let p = Packet {
+                ts: f.ts,
+                ip_len: ip_len(&fixed),
+                three,
+                five,
+                proto: w.proto,
+                tcp_flags: tcp_flags(w.proto, transport),
+                class3: class(c3.classify(&three)),
+                class5: match five {
+                    Ok(k) => class(c5.classify(&k)),
+                    Err(u) => Class::Unavailable(u),
+                },
+            };
+            table.expire(f.ts, &mut |r| out.push(r));
+            table.observe(&p, &mut |r| out.push(r));
+        })
+        .unwrap();
+    table.flush(&mut |r| out.push(r));
+    ((packets, bytes), out, ClassNames::from_policy(&policy))
+}
+
+/// One flow as a decoder prints it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Row {
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    packets: u64,
+    bytes: u64,
+    /// Fields only tshark gives: label, end reason, 3-tuple class, 5-tuple class.
+    extra: Option<(u32, u8, String, String)>,
+}
+
+fn row(r: &FlowRecord, names: &ClassNames, extra: bool) -> Row {
+    let (sport, dport) = match r.key {
+        FlowKey::Five(f) => (f.sport, f.dport),
+        FlowKey::Three(_) => (0, 0),
+    };
+    let text = |c, five| {
+        let mut v = Vec::new();
+        names.write(c, five, &mut v).unwrap();
+        String::from_utf8(v).unwrap()
+    };
+    Row {
+        src: Ipv6Addr::from(r.key.src()),
+        dst: Ipv6Addr::from(r.key.dst()),
+        proto: r.proto,
+        sport,
+        dport,
+        packets: r.packets,
+        bytes: r.bytes,
+        extra: extra.then(|| {
+            (
+                r.last_label,
+                r.end.code(),
+                text(r.class3, false),
+                text(r.class5, true),
+            )
+        }),
+    }
+}
+
+fn sorted(mut v: Vec<Row>) -> Vec<Row> {
+    v.sort();
+    v
+}
+
+/// Writes `messages` as the UDP payloads (IPv4, to port 4739) of a raw-IP pcap.
+fn pcap_of(messages: &[Vec<u8>], path: &Path) {
+    let mut w = PcapWriter::create(path, LinkType::RAW).unwrap();
+    for (i, m) in messages.iter().enumerate() {
+        let mut ip = Vec::new();
+        etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+            .udp(40000, 4739)
+            .write(&mut ip, m)
+            .unwrap();
+        flowpol::source::pcap::FrameWriter::write_packet(
+            &mut w,
+            Duration::from_millis(1_767_225_600_000 + i as u64),
+            ip.len() as u32,
+            &ip,
+        )
+        .unwrap();
+    }
+    flowpol::source::pcap::FrameWriter::flush(&mut w).unwrap();
+}
+
+/// The flows tshark decodes from a pcap of IPFIX messages.
+fn tshark_rows(pcap: &Path) -> Vec<Row> {
+    let fields = [
+        "cflow.srcaddrv6",
+        "cflow.dstaddrv6",
+        "cflow.protocol",
+        "cflow.srcport",
+        "cflow.dstport",
+        "cflow.packets",
+        "cflow.octets",
+        "cflow.ipv6flowlabel",
+        "cflow.flow_end_reason",
+        "cflow.appl_name",
+        "cflow.appl_desc",
+        "cflow.od_id",
+    ];
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-r"])
+        .arg(pcap)
+        .args(["-d", "udp.port==4739,cflow", "-T", "fields"])
+        .args(["-E", "separator=\t", "-E", "aggregator=;"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rows = Vec::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let cols: Vec<Vec<&str>> = line.split('\t').map(|c| c.split(';').collect()).collect();
+        assert_eq!(cols.len(), fields.len(), "{line}");
+        let n = cols[0].len();
+        for (c, f) in cols.iter().zip(fields).take(11) {
+            assert_eq!(c.len(), n, "{f} in {line}");
+        }
+        // The observation domain, once per message.
+        assert!(cols[11].iter().all(|d| *d == "14"), "{line}");
+        // Record i is the i-th entry of every column.
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..n {
+            let num = |k: usize| -> u64 {
+                let s = cols[k][i];
+                s.strip_prefix("0x").map_or_else(
+                    || s.parse().unwrap(),
+                    |h| u64::from_str_radix(h, 16).unwrap(),
+                )
+            };
+            rows.push(Row {
+                src: cols[0][i].parse().unwrap(),
+                dst: cols[1][i].parse().unwrap(),
+                proto: num(2) as u8,
+                sport: num(3) as u16,
+                dport: num(4) as u16,
+                packets: num(5),
+                bytes: num(6),
+                extra: Some((
+                    num(7) as u32,
+                    num(8) as u8,
+                    cols[9][i].to_string(),
+                    cols[10][i].to_string(),
+                )),
+            });
+        }
+    }
+    rows
+}
+
+fn totals(rows: &[Row]) -> (u64, u64) {
+    rows.iter()
+        .fold((0, 0), |(p, b), r| (p + r.packets, b + r.bytes))
+}
+
+fn cfg() -> ExportConfig {
+    ExportConfig {
+        domain: 14,
+        flush_after: Duration::from_millis(20),
+        ..ExportConfig::default()
+    }
+}
+
+#[test]
+fn tshark_decodes_every_record_sent_over_udp_as_the_meter_counted_it() {
+    if !have("tshark") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (total, records, names) = meter(&trace(dir.path()), 100_000, Duration::from_secs(1));
+    assert!(records.iter().any(|r| r.end.code() == 1), "no idle timeout");
+    assert!(records.iter().any(|r| r.end.code() == 4), "no forced end");
+    assert!(records.iter().any(|r| matches!(r.key, FlowKey::Three(_))));
+
+    let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let addr = collector.local_addr().unwrap();
+    let receiver = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = collector.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    });
+    let e = Exporter::udp(addr, names.clone(), cfg()).unwrap();
+    for (i, r) in records.iter().enumerate() {
+        e.send(*r);
+        if i % 64 == 0 {
+            // Let the receiver keep up: loopback drops what the socket buffer cannot hold.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let stats = e.finish().unwrap();
+    let messages = receiver.join().unwrap();
+    assert_eq!(stats.records_sent, records.len() as u64, "{stats:?}");
+    assert_eq!(messages.len() as u64, stats.messages_sent);
+    assert!(messages.iter().all(|m| m.len() <= 1400));
+    // The template goes first, and data sets use it.
+    assert_eq!(&messages[0][16..18], &[0, 2]);
+
+    let pcap = dir.path().join("ipfix.pcap");
+    pcap_of(&messages, &pcap);
+    let decoded = tshark_rows(&pcap);
+    assert_eq!(totals(&decoded), total);
+    let ours: Vec<Row> = records.iter().map(|r| row(r, &names, true)).collect();
+    assert_eq!(sorted(decoded), sorted(ours));
+}
+
+#[test]
+fn the_ipfix_file_is_a_stream_of_messages_tshark_decodes_to_the_meter_records() {
+    if !have("tshark") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (total, records, names) = meter(&trace(dir.path()), 100_000, Duration::from_secs(15));
+    let file = dir.path().join("flows.ipfix");
+    let e = Exporter::file(&file, names.clone(), cfg()).unwrap();
+    for r in &records {
+        e.send(*r);
+    }
+    let stats = e.finish().unwrap();
+    assert_eq!(stats.records_sent, records.len() as u64);
+    assert_eq!(stats.records_dropped + stats.records_lost, 0);
+
+    // Split the file on the header's length field: every message is whole, version 10, and only
+    // the first carries the template.
+    let bytes = std::fs::read(&file).unwrap();
+    let mut messages = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let m = &bytes[at..];
+        assert_eq!(&m[field::VERSION], &[0, 10]);
+        let len = usize::from(u16::from_be_bytes([m[2], m[3]]));
+        assert!(len >= field::HEADER_LEN && len <= m.len());
+        let set = u16::from_be_bytes([m[16], m[17]]);
+        assert_eq!(
+            set == 2,
+            messages.is_empty(),
+            "template only in the first message"
+        );
+        assert!(set == 2 || set == TEMPLATE_ID);
+        messages.push(m[..len].to_vec());
+        at += len;
+    }
+    assert_eq!(messages.len() as u64, stats.messages_sent);
+    let pcap = dir.path().join("file.pcap");
+    pcap_of(&messages, &pcap);
+    let decoded = tshark_rows(&pcap);
+    assert_eq!(totals(&decoded), total);
+    let ours: Vec<Row> = records.iter().map(|r| row(r, &names, true)).collect();
+    assert_eq!(sorted(decoded), sorted(ours));
+}
+
+/// nfcapd listening on a free loopback port, writing into `dir`.
+struct Nfcapd {
+    child: Child,
+    port: u16,
+}
+
+impl Nfcapd {
+    fn start(dir: &Path) -> Nfcapd {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let child = Command::new("nfcapd")
+            .args([
+                "-b",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "3600",
+                "-B",
+                "4194304",
+                "-w",
+            ])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Up when the port is taken.
+        let start = Instant::now();
+        while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nfcapd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Nfcapd { child, port }
+    }
+
+    /// Stops it with SIGTERM, so it writes and closes its file.
+    fn stop(mut self) {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let start = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nfcapd did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Nfcapd {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The flows `nfdump -o csv` prints for every file in `dir`.
+fn nfdump_rows(dir: &Path) -> Vec<Row> {
+    let out = Command::new("nfdump")
+        .arg("-R")
+        .arg(dir)
+        .args(["-N", "-o", "csv"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+    };
+    let (sa, da, sp, dp, pr, ipkt, ibyt) = (
+        col("sa"),
+        col("da"),
+        col("sp"),
+        col("dp"),
+        col("pr"),
+        col("ipkt"),
+        col("ibyt"),
+    );
+    let protos: BTreeMap<&str, u8> = [("TCP", 6), ("UDP", 17), ("ICMP6", 58), ("ESP", 50)]
+        .into_iter()
+        .collect();
+    lines
+        .map(|l| l.split(',').collect::<Vec<&str>>())
+        // Flow lines, not the summary after them.
+        .filter(|c| c.len() == header.len() && c[sa].contains(':'))
+        .map(|c| {
+            let proto = c[pr]
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| protos[c[pr].trim()]);
+            Row {
+                src: c[sa].trim().parse().unwrap(),
+                dst: c[da].trim().parse().unwrap(),
+                proto,
+                sport: c[sp].trim().parse().unwrap(),
+                dport: c[dp].trim().parse().unwrap(),
+                packets: c[ipkt].trim().parse().unwrap(),
+                bytes: c[ibyt].trim().parse().unwrap(),
+                extra: None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn nfcapd_stores_every_flow_with_the_packets_and_bytes_of_the_meter() {
+    if !have("nfcapd") || !have("nfdump") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A table smaller than the trace's 300 flows: many records end early, each one stored.
+    let (total, records, names) = meter(&trace(dir.path()), 280, Duration::from_secs(1));
+    assert!(records.iter().any(|r| r.end.code() == 5), "no eviction");
+    let store = dir.path().join("nfcapd");
+    std::fs::create_dir(&store).unwrap();
+    let nfcapd = Nfcapd::start(&store);
+    let addr: SocketAddr = ([127, 0, 0, 1], nfcapd.port).into();
+    let e = Exporter::udp(addr, names.clone(), cfg()).unwrap();
+    for (i, r) in records.iter().enumerate() {
+        e.send(*r);
+        // Paced to a few messages a millisecond: nfcapd drops what its socket buffer cannot hold.
+        if i % 8 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let stats = e.finish().unwrap();
+    assert_eq!(stats.records_sent, records.len() as u64, "{stats:?}");
+    // Time for the collector to read its socket before it stops.
+    std::thread::sleep(Duration::from_secs(1));
+    nfcapd.stop();
+
+    let stored = nfdump_rows(&store);
+    assert_eq!(totals(&stored), total);
+    let ours: Vec<Row> = records.iter().map(|r| row(r, &names, false)).collect();
+    assert_eq!(sorted(stored), sorted(ours));
+}
+
+/// (src, dst, proto, sport, dport).
+type Key = (Ipv6Addr, Ipv6Addr, u8, u16, u16);
+
+/// Packets and bytes per 5-tuple (records of one flow split by timeouts are added up).
+fn by_key(rows: &[Row]) -> BTreeMap<Key, (u64, u64)> {
+    let mut m = BTreeMap::new();
+    for r in rows {
+        let e = m
+            .entry((r.src, r.dst, r.proto, r.sport, r.dport))
+            .or_insert((0, 0));
+        e.0 += r.packets;
+        e.1 += r.bytes;
+    }
+    m
+}
+
+#[test]
+fn softflowd_and_flowpol_give_nfcapd_the_same_flows_apart_from_the_differences_explained() {
+    if !have("softflowd") || !have("nfcapd") || !have("nfdump") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = trace(dir.path());
+    let (_, records, names) = meter(&pcap, 100_000, Duration::from_secs(15));
+
+    let ours_dir = dir.path().join("flowpol");
+    std::fs::create_dir(&ours_dir).unwrap();
+    let nfcapd = Nfcapd::start(&ours_dir);
+    let e = Exporter::udp(([127, 0, 0, 1], nfcapd.port).into(), names, cfg()).unwrap();
+    for (i, r) in records.iter().enumerate() {
+        e.send(*r);
+        if i % 8 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert_eq!(e.finish().unwrap().records_sent, records.len() as u64);
+    // Time for the collector to read its socket before it stops.
+    std::thread::sleep(Duration::from_secs(1));
+    nfcapd.stop();
+
+    let theirs_dir = dir.path().join("softflowd");
+    std::fs::create_dir(&theirs_dir).unwrap();
+    let nfcapd = Nfcapd::start(&theirs_dir);
+    let out = Command::new("softflowd")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-v", "10", "-n", &format!("127.0.0.1:{}", nfcapd.port)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Time for the collector to read its socket before it stops.
+    std::thread::sleep(Duration::from_secs(1));
+    nfcapd.stop();
+
+    // Known differences, each checked before it is set aside (docs/flows.md has the table):
+    // - softflowd does not decode 802.1ad (QinQ) frames: the lab hosts in fd00:1::/64 are
+    //   missing from its export;
+    // - it puts an ICMPv6 packet's type and code in the destination port, flowpol has no ports;
+    // - it reports non-first fragments with protocol 0, flowpol with the fragment's next header
+    //   (UDP here), both without ports.
+    // It also meters the capture's IPv4 (flowpol counts IPv6 only).
+    let lab = |a: &Ipv6Addr| a.segments()[..4] == [0xfd00, 1, 0, 0];
+    let all_ours = nfdump_rows(&ours_dir);
+    let all_theirs = nfdump_rows(&theirs_dir);
+    assert!(all_ours.iter().any(|r| lab(&r.src)));
+    assert!(!all_theirs.iter().any(|r| lab(&r.src) || lab(&r.dst)));
+    assert!(all_theirs.iter().any(|r| r.proto == 58 && r.dport != 0));
+    assert!(all_theirs.iter().any(|r| r.proto == 0));
+    let lab_rows: Vec<&Row> = all_ours
+        .iter()
+        .filter(|r| lab(&r.src) || lab(&r.dst))
+        .collect();
+    eprintln!(
+        "lab (QinQ) records: {}, packets {}",
+        lab_rows.len(),
+        lab_rows.iter().map(|r| r.packets).sum::<u64>()
+    );
+    let ours = by_key(
+        &all_ours
+            .into_iter()
+            .filter(|r| !lab(&r.src) && !lab(&r.dst))
+            .collect::<Vec<_>>(),
+    );
+    let theirs: Vec<Row> = all_theirs
+        .into_iter()
+        .map(|mut r| {
+            if r.proto == 58 {
+                (r.sport, r.dport) = (0, 0);
+            }
+            if r.proto == 0 && (r.sport, r.dport) == (0, 0) {
+                r.proto = 17;
+            }
+            r
+        })
+        .collect();
+    let theirs = by_key(&theirs);
+    let sum = |m: &BTreeMap<_, (u64, u64)>| m.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
+    eprintln!(
+        "compared: {} flows, (packets, bytes) flowpol {:?} softflowd {:?}",
+        ours.len(),
+        sum(&ours),
+        sum(&theirs)
+    );
+    assert!(ours.len() > 300, "{}", ours.len());
+    let differ = |a: &BTreeMap<_, _>, b: &BTreeMap<_, _>| -> Vec<String> {
+        a.iter()
+            .filter(|(k, v)| b.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k:?} {v:?} (other: {:?})", b.get(k)))
+            .collect()
+    };
+    let (only_ours, only_theirs) = (differ(&ours, &theirs), differ(&theirs, &ours));
+    assert!(
+        only_ours.is_empty() && only_theirs.is_empty(),
+        "flowpol:\n{}\nsoftflowd:\n{}",
+        only_ours.join("\n"),
+        only_theirs.join("\n")
+    );
+}
+
+/// pmacct's nfacctd on a free loopback port, printing CSV into `dir/out.csv` every second, with
+/// a custom primitive for flowLabelIPv6, which nfdump drops. (The class strings are not asked
+/// for: pmacct 1.7.7, Debian 12's, stores variable-length string primitives empty,
+/// pmacct/pmacct#604.)
+struct Nfacctd {
+    child: Child,
+    port: u16,
+    csv: PathBuf,
+}
+
+impl Nfacctd {
+    fn start(dir: &Path) -> Nfacctd {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let prims = dir.join("primitives.lst");
+        std::fs::write(
+            &prims,
+            "name=flow_label\tfield_type=31\tlen=4\tsemantics=u_int\n",
+        )
+        .unwrap();
+        let csv = dir.join("out.csv");
+        let conf = dir.join("nfacctd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\n\
+                 aggregate_primitives: {}\nplugins: print[out]\n\
+                 aggregate[out]: src_host, dst_host, proto, src_port, dst_port, flow_label\n\
+                 print_output[out]: csv\nprint_output_file[out]: {}\n\
+                 print_output_file_append[out]: true\nprint_refresh_time[out]: 1\n\
+                 print_num_protos[out]: true\n",
+                prims.display(),
+                csv.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nfacctd")
+            .arg("-f")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nfacctd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Nfacctd { child, port, csv }
+    }
+
+    /// Rows of the CSV as (header name -> value) maps; header lines repeated by appending skipped.
+    fn rows(&self) -> Vec<BTreeMap<String, String>> {
+        let text = std::fs::read_to_string(&self.csv).unwrap_or_default();
+        let mut header: Vec<String> = Vec::new();
+        let mut rows = Vec::new();
+        for line in text.lines() {
+            let cols: Vec<String> = line.split(',').map(str::to_string).collect();
+            if cols.first().is_some_and(|c| c == "SRC_IP") {
+                header = cols;
+            } else if !header.is_empty() && cols.len() == header.len() {
+                rows.push(header.iter().cloned().zip(cols).collect());
+            }
+        }
+        rows
+    }
+}
+
+impl Drop for Nfacctd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn pmacct_nfacctd_stores_every_flow_with_its_flow_label_and_the_meter_counts() {
+    if !have("nfacctd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (total, records, names) = meter(&trace(dir.path()), 100_000, Duration::from_secs(15));
+    let nfacctd = Nfacctd::start(dir.path());
+    let e = Exporter::udp(([127, 0, 0, 1], nfacctd.port).into(), names.clone(), cfg()).unwrap();
+    for (i, r) in records.iter().enumerate() {
+        e.send(*r);
+        if i % 8 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert_eq!(e.finish().unwrap().records_sent, records.len() as u64);
+
+    // nfacctd sums records per aggregate; so do we.
+    type Agg = (String, String, u8, u16, u16, u32);
+    let mut ours: BTreeMap<Agg, (u64, u64)> = BTreeMap::new();
+    for r in &records {
+        let w = row(r, &names, true);
+        let (label, ..) = w.extra.unwrap();
+        let v = ours
+            .entry((
+                w.src.to_string(),
+                w.dst.to_string(),
+                w.proto,
+                w.sport,
+                w.dport,
+                label,
+            ))
+            .or_default();
+        v.0 += w.packets;
+        v.1 += w.bytes;
+    }
+    let start = Instant::now();
+    let theirs = loop {
+        let mut theirs: BTreeMap<Agg, (u64, u64)> = BTreeMap::new();
+        for m in nfacctd.rows() {
+            let get = |k: &str| {
+                m.get(k)
+                    .unwrap_or_else(|| panic!("no {k} in {:?}", m.keys()))
+                    .clone()
+            };
+            let num = |k: &str| get(k).trim().parse::<u64>().unwrap();
+            let v = theirs
+                .entry((
+                    get("SRC_IP"),
+                    get("DST_IP"),
+                    num("PROTOCOL") as u8,
+                    num("SRC_PORT") as u16,
+                    num("DST_PORT") as u16,
+                    num("flow_label") as u32,
+                ))
+                .or_default();
+            v.0 += num("PACKETS");
+            v.1 += num("BYTES");
+        }
+        let sum = theirs.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
+        if sum == total || start.elapsed() > Duration::from_secs(15) {
+            break theirs;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(ours.keys().any(|k| k.5 >= 0x10000), "no labelled flow");
+    assert!(ours.keys().any(|k| k.2 == 50), "no ESP flow");
+    assert_eq!(theirs, ours);
+}

@@ -12,6 +12,7 @@ pub mod compile;
 pub mod r#gen;
 pub mod label;
 pub mod packet;
+pub mod pipeline;
 pub mod policy;
 pub mod probe;
 pub mod report;

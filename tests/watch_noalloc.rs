@@ -7,7 +7,8 @@ mod common;
 
 use flowpol::classify::Linear;
 use flowpol::packet::{FiveTuple, ThreeTuple};
-use flowpol::source::live::{Session, SourceKind, WatchConfig};
+use flowpol::pipeline::live::{Session, WatchConfig};
+use flowpol::source::iface::SourceKind;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;

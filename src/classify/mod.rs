@@ -5,7 +5,8 @@ pub mod bench;
 pub mod linear;
 pub mod tuplemerge;
 
-use crate::packet::key::{FiveTuple, ThreeTuple};
+use crate::packet::key::{FiveTuple, ThreeTuple, Unavailable};
+use crate::packet::{Ipv6Keys, NonIpv6};
 use crate::policy::model::{FiveMatch, Policy, ThreeMatch};
 
 pub use linear::Linear;
@@ -68,4 +69,19 @@ pub trait Classifier<K: Key>: Send + Sync {
     fn classify(&self, key: &K) -> Option<RuleId>;
     /// Approximate heap bytes held by the engine.
     fn memory_bytes(&self) -> usize;
+}
+
+/// What one frame became: why it carries no IPv6 packet, or its keys and both engines' rules.
+/// The per-frame step (`crate::pipeline::Step`) makes one per frame and hands it, borrowed, to
+/// the tally, a flow meter and the per-packet writers; it borrows the frame and allocates nothing.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
+    NonIpv6(NonIpv6),
+    Ipv6 {
+        keys: Ipv6Keys<'a>,
+        /// The 3-tuple engine's rule (`None`: the default).
+        three: Option<RuleId>,
+        /// The 5-tuple engine's rule (`Ok(None)`: the default), or why there is no 5-tuple.
+        five: Result<Option<RuleId>, Unavailable>,
+    },
 }

@@ -5,12 +5,11 @@
 use crate::classify::tuplemerge::TupleMerge;
 use crate::classify::{Classifier, Linear};
 use crate::packet::{FiveTuple, ThreeTuple};
+use crate::pipeline::live::{Counts, LiveError, Reconciliation, Session, WatchConfig};
 use crate::report::json::SourceInfo;
 use crate::report::prometheus::{self, Metrics};
 use crate::report::{Report, table};
-use crate::source::live::{
-    Counts, KernelStats, LiveError, Reconciliation, Session, SourceKind, WatchConfig,
-};
+use crate::source::iface::{IfaceError, KernelStats, SourceKind};
 use anyhow::Context;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -202,7 +201,7 @@ where
     let session = match Session::start(&cfg, policy, c3, c5) {
         Ok(s) => s,
         // One line, naming the capability.
-        Err(e @ LiveError::NoCapability { .. }) => anyhow::bail!("{e}"),
+        Err(LiveError::Source(e @ IfaceError::NoCapability { .. })) => anyhow::bail!("{e}"),
         Err(e) => {
             return Err(anyhow::Error::new(e)).with_context(|| format!("watching {}", args.iface));
         }

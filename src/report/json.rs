@@ -23,15 +23,6 @@ pub struct Stopped {
     pub message: String,
 }
 
-impl From<&crate::source::pcap::CaptureError> for Stopped {
-    fn from(e: &crate::source::pcap::CaptureError) -> Self {
-        Stopped {
-            offset: e.offset(),
-            message: e.to_string(),
-        }
-    }
-}
-
 /// One rule's line, under one engine.
 #[derive(Clone, Debug, Serialize)]
 pub struct RuleRow {

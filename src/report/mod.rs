@@ -6,10 +6,9 @@
 
 pub mod flows;
 pub mod json;
-pub mod packets;
 pub mod prometheus;
 pub mod table;
 pub mod tally;
 
 pub use json::Report;
-pub use tally::{Counter, Outcome, Tally, Verdicts};
+pub use tally::{Counter, Tally, Verdicts};

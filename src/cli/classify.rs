@@ -1,8 +1,8 @@
 //! `flowpol classify --policy FILE --pcap FILE`: every packet of a capture classified on the
 //! 3-tuple and on the 5-tuple, side by side; optional per-packet JSON lines and per-class pcaps.
 
-use crate::classify::{Classifier, Linear};
-pub use crate::cli::{Engine, OutputFormat};
+use crate::classify::{Classifier, EngineKind};
+use crate::cli::OutputFormat;
 use crate::packet::{FiveTuple, ThreeTuple};
 use crate::pipeline::Step;
 use crate::pipeline::offline::{self, source_info};
@@ -40,23 +40,14 @@ pub struct Args {
     pub split: Option<PathBuf>,
     /// The engine used for both key types.
     #[arg(long, value_enum, default_value_t)]
-    pub engine: Engine,
+    pub engine: EngineKind,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let policy = crate::policy::load_file(&args.policy)?;
-    match args.engine {
-        Engine::Linear => {
-            let c3 = Linear::<ThreeTuple>::new(&policy);
-            let c5 = Linear::<FiveTuple>::new(&policy);
-            run_with(&args, &policy, &c3, &c5)
-        }
-        Engine::Fast => {
-            let c3 = crate::classify::tuplemerge::FastThree::new(&policy);
-            let c5 = crate::classify::tuplemerge::FastFive::new(&policy);
-            run_with(&args, &policy, &c3, &c5)
-        }
-    }
+    let c3 = args.engine.build::<ThreeTuple>(&policy);
+    let c5 = args.engine.build::<FiveTuple>(&policy);
+    run_with(&args, &policy, &c3, &c5)
 }
 
 /// A progress bar on the terminal only.

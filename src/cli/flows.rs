@@ -1,7 +1,8 @@
 //! `flowpol flows --pcap FILE`: label behaviour per 5-tuple flow, 3-tuple sharing, and whether
 //! a 3-tuple policy can stand in for a 5-tuple policy on that traffic.
 
-use super::classify::{OutputFormat, exit_after_read, progress};
+use super::classify::{exit_after_read, progress};
+use crate::cli::OutputFormat;
 use crate::pipeline::offline::{read_frames, source_info};
 use crate::report::flows::{FlowAnalysis, render};
 use crate::report::json::Stopped;

@@ -2,8 +2,7 @@
 //! refreshed every `--interval` seconds on stderr, the final one on stdout after SIGINT/SIGTERM,
 //! `--duration` or `--count`.
 
-use crate::classify::tuplemerge::TupleMerge;
-use crate::classify::{Classifier, Linear};
+use crate::classify::{Classifier, EngineKind};
 use crate::packet::{FiveTuple, ThreeTuple};
 use crate::pipeline::live::{Counts, LiveError, Reconciliation, Session, WatchConfig};
 use crate::report::json::SourceInfo;
@@ -17,9 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::classify::OutputFormat;
-
-use crate::cli::Engine;
+use crate::cli::OutputFormat;
 
 /// Capture live traffic and classify it with both engines (needs CAP_NET_RAW).
 ///
@@ -73,7 +70,7 @@ pub struct Args {
     pub source: SourceKind,
     /// The engine used for both key types.
     #[arg(long, value_enum, default_value_t)]
-    pub engine: Engine,
+    pub engine: EngineKind,
     /// Serve Prometheus metrics on this address (http://ADDR:PORT/metrics).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_addr: Option<SocketAddr>,
@@ -102,18 +99,9 @@ struct CaptureInfo {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let policy = crate::policy::load_file(&args.policy)?;
-    match args.engine {
-        Engine::Linear => {
-            let c3 = Arc::new(Linear::<ThreeTuple>::new(&policy));
-            let c5 = Arc::new(Linear::<FiveTuple>::new(&policy));
-            run_with(&args, &policy, c3, c5)
-        }
-        Engine::Fast => {
-            let c3 = Arc::new(TupleMerge::<ThreeTuple>::new(&policy));
-            let c5 = Arc::new(TupleMerge::<FiveTuple>::new(&policy));
-            run_with(&args, &policy, c3, c5)
-        }
-    }
+    let c3 = Arc::new(args.engine.build::<ThreeTuple>(&policy));
+    let c5 = Arc::new(args.engine.build::<FiveTuple>(&policy));
+    run_with(&args, &policy, c3, c5)
 }
 
 fn line(r: &Report, k: &KernelStats) -> String {
@@ -283,7 +271,7 @@ where
     let report = summary(&done.counts);
     let mut out = std::io::stdout().lock();
     match args.format {
-        super::classify::OutputFormat::Table => {
+        OutputFormat::Table => {
             write!(
                 out,
                 "{}{}{}",
@@ -295,7 +283,7 @@ where
                 writeln!(out, "frames per worker: {:?}", done.per_worker)?;
             }
         }
-        super::classify::OutputFormat::Json => {
+        OutputFormat::Json => {
             let w = WatchReport {
                 report: &report,
                 kernel,

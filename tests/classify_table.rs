@@ -4,7 +4,7 @@
 use flowpol::classify::Linear;
 use flowpol::packet::{FiveTuple, ThreeTuple};
 use flowpol::pipeline::Step;
-use flowpol::report::json::SourceInfo;
+use flowpol::report::model::SourceInfo;
 use flowpol::report::{Report, Tally, table};
 use flowpol::source::pcap::CaptureReader;
 

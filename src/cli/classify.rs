@@ -7,7 +7,7 @@ use crate::packet::{FiveTuple, ThreeTuple};
 use crate::pipeline::Step;
 use crate::pipeline::offline::{self, source_info};
 use crate::pipeline::packets::{PacketLines, Splitter};
-use crate::report::json::Stopped;
+use crate::report::model::Stopped;
 use crate::report::{Report, table};
 use crate::source::pcap::{CaptureError, CaptureReader};
 use anyhow::Context;

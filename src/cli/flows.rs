@@ -5,7 +5,7 @@ use super::classify::{exit_after_read, progress};
 use crate::cli::OutputFormat;
 use crate::pipeline::offline::{read_frames, source_info};
 use crate::report::flows::{FlowAnalysis, render};
-use crate::report::json::Stopped;
+use crate::report::model::Stopped;
 use crate::source::pcap::CaptureReader;
 use anyhow::Context;
 use std::io::Write;

@@ -5,7 +5,7 @@
 use crate::classify::{Classifier, EngineKind};
 use crate::packet::{FiveTuple, ThreeTuple};
 use crate::pipeline::live::{Counts, LiveError, Reconciliation, Session, WatchConfig};
-use crate::report::json::SourceInfo;
+use crate::report::model::SourceInfo;
 use crate::report::prometheus::{self, Metrics};
 use crate::report::{Report, table};
 use crate::source::iface::{IfaceError, KernelStats, SourceKind};

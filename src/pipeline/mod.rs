@@ -137,7 +137,7 @@ mod tests {
     use crate::classify::Linear;
     use crate::packet::{LinkType, NonIpv6, Unavailable};
     use crate::policy::Policy;
-    use crate::report::{Report, json::SourceInfo};
+    use crate::report::{Report, model::SourceInfo};
     use std::time::Duration;
 
     const POLICY: &str = "class gold\ndefault pass\nthree {\n  rule a label 5 -> class gold\n  rule z label 0 -> drop\n}\nfive {\n  rule a proto udp dport 53 -> class gold\n}\n";

@@ -5,7 +5,7 @@ use super::Step;
 use crate::classify::{Classifier, Outcome};
 use crate::packet::{FiveTuple, Frame, ThreeTuple};
 use crate::report::Tally;
-use crate::report::json::{SourceInfo, Stopped};
+use crate::report::model::{SourceInfo, Stopped};
 use crate::source::pcap::{CaptureError, CaptureReader, Format};
 use std::io::Read;
 use std::path::Path;

@@ -6,8 +6,8 @@
 //! 3-tuple; otherwise the flows that break it are listed.
 
 use crate::packet::{self, FiveTuple, Frame, ThreeTuple};
-use crate::report::json::SourceInfo;
-use crate::report::tally::Counter;
+use crate::report::model::SourceInfo;
+use crate::report::tally::PacketBytes;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use std::fmt::Write;
@@ -19,7 +19,7 @@ pub const MAX_LABELS: usize = 16;
 #[derive(Clone, Debug)]
 struct FlowState {
     key: FiveTuple,
-    count: Counter,
+    count: PacketBytes,
     first: u32,
     last: u32,
     changes: u64,
@@ -34,12 +34,12 @@ pub struct FlowAnalysis {
     index: FxHashMap<FiveTuple, usize>,
     pairs: FxHashSet<(ThreeTuple, usize)>,
     /// Frames read.
-    pub frames: Counter,
+    pub frames: PacketBytes,
     /// IPv6 packets.
-    pub ipv6: Counter,
+    pub ipv6: PacketBytes,
     /// IPv6 packets without a 5-tuple (ESP, non-first fragments, ...): a 3-tuple policy still
     /// classifies them, a 5-tuple policy cannot.
-    pub no_five: Counter,
+    pub no_five: PacketBytes,
 }
 
 /// How a flow's labels behaved.
@@ -136,15 +136,15 @@ pub struct Verdict {
 #[derive(Clone, Debug, Serialize)]
 pub struct FlowsReport {
     pub source: SourceInfo,
-    pub frames: Counter,
-    pub ipv6: Counter,
-    pub no_five_tuple: Counter,
+    pub frames: PacketBytes,
+    pub ipv6: PacketBytes,
+    pub no_five_tuple: PacketBytes,
     pub labels: LabelSummary,
     pub three_tuples: ThreeStats,
     pub verdict: Verdict,
     pub flows: Vec<FlowRow>,
     /// Set when reading stopped early on a corrupt or truncated capture.
-    pub stopped: Option<crate::report::json::Stopped>,
+    pub stopped: Option<crate::report::model::Stopped>,
 }
 
 fn addr(a: u128) -> String {
@@ -174,7 +174,7 @@ impl FlowAnalysis {
             None => {
                 self.flows.push(FlowState {
                     key: five,
-                    count: Counter::default(),
+                    count: PacketBytes::default(),
                     first: label,
                     last: label,
                     changes: 0,

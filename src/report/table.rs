@@ -1,6 +1,6 @@
 //! The human rendering of a [`Report`]: the 3-tuple and 5-tuple engines side by side.
 
-use super::json::Report;
+use super::model::Report;
 use comfy_table::{CellAlignment, Table};
 use std::fmt::Write;
 

@@ -7,18 +7,18 @@ use crate::policy::model::{Action, Policy};
 
 /// Packets and bytes (bytes are frame lengths on the wire).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counter {
+pub struct PacketBytes {
     pub packets: u64,
     pub bytes: u64,
 }
 
-impl Counter {
+impl PacketBytes {
     #[inline]
     pub fn add(&mut self, bytes: u32) {
         self.packets += 1;
         self.bytes += u64::from(bytes);
     }
-    pub fn merge(&mut self, o: &Counter) {
+    pub fn merge(&mut self, o: &PacketBytes) {
         self.packets += o.packets;
         self.bytes += o.bytes;
     }
@@ -96,9 +96,9 @@ pub struct EngineTally {
     /// The engine's name.
     pub engine: &'static str,
     /// Per rule, in policy order.
-    pub rules: Vec<Counter>,
+    pub rules: Vec<PacketBytes>,
     /// Packets no rule matched.
-    pub default: Counter,
+    pub default: PacketBytes,
     /// Nanoseconds spent extracting this engine's key (for the 5-tuple: the fixed header plus
     /// the extension-header walk) over the timed packets, timer overhead subtracted.
     pub extract_ns: u64,
@@ -116,7 +116,7 @@ impl EngineTally {
     fn new(engine: &'static str, rules: usize) -> Self {
         EngineTally {
             engine,
-            rules: vec![Counter::default(); rules],
+            rules: vec![PacketBytes::default(); rules],
             ..Default::default()
         }
     }
@@ -160,13 +160,13 @@ pub struct StepTiming {
 pub struct Tally {
     pub verdicts: Verdicts,
     /// Every frame read.
-    pub frames: Counter,
+    pub frames: PacketBytes,
     /// IPv6 packets.
-    pub ipv6: Counter,
+    pub ipv6: PacketBytes,
     /// Frames that carry no IPv6 packet, by [`crate::packet::NonIpv6::index`].
-    pub non_ipv6: [Counter; 4],
+    pub non_ipv6: [PacketBytes; 4],
     /// IPv6 packets without a 5-tuple, by [`crate::packet::Unavailable::index`].
-    pub unavailable: [Counter; 5],
+    pub unavailable: [PacketBytes; 5],
     pub three: EngineTally,
     pub five: EngineTally,
     /// Packets by (3-tuple outcome, 5-tuple outcome); the last column is "5-tuple unavailable".
@@ -180,8 +180,8 @@ impl Tally {
         let verdicts = Verdicts::new(policy);
         let n = verdicts.names.len();
         Tally {
-            frames: Counter::default(),
-            ipv6: Counter::default(),
+            frames: PacketBytes::default(),
+            ipv6: PacketBytes::default(),
             non_ipv6: Default::default(),
             unavailable: Default::default(),
             three: EngineTally::new(three_engine, policy.three.len()),

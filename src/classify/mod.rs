@@ -72,7 +72,7 @@ pub trait Classifier<K: Key>: Send + Sync {
 }
 
 /// What one frame became: why it carries no IPv6 packet, or its keys and both engines' rules.
-/// The per-frame step (`crate::pipeline::Step`) makes one per frame and hands it, borrowed, to
+/// The pipeline's per-frame step makes one per frame and hands it, borrowed, to
 /// the tally, a flow meter and the per-packet writers; it borrows the frame and allocates nothing.
 #[derive(Clone, Copy, Debug)]
 pub enum Outcome<'a> {

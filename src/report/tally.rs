@@ -1,5 +1,5 @@
 //! The tally: counters updated once per frame ([`Tally::record`]), with no allocation, from
-//! the [`Outcome`] of the per-frame step (`crate::pipeline::Step`) and its timing.
+//! the [`Outcome`] of the pipeline's per-frame step and its timing.
 
 use crate::classify::Outcome;
 use crate::classify::RuleId;

@@ -131,7 +131,7 @@ where
             Engine::TupleMerge(e) => e.name(),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn classify(&self, key: &K) -> Option<RuleId> {
         match self {
             Engine::Linear(e) => e.classify(key),

@@ -81,7 +81,7 @@ where
 
     /// The hot path: decodes one frame and classifies it with both engines. Returns what it
     /// became and, for a sample of IPv6 packets, how long each part took. No allocation.
-    #[inline]
+    #[inline(always)]
     pub fn run<'a>(&mut self, frame: &Frame<'a>) -> (Outcome<'a>, Option<StepTiming>) {
         // Reading the clock can cost more than decoding and matching together, so only a
         // sample of packets is timed: every packet at first, then one in TIME_EVERY.
@@ -123,7 +123,7 @@ where
     }
 
     /// [`Step::run`], counted into `tally`; returns the outcome for the other ends.
-    #[inline]
+    #[inline(always)]
     pub fn count<'a>(&mut self, frame: &Frame<'a>, tally: &mut Tally) -> Outcome<'a> {
         let (outcome, timing) = self.run(frame);
         tally.record(frame.orig_len, &outcome, timing.as_ref());

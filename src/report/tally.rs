@@ -216,7 +216,7 @@ impl Tally {
 
     /// Counts one frame of `bytes` on the wire: what it became, and how long its step took
     /// when it was timed. The per-frame hot path: nothing allocated.
-    #[inline]
+    #[inline(always)]
     pub fn record(&mut self, bytes: u32, outcome: &Outcome<'_>, timing: Option<&StepTiming>) {
         self.frames.add(bytes);
         let (three, five) = match outcome {

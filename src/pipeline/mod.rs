@@ -53,6 +53,8 @@ pub struct Step<'e, C3: ?Sized, C5: ?Sized> {
     ipv6: u64,
     /// Cost of one `Instant::now()`, subtracted from every measured interval.
     timer_overhead_ns: u64,
+    /// How long the last frame's step took, when it was timed.
+    timing: Option<StepTiming>,
 }
 
 impl<'e, C3, C5> Step<'e, C3, C5>
@@ -66,6 +68,7 @@ where
             c5,
             ipv6: 0,
             timer_overhead_ns: timer_overhead_ns(),
+            timing: None,
         }
     }
 
@@ -79,54 +82,68 @@ where
         (b.duration_since(a).as_nanos() as u64).saturating_sub(self.timer_overhead_ns)
     }
 
-    /// The hot path: decodes one frame and classifies it with both engines. Returns what it
-    /// became and, for a sample of IPv6 packets, how long each part took. No allocation.
+    /// The hot path: decodes one frame and classifies it with both engines, and returns what
+    /// it became; for a sample of IPv6 packets, how long each part took is then in
+    /// [`Step::timing`]. No allocation.
     #[inline(always)]
-    pub fn run<'a>(&mut self, frame: &Frame<'a>) -> (Outcome<'a>, Option<StepTiming>) {
+    pub fn run<'a>(&mut self, frame: &Frame<'a>) -> Outcome<'a> {
         // Reading the clock can cost more than decoding and matching together, so only a
         // sample of packets is timed: every packet at first, then one in TIME_EVERY.
         let n = self.ipv6;
         let timed = n < TIME_ALL_FIRST || n.is_multiple_of(TIME_EVERY);
         let clock = || timed.then(Instant::now);
+        self.timing = None;
         let t0 = clock();
         let (three_key, fixed) = match packet::three(frame.link, frame.data) {
             Ok(v) => v,
-            Err(kind) => return (Outcome::NonIpv6(kind), None),
+            Err(kind) => return Outcome::NonIpv6(kind),
         };
         self.ipv6 += 1;
         let t1 = clock();
-        let keys = packet::keys(three_key, &fixed);
+        // Built in place, so the keys are not copied into the outcome afterwards.
+        let mut outcome = Outcome::Ipv6 {
+            keys: packet::keys(three_key, &fixed),
+            three: None,
+            five: Ok(None),
+        };
         let t2 = clock();
-        let three = self.c3.classify(&keys.three);
-        let t3 = clock();
-        let mut five_match = None;
-        let five = match keys.five {
-            Ok(k) => {
-                let r = self.c5.classify(&k);
-                if let (Some(a), Some(b)) = (t3, clock()) {
-                    five_match = Some(self.span(a, b));
+        if let Outcome::Ipv6 { keys, three, five } = &mut outcome {
+            *three = self.c3.classify(&keys.three);
+            let t3 = clock();
+            let mut five_match = None;
+            *five = match keys.five {
+                Ok(k) => {
+                    let r = self.c5.classify(&k);
+                    if let (Some(a), Some(b)) = (t3, clock()) {
+                        five_match = Some(self.span(a, b));
+                    }
+                    Ok(r)
                 }
-                Ok(r)
+                Err(why) => Err(why),
+            };
+            if let (Some(t0), Some(t1), Some(t2), Some(t3)) = (t0, t1, t2, t3) {
+                self.timing = Some(StepTiming {
+                    three_extract: self.span(t0, t1),
+                    five_walk: self.span(t1, t2),
+                    three_match: self.span(t2, t3),
+                    five_match,
+                });
             }
-            Err(why) => Err(why),
-        };
-        let timing = match (t0, t1, t2, t3) {
-            (Some(t0), Some(t1), Some(t2), Some(t3)) => Some(StepTiming {
-                three_extract: self.span(t0, t1),
-                five_walk: self.span(t1, t2),
-                three_match: self.span(t2, t3),
-                five_match,
-            }),
-            _ => None,
-        };
-        (Outcome::Ipv6 { keys, three, five }, timing)
+        }
+        outcome
+    }
+
+    /// How long the last [`Step::run`] took, when it was timed.
+    #[inline]
+    pub fn timing(&self) -> Option<&StepTiming> {
+        self.timing.as_ref()
     }
 
     /// [`Step::run`], counted into `tally`; returns the outcome for the other ends.
     #[inline(always)]
     pub fn count<'a>(&mut self, frame: &Frame<'a>, tally: &mut Tally) -> Outcome<'a> {
-        let (outcome, timing) = self.run(frame);
-        tally.record(frame.orig_len, &outcome, timing.as_ref());
+        let outcome = self.run(frame);
+        tally.record(frame.orig_len, &outcome, self.timing.as_ref());
         outcome
     }
 }

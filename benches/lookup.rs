@@ -9,9 +9,10 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use flowpol::classify::{Classifier, FastFive, FastThree, Key, Linear};
 use flowpol::r#gen::classbench::{self, As, DEFAULT_MAP_V4};
-use flowpol::r#gen::rules::{self, Shape, Tuple};
+use flowpol::r#gen::rules::{self, Shape};
 use flowpol::packet::key::{FiveTuple, ThreeTuple};
 use flowpol::policy::Policy;
+use flowpol::policy::syntax::TupleKind;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -75,8 +76,8 @@ fn lookup(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     g.throughput(Throughput::Elements(BATCH as u64));
     for n in [100usize, 1_000, 10_000, 100_000] {
-        let p5 = rules::generate(Shape::Acl, n, 42, Tuple::Five);
-        let p3 = rules::generate(Shape::Acl, n, 42, Tuple::Three);
+        let p5 = rules::generate(Shape::Acl, n, 42, TupleKind::Five);
+        let p3 = rules::generate(Shape::Acl, n, 42, TupleKind::Three);
         let k5 = rules::five_keys(&p5, BATCH, 7);
         let k3 = rules::three_keys(&p3, BATCH, 7);
         both(&mut g, &format!("acl-{n}"), &p5, &k5, &p3, &k3);
@@ -117,8 +118,8 @@ fn build(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
     for n in [10_000usize, 100_000] {
-        let p5 = rules::generate(Shape::Fw, n, 42, Tuple::Five);
-        let p3 = rules::generate(Shape::Fw, n, 42, Tuple::Three);
+        let p5 = rules::generate(Shape::Fw, n, 42, TupleKind::Five);
+        let p3 = rules::generate(Shape::Fw, n, 42, TupleKind::Three);
         g.bench_function(BenchmarkId::new("five/fast", n), |b| {
             b.iter(|| FastFive::new(&p5))
         });

@@ -30,9 +30,10 @@ static A: Counting = Counting;
 /// A generated acl-shape policy: half its rules on the 3-tuple, half on the 5-tuple, printed in
 /// the canonical form (what `flowpol gen rules` writes).
 fn generate(n: usize) -> String {
-    use flowpol::r#gen::rules::{Shape, Tuple, generate};
-    let mut p = generate(Shape::Acl, n / 2, 1, Tuple::Three);
-    p.five = generate(Shape::Acl, n - n / 2, 2, Tuple::Five).five;
+    use flowpol::r#gen::rules::{Shape, generate};
+    use flowpol::policy::syntax::TupleKind;
+    let mut p = generate(Shape::Acl, n / 2, 1, TupleKind::Three);
+    p.five = generate(Shape::Acl, n - n / 2, 2, TupleKind::Five).five;
     flowpol::policy::fmt::format(&p)
 }
 

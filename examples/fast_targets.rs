@@ -8,9 +8,10 @@
 
 use flowpol::classify::{Classifier, FastFive, FastThree, Key, Linear, TmConfig};
 use flowpol::r#gen::classbench::{self, As, DEFAULT_MAP_V4};
-use flowpol::r#gen::rules::{self, Shape, Tuple};
+use flowpol::r#gen::rules::{self, Shape};
 use flowpol::packet::key::{FiveTuple, ThreeTuple};
 use flowpol::policy::Policy;
+use flowpol::policy::syntax::TupleKind;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -132,8 +133,8 @@ fn scale(out: &str) {
         ("fast three", vec![]),
     ];
     for &n in &counts {
-        let p5 = rules::generate(Shape::Acl, n, 42, Tuple::Five);
-        let p3 = rules::generate(Shape::Acl, n, 42, Tuple::Three);
+        let p5 = rules::generate(Shape::Acl, n, 42, TupleKind::Five);
+        let p3 = rules::generate(Shape::Acl, n, 42, TupleKind::Three);
         let nk = (2_000_000 / n).clamp(200, 20_000);
         let k5 = rules::five_keys(&p5, nk, 3);
         let k3 = rules::three_keys(&p3, nk, 3);
@@ -209,17 +210,17 @@ fn main() {
     if std::env::args().any(|a| a == "BUILD") {
         // Build cost only, 100k generated rules.
         for shape in [Shape::Acl, Shape::Fw, Shape::Ipc] {
-            for tuple in [Tuple::Five, Tuple::Three] {
+            for tuple in [TupleKind::Five, TupleKind::Three] {
                 let p = rules::generate(shape, 100_000, 42, tuple);
                 let base = CUR.load(Relaxed);
                 PEAK.store(base, Relaxed);
                 let t = cpu_ns();
                 let (tables, bytes) = match tuple {
-                    Tuple::Five => {
+                    TupleKind::Five => {
                         let f = FastFive::new(&p);
                         (f.stats().tables, f.memory_bytes())
                     }
-                    Tuple::Three => {
+                    TupleKind::Three => {
                         let f = FastThree::new(&p);
                         (f.stats().tables, f.memory_bytes())
                     }
@@ -309,7 +310,7 @@ fn main() {
     }
     let big = if quick { 20_000 } else { 100_000 };
     for shape in [Shape::Acl, Shape::Fw, Shape::Ipc] {
-        let p5 = rules::generate(shape, big, 42, Tuple::Five);
+        let p5 = rules::generate(shape, big, 42, TupleKind::Five);
         let k5 = rules::five_keys(&p5, n_keys / 5, 2);
         rows.push(run(
             &format!("gen {shape:?} {big} five"),
@@ -318,7 +319,7 @@ fn main() {
             FastFive::new,
             |f| f.stats().tables,
         ));
-        let p3 = rules::generate(shape, big, 42, Tuple::Three);
+        let p3 = rules::generate(shape, big, 42, TupleKind::Three);
         let k3 = rules::three_keys(&p3, n_keys / 5, 2);
         rows.push(run(
             &format!("gen {shape:?} {big} three"),

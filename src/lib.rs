@@ -6,6 +6,7 @@
 //! thin command line over it ([`cli`]).
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod classify;
 pub mod cli;
 pub mod compile;

@@ -3,7 +3,8 @@
 
 use flowpol::classify::Linear;
 use flowpol::packet::{FiveTuple, ThreeTuple};
-use flowpol::report::json::SourceInfo;
+use flowpol::pipeline::Step;
+use flowpol::report::model::SourceInfo;
 use flowpol::report::{Report, Tally, table};
 use flowpol::source::pcap::CaptureReader;
 
@@ -32,10 +33,11 @@ fn demo_capture_table_matches_its_snapshot() {
     let c3 = Linear::<ThreeTuple>::new(&policy);
     let c5 = Linear::<FiveTuple>::new(&policy);
     let mut tally = Tally::new(&policy, "linear", "linear");
+    let mut step = Step::new(&c3, &c5);
     let mut reader = CaptureReader::open(DEMO).unwrap();
     reader
         .for_each(|f| {
-            tally.classify(&f, &c3, &c5);
+            step.count(&f, &mut tally);
         })
         .unwrap();
     let source = SourceInfo {

@@ -7,8 +7,9 @@
 //! tag into packet metadata, and still select flowpol's packets. The expressions of every
 //! bundled policy compile in tcpdump and in tshark's dumpcap and fit the kernel's limit.
 
-use flowpol::compile::{Engine, bpf};
+use flowpol::compile::bpf;
 use flowpol::policy::model::Policy;
+use flowpol::policy::syntax::TupleKind;
 use std::path::Path;
 use std::process::Command;
 use support::capture::{Capture, read_pcap};
@@ -78,15 +79,15 @@ fn tagged_frames(pkts: &[Pkt], stacks: &[&[u16]], max: usize) -> (Vec<Vec<u8>>, 
 }
 
 /// Per-rule counts of the linear engine (index `rules.len()` is the default).
-fn expected(policy: &Policy, engine: Engine, pkts: &[Pkt]) -> Vec<u64> {
+fn expected(policy: &Policy, engine: TupleKind, pkts: &[Pkt]) -> Vec<u64> {
     match engine {
-        Engine::Three => expected_three(policy, pkts),
-        Engine::Five => expected_five(policy, pkts),
+        TupleKind::Three => expected_three(policy, pkts),
+        TupleKind::Five => expected_five(policy, pkts),
     }
 }
 
 /// Per-rule counts of `flowpol classify` (the default last).
-fn classify_counts(policy: &Path, cap: &Path, engine: Engine) -> Vec<u64> {
+fn classify_counts(policy: &Path, cap: &Path, engine: TupleKind) -> Vec<u64> {
     let o = flowpol!()
         .args(["classify", "--format", "json", "--policy"])
         .arg(policy)
@@ -96,8 +97,8 @@ fn classify_counts(policy: &Path, cap: &Path, engine: Engine) -> Vec<u64> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let key = match engine {
-        Engine::Three => "three",
-        Engine::Five => "five",
+        TupleKind::Three => "three",
+        TupleKind::Five => "five",
     };
     v["rules"][key]
         .as_array()
@@ -108,11 +109,11 @@ fn classify_counts(policy: &Path, cap: &Path, engine: Engine) -> Vec<u64> {
 }
 
 /// The packets filter `f` must select, from per-rule counts (the default last).
-fn wanted(policy: &Policy, engine: Engine, f: &bpf::BpfFilter, counts: &[u64]) -> u64 {
+fn wanted(policy: &Policy, engine: TupleKind, f: &bpf::BpfFilter, counts: &[u64]) -> u64 {
     let n = counts.len() - 1;
     let action_of = |i: usize| match engine {
-        Engine::Three if i < n => policy.three[i].action.to_string(),
-        Engine::Five if i < n => policy.five[i].action.to_string(),
+        TupleKind::Three if i < n => policy.three[i].action.to_string(),
+        TupleKind::Five if i < n => policy.five[i].action.to_string(),
         _ => policy.default.to_string(),
     };
     match (f.kind, f.index) {
@@ -127,7 +128,7 @@ fn wanted(policy: &Policy, engine: Engine, f: &bpf::BpfFilter, counts: &[u64]) -
 }
 
 /// Every filter (looking behind `tags` tags) run by `tcpdump -r` on `cap` against the counts.
-fn compare_offline(policy: &Policy, engine: Engine, tags: usize, cap: &Path, counts: &[u64]) {
+fn compare_offline(policy: &Policy, engine: TupleKind, tags: usize, cap: &Path, counts: &[u64]) {
     let dir = tempfile::tempdir().unwrap();
     let filters = bpf::compile(policy, engine, tags).unwrap();
     for f in &filters {
@@ -150,7 +151,7 @@ fn compare_offline(policy: &Policy, engine: Engine, tags: usize, cap: &Path, cou
 
 /// Writes `pkts` behind every tag stack, checks that `flowpol classify` reads the frames as
 /// built (the five-tag ones not at all), and compares every filter with it.
-fn check(policy: &Policy, engine: Engine, pkts: &[Pkt]) {
+fn check(policy: &Policy, engine: TupleKind, pkts: &[Pkt]) {
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("cap.pcap");
     let (frames, kept) = tagged_frames(pkts, &TAG_STACKS, bpf::MAX_TAGS);
@@ -184,7 +185,7 @@ fn three_tuple_filters_select_exactly_flowpols_packets() {
     for seed in 1..=4 {
         let policy = overlapping_three(seed, 12);
         let pkts = packets_near(&policy, 300, seed * 7, &all);
-        check(&policy, Engine::Three, &pkts);
+        check(&policy, TupleKind::Three, &pkts);
     }
 }
 
@@ -197,9 +198,9 @@ fn fewer_tag_levels_select_the_frames_behind_that_many_and_say_so() {
     for tags in [0, 2] {
         let (frames, kept) = tagged_frames(&pkts, &TAG_STACKS, tags);
         write_pcap(&cap, &frames);
-        let counts = expected(&policy, Engine::Three, &kept);
-        compare_offline(&policy, Engine::Three, tags, &cap, &counts);
-        let filters = bpf::compile(&policy, Engine::Three, tags).unwrap();
+        let counts = expected(&policy, TupleKind::Three, &kept);
+        compare_offline(&policy, TupleKind::Three, tags, &cap, &counts);
+        let filters = bpf::compile(&policy, TupleKind::Three, tags).unwrap();
         assert!(
             filters
                 .iter()
@@ -222,8 +223,8 @@ fn fewer_tag_levels_select_the_frames_behind_that_many_and_say_so() {
 fn five_tuple_filters_are_exact_without_extension_headers_and_say_so() {
     let policy = big_five(40, 3);
     let pkts = packets_near(&policy, 300, 5, &[Shape::Udp, Shape::Tcp]);
-    check(&policy, Engine::Five, &pkts);
-    let filters = bpf::compile(&policy, Engine::Five, bpf::MAX_TAGS).unwrap();
+    check(&policy, TupleKind::Five, &pkts);
+    let filters = bpf::compile(&policy, TupleKind::Five, bpf::MAX_TAGS).unwrap();
     assert!(filters.iter().all(|f| {
         !f.exact
             && f.reason
@@ -264,7 +265,7 @@ fn cli_bpf_output_for_bundled_policies_matches_classify_on_a_vlan_trace() {
         if path.extension().is_none_or(|e| e != "fpol") {
             continue;
         }
-        for (engine, key) in [(Engine::Three, "three"), (Engine::Five, "five")] {
+        for (engine, key) in [(TupleKind::Three, "three"), (TupleKind::Five, "five")] {
             let o = flowpol!()
                 .args([
                     "compile", "--target", "bpf", "--format", "json", "--engine", key,
@@ -284,7 +285,7 @@ fn cli_bpf_output_for_bundled_policies_matches_classify_on_a_vlan_trace() {
             assert_eq!(v.as_array().unwrap().len(), filters.len());
             for (f, j) in filters.iter().zip(v.as_array().unwrap()) {
                 assert_eq!(j["expr"].as_str(), Some(f.expr.as_str()), "CLI = library");
-                assert_eq!(j["exact"].as_bool(), Some(engine == Engine::Three));
+                assert_eq!(j["exact"].as_bool(), Some(engine == TupleKind::Three));
                 n += 1;
                 if f.expr == bpf::NOTHING {
                     continue;
@@ -362,8 +363,8 @@ fn live_filters_select_flowpols_packets_when_the_kernel_strips_the_tag() {
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("cap.pcap");
     write_pcap(&cap, &frames);
-    let counts = expected(&policy, Engine::Three, &kept);
-    let filters = bpf::compile(&policy, Engine::Three, bpf::MAX_TAGS).unwrap();
+    let counts = expected(&policy, TupleKind::Three, &kept);
+    let filters = bpf::compile(&policy, TupleKind::Three, bpf::MAX_TAGS).unwrap();
     let mut checks: Vec<(String, Option<u64>)> = filters
         .iter()
         .filter(|f| f.expr != bpf::NOTHING)
@@ -375,7 +376,7 @@ fn live_filters_select_flowpols_packets_when_the_kernel_strips_the_tag() {
             );
             (
                 f.expr.clone(),
-                Some(wanted(&policy, Engine::Three, f, &counts)),
+                Some(wanted(&policy, TupleKind::Three, f, &counts)),
             )
         })
         .collect();

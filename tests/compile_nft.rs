@@ -3,8 +3,8 @@
 //! load into the kernel in seconds, reload idempotently and carry one counter per rule.
 //! Root: every check runs in a network namespace of the test's own.
 
-use flowpol::compile::Engine;
 use flowpol::compile::nft::{self, Encoding, NftOptions};
+use flowpol::policy::syntax::TupleKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::compile::*;
@@ -186,12 +186,12 @@ fn ten_thousand_rules_load_in_seconds() {
     // Plain rules load slowly (10 000 rules with small anonymous address sets took ~17 s here),
     // so the plain encoding is loaded at 2 000 rules and the default (maps) at 10 000.
     let cases = [
-        ("three", &three, Engine::Three, Encoding::Auto),
-        ("five", &five, Engine::Five, Encoding::Auto),
+        ("three", &three, TupleKind::Three, Encoding::Auto),
+        ("five", &five, TupleKind::Five, Encoding::Auto),
         (
             "three-2k",
             &big_three(2_000, 44),
-            Engine::Three,
+            TupleKind::Three,
             Encoding::Plain,
         ),
     ];

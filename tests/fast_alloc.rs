@@ -2,7 +2,8 @@
 //! global allocator (`support::alloc`) counts allocations during a lookup loop.
 
 use flowpol::classify::{Classifier, FastFive, FastThree, Linear};
-use flowpol::r#gen::rules::{self, Shape, Tuple};
+use flowpol::r#gen::rules::{self, Shape};
+use flowpol::policy::syntax::TupleKind;
 use support::alloc;
 
 /// The tests of this binary measure global counters: one at a time.
@@ -29,8 +30,8 @@ fn counting_allocator_sees_allocations() {
 #[test]
 fn classify_does_not_allocate() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let p5 = rules::generate(Shape::Fw, 5000, 1, Tuple::Five);
-    let p3 = rules::generate(Shape::Acl, 5000, 1, Tuple::Three);
+    let p5 = rules::generate(Shape::Fw, 5000, 1, TupleKind::Five);
+    let p3 = rules::generate(Shape::Acl, 5000, 1, TupleKind::Three);
     let (f5, l5) = (FastFive::new(&p5), Linear::new(&p5));
     let (f3, l3) = (FastThree::new(&p3), Linear::new(&p3));
     let k5 = rules::five_keys(&p5, 5000, 2);
@@ -52,12 +53,12 @@ fn classify_does_not_allocate() {
 #[test]
 fn building_100k_rules_peaks_under_50_mb() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for (shape, tuple) in [(Shape::Fw, Tuple::Five), (Shape::Acl, Tuple::Three)] {
+    for (shape, tuple) in [(Shape::Fw, TupleKind::Five), (Shape::Acl, TupleKind::Three)] {
         let p = rules::generate(shape, 100_000, 42, tuple);
         let base = alloc::reset_peak();
         let bytes = match tuple {
-            Tuple::Five => FastFive::new(&p).memory_bytes(),
-            Tuple::Three => FastThree::new(&p).memory_bytes(),
+            TupleKind::Five => FastFive::new(&p).memory_bytes(),
+            TupleKind::Three => FastThree::new(&p).memory_bytes(),
         };
         let peak = alloc::peak_bytes() - base;
         assert!(bytes > 1_000_000, "{bytes}");

@@ -177,9 +177,9 @@ fn gen_rules_prints_checkable_policies() {
             _ => rules::Shape::Ipc,
         };
         let tuple_v = if tuple == "five" {
-            rules::Tuple::Five
+            flowpol::policy::syntax::TupleKind::Five
         } else {
-            rules::Tuple::Three
+            flowpol::policy::syntax::TupleKind::Three
         };
         let generated = rules::generate(shape_v, 300, 5, tuple_v);
         assert_eq!((&p.three, &p.five), (&generated.three, &generated.five));

@@ -4,11 +4,12 @@
 
 use flowpol::FlowLabel;
 use flowpol::classify::{Classifier, FastFive, FastThree, Linear, TmConfig, TupleMerge};
-use flowpol::r#gen::rules::{self, Shape, Tuple};
+use flowpol::r#gen::rules::{self, Shape};
 use flowpol::packet::key::{FiveTuple, ThreeTuple};
 use flowpol::policy::model::{
     AddrMatch, FiveMatch, LabelMatch, Policy, PortMatch, Prefix, ThreeMatch,
 };
+use flowpol::policy::syntax::TupleKind;
 use proptest::prelude::*;
 
 /// Bases the addresses share, so that prefixes nest and overlap.
@@ -300,7 +301,7 @@ proptest! {
 #[test]
 fn fast_matches_linear_on_generated_sets() {
     for shape in [Shape::Acl, Shape::Fw, Shape::Ipc] {
-        let p = rules::generate(shape, 3000, 11, Tuple::Five);
+        let p = rules::generate(shape, 3000, 11, TupleKind::Five);
         let (lin, fast) = (Linear::<FiveTuple>::new(&p), FastFive::new(&p));
         let keys = rules::five_keys(&p, 20_000, 12);
         let hits = keys.iter().filter(|k| lin.classify(k).is_some()).count();
@@ -311,7 +312,7 @@ fn fast_matches_linear_on_generated_sets() {
         for k in &keys {
             assert_eq!(fast.classify(k), lin.classify(k), "{shape:?} {k:?}");
         }
-        let p = rules::generate(shape, 3000, 11, Tuple::Three);
+        let p = rules::generate(shape, 3000, 11, TupleKind::Three);
         let (lin, fast) = (Linear::<ThreeTuple>::new(&p), FastThree::new(&p));
         for k in &rules::three_keys(&p, 20_000, 12) {
             assert_eq!(fast.classify(k), lin.classify(k), "{shape:?} {k:?}");

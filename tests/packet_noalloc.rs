@@ -4,8 +4,9 @@
 
 use flowpol::classify::Linear;
 use flowpol::packet::{FiveTuple, ThreeTuple};
+use flowpol::pipeline::Step;
+use flowpol::pipeline::packets::PacketLines;
 use flowpol::report::Tally;
-use flowpol::report::packets::PacketLines;
 use flowpol::source::pcap::CaptureReader;
 use support::alloc;
 
@@ -20,6 +21,7 @@ fn reading_decoding_classifying_and_writing_lines_allocate_nothing_per_packet() 
     let c3 = Linear::<ThreeTuple>::new(&policy);
     let c5 = Linear::<FiveTuple>::new(&policy);
     let mut tally = Tally::new(&policy, "linear", "linear");
+    let mut step = Step::new(&c3, &c5);
     let mut lines = PacketLines::new(std::io::sink(), &policy);
     let mut reader =
         CaptureReader::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/demo.pcap")).unwrap();
@@ -29,7 +31,7 @@ fn reading_decoding_classifying_and_writing_lines_allocate_nothing_per_packet() 
     reader
         .for_each(|f| {
             frames += 1;
-            let o = tally.classify(&f, &c3, &c5);
+            let o = step.count(&f, &mut tally);
             write_err |= lines.write(&f, &o).is_err();
         })
         .unwrap();

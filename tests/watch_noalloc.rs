@@ -5,7 +5,8 @@
 
 use flowpol::classify::Linear;
 use flowpol::packet::{FiveTuple, ThreeTuple};
-use flowpol::source::live::{Session, SourceKind, WatchConfig};
+use flowpol::pipeline::live::{Session, WatchConfig};
+use flowpol::source::iface::SourceKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;

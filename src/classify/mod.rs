@@ -1,15 +1,16 @@
 //! Classification engines: one trait, a linear first-match reference engine per key type, and
-//! the fast engines that must agree with it on every packet.
+//! the fast engines that must agree with it on every packet; the choice between them
+//! ([`EngineKind`]) and what a frame became under both ([`Outcome`]).
 
-pub mod bench;
 pub mod linear;
 pub mod tuplemerge;
 
-use crate::packet::key::{FiveTuple, ThreeTuple};
+use crate::packet::key::{FiveTuple, ThreeTuple, Unavailable};
+use crate::packet::{Ipv6Keys, NonIpv6};
 use crate::policy::model::{FiveMatch, Policy, ThreeMatch};
 
 pub use linear::Linear;
-pub use tuplemerge::{FastFive, FastThree, TmConfig, TupleMerge};
+pub use tuplemerge::{FastFive, FastThree, TmConfig, TmKey, TupleMerge};
 
 /// The index of a rule in its policy's rule list for that tuple kind (its priority: lower wins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,4 +69,79 @@ pub trait Classifier<K: Key>: Send + Sync {
     fn classify(&self, key: &K) -> Option<RuleId>;
     /// Approximate heap bytes held by the engine.
     fn memory_bytes(&self) -> usize;
+}
+
+/// What one frame became: why it carries no IPv6 packet, or its keys and both engines' rules.
+/// The pipeline's per-frame step makes one per frame and hands it, borrowed, to
+/// the tally, a flow meter and the per-packet writers; it borrows the frame and allocates nothing.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
+    NonIpv6(NonIpv6),
+    Ipv6 {
+        keys: Ipv6Keys<'a>,
+        /// The 3-tuple engine's rule (`None`: the default).
+        three: Option<RuleId>,
+        /// The 5-tuple engine's rule (`Ok(None)`: the default), or why there is no 5-tuple.
+        five: Result<Option<RuleId>, Unavailable>,
+    },
+}
+
+/// The engine a command classifies with. Both give the same answers; TupleMerge is built once
+/// and looks up in near-constant time. On the command line: `linear`, `tuplemerge` (or `fast`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    /// The linear first-match reference engine.
+    #[default]
+    Linear,
+    /// TupleMerge (hash tables on masked fields); `fast` is accepted for it.
+    #[value(name = "tuplemerge", alias = "fast")]
+    TupleMerge,
+}
+
+impl EngineKind {
+    /// The engine of this kind for key type `K`, built from `policy`: the one constructor every
+    /// command (classify, watch, bench) uses.
+    pub fn build<K: TmKey>(self, policy: &Policy) -> Engine<K>
+    where
+        K::Match: Clone,
+    {
+        match self {
+            EngineKind::Linear => Engine::Linear(Linear::new(policy)),
+            EngineKind::TupleMerge => Engine::TupleMerge(TupleMerge::new(policy)),
+        }
+    }
+}
+
+/// A built engine of either kind ([`EngineKind::build`]). The kind is fixed for a run, so the
+/// branch on it in `classify` is always predicted.
+pub enum Engine<K: TmKey> {
+    Linear(Linear<K>),
+    TupleMerge(TupleMerge<K>),
+}
+
+impl<K: TmKey> Classifier<K> for Engine<K>
+where
+    Linear<K>: Classifier<K>,
+    TupleMerge<K>: Classifier<K>,
+{
+    fn name(&self) -> &'static str {
+        match self {
+            Engine::Linear(e) => e.name(),
+            Engine::TupleMerge(e) => e.name(),
+        }
+    }
+    #[inline(always)]
+    fn classify(&self, key: &K) -> Option<RuleId> {
+        match self {
+            Engine::Linear(e) => e.classify(key),
+            Engine::TupleMerge(e) => e.classify(key),
+        }
+    }
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Engine::Linear(e) => e.memory_bytes(),
+            Engine::TupleMerge(e) => e.memory_bytes(),
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `flowpol bench`: every engine on the same packets, 3-tuple and 5-tuple, in one process.
 
-use crate::classify::bench::{self, BenchReport, EngineKind, Frames};
+use crate::bench::{self, BenchReport, Frames};
+use crate::classify::EngineKind;
 use crate::cli::{EXIT_FINDINGS, EXIT_OK};
 use crate::r#gen::classbench;
 use crate::policy::model::Prefix;
@@ -8,9 +9,9 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::OutputFormat as Format;
+use crate::cli::OutputFormat;
 
-/// Measure the engines (linear, fast) on the same packets, 3-tuple and 5-tuple.
+/// Measure the engines (linear, tuplemerge) on the same packets, 3-tuple and 5-tuple.
 ///
 /// Measure the classification engines on the same packets: build time, memory, ns per packet
 /// for key extraction and for lookup, packets per second, and mismatches against the linear
@@ -36,11 +37,16 @@ pub struct Args {
     #[arg(long, value_name = "PREFIX/96", default_value = "::ffff:0:0/96", value_parser = classbench::parse_map)]
     pub map_v4: Prefix,
     /// Engines to report, comma-separated (the linear reference always runs for mismatches).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "linear,fast")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "linear,tuplemerge"
+    )]
     pub engines: Vec<EngineKind>,
     /// Report format.
     #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
+    pub format: OutputFormat,
     /// Also draw ns/packet per engine (key extraction and lookup stacked) into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
@@ -73,8 +79,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Duration::from_millis(args.min_ms),
     );
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print_table(&report),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Table => print_table(&report),
     }
     if let Some(svg) = &args.plot {
         plot(&report, svg).with_context(|| format!("writing {}", svg.display()))?;

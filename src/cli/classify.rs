@@ -1,13 +1,15 @@
 //! `flowpol classify --policy FILE --pcap FILE`: every packet of a capture classified on the
 //! 3-tuple and on the 5-tuple, side by side; optional per-packet JSON lines and per-class pcaps.
 
-use crate::classify::{Classifier, Linear};
-pub use crate::cli::{Engine, OutputFormat};
+use crate::classify::{Classifier, EngineKind};
+use crate::cli::OutputFormat;
 use crate::packet::{FiveTuple, ThreeTuple};
-use crate::report::json::{SourceInfo, Stopped};
-use crate::report::packets::{PacketLines, Splitter};
-use crate::report::{Report, Tally, table};
-use crate::source::pcap::{CaptureError, CaptureReader, Format};
+use crate::pipeline::Step;
+use crate::pipeline::offline::{self, source_info};
+use crate::pipeline::packets::{PacketLines, Splitter};
+use crate::report::model::Stopped;
+use crate::report::{Report, table};
+use crate::source::pcap::{CaptureError, CaptureReader};
 use anyhow::Context;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -38,23 +40,14 @@ pub struct Args {
     pub split: Option<PathBuf>,
     /// The engine used for both key types.
     #[arg(long, value_enum, default_value_t)]
-    pub engine: Engine,
+    pub engine: EngineKind,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let policy = crate::policy::load_file(&args.policy)?;
-    match args.engine {
-        Engine::Linear => {
-            let c3 = Linear::<ThreeTuple>::new(&policy);
-            let c5 = Linear::<FiveTuple>::new(&policy);
-            run_with(&args, &policy, &c3, &c5)
-        }
-        Engine::Fast => {
-            let c3 = crate::classify::tuplemerge::FastThree::new(&policy);
-            let c5 = crate::classify::tuplemerge::FastFive::new(&policy);
-            run_with(&args, &policy, &c3, &c5)
-        }
-    }
+    let c3 = args.engine.build::<ThreeTuple>(&policy);
+    let c5 = args.engine.build::<FiveTuple>(&policy);
+    run_with(&args, &policy, &c3, &c5)
 }
 
 /// A progress bar on the terminal only.
@@ -72,16 +65,6 @@ pub(crate) fn progress(path: &Path) -> indicatif::ProgressBar {
     pb
 }
 
-pub(crate) fn source_info(path: &Path, format: Format) -> SourceInfo {
-    SourceInfo {
-        kind: match format {
-            Format::Pcap => "pcap".into(),
-            Format::Pcapng => "pcapng".into(),
-        },
-        name: path.display().to_string(),
-    }
-}
-
 /// The run, generic over the two engines so the hot loop is monomorphised for each.
 pub fn run_with<C3, C5>(
     args: &Args,
@@ -95,7 +78,8 @@ where
 {
     let mut reader = CaptureReader::open(&args.pcap)
         .with_context(|| format!("reading {}", args.pcap.display()))?;
-    let mut tally = Tally::new(policy, c3.name(), c5.name());
+    let mut step = Step::new(c3, c5);
+    let mut tally = step.tally(policy);
     let mut jsonl = match &args.packets {
         Some(p) => Some(
             PacketLines::create(p, policy).with_context(|| format!("creating {}", p.display()))?,
@@ -103,22 +87,30 @@ where
         None => None,
     };
     let mut split = match &args.split {
-        Some(d) => {
-            Some(Splitter::create(d, &tally).with_context(|| format!("creating {}", d.display()))?)
-        }
+        Some(d) => Some(
+            Splitter::create(d, &tally.verdicts)
+                .with_context(|| format!("creating {}", d.display()))?,
+        ),
         None => None,
     };
-    let stopped = read_frames(&mut reader, &args.pcap, |frame| {
-        let outcome = tally.classify(frame, c3, c5);
-        if let Some(j) = jsonl.as_mut() {
-            j.write(frame, &outcome).context("writing --packets")?;
-        }
-        if let Some(s) = split.as_mut() {
-            s.write(frame, &outcome, &tally)
-                .context("writing --split")?;
-        }
-        Ok(())
-    })?;
+    let pb = progress(&args.pcap);
+    let stopped = offline::classify(
+        &mut reader,
+        &mut step,
+        &mut tally,
+        |offset| pb.set_position(offset),
+        |frame, outcome| -> anyhow::Result<()> {
+            if let Some(j) = jsonl.as_mut() {
+                j.write(frame, outcome).context("writing --packets")?;
+            }
+            if let Some(s) = split.as_mut() {
+                s.write(frame, outcome).context("writing --split")?;
+            }
+            Ok(())
+        },
+    );
+    pb.finish_and_clear();
+    let stopped = stopped?;
     if let Some(j) = jsonl {
         j.finish().context("writing --packets")?;
     }
@@ -139,31 +131,6 @@ where
     }
     out.flush()?;
     exit_after_read(stopped, &args.pcap)
-}
-
-/// Lends every frame of a capture to `f`, with a progress bar on a terminal. A corrupt or cut
-/// capture stops the read: the error is returned as a value, so the caller reports what was
-/// read before it (see [`exit_after_read`]); an error from `f` ends the read at once.
-pub(crate) fn read_frames<R: std::io::Read>(
-    reader: &mut CaptureReader<R>,
-    path: &Path,
-    mut f: impl FnMut(&crate::packet::Frame<'_>) -> anyhow::Result<()>,
-) -> anyhow::Result<Option<CaptureError>> {
-    let pb = progress(path);
-    let stopped = loop {
-        match reader.next_frame() {
-            Ok(Some(frame)) => {
-                f(&frame)?;
-                if frame.number.is_multiple_of(4096) {
-                    pb.set_position(reader.offset());
-                }
-            }
-            Ok(None) => break None,
-            Err(e) => break Some(e),
-        }
-    };
-    pb.finish_and_clear();
-    Ok(stopped)
 }
 
 /// Exit 0 after a whole capture; after one that stopped early, the error with its byte offset

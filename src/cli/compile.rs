@@ -1,6 +1,7 @@
 //! `flowpol compile`: a policy to an nftables ruleset or to pcap-filter (BPF) expressions.
 
-use crate::compile::{Engine, MarkPolicy, bpf, nft};
+use crate::compile::{MarkPolicy, bpf, nft};
+use crate::policy::syntax::TupleKind;
 use anyhow::Context as _;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -11,14 +12,6 @@ pub enum Target {
     Nft,
     /// pcap-filter expressions for tcpdump, tshark -f and libpcap.
     Bpf,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EngineArg {
-    /// Rules on (src, dst, flow label).
-    Three,
-    /// Rules on (src, dst, proto, sport, dport).
-    Five,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +46,7 @@ pub struct Args {
     pub target: Target,
     /// Which block of rules to compile.
     #[arg(long, value_enum, default_value = "three")]
-    pub engine: EngineArg,
+    pub engine: TupleKind,
     /// nft: the netfilter hook of the base chain.
     #[arg(long, value_enum, default_value = "input")]
     pub hook: HookArg,
@@ -90,23 +83,16 @@ pub struct Args {
     pub dry_run: bool,
 }
 
-fn policy_rules(p: &crate::policy::Policy, e: Engine) -> usize {
+fn policy_rules(p: &crate::policy::Policy, e: TupleKind) -> usize {
     match e {
-        Engine::Three => p.three.len(),
-        Engine::Five => p.five.len(),
-    }
-}
-
-fn engine(e: EngineArg) -> Engine {
-    match e {
-        EngineArg::Three => Engine::Three,
-        EngineArg::Five => Engine::Five,
+        TupleKind::Three => p.three.len(),
+        TupleKind::Five => p.five.len(),
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let policy = crate::policy::load_file(&args.policy)?;
-    let engine = engine(args.engine);
+    let engine = args.engine;
     let text = match args.target {
         Target::Nft => {
             let opts = nft::NftOptions {

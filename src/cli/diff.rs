@@ -10,7 +10,7 @@ use crate::policy::diagnostic::{Code, Diagnostic, Renderer};
 use crate::policy::diff::{self, Change, DiffBudget, Example, PolicyDiff, TupleDiff};
 use crate::policy::model::Action;
 use crate::policy::sarif::SarifLog;
-use crate::policy::syntax::{Span, Tuple};
+use crate::policy::syntax::{Span, TupleKind};
 use crate::policy::{Policy, Source};
 use crate::source::pcap::CaptureReader;
 use anyhow::Context;
@@ -109,21 +109,21 @@ fn renderer(l: &Loaded) -> Renderer<'_> {
     })
 }
 
-fn tuple_title(t: Tuple) -> &'static str {
+fn tuple_title(t: TupleKind) -> &'static str {
     match t {
-        Tuple::Three => "3-tuple",
-        Tuple::Five => "5-tuple",
+        TupleKind::Three => "3-tuple",
+        TupleKind::Five => "5-tuple",
     }
 }
 
-fn rule_name(p: &Policy, t: Tuple, o: diff::Owner) -> Option<&str> {
+fn rule_name(p: &Policy, t: TupleKind, o: diff::Owner) -> Option<&str> {
     o.map(|i| match t {
-        Tuple::Three => p.three[i].name.as_str(),
-        Tuple::Five => p.five[i].name.as_str(),
+        TupleKind::Three => p.three[i].name.as_str(),
+        TupleKind::Five => p.five[i].name.as_str(),
     })
 }
 
-fn who(p: &Policy, t: Tuple, o: diff::Owner) -> String {
+fn who(p: &Policy, t: TupleKind, o: diff::Owner) -> String {
     match rule_name(p, t, o) {
         Some(n) => format!("rule {n}"),
         None => "the default".into(),
@@ -213,7 +213,7 @@ fn example_json(e: &Example) -> Value {
     })
 }
 
-fn change_json(t: Tuple, c: &Change, old: &Policy, new: &Policy) -> Value {
+fn change_json(t: TupleKind, c: &Change, old: &Policy, new: &Policy) -> Value {
     let region: serde_json::Map<String, Value> = c
         .region
         .exact()
@@ -256,8 +256,8 @@ fn diagnostics(d: &PolicyDiff, old: &Policy, new: &Loaded) -> Vec<Diagnostic> {
     for t in tuples(d) {
         for c in &t.changes {
             let span = c.after_rule.map_or(default_span, |i| match t.tuple {
-                Tuple::Three => new.policy.three[i].span,
-                Tuple::Five => new.policy.five[i].span,
+                TupleKind::Three => new.policy.three[i].span,
+                TupleKind::Five => new.policy.five[i].span,
             });
             let fields: Vec<String> = c
                 .region
@@ -313,15 +313,15 @@ struct Counts {
     three_regions: Vec<u64>,
     five_regions: Vec<u64>,
     /// Packets per (tuple kind, action before, action after), sorted.
-    moves: Vec<((Tuple, Action, Action), u64)>,
+    moves: Vec<((TupleKind, Action, Action), u64)>,
     stopped: Option<String>,
 }
 
 impl Counts {
-    fn per_region(&self, t: Tuple) -> &[u64] {
+    fn per_region(&self, t: TupleKind) -> &[u64] {
         match t {
-            Tuple::Three => &self.three_regions,
-            Tuple::Five => &self.five_regions,
+            TupleKind::Three => &self.three_regions,
+            TupleKind::Five => &self.five_regions,
         }
     }
 }
@@ -337,10 +337,10 @@ fn count_capture(
         Linear::<ThreeTuple>::new(new),
     );
     let (o5, n5) = (Linear::<FiveTuple>::new(old), Linear::<FiveTuple>::new(new));
-    let act = |p: &Policy, t: Tuple, r: Option<crate::classify::RuleId>| -> Action {
+    let act = |p: &Policy, t: TupleKind, r: Option<crate::classify::RuleId>| -> Action {
         match (t, r) {
-            (Tuple::Three, Some(r)) => p.three[r.index()].action.clone(),
-            (Tuple::Five, Some(r)) => p.five[r.index()].action.clone(),
+            (TupleKind::Three, Some(r)) => p.three[r.index()].action.clone(),
+            (TupleKind::Five, Some(r)) => p.five[r.index()].action.clone(),
             (_, None) => p.default.clone(),
         }
     };
@@ -353,7 +353,7 @@ fn count_capture(
         moves: Vec::new(),
         stopped: None,
     };
-    let bump = |moves: &mut Vec<((Tuple, Action, Action), u64)>, key| match moves
+    let bump = |moves: &mut Vec<((TupleKind, Action, Action), u64)>, key| match moves
         .iter_mut()
         .find(|(k, _)| *k == key)
     {
@@ -363,8 +363,8 @@ fn count_capture(
     let stopped = each_packet(path, |three, five| {
         c.three_total += 1;
         let (b, a) = (
-            act(old, Tuple::Three, o3.classify(&three)),
-            act(new, Tuple::Three, n3.classify(&three)),
+            act(old, TupleKind::Three, o3.classify(&three)),
+            act(new, TupleKind::Three, n3.classify(&three)),
         );
         if b != a {
             let e = Example {
@@ -378,13 +378,13 @@ fn count_capture(
             if let Some(i) = d.three.changes.iter().position(|ch| ch.region.contains(&e)) {
                 c.three_regions[i] += 1;
             }
-            bump(&mut c.moves, (Tuple::Three, b, a));
+            bump(&mut c.moves, (TupleKind::Three, b, a));
         }
         if let Some(f) = five {
             c.five_total += 1;
             let (b, a) = (
-                act(old, Tuple::Five, o5.classify(&f)),
-                act(new, Tuple::Five, n5.classify(&f)),
+                act(old, TupleKind::Five, o5.classify(&f)),
+                act(new, TupleKind::Five, n5.classify(&f)),
             );
             if b != a {
                 let e = Example {
@@ -398,7 +398,7 @@ fn count_capture(
                 if let Some(i) = d.five.changes.iter().position(|ch| ch.region.contains(&e)) {
                     c.five_regions[i] += 1;
                 }
-                bump(&mut c.moves, (Tuple::Five, b, a));
+                bump(&mut c.moves, (TupleKind::Five, b, a));
             }
         }
     })?;
@@ -417,11 +417,18 @@ fn each_packet(
 ) -> anyhow::Result<Option<String>> {
     let mut reader =
         CaptureReader::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let stopped = crate::cli::classify::read_frames(&mut reader, path, |frame| {
-        if let crate::packet::Decoded::Ipv6(k) = crate::packet::decode(frame.link, frame.data) {
-            f(k.three, k.five.ok());
-        }
-        Ok(())
-    })?;
+    let pb = crate::cli::classify::progress(path);
+    let stopped = crate::pipeline::offline::read_frames(
+        &mut reader,
+        |offset| pb.set_position(offset),
+        |frame| {
+            if let crate::packet::Decoded::Ipv6(k) = crate::packet::decode(frame.link, frame.data) {
+                f(k.three, k.five.ok());
+            }
+            Ok::<(), std::convert::Infallible>(())
+        },
+    );
+    pb.finish_and_clear();
+    let Ok(stopped) = stopped;
     Ok(stopped.map(|e| e.to_string()))
 }

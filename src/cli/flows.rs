@@ -1,9 +1,11 @@
 //! `flowpol flows --pcap FILE`: label behaviour per 5-tuple flow, 3-tuple sharing, and whether
 //! a 3-tuple policy can stand in for a 5-tuple policy on that traffic.
 
-use super::classify::{OutputFormat, exit_after_read, read_frames, source_info};
+use super::classify::{exit_after_read, progress};
+use crate::cli::OutputFormat;
+use crate::pipeline::offline::{read_frames, source_info};
 use crate::report::flows::{FlowAnalysis, render};
-use crate::report::json::Stopped;
+use crate::report::model::Stopped;
 use crate::source::pcap::CaptureReader;
 use anyhow::Context;
 use std::io::Write;
@@ -30,10 +32,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut reader = CaptureReader::open(&args.pcap)
         .with_context(|| format!("reading {}", args.pcap.display()))?;
     let mut a = FlowAnalysis::new();
-    let stopped = read_frames(&mut reader, &args.pcap, |frame| {
-        a.add(frame);
-        Ok(())
-    })?;
+    let pb = progress(&args.pcap);
+    let stopped = read_frames(
+        &mut reader,
+        |offset| pb.set_position(offset),
+        |frame| {
+            a.add(frame);
+            Ok::<(), std::convert::Infallible>(())
+        },
+    );
+    pb.finish_and_clear();
+    let Ok(stopped) = stopped;
     let mut report = a.report(source_info(&args.pcap, reader.format()));
     report.stopped = stopped.as_ref().map(Stopped::from);
     let mut out = std::io::stdout().lock();

@@ -1,7 +1,8 @@
 //! `flowpol gen rules`: IPv6-native rule sets with realistic prefix lengths, printed as a policy.
 
 use crate::cli::EXIT_OK;
-use crate::r#gen::rules::{self, Shape, Tuple};
+use crate::r#gen::rules::{self, Shape};
+use crate::policy::syntax::TupleKind;
 use anyhow::Context;
 use std::io::Write;
 
@@ -18,8 +19,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Which rule block to fill.
-    #[arg(long, value_enum, default_value_t = Tuple::Five)]
-    pub tuple: Tuple,
+    #[arg(long, value_enum, default_value_t = TupleKind::Five)]
+    pub tuple: TupleKind,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {

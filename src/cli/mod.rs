@@ -47,17 +47,6 @@ impl OutputFormat {
     }
 }
 
-/// Classification engines (both give the same answers; `fast` is built once and looks up in
-/// near-constant time).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Engine {
-    /// The linear first-match reference engine.
-    #[default]
-    Linear,
-    /// TupleMerge (hash tables on masked fields).
-    Fast,
-}
-
 /// Exit code: success, no findings.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: the command ran and found problems (policy errors, mismatches).

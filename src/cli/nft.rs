@@ -19,13 +19,13 @@ pub enum NftCommand {
     Stats(StatsArgs),
 }
 
-use crate::cli::OutputFormat as Format;
+use crate::cli::OutputFormat;
 
 #[derive(clap::Args, Debug)]
 pub struct StatsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    pub format: OutputFormat,
     /// The nftables table (family ip6).
     #[arg(long, default_value = TABLE)]
     pub table: String,
@@ -51,8 +51,8 @@ fn stats_cmd(a: StatsArgs) -> anyhow::Result<u8> {
     };
     let r = stats::report(&a.table, &rows);
     let text = match a.format {
-        Format::Table => stats::render_table(&r),
-        Format::Json => serde_json::to_string_pretty(&r)? + "\n",
+        OutputFormat::Table => stats::render_table(&r),
+        OutputFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(super::EXIT_OK)

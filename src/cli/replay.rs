@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::send::Format;
+use crate::cli::OutputFormat;
 use crate::send::replay::{ReplayConfig, ReplayReport, Timing, parse_mac, replay_with_progress};
 
 /// Replay a capture onto an interface through a raw packet socket.
@@ -33,8 +33,8 @@ pub struct Args {
     #[arg(long, value_parser = |s: &str| parse_mac(s).ok_or_else(|| format!("`{s}` is not a MAC address")))]
     pub dst_mac: Option<[u8; 6]>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
 }
 
 fn table(r: &ReplayReport) -> comfy_table::Table {

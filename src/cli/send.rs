@@ -7,7 +7,7 @@ use crate::FlowLabel;
 use crate::send::send::{CreateMode, LabelMode, SendConfig, SendReport, send_with_progress};
 use crate::send::{Proto, Share};
 
-pub use crate::cli::OutputFormat as Format;
+use crate::cli::OutputFormat;
 
 /// Parses a flow label in decimal or 0x-hex, rejecting values wider than 20 bits.
 pub fn parse_label(s: &str) -> Result<FlowLabel, String> {
@@ -88,8 +88,8 @@ pub struct Args {
     #[arg(long, default_value_t = 5.0)]
     pub timeout: f64,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
 }
 
 impl Args {

@@ -2,15 +2,13 @@
 //! refreshed every `--interval` seconds on stderr, the final one on stdout after SIGINT/SIGTERM,
 //! `--duration` or `--count`.
 
-use crate::classify::tuplemerge::TupleMerge;
-use crate::classify::{Classifier, Linear};
+use crate::classify::{Classifier, EngineKind};
 use crate::packet::{FiveTuple, ThreeTuple};
-use crate::report::json::SourceInfo;
+use crate::pipeline::live::{Counts, LiveError, Reconciliation, Session, WatchConfig};
+use crate::report::model::SourceInfo;
 use crate::report::prometheus::{self, Metrics};
 use crate::report::{Report, table};
-use crate::source::live::{
-    Counts, KernelStats, LiveError, Reconciliation, Session, SourceKind, WatchConfig,
-};
+use crate::source::iface::{IfaceError, KernelStats, SourceKind};
 use anyhow::Context;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -18,9 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::classify::OutputFormat;
-
-use crate::cli::Engine;
+use crate::cli::OutputFormat;
 
 /// Capture live traffic and classify it with both engines (needs CAP_NET_RAW).
 ///
@@ -74,7 +70,7 @@ pub struct Args {
     pub source: SourceKind,
     /// The engine used for both key types.
     #[arg(long, value_enum, default_value_t)]
-    pub engine: Engine,
+    pub engine: EngineKind,
     /// Serve Prometheus metrics on this address (http://ADDR:PORT/metrics).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_addr: Option<SocketAddr>,
@@ -103,18 +99,9 @@ struct CaptureInfo {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let policy = crate::policy::load_file(&args.policy)?;
-    match args.engine {
-        Engine::Linear => {
-            let c3 = Arc::new(Linear::<ThreeTuple>::new(&policy));
-            let c5 = Arc::new(Linear::<FiveTuple>::new(&policy));
-            run_with(&args, &policy, c3, c5)
-        }
-        Engine::Fast => {
-            let c3 = Arc::new(TupleMerge::<ThreeTuple>::new(&policy));
-            let c5 = Arc::new(TupleMerge::<FiveTuple>::new(&policy));
-            run_with(&args, &policy, c3, c5)
-        }
-    }
+    let c3 = Arc::new(args.engine.build::<ThreeTuple>(&policy));
+    let c5 = Arc::new(args.engine.build::<FiveTuple>(&policy));
+    run_with(&args, &policy, c3, c5)
 }
 
 fn line(r: &Report, k: &KernelStats) -> String {
@@ -171,7 +158,8 @@ fn reconciliation_line(r: &Reconciliation) -> String {
     }
 }
 
-/// The run, generic over the two engines (built once, shared by the workers).
+/// The run, generic over the two engines (built once, shared by the workers): start the
+/// session, refresh the summary until a stop, then print the final summary.
 pub fn run_with<C3, C5>(
     args: &Args,
     policy: &crate::policy::Policy,
@@ -182,27 +170,21 @@ where
     C3: Classifier<ThreeTuple> + 'static,
     C5: Classifier<FiveTuple> + 'static,
 {
-    let source = args.source;
     anyhow::ensure!(
         args.interval > 0.0 && args.interval.is_finite(),
         "--interval must be a positive number of seconds"
     );
     let cfg = WatchConfig {
         iface: args.iface.clone(),
-        source,
+        source: args.source,
         workers: usize::from(args.workers),
         count: args.count,
         write: args.write.clone(),
     };
-    let policy_name = args.policy.display().to_string();
-    let info = SourceInfo {
-        kind: format!("live ({})", source.as_str()),
-        name: args.iface.clone(),
-    };
     let session = match Session::start(&cfg, policy, c3, c5) {
         Ok(s) => s,
         // One line, naming the capability.
-        Err(e @ LiveError::NoCapability { .. }) => anyhow::bail!("{e}"),
+        Err(LiveError::Source(e @ IfaceError::NoCapability { .. })) => anyhow::bail!("{e}"),
         Err(e) => {
             return Err(anyhow::Error::new(e)).with_context(|| format!("watching {}", args.iface));
         }
@@ -225,24 +207,52 @@ where
     eprintln!(
         "watching {} ({}, {} worker(s), link {}); Ctrl-C to stop",
         args.iface,
-        source.as_str(),
+        args.source.as_str(),
         cfg.workers,
         session.link()
     );
+    let summary = Summary {
+        policy,
+        policy_name: args.policy.display().to_string(),
+        info: SourceInfo {
+            kind: format!("live ({})", args.source.as_str()),
+            name: args.iface.clone(),
+        },
+        metrics,
+    };
+    refresh_until_stopped(args, &session, &summary);
+    final_summary(args, session, &summary, cfg.workers)
+}
+
+/// Builds the report of the counts so far, and updates the metrics with it.
+struct Summary<'p> {
+    policy: &'p crate::policy::Policy,
+    policy_name: String,
+    info: SourceInfo,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Summary<'_> {
+    fn report(&self, c: &Counts) -> Report {
+        let k = &c.kernel;
+        let r = Report::new(&c.tally, self.policy, &self.policy_name, self.info.clone());
+        if let Some(m) = &self.metrics {
+            m.update(&r, k.packets, k.drops);
+        }
+        r
+    }
+}
+
+/// The summary on stderr every `--interval` (redrawn in place on a terminal, one line per
+/// refresh otherwise), until a stop is asked for, the workers end, or `--duration` is up.
+fn refresh_until_stopped(args: &Args, session: &Session, summary: &Summary<'_>) {
+    let control = session.control();
     let term = std::io::stderr().is_terminal();
     let interval = Duration::from_secs_f64(args.interval);
     let end = args
         .duration
         .map(|d| Instant::now() + Duration::from_secs_f64(d.max(0.0)));
     let mut next = Instant::now() + interval;
-    let summary = |c: &Counts| {
-        let k = &c.kernel;
-        let r = Report::new(&c.tally, policy, &policy_name, info.clone());
-        if let Some(m) = &metrics {
-            m.update(&r, k.packets, k.drops);
-        }
-        r
-    };
     loop {
         if control.stopped() || session.finished() || end.is_some_and(|e| Instant::now() >= e) {
             break;
@@ -255,7 +265,7 @@ where
             }
             let c = session.snapshot();
             let k = c.kernel;
-            let r = summary(&c);
+            let r = summary.report(&c);
             let mut err = std::io::stderr().lock();
             if term {
                 // Redraw in place: home, clear, the full table.
@@ -276,15 +286,24 @@ where
         }
         std::thread::sleep((wake - now).min(Duration::from_millis(50)));
     }
+}
+
+/// Stops the session and prints the final summary on stdout (with the reconciliation; a
+/// mismatch also on stderr), then the error that ended the capture early, if one did.
+fn final_summary(
+    args: &Args,
+    session: Session,
+    summary: &Summary<'_>,
+    workers: usize,
+) -> anyhow::Result<u8> {
     let elapsed = session.elapsed().as_secs_f64();
-    let workers = cfg.workers;
     let done = session.finish();
     let kernel = done.counts.kernel;
     let reconciliation = done.counts.reconciliation();
-    let report = summary(&done.counts);
+    let report = summary.report(&done.counts);
     let mut out = std::io::stdout().lock();
     match args.format {
-        super::classify::OutputFormat::Table => {
+        OutputFormat::Table => {
             write!(
                 out,
                 "{}{}{}",
@@ -296,13 +315,13 @@ where
                 writeln!(out, "frames per worker: {:?}", done.per_worker)?;
             }
         }
-        super::classify::OutputFormat::Json => {
+        OutputFormat::Json => {
             let w = WatchReport {
                 report: &report,
                 kernel,
                 reconciliation,
                 capture: CaptureInfo {
-                    source: source.as_str(),
+                    source: args.source.as_str(),
                     workers,
                     frames_per_worker: done.per_worker,
                     elapsed_s: (elapsed * 1000.0).round() / 1000.0,

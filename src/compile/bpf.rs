@@ -78,11 +78,12 @@
 //! flowpol matches on the transport header it finds behind them, is missed (and a first
 //! fragment is not seen as UDP/TCP).
 
-use super::{CompileError, Engine, five_overlap, label_canon, three_overlap};
+use super::{CompileError, five_overlap, label_canon, three_overlap};
 use crate::packet::link::ethertype;
 use crate::policy::model::{
     Action, AddrMatch, FiveMatch, LabelMatch, Policy, Prefix, ThreeMatch, proto_has_ports,
 };
+use crate::policy::syntax::TupleKind;
 use std::fmt::Write as _;
 
 /// What a filter selects.
@@ -336,17 +337,17 @@ fn on_link(tags: usize, body: impl Fn(usize) -> String) -> String {
 /// header only through `ip6` and compiles for every link type, not only Ethernet.
 pub fn compile(
     policy: &Policy,
-    engine: Engine,
+    engine: TupleKind,
     tags: usize,
 ) -> Result<Vec<BpfFilter>, CompileError> {
     let tags = tags.min(MAX_TAGS);
     let (names, actions): (Vec<&str>, Vec<&Action>) = match engine {
-        Engine::Three => policy
+        TupleKind::Three => policy
             .three
             .iter()
             .map(|r| (r.name.as_str(), &r.action))
             .unzip(),
-        Engine::Five => policy
+        TupleKind::Five => policy
             .five
             .iter()
             .map(|r| (r.name.as_str(), &r.action))
@@ -408,17 +409,17 @@ struct Bodies {
 }
 
 impl Bodies {
-    fn new(policy: &Policy, engine: Engine, tags: usize) -> Result<Bodies, CompileError> {
+    fn new(policy: &Policy, engine: TupleKind, tags: usize) -> Result<Bodies, CompileError> {
         let matches: Vec<Vec<Option<String>>> = (0..=tags)
             .map(|n| {
                 let at = At::behind(n);
                 match engine {
-                    Engine::Three => Ok(policy
+                    TupleKind::Three => Ok(policy
                         .three
                         .iter()
                         .map(|r| three_expr(at, &r.matcher))
                         .collect()),
-                    Engine::Five => policy
+                    TupleKind::Five => policy
                         .five
                         .iter()
                         .map(|r| five_expr(at, &r.name, &r.matcher))
@@ -428,12 +429,12 @@ impl Bodies {
             .collect::<Result<_, CompileError>>()?;
         let live = |j: usize| matches[0][j].is_some();
         let overlap = |i: usize, j: usize| match engine {
-            Engine::Three => three_overlap(&policy.three[i].matcher, &policy.three[j].matcher),
-            Engine::Five => five_overlap(&policy.five[i].matcher, &policy.five[j].matcher),
+            TupleKind::Three => three_overlap(&policy.three[i].matcher, &policy.three[j].matcher),
+            TupleKind::Five => five_overlap(&policy.five[i].matcher, &policy.five[j].matcher),
         };
         let covers = |i: usize, j: usize| match engine {
-            Engine::Three => policy.three[i].matcher.covers(&policy.three[j].matcher),
-            Engine::Five => policy.five[i].matcher.covers(&policy.five[j].matcher),
+            TupleKind::Three => policy.three[i].matcher.covers(&policy.three[j].matcher),
+            TupleKind::Five => policy.five[i].matcher.covers(&policy.five[j].matcher),
         };
         let earlier = (0..matches[0].len())
             .map(|k| {
@@ -488,9 +489,9 @@ impl Bodies {
 }
 
 /// Why the filters of `engine` looking behind `tags` tags are not exact, `None` when they are.
-fn inexact_reason(engine: Engine, tags: usize) -> Option<String> {
+fn inexact_reason(engine: TupleKind, tags: usize) -> Option<String> {
     let mut reasons = Vec::new();
-    if engine == Engine::Five {
+    if engine == TupleKind::Five {
         reasons.push(FIVE_INEXACT.to_string());
     }
     match tags {
@@ -506,7 +507,7 @@ fn inexact_reason(engine: Engine, tags: usize) -> Option<String> {
 }
 
 /// The text form: a `#` comment line naming each filter, then its expression on one line.
-pub fn to_text(filters: &[BpfFilter], engine: Engine, tags: usize) -> String {
+pub fn to_text(filters: &[BpfFilter], engine: TupleKind, tags: usize) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -599,7 +600,7 @@ mod tests {
             default: Action::Class("gold".into()),
             default_explicit: true,
         };
-        let f = compile(&p, Engine::Three, 0).unwrap();
+        let f = compile(&p, TupleKind::Three, 0).unwrap();
         assert_eq!(
             f[0].expr,
             "ip6 and (src net 2001:db8::/32 and ip6[0:4] & 0xfffff = 0x12345)"
@@ -636,7 +637,7 @@ mod tests {
             "the default's class includes the default"
         );
         assert!(f.iter().all(|x| !x.exact && x.reason.is_some()), "no tags");
-        let tagged = compile(&p, Engine::Three, MAX_TAGS).unwrap();
+        let tagged = compile(&p, TupleKind::Three, MAX_TAGS).unwrap();
         assert!(tagged.iter().all(|x| x.exact && x.reason.is_none()));
         assert!(tagged[0].expr.starts_with(&format!("({}) or (", f[0].expr)));
     }

@@ -21,7 +21,7 @@ pub mod stats;
 use crate::policy::model::{
     Action, AddrMatch, FiveMatch, LabelMatch, Policy, PortMatch, ThreeMatch,
 };
-pub use crate::policy::syntax::Tuple as Engine;
+use crate::policy::syntax::TupleKind;
 
 /// Why a policy cannot be exported.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -211,11 +211,11 @@ impl Marks {
 }
 
 /// The classes named by the rules of `engine` and by the default.
-pub fn used_classes(policy: &Policy, engine: Engine) -> Vec<&str> {
+pub fn used_classes(policy: &Policy, engine: TupleKind) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
     let actions: Vec<&Action> = match engine {
-        Engine::Three => policy.three.iter().map(|r| &r.action).collect(),
-        Engine::Five => policy.five.iter().map(|r| &r.action).collect(),
+        TupleKind::Three => policy.three.iter().map(|r| &r.action).collect(),
+        TupleKind::Five => policy.five.iter().map(|r| &r.action).collect(),
     };
     for a in actions.into_iter().chain(std::iter::once(&policy.default)) {
         if let Action::Class(c) = a

@@ -47,12 +47,13 @@
 //! header cut short (flowpol: truncated or malformed) still matches rules without ports.
 
 use super::{
-    CompileError, CounterTag, DEFAULT_COUNTER, Engine, MarkPolicy, Marks, UNAVAILABLE_COUNTER,
+    CompileError, CounterTag, DEFAULT_COUNTER, MarkPolicy, Marks, UNAVAILABLE_COUNTER,
     counter_name, disjoint_prefixes, five_overlap, label_canon, three_overlap, used_classes,
 };
 use crate::policy::model::{
     Action, FiveMatch, LabelMatch, Policy, Prefix, ThreeMatch, proto_has_ports,
 };
+use crate::policy::syntax::TupleKind;
 use std::fmt::Write as _;
 
 /// The netfilter hook of the base chain.
@@ -89,7 +90,7 @@ pub enum Encoding {
 /// Options of the nft target.
 #[derive(Clone, Debug)]
 pub struct NftOptions {
-    pub engine: Engine,
+    pub engine: TupleKind,
     pub hook: Hook,
     pub priority: i32,
     pub encoding: Encoding,
@@ -105,7 +106,7 @@ pub struct NftOptions {
 impl Default for NftOptions {
     fn default() -> Self {
         NftOptions {
-            engine: Engine::Three,
+            engine: TupleKind::Three,
             hook: Hook::Input,
             priority: 0,
             encoding: Encoding::Auto,
@@ -276,13 +277,13 @@ impl Item {
     }
 
     /// The map key shape, when the rule can live in a map.
-    fn shape(&self, engine: Engine, max_elements: usize) -> Option<Shape> {
+    fn shape(&self, engine: TupleKind, max_elements: usize) -> Option<Shape> {
         if !self.live || self.elements_count() > max_elements {
             return None;
         }
         match engine {
-            Engine::Three => self.label.as_range().map(|_| Shape::Three),
-            Engine::Five => Some(match (self.proto, self.ports) {
+            TupleKind::Three => self.label.as_range().map(|_| Shape::Three),
+            TupleKind::Five => Some(match (self.proto, self.ports) {
                 (None, _) => Shape::FiveAddr,
                 (Some(p), _) if proto_has_ports(p) => Shape::FivePorts,
                 (Some(_), _) => Shape::FiveProto,
@@ -431,8 +432,8 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
     let engine = opts.engine;
     let marks = Marks::resolve(policy, &used_classes(policy, engine), opts.marks)?;
     let items: Vec<Item> = match engine {
-        Engine::Three => policy.three.iter().map(Item::three).collect(),
-        Engine::Five => policy
+        TupleKind::Three => policy.three.iter().map(Item::three).collect(),
+        TupleKind::Five => policy
             .five
             .iter()
             .map(Item::five)
@@ -454,7 +455,7 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
         );
     }
     let mut base = String::new();
-    if engine == Engine::Five {
+    if engine == TupleKind::Five {
         write_unavailable(&mut base, &action_text(&policy.default, &marks));
     }
     let (groups, grouped_rules) = write_steps(&mut t, &mut base, &steps, &items, &counters, &marks);
@@ -473,8 +474,8 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
 fn plan_items(policy: &Policy, opts: &NftOptions, items: &[Item]) -> Vec<Step<Shape>> {
     let engine = opts.engine;
     let overlap = |i: usize, j: usize| match engine {
-        Engine::Three => three_overlap(&policy.three[i].matcher, &policy.three[j].matcher),
-        Engine::Five => five_overlap(&policy.five[i].matcher, &policy.five[j].matcher),
+        TupleKind::Three => three_overlap(&policy.three[i].matcher, &policy.three[j].matcher),
+        TupleKind::Five => five_overlap(&policy.five[i].matcher, &policy.five[j].matcher),
     };
     let shapes: Vec<Option<Shape>> = items
         .iter()
@@ -487,7 +488,7 @@ fn plan_items(policy: &Policy, opts: &NftOptions, items: &[Item]) -> Vec<Step<Sh
 }
 
 /// The named counters: one per rule (by index), `unavailable` for five, and `default`.
-fn counters(policy: &Policy, engine: Engine, items: &[Item]) -> Vec<(String, CounterTag)> {
+fn counters(policy: &Policy, engine: TupleKind, items: &[Item]) -> Vec<(String, CounterTag)> {
     let eng = engine.keyword();
     let mut counters = Vec::with_capacity(items.len() + 2);
     for (i, it) in items.iter().enumerate() {
@@ -501,7 +502,7 @@ fn counters(policy: &Policy, engine: Engine, items: &[Item]) -> Vec<(String, Cou
             },
         ));
     }
-    if engine == Engine::Five {
+    if engine == TupleKind::Five {
         counters.push((
             UNAVAILABLE_COUNTER.to_string(),
             CounterTag {
@@ -558,7 +559,7 @@ fn write_header(t: &mut String, opts: &NftOptions, rules: usize, marks: &Marks) 
             }
         );
     }
-    if engine == Engine::Five {
+    if engine == TupleKind::Five {
         let _ = writeln!(
             t,
             "# five: packets without a 5-tuple for flowpol (non-first fragments, ESP, no next header, extension\n\
@@ -889,7 +890,7 @@ mod tests {
             let items: Vec<Item> = p.three.iter().map(Item::three).collect();
             let shapes: Vec<Option<Shape>> = items
                 .iter()
-                .map(|it| it.shape(Engine::Three, 1024))
+                .map(|it| it.shape(TupleKind::Three, 1024))
                 .collect();
             let lookahead = r.random_range(0..8usize);
             let steps = plan(&shapes, 2, lookahead, |i, j| {
@@ -962,7 +963,7 @@ mod tests {
         let r = compile(
             &p,
             &NftOptions {
-                engine: Engine::Five,
+                engine: TupleKind::Five,
                 ..Default::default()
             },
         )

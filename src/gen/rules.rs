@@ -17,7 +17,7 @@ use crate::packet::key::{FiveTuple, ThreeTuple};
 use crate::policy::model::{
     Action, AddrMatch, FiveMatch, LabelMatch, Policy, PortMatch, Prefix, Rule, ThreeMatch,
 };
-use crate::policy::syntax::Span;
+use crate::policy::syntax::{Span, TupleKind};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -27,14 +27,6 @@ pub enum Shape {
     Acl,
     Fw,
     Ipc,
-}
-
-/// Which rule block a generated policy fills.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Tuple {
-    Three,
-    #[default]
-    Five,
 }
 
 struct Dist {
@@ -153,7 +145,7 @@ fn label_of_ports(d: PortMatch) -> LabelMatch {
 }
 
 /// Generates `count` rules of a shape into the `three` or `five` block of a policy.
-pub fn generate(shape: Shape, count: usize, seed: u64, tuple: Tuple) -> Policy {
+pub fn generate(shape: Shape, count: usize, seed: u64, tuple: TupleKind) -> Policy {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let d = dist(shape);
     let plan = Plan::new(&mut rng, count);
@@ -199,7 +191,7 @@ pub fn generate(shape: Shape, count: usize, seed: u64, tuple: Tuple) -> Policy {
         };
         let name = format!("g{}", i + 1);
         match tuple {
-            Tuple::Five => p.five.push(Rule {
+            TupleKind::Five => p.five.push(Rule {
                 name,
                 matcher: FiveMatch {
                     src,
@@ -211,7 +203,7 @@ pub fn generate(shape: Shape, count: usize, seed: u64, tuple: Tuple) -> Policy {
                 action,
                 span: Span::default(),
             }),
-            Tuple::Three => {
+            TupleKind::Three => {
                 let label = if rng.random_bool(0.1) {
                     let mask = 0xf0000;
                     LabelMatch::Masked {
@@ -319,12 +311,12 @@ mod tests {
     #[test]
     fn generates_requested_count_reproducibly() {
         for shape in [Shape::Acl, Shape::Fw, Shape::Ipc] {
-            let a = generate(shape, 500, 7, Tuple::Five);
+            let a = generate(shape, 500, 7, TupleKind::Five);
             assert_eq!(a.five.len(), 500);
             assert!(a.three.is_empty());
-            assert_eq!(a, generate(shape, 500, 7, Tuple::Five));
-            assert_ne!(a, generate(shape, 500, 8, Tuple::Five));
-            let t = generate(shape, 300, 7, Tuple::Three);
+            assert_eq!(a, generate(shape, 500, 7, TupleKind::Five));
+            assert_ne!(a, generate(shape, 500, 8, TupleKind::Five));
+            let t = generate(shape, 300, 7, TupleKind::Three);
             assert_eq!(t.three.len(), 300);
         }
     }
@@ -332,7 +324,7 @@ mod tests {
     #[test]
     fn shapes_differ_in_wildcards() {
         let any_src = |s| {
-            generate(s, 2000, 1, Tuple::Five)
+            generate(s, 2000, 1, TupleKind::Five)
                 .five
                 .iter()
                 .filter(|r| r.matcher.src.is_any())
@@ -343,14 +335,14 @@ mod tests {
 
     #[test]
     fn keys_land_in_their_rules() {
-        let p = generate(Shape::Fw, 200, 3, Tuple::Five);
+        let p = generate(Shape::Fw, 200, 3, TupleKind::Five);
         let keys = five_keys(&p, 1000, 4);
         let hits = keys
             .iter()
             .filter(|k| p.five.iter().any(|r| k.matched_by(&r.matcher)))
             .count();
         assert!(hits >= 900, "{hits}");
-        let p = generate(Shape::Acl, 200, 3, Tuple::Three);
+        let p = generate(Shape::Acl, 200, 3, TupleKind::Three);
         let keys = three_keys(&p, 1000, 4);
         let hits = keys
             .iter()

@@ -137,20 +137,25 @@ pub fn five_of(
     (w.proto, five)
 }
 
+/// The second step as both keys: the extension-header walk from the fixed header [`three`]
+/// gave, and the [`Ipv6Keys`] of the packet (built here only).
+#[inline]
+pub fn keys<'a>(three: ThreeTuple, fixed: &ipv6::Fixed<'a>) -> Ipv6Keys<'a> {
+    let (proto, five) = five_of(fixed, &three);
+    Ipv6Keys {
+        packet: fixed.packet(),
+        three,
+        next_header: fixed.next_header(),
+        proto,
+        five,
+    }
+}
+
 /// Decodes a frame of the given link type to both keys (or the non-IPv6 kind).
 pub fn decode(link: LinkType, data: &[u8]) -> Decoded<'_> {
     match three(link, data) {
         Err(kind) => Decoded::NonIpv6(kind),
-        Ok((three, fixed)) => {
-            let (proto, five) = five_of(&fixed, &three);
-            Decoded::Ipv6(Ipv6Keys {
-                packet: fixed.packet(),
-                three,
-                next_header: fixed.next_header(),
-                proto,
-                five,
-            })
-        }
+        Ok((three, fixed)) => Decoded::Ipv6(keys(three, &fixed)),
     }
 }
 

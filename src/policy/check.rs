@@ -178,8 +178,8 @@ impl Checker {
                 }
                 let action = self.action(&r.action, declared, class_spans, classes, used);
                 let lowered = match block.tuple {
-                    Tuple::Three => self.three_match(r).map(|m| (Some(m), None)),
-                    Tuple::Five => self.five_match(r).map(|m| (None, Some(m))),
+                    TupleKind::Three => self.three_match(r).map(|m| (Some(m), None)),
+                    TupleKind::Five => self.five_match(r).map(|m| (None, Some(m))),
                 };
                 match (action, lowered) {
                     (Some(action), Some((t, f))) => {
@@ -262,20 +262,24 @@ impl Checker {
     }
 
     /// Finds each field once, reporting fields given twice or not allowed for this tuple kind.
-    fn fields<'r>(&mut self, r: &'r RuleAst, tuple: Tuple) -> Option<[Option<&'r FieldAst>; 6]> {
+    fn fields<'r>(
+        &mut self,
+        r: &'r RuleAst,
+        tuple: TupleKind,
+    ) -> Option<[Option<&'r FieldAst>; 6]> {
         let mut slots: [Option<&FieldAst>; 6] = [None; 6];
         let mut ok = true;
         for f in &r.fields {
             let (slot, allowed) = match (&f.field, tuple) {
                 (Field::Src(_), _) => (0, true),
                 (Field::Dst(_), _) => (1, true),
-                (Field::Label(_), t) => (2, t == Tuple::Three),
-                (Field::Proto(_), t) => (3, t == Tuple::Five),
-                (Field::Sport(_), t) => (4, t == Tuple::Five),
-                (Field::Dport(_), t) => (5, t == Tuple::Five),
+                (Field::Label(_), t) => (2, t == TupleKind::Three),
+                (Field::Proto(_), t) => (3, t == TupleKind::Five),
+                (Field::Sport(_), t) => (4, t == TupleKind::Five),
+                (Field::Dport(_), t) => (5, t == TupleKind::Five),
             };
             if !allowed {
-                let help = if tuple == Tuple::Three {
+                let help = if tuple == TupleKind::Three {
                     "a `three` rule sees only the fixed IPv6 header (src, dst, label): put transport matches in a `five` block"
                 } else {
                     "the flow label is not part of the 5-tuple: put label matches in a `three` block"
@@ -504,7 +508,7 @@ impl Checker {
     }
 
     fn three_match(&mut self, r: &RuleAst) -> Option<ThreeMatch> {
-        let [src, dst, label, ..] = self.fields(r, Tuple::Three)?;
+        let [src, dst, label, ..] = self.fields(r, TupleKind::Three)?;
         let src = self.addrs(src);
         let dst = self.addrs(dst);
         let label = self.label(label);
@@ -516,7 +520,7 @@ impl Checker {
     }
 
     fn five_match(&mut self, r: &RuleAst) -> Option<FiveMatch> {
-        let [src, dst, _, proto_f, sport_f, dport_f] = self.fields(r, Tuple::Five)?;
+        let [src, dst, _, proto_f, sport_f, dport_f] = self.fields(r, TupleKind::Five)?;
         let src = self.addrs(src);
         let dst = self.addrs(dst);
         let proto = match proto_f.map(|f| &f.field) {

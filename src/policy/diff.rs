@@ -25,7 +25,7 @@ use crate::label::FlowLabel;
 use crate::policy::model::{
     Action, FiveMatch, LabelMatch, Policy, Prefix, Rule, ThreeMatch, proto_has_ports, proto_name,
 };
-use crate::policy::syntax::Tuple;
+use crate::policy::syntax::TupleKind;
 use std::net::Ipv6Addr;
 
 const LM: u32 = FlowLabel::MASK;
@@ -283,14 +283,14 @@ fn five_box(m: &FiveMatch) -> Bx {
     ]
 }
 
-fn universe(tuple: Tuple) -> Vec<Bx> {
+fn universe(tuple: TupleKind) -> Vec<Bx> {
     match tuple {
-        Tuple::Three => vec![vec![
+        TupleKind::Three => vec![vec![
             full(u128::MAX),
             full(u128::MAX),
             D::Lab(Labels::any()),
         ]],
-        Tuple::Five => {
+        TupleKind::Five => {
             let (with, without): (Vec<u8>, Vec<u8>) =
                 (0..=255u8).partition(|&p| proto_has_ports(p));
             let set = |ps: Vec<u8>| {
@@ -454,7 +454,7 @@ fn unaligned<M: PartialEq>(
 /// label for the 3-tuple; src, dst, proto, sport, dport for the 5-tuple).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Region {
-    tuple: Tuple,
+    tuple: TupleKind,
     fields: Bx,
 }
 
@@ -494,15 +494,15 @@ impl Example {
 }
 
 impl Region {
-    pub fn tuple(&self) -> Tuple {
+    pub fn tuple(&self) -> TupleKind {
         self.tuple
     }
 
     /// The field names of this region's key, in order.
     pub fn field_names(&self) -> &'static [&'static str] {
         match self.tuple {
-            Tuple::Three => &["src", "dst", "label"],
-            Tuple::Five => &["src", "dst", "proto", "sport", "dport"],
+            TupleKind::Three => &["src", "dst", "label"],
+            TupleKind::Five => &["src", "dst", "proto", "sport", "dport"],
         }
     }
 
@@ -510,11 +510,11 @@ impl Region {
     /// A packet without those fields set does not.
     pub fn contains(&self, p: &Example) -> bool {
         let point: Vec<u128> = match self.tuple {
-            Tuple::Three => {
+            TupleKind::Three => {
                 let Some(l) = p.label else { return false };
                 vec![p.src.into(), p.dst.into(), l.into()]
             }
-            Tuple::Five => {
+            TupleKind::Five => {
                 let (Some(pr), Some(s), Some(d)) = (p.proto, p.sport, p.dport) else {
                     return false;
                 };
@@ -530,7 +530,7 @@ impl Region {
         let m: Vec<u128> = self.fields.iter().map(D::min).collect();
         let addr = |v: u128| Ipv6Addr::from(v);
         match self.tuple {
-            Tuple::Three => Example {
+            TupleKind::Three => Example {
                 src: addr(m[0]),
                 dst: addr(m[1]),
                 label: Some(m[2] as u32),
@@ -538,7 +538,7 @@ impl Region {
                 sport: None,
                 dport: None,
             },
-            Tuple::Five => {
+            TupleKind::Five => {
                 let proto = [6u128, 17, 58]
                     .into_iter()
                     .find(|&p| self.fields[2].contains(p))
@@ -687,7 +687,7 @@ pub struct Change {
 /// The changes of one tuple kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TupleDiff {
-    pub tuple: Tuple,
+    pub tuple: TupleKind,
     /// Disjoint regions; when `complete`, their union is exactly the set of packets whose
     /// action changes.
     pub changes: Vec<Change>,
@@ -715,14 +715,14 @@ impl PolicyDiff {
 pub fn diff(old: &Policy, new: &Policy, budget: &DiffBudget) -> PolicyDiff {
     PolicyDiff {
         three: diff_tuple(
-            Tuple::Three,
+            TupleKind::Three,
             (&old.three, &old.default),
             (&new.three, &new.default),
             three_box,
             budget,
         ),
         five: diff_tuple(
-            Tuple::Five,
+            TupleKind::Five,
             (&old.five, &old.default),
             (&new.five, &new.default),
             five_box,
@@ -735,7 +735,7 @@ pub fn diff(old: &Policy, new: &Policy, budget: &DiffBudget) -> PolicyDiff {
 const ALIGN_CELLS: usize = 4_000_000;
 
 fn diff_tuple<M: PartialEq>(
-    tuple: Tuple,
+    tuple: TupleKind,
     (old, old_default): (&[Rule<M>], &Action),
     (new, new_default): (&[Rule<M>], &Action),
     to_box: fn(&M) -> Bx,

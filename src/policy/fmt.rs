@@ -22,7 +22,7 @@
 use crate::packet::IpNumber;
 use crate::policy::diagnostic::{Diagnostic, Severity};
 use crate::policy::model::*;
-use crate::policy::syntax::{FileAst, Span, Tuple};
+use crate::policy::syntax::{FileAst, Span, TupleKind};
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
 use std::fmt::Write;
@@ -66,11 +66,11 @@ enum Slot {
     Class(usize),
     Default,
     /// The `three {` or `five {` line.
-    Open(Tuple),
+    Open(TupleKind),
     /// The i-th rule of a kind.
-    Rule(Tuple, usize),
+    Rule(TupleKind, usize),
     /// The `}` of a kind's block.
-    Close(Tuple),
+    Close(TupleKind),
     /// The end of the file.
     End,
 }
@@ -126,7 +126,7 @@ fn anchors(ast: &FileAst) -> Vec<Anchor> {
     for d in &ast.defaults {
         v.push(Anchor::new(d.span, Slot::Default));
     }
-    for kind in [Tuple::Three, Tuple::Five] {
+    for kind in [TupleKind::Three, TupleKind::Five] {
         let blocks: Vec<_> = ast.blocks.iter().filter(|b| b.tuple == kind).collect();
         let total: usize = blocks.iter().map(|b| b.rules.len()).sum();
         // Where a later block's rules join: before rule `n`, or before the `}`.
@@ -264,7 +264,7 @@ impl Out<'_> {
     }
 
     /// A kind's block: printed when it has rules or comments.
-    fn block<M>(&mut self, kind: Tuple, rules: &[Rule<M>], fields: impl Fn(&M, &mut String)) {
+    fn block<M>(&mut self, kind: TupleKind, rules: &[Rule<M>], fields: impl Fn(&M, &mut String)) {
         let (open, close) = (Slot::Open(kind), Slot::Close(kind));
         if rules.is_empty() && !self.comments.has(open) && !self.comments.has(close) {
             return;
@@ -316,12 +316,12 @@ fn render(policy: &Policy, comments: Comments<'_>) -> String {
         write!(out.text, "default {}", policy.default).expect("writing to a String");
         out.end(Slot::Default);
     }
-    out.block(Tuple::Three, &policy.three, |m, s| {
+    out.block(TupleKind::Three, &policy.three, |m, s| {
         addr(s, "src", &m.src);
         addr(s, "dst", &m.dst);
         label(s, &m.label);
     });
-    out.block(Tuple::Five, &policy.five, |m, s| {
+    out.block(TupleKind::Five, &policy.five, |m, s| {
         addr(s, "src", &m.src);
         addr(s, "dst", &m.dst);
         if let Some(p) = m.proto {

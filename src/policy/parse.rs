@@ -292,9 +292,9 @@ impl<'s> P<'s> {
         let start = i;
         let (i, kw) = word(i)?;
         let tuple = if kw == "three" {
-            Tuple::Three
+            TupleKind::Three
         } else {
-            Tuple::Five
+            TupleKind::Five
         };
         let keyword_span = self.span(start, i);
         let brace = skip_ws(i);
@@ -662,7 +662,7 @@ mod tests {
         assert_eq!(ast.classes.len(), 1);
         assert_eq!(ast.classes[0].mark.unwrap().value, 0x10);
         assert_eq!(ast.blocks[0].rules.len(), 3);
-        assert_eq!(ast.blocks[1].tuple, Tuple::Five);
+        assert_eq!(ast.blocks[1].tuple, TupleKind::Five);
         let r = &ast.blocks[0].rules[0];
         assert_eq!(&src[r.name.span.range()], "a");
         match &r.fields[1].field {

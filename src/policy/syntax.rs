@@ -123,18 +123,21 @@ pub enum ActionAst {
     Class(Ident, Span),
 }
 
-/// Which engine a block of rules is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Tuple {
+/// Which key a block of rules matches on, and so which engine classifies it: the three/five
+/// choice wherever it is made (policy blocks, `compile --engine`, `gen-rules --tuple`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum TupleKind {
+    /// Rules on (src, dst, flow label).
     Three,
+    /// Rules on (src, dst, proto, sport, dport).
     Five,
 }
 
-impl Tuple {
+impl TupleKind {
     pub fn keyword(self) -> &'static str {
         match self {
-            Tuple::Three => "three",
-            Tuple::Five => "five",
+            TupleKind::Three => "three",
+            TupleKind::Five => "five",
         }
     }
 }
@@ -151,7 +154,7 @@ pub struct RuleAst {
 /// `three { rule* }` or `five { rule* }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockAst {
-    pub tuple: Tuple,
+    pub tuple: TupleKind,
     pub keyword_span: Span,
     /// The `{`.
     pub open: Span,

@@ -28,7 +28,7 @@ use crate::packet::IpNumber;
 use crate::policy::diagnostic::{Code, Diagnostic};
 use crate::policy::explain::{self, FiveFields, Verdict};
 use crate::policy::model::{Action, Policy, proto_has_ports};
-use crate::policy::syntax::{Span, Tuple};
+use crate::policy::syntax::{Span, TupleKind};
 use nom::Parser;
 use nom::bytes::complete::take_while1;
 use nom::character::complete::satisfy;
@@ -71,7 +71,7 @@ pub enum By {
 /// `three ACTION [by ...]` or `five ...`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expect {
-    pub tuple: Tuple,
+    pub tuple: TupleKind,
     pub action: Action,
     pub by: Option<At<By>>,
     pub span: Span,
@@ -353,8 +353,8 @@ impl<'s> P<'s> {
 
     fn expect(&mut self, start: &'s str) -> PResult<'s, Expect> {
         let (i, tuple) = match word(start) {
-            Some((rest, "three")) => (rest, Tuple::Three),
-            Some((rest, "five")) => (rest, Tuple::Five),
+            Some((rest, "three")) => (rest, TupleKind::Three),
+            Some((rest, "five")) => (rest, TupleKind::Five),
             _ => {
                 return Err(PErr {
                     at: start,
@@ -492,13 +492,13 @@ pub fn run(file: &TestFile, policy: &Policy, policy_path: &str) -> Run {
                 missing.push("dst");
             }
             let five = match e.tuple {
-                Tuple::Three => {
+                TupleKind::Three => {
                     if label.is_none() {
                         missing.push("label");
                     }
                     None
                 }
-                Tuple::Five => match proto {
+                TupleKind::Five => match proto {
                     None => {
                         missing.push("proto");
                         None
@@ -540,8 +540,8 @@ pub fn run(file: &TestFile, policy: &Policy, policy_path: &str) -> Run {
             }
             if let Some((By::Rule(r), span)) = &e.by {
                 let known = match e.tuple {
-                    Tuple::Three => policy.three.iter().any(|x| &x.name == r),
-                    Tuple::Five => policy.five.iter().any(|x| &x.name == r),
+                    TupleKind::Three => policy.three.iter().any(|x| &x.name == r),
+                    TupleKind::Five => policy.five.iter().any(|x| &x.name == r),
                 };
                 if !known {
                     out.findings.push(invalid(
@@ -555,8 +555,8 @@ pub fn run(file: &TestFile, policy: &Policy, policy_path: &str) -> Run {
                 continue;
             };
             let ex = match e.tuple {
-                Tuple::Three => explain::explain(policy, src, dst, label, None).three,
-                Tuple::Five => explain::explain(policy, src, dst, None, five).five,
+                TupleKind::Three => explain::explain(policy, src, dst, label, None).three,
+                TupleKind::Five => explain::explain(policy, src, dst, None, five).five,
             };
             let Some(v) = ex else { continue };
             let rule_ok = match &e.by {
@@ -575,12 +575,12 @@ pub fn run(file: &TestFile, policy: &Policy, policy_path: &str) -> Run {
             };
             let mut args = format!("--src {src} --dst {dst}");
             match e.tuple {
-                Tuple::Three => {
+                TupleKind::Three => {
                     if let Some(l) = label {
                         args.push_str(&format!(" --label {:#x}", l.value()));
                     }
                 }
-                Tuple::Five => {
+                TupleKind::Five => {
                     if let Some(f) = five {
                         args.push_str(&format!(" --proto {}", explain::show_proto(f.proto)));
                         if proto_has_ports(f.proto) {

@@ -6,8 +6,8 @@
 //! 3-tuple; otherwise the flows that break it are listed.
 
 use crate::packet::{self, FiveTuple, Frame, ThreeTuple};
-use crate::report::json::SourceInfo;
-use crate::report::tally::Counter;
+use crate::report::model::SourceInfo;
+use crate::report::tally::PacketBytes;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use std::fmt::Write;
@@ -19,7 +19,7 @@ pub const MAX_LABELS: usize = 16;
 #[derive(Clone, Debug)]
 struct FlowState {
     key: FiveTuple,
-    count: Counter,
+    count: PacketBytes,
     first: u32,
     last: u32,
     changes: u64,
@@ -34,12 +34,12 @@ pub struct FlowAnalysis {
     index: FxHashMap<FiveTuple, usize>,
     pairs: FxHashSet<(ThreeTuple, usize)>,
     /// Frames read.
-    pub frames: Counter,
+    pub frames: PacketBytes,
     /// IPv6 packets.
-    pub ipv6: Counter,
+    pub ipv6: PacketBytes,
     /// IPv6 packets without a 5-tuple (ESP, non-first fragments, ...): a 3-tuple policy still
     /// classifies them, a 5-tuple policy cannot.
-    pub no_five: Counter,
+    pub no_five: PacketBytes,
 }
 
 /// How a flow's labels behaved.
@@ -136,15 +136,15 @@ pub struct Verdict {
 #[derive(Clone, Debug, Serialize)]
 pub struct FlowsReport {
     pub source: SourceInfo,
-    pub frames: Counter,
-    pub ipv6: Counter,
-    pub no_five_tuple: Counter,
+    pub frames: PacketBytes,
+    pub ipv6: PacketBytes,
+    pub no_five_tuple: PacketBytes,
     pub labels: LabelSummary,
     pub three_tuples: ThreeStats,
     pub verdict: Verdict,
     pub flows: Vec<FlowRow>,
     /// Set when reading stopped early on a corrupt or truncated capture.
-    pub stopped: Option<crate::report::json::Stopped>,
+    pub stopped: Option<crate::report::model::Stopped>,
 }
 
 fn addr(a: u128) -> String {
@@ -174,7 +174,7 @@ impl FlowAnalysis {
             None => {
                 self.flows.push(FlowState {
                     key: five,
-                    count: Counter::default(),
+                    count: PacketBytes::default(),
                     first: label,
                     last: label,
                     changes: 0,
@@ -196,74 +196,74 @@ impl FlowAnalysis {
         self.pairs.insert((three, i));
     }
 
-    /// The report.
+    /// The report: which flows share a 3-tuple, the per-flow rows with what breaks a 3-tuple
+    /// policy, and the verdict.
     pub fn report(&self, source: SourceInfo) -> FlowsReport {
+        let sharing = self.sharing();
+        let three_tuples = sharing.stats();
+        let mut flows = self.flow_rows(&sharing);
+        let verdict = self.verdict(&mut flows, &sharing);
+        FlowsReport {
+            source,
+            frames: self.frames,
+            ipv6: self.ipv6,
+            no_five_tuple: self.no_five,
+            labels: flows.summary,
+            three_tuples,
+            verdict,
+            flows: flows.rows,
+            stopped: None,
+        }
+    }
+
+    /// Which flows share a 3-tuple: flows per 3-tuple, 3-tuples per flow, and per flow the
+    /// most other flows on one of its 3-tuples.
+    fn sharing(&self) -> Sharing {
         let mut per_three: FxHashMap<ThreeTuple, usize> = FxHashMap::default();
         let mut threes_of = vec![0usize; self.flows.len()];
         for (t, i) in &self.pairs {
             *per_three.entry(*t).or_default() += 1;
             threes_of[*i] += 1;
         }
-        // Per flow: the most other flows on one of its 3-tuples.
         let mut others_of = vec![0usize; self.flows.len()];
         for (t, i) in &self.pairs {
             others_of[*i] = others_of[*i].max(per_three[t] - 1);
         }
-        let shared_flow: Vec<bool> = others_of.iter().map(|&n| n > 0).collect();
-        let mut list: Vec<ThreeRow> = per_three
-            .iter()
-            .map(|(t, n)| ThreeRow {
-                src: addr(t.src),
-                dst: addr(t.dst),
-                flow_label: t.label.value(),
-                flows: *n,
-            })
-            .collect();
-        list.sort_by(|a, b| {
-            b.flows
-                .cmp(&a.flows)
-                .then_with(|| (&a.src, &a.dst, a.flow_label).cmp(&(&b.src, &b.dst, b.flow_label)))
-        });
+        Sharing {
+            per_three,
+            threes_of,
+            others_of,
+        }
+    }
 
+    /// One row per flow, with why it breaks a 3-tuple policy (if it does) and the label summary.
+    fn flow_rows(&self, sharing: &Sharing) -> FlowRows {
         let mut rows = Vec::with_capacity(self.flows.len());
         let mut breaking = Vec::new();
-        let (mut constant, mut zero, mut changed, mut changes) = (0, 0, 0, 0);
+        let mut summary = LabelSummary {
+            flows: self.flows.len(),
+            constant: 0,
+            zero: 0,
+            changed: 0,
+            changes: 0,
+        };
         let (mut clean, mut keyed) = (0u64, 0u64);
         for (i, f) in self.flows.iter().enumerate() {
             let kind = if f.changes > 0 {
-                changed += 1;
+                summary.changed += 1;
                 LabelKind::Changed
             } else if f.first == 0 {
-                zero += 1;
+                summary.zero += 1;
                 LabelKind::Zero
             } else {
-                constant += 1;
+                summary.constant += 1;
                 LabelKind::Constant
             };
-            changes += f.changes;
+            summary.changes += f.changes;
             keyed += f.count.packets;
             let k = f.key;
-            let mut why = Vec::new();
-            if f.changes > 0 {
-                why.push(format!(
-                    "label changed {} time{} ({} labels)",
-                    f.changes,
-                    if f.changes == 1 { "" } else { "s" },
-                    f.labels.len()
-                ));
-            }
-            if shared_flow[i] {
-                let others = others_of[i];
-                let zero_note = if f.first == 0 && f.changes == 0 {
-                    " (unlabelled)"
-                } else {
-                    ""
-                };
-                why.push(format!(
-                    "shares its 3-tuple with {others} other flow{}{zero_note}",
-                    if others == 1 { "" } else { "s" }
-                ));
-            }
+            let shared = sharing.shared(i);
+            let why = f.why(shared.then_some(sharing.others_of[i]));
             if why.is_empty() {
                 clean += f.count.packets;
             } else {
@@ -289,18 +289,31 @@ impl FlowAnalysis {
                 last_label: f.last,
                 changes: f.changes,
                 distinct_labels: f.labels.clone(),
-                three_tuples: threes_of[i],
-                shared: shared_flow[i],
+                three_tuples: sharing.threes_of[i],
+                shared,
             });
         }
-        let share = if keyed == 0 {
+        FlowRows {
+            rows,
+            breaking,
+            summary,
+            clean,
+            keyed,
+        }
+    }
+
+    /// Whether a 3-tuple policy can stand in for a 5-tuple policy, and the sentence saying so.
+    /// Takes the breaking flows from `flows`.
+    fn verdict(&self, flows: &mut FlowRows, sharing: &Sharing) -> Verdict {
+        let share = if flows.keyed == 0 {
             1.0
         } else {
-            clean as f64 / keyed as f64
+            flows.clean as f64 / flows.keyed as f64
         };
+        let breaking = std::mem::take(&mut flows.breaking);
         let stands_in = breaking.is_empty();
         let n_changed = self.flows.iter().filter(|f| f.changes > 0).count();
-        let n_shared = shared_flow.iter().filter(|s| **s).count();
+        let n_shared = (0..self.flows.len()).filter(|&i| sharing.shared(i)).count();
         let mut text = if self.flows.is_empty() {
             "Yes, trivially: the capture holds no IPv6 flow with a 5-tuple.".to_string()
         } else if stands_in {
@@ -325,33 +338,93 @@ impl FlowAnalysis {
                 self.no_five.packets
             );
         }
-        FlowsReport {
-            source,
-            frames: self.frames,
-            ipv6: self.ipv6,
-            no_five_tuple: self.no_five,
-            labels: LabelSummary {
-                flows: self.flows.len(),
-                constant,
-                zero,
-                changed,
-                changes,
-            },
-            three_tuples: ThreeStats {
-                total: per_three.len(),
-                shared: list.iter().filter(|x| x.flows > 1).count(),
-                max_flows: per_three.values().copied().max().unwrap_or(0),
-                list,
-            },
-            verdict: Verdict {
-                stands_in,
-                clean_packet_share: (share * 10000.0).round() / 10000.0,
-                text,
-                breaking,
-            },
-            flows: rows,
-            stopped: None,
+        Verdict {
+            stands_in,
+            clean_packet_share: (share * 10000.0).round() / 10000.0,
+            text,
+            breaking,
         }
+    }
+}
+
+/// Which flows share a 3-tuple (see [`FlowAnalysis::report`]).
+struct Sharing {
+    /// Flows per 3-tuple.
+    per_three: FxHashMap<ThreeTuple, usize>,
+    /// 3-tuples per flow.
+    threes_of: Vec<usize>,
+    /// Per flow: the most other flows on one of its 3-tuples.
+    others_of: Vec<usize>,
+}
+
+impl Sharing {
+    /// Flow `i` shares a 3-tuple with another flow.
+    fn shared(&self, i: usize) -> bool {
+        self.others_of[i] > 0
+    }
+
+    /// The 3-tuples, most flows first.
+    fn stats(&self) -> ThreeStats {
+        let mut list: Vec<ThreeRow> = self
+            .per_three
+            .iter()
+            .map(|(t, n)| ThreeRow {
+                src: addr(t.src),
+                dst: addr(t.dst),
+                flow_label: t.label.value(),
+                flows: *n,
+            })
+            .collect();
+        list.sort_by(|a, b| {
+            b.flows
+                .cmp(&a.flows)
+                .then_with(|| (&a.src, &a.dst, a.flow_label).cmp(&(&b.src, &b.dst, b.flow_label)))
+        });
+        ThreeStats {
+            total: self.per_three.len(),
+            shared: list.iter().filter(|x| x.flows > 1).count(),
+            max_flows: self.per_three.values().copied().max().unwrap_or(0),
+            list,
+        }
+    }
+}
+
+/// The per-flow phase of the report.
+struct FlowRows {
+    rows: Vec<FlowRow>,
+    breaking: Vec<Breaking>,
+    summary: LabelSummary,
+    /// Packets in flows a 3-tuple identifies exactly.
+    clean: u64,
+    /// Packets in flows with a 5-tuple.
+    keyed: u64,
+}
+
+impl FlowState {
+    /// Why this flow breaks a 3-tuple policy (empty: it does not). `others`: the most other
+    /// flows on one of its 3-tuples, when it shares one.
+    fn why(&self, others: Option<usize>) -> Vec<String> {
+        let mut why = Vec::new();
+        if self.changes > 0 {
+            why.push(format!(
+                "label changed {} time{} ({} labels)",
+                self.changes,
+                if self.changes == 1 { "" } else { "s" },
+                self.labels.len()
+            ));
+        }
+        if let Some(others) = others {
+            let zero_note = if self.first == 0 && self.changes == 0 {
+                " (unlabelled)"
+            } else {
+                ""
+            };
+            why.push(format!(
+                "shares its 3-tuple with {others} other flow{}{zero_note}",
+                if others == 1 { "" } else { "s" }
+            ));
+        }
+        why
     }
 }
 

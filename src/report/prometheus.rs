@@ -17,7 +17,7 @@
 //! flowpol_kernel_drops_total                        PACKET_STATISTICS: dropped by the kernel
 //! ```
 
-use super::json::Report;
+use super::model::Report;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -219,7 +219,7 @@ pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketA
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Tally, json::SourceInfo};
+    use crate::report::{Tally, model::SourceInfo};
 
     #[test]
     fn counters_follow_the_report() {

@@ -1,6 +1,6 @@
 //! The human rendering of a [`Report`]: the 3-tuple and 5-tuple engines side by side.
 
-use super::json::Report;
+use super::model::Report;
 use comfy_table::{CellAlignment, Table};
 use std::fmt::Write;
 
@@ -26,9 +26,20 @@ fn dash(n: Option<u64>) -> String {
     n.map_or_else(|| "-".to_string(), |n| n.to_string())
 }
 
-/// Renders the whole report.
+/// Renders the whole report: the summary lines, then one table per part.
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
+    summary(&mut s, r);
+    rules(&mut s, r);
+    classes(&mut s, r);
+    agreement(&mut s, r);
+    unavailable(&mut s, r);
+    timing(&mut s, r);
+    s
+}
+
+/// Frames, IPv6 packets, non-IPv6 kinds, and where reading stopped early.
+fn summary(s: &mut String, r: &Report) {
     let _ = writeln!(
         s,
         "{} ({}), policy {}: {} frames, {} IPv6 packets ({} bytes)",
@@ -43,8 +54,10 @@ pub fn render(r: &Report) -> String {
     if let Some(st) = &r.stopped {
         let _ = writeln!(s, "STOPPED EARLY at byte {}: {}", st.offset, st.message);
     }
+}
 
-    // Rules side by side, matched by name (3-tuple order first, then 5-tuple-only rules).
+/// Rules side by side, matched by name (3-tuple order first, then 5-tuple-only rules).
+fn rules(s: &mut String, r: &Report) {
     let _ = writeln!(s, "\nRules");
     let mut t = table(&[
         "rule",
@@ -79,7 +92,10 @@ pub fn render(r: &Report) -> String {
     }
     right(&mut t, 2);
     let _ = writeln!(s, "{t}");
+}
 
+/// Packets and bytes per class under each engine, and the packets without a 5-tuple.
+fn classes(s: &mut String, r: &Report) {
     let _ = writeln!(s, "\nClasses");
     let mut t = table(&[
         "class",
@@ -110,7 +126,10 @@ pub fn render(r: &Report) -> String {
     ]);
     right(&mut t, 1);
     let _ = writeln!(s, "{t}");
+}
 
+/// The agreement matrix (rows: 3-tuple, columns: 5-tuple).
+fn agreement(s: &mut String, r: &Report) {
     let a = &r.agreement;
     let _ = writeln!(
         s,
@@ -127,7 +146,10 @@ pub fn render(r: &Report) -> String {
     }
     right(&mut t, 1);
     let _ = writeln!(s, "{t}");
+}
 
+/// Packets without a 5-tuple, by reason.
+fn unavailable(s: &mut String, r: &Report) {
     let _ = writeln!(s, "\nNo 5-tuple, by reason");
     let mut t = table(&["reason", "packets", "bytes"]);
     let f = &r.five_unavailable;
@@ -146,7 +168,10 @@ pub fn render(r: &Report) -> String {
     }
     right(&mut t, 1);
     let _ = writeln!(s, "{t}");
+}
 
+/// Time per packet, sampled, per key and engine.
+fn timing(s: &mut String, r: &Report) {
     let _ = writeln!(s, "\nTime per packet (sampled)");
     let mut t = table(&[
         "key",
@@ -168,5 +193,4 @@ pub fn render(r: &Report) -> String {
     }
     right(&mut t, 2);
     let _ = writeln!(s, "{t}");
-    s
 }

@@ -3,6 +3,6 @@
 //! workers and the kernel's drop counters). A source lends each frame to its caller
 //! ([`crate::packet::Frame`]) from a buffer it reuses, so reading allocates nothing per frame.
 
-pub mod live;
+pub mod iface;
 pub mod pcap;
 pub mod ring;

@@ -21,7 +21,7 @@ use std::time::Duration;
 /// 20 ms even when not full so a slow trickle is seen promptly. The kernel hands a partly filled
 /// block over only when its retire timer fires, which happens within two retire periods (the
 /// timer retires the block it finds still current since its last run), so the drain at the stop
-/// waits for that ([`super::live::DRAIN_IDLE`]).
+/// waits for that (`pipeline::live::DRAIN_IDLE`).
 pub const BLOCK_SIZE: u32 = 1 << 20;
 pub const BLOCK_NR: u32 = 8;
 pub const FRAME_SIZE: u32 = 2048;

@@ -1,7 +1,7 @@
-//! The report as data: built once from a [`Tally`] and the policy, serialised as the JSON of
-//! `--format json` and rendered as the human table by [`crate::report::table`].
+//! The report's data model: built once from a [`Tally`] and the policy, serialised as the JSON
+//! of `--format json` and rendered as the human table by [`crate::report::table`].
 
-use super::tally::{Counter, EngineTally, Tally};
+use super::tally::{EngineTally, PacketBytes, Tally};
 use crate::packet::{NonIpv6, Unavailable};
 use crate::policy::model::Policy;
 use serde::Serialize;
@@ -21,15 +21,6 @@ pub struct Stopped {
     /// Byte offset in the capture of the record that could not be read.
     pub offset: u64,
     pub message: String,
-}
-
-impl From<&crate::source::pcap::CaptureError> for Stopped {
-    fn from(e: &crate::source::pcap::CaptureError) -> Self {
-        Stopped {
-            offset: e.offset(),
-            message: e.to_string(),
-        }
-    }
 }
 
 /// One rule's line, under one engine.
@@ -54,29 +45,29 @@ pub struct Rules {
 #[derive(Clone, Debug, Serialize)]
 pub struct ClassRow {
     pub name: String,
-    pub three: Counter,
-    pub five: Counter,
+    pub three: PacketBytes,
+    pub five: PacketBytes,
 }
 
 /// Non-IPv6 frames by kind.
 #[derive(Clone, Debug, Serialize)]
 pub struct NonIpv6Counts {
-    pub ipv4: Counter,
-    pub arp: Counter,
-    pub other: Counter,
-    pub malformed: Counter,
+    pub ipv4: PacketBytes,
+    pub arp: PacketBytes,
+    pub other: PacketBytes,
+    pub malformed: PacketBytes,
 }
 
 /// IPv6 packets the 5-tuple engine could not classify, by reason.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct UnavailableCounts {
-    pub non_first_fragment: Counter,
-    pub esp: Counter,
-    pub unknown_header: Counter,
-    pub truncated: Counter,
-    pub malformed: Counter,
-    pub total: Counter,
+    pub non_first_fragment: PacketBytes,
+    pub esp: PacketBytes,
+    pub unknown_header: PacketBytes,
+    pub truncated: PacketBytes,
+    pub malformed: PacketBytes,
+    pub total: PacketBytes,
 }
 
 /// The agreement matrix: `counts[i][j]` packets got outcome `rows[i]` from the 3-tuple engine
@@ -120,8 +111,8 @@ pub struct Timing {
 pub struct Report {
     pub source: SourceInfo,
     pub policy: String,
-    pub frames: Counter,
-    pub ipv6: Counter,
+    pub frames: PacketBytes,
+    pub ipv6: PacketBytes,
     pub non_ipv6: NonIpv6Counts,
     pub rules: Rules,
     pub classes: Vec<ClassRow>,
@@ -183,8 +174,8 @@ impl Report {
             .iter()
             .map(|name| ClassRow {
                 name: name.clone(),
-                three: Counter::default(),
-                five: Counter::default(),
+                three: PacketBytes::default(),
+                five: PacketBytes::default(),
             })
             .collect();
         for (i, c) in tally.three.rules.iter().enumerate() {
@@ -205,7 +196,7 @@ impl Report {
         columns.push("unavailable".into());
 
         let u = |r: Unavailable| tally.unavailable[r.index()];
-        let mut utotal = Counter::default();
+        let mut utotal = PacketBytes::default();
         for c in &tally.unavailable {
             utotal.merge(c);
         }

@@ -1,11 +1,11 @@
 //! Per-packet output: one JSON object per IPv6 packet (`--packets FILE.jsonl`), and one pcap per
-//! outcome and engine (`--split DIR`). Both are fed the [`Outcome`] of the hot path and write
+//! outcome and engine (`--split DIR`). Both are fed the [`Outcome`] of the step and write
 //! without building a value per packet.
 
-use super::tally::{Outcome, Tally};
-use crate::classify::RuleId;
+use crate::classify::{Outcome, RuleId};
 use crate::packet::{Frame, LinkType};
 use crate::policy::model::Policy;
+use crate::report::Verdicts;
 use crate::source::pcap::{FrameWriter, PcapWriter};
 use std::collections::HashMap;
 use std::fs::File;
@@ -101,19 +101,23 @@ pub struct Splitter {
     dir: PathBuf,
     writers: HashMap<(u8, usize, LinkType), PcapWriter<BufWriter<File>>>,
     first_link: HashMap<(u8, usize), LinkType>,
+    /// The outcome of each rule (the tally's).
+    verdicts: Verdicts,
     names: Vec<String>,
 }
 
 impl Splitter {
-    /// Creates the directory if needed.
-    pub fn create(dir: &Path, tally: &Tally) -> io::Result<Self> {
+    /// Creates the directory if needed. `verdicts`: the outcome of each rule, as the tally
+    /// has them.
+    pub fn create(dir: &Path, verdicts: &Verdicts) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let mut names = tally.verdicts.names.clone();
+        let mut names = verdicts.names.clone();
         names.push("unavailable".into());
         Ok(Splitter {
             dir: dir.to_path_buf(),
             writers: HashMap::new(),
             first_link: HashMap::new(),
+            verdicts: verdicts.clone(),
             names,
         })
     }
@@ -142,13 +146,13 @@ impl Splitter {
     }
 
     /// Writes an IPv6 frame to its 3-tuple file and its 5-tuple file.
-    pub fn write(&mut self, frame: &Frame<'_>, o: &Outcome<'_>, tally: &Tally) -> io::Result<()> {
+    pub fn write(&mut self, frame: &Frame<'_>, o: &Outcome<'_>) -> io::Result<()> {
         let Outcome::Ipv6 { three, five, .. } = o else {
             return Ok(());
         };
-        self.put(3, tally.verdicts.of_three(*three), frame)?;
+        self.put(3, self.verdicts.of_three(*three), frame)?;
         let col = match five {
-            Ok(r) => tally.verdicts.of_five(*r),
+            Ok(r) => self.verdicts.of_five(*r),
             Err(_) => self.names.len() - 1,
         };
         self.put(5, col, frame)

@@ -4,7 +4,7 @@
 //! extension-header walk) and lookup on the extracted keys. Every engine's result on every key
 //! is compared with the linear reference of its tuple kind.
 
-use super::{Classifier, FastFive, FastThree, Key, Linear, RuleId};
+use crate::classify::{Classifier, Engine, EngineKind, Key, RuleId, TmKey};
 use crate::r#gen::classbench::{self, CbPacket};
 use crate::packet::{self, FiveTuple, LinkType, ThreeTuple};
 use crate::policy::Policy;
@@ -68,16 +68,6 @@ impl Frames {
             .zip(self.links.iter().copied())
             .map(|((s, e), l)| (l, &self.data[s..e]))
     }
-}
-
-/// The engines `bench` can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EngineKind {
-    /// The linear first-match reference.
-    Linear,
-    /// TupleMerge.
-    Fast,
 }
 
 /// One engine on one tuple kind.
@@ -231,28 +221,39 @@ fn row<K: Key, C: Classifier<K>>(
     (r, got)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn kind_rows<K: Key, L: Classifier<K>, F: Classifier<K>>(
+/// The rows of one tuple kind: the linear reference always runs, so that mismatches are counted
+/// even when it is not reported; each engine asked for is built with [`EngineKind::build`].
+fn kind_rows<K: TmKey>(
     tuple: &'static str,
-    rules: usize,
+    policy: &Policy,
     keys: &[K],
     key_ns: f64,
     engines: &[EngineKind],
-    linear: impl Fn() -> L,
-    fast: impl Fn() -> F,
     min: Duration,
     out: &mut Vec<EngineRow>,
-) {
+) where
+    K::Match: Clone,
+    Engine<K>: Classifier<K>,
+{
+    let rules = K::rules(policy).len();
     if rules == 0 {
         return;
     }
-    // The reference always runs, so that mismatches are counted even when it is not reported.
-    let (lin_row, reference) = row(tuple, rules, &linear, keys, key_ns, None, min);
-    for e in engines {
+    let build = |kind: EngineKind| move || kind.build::<K>(policy);
+    let (lin_row, reference) = row(
+        tuple,
+        rules,
+        build(EngineKind::Linear),
+        keys,
+        key_ns,
+        None,
+        min,
+    );
+    for &e in engines {
         match e {
             EngineKind::Linear => out.push(lin_row.clone()),
-            EngineKind::Fast => {
-                out.push(row(tuple, rules, &fast, keys, key_ns, Some(&reference), min).0)
+            EngineKind::TupleMerge => {
+                out.push(row(tuple, rules, build(e), keys, key_ns, Some(&reference), min).0)
             }
         }
     }
@@ -265,23 +266,19 @@ pub fn run(policy: &Policy, frames: &Frames, engines: &[EngineKind], min: Durati
     let mut rows = Vec::new();
     kind_rows(
         "three",
-        policy.three.len(),
+        policy,
         &keys.three,
         keys.three_ns,
         engines,
-        || Linear::<ThreeTuple>::new(policy),
-        || FastThree::new(policy),
         min,
         &mut rows,
     );
     kind_rows(
         "five",
-        policy.five.len(),
+        policy,
         &keys.five,
         keys.five_ns,
         engines,
-        || Linear::<FiveTuple>::new(policy),
-        || FastFive::new(policy),
         min,
         &mut rows,
     );
@@ -315,7 +312,7 @@ mod tests {
         let r = run(
             &p,
             &frames,
-            &[EngineKind::Linear, EngineKind::Fast],
+            &[EngineKind::Linear, EngineKind::TupleMerge],
             Duration::ZERO,
         );
         assert_eq!((r.packets, r.ipv6, r.five_available), (3, 3, 2));

@@ -6,23 +6,7 @@
 use flowpol::policy::diff::{DiffBudget, PolicyDiff, diff};
 use flowpol::policy::load_str;
 use serde_json::Value;
-use std::process::{Command, Output};
-
-fn flowpol(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowpol"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use support::{OutputExt, flowpol};
 
 fn d(old: &str, new: &str) -> PolicyDiff {
     let old = load_str("old", old).unwrap();
@@ -255,15 +239,21 @@ fn an_exhausted_budget_says_incomplete_and_never_no_change() {
     std::fs::write(&o, three("rule a dst 2001:db8::/32 -> drop")).unwrap();
     std::fs::write(&n, three("rule a dst 2001:db8::/33 -> drop")).unwrap();
     let (o, n) = (o.to_str().unwrap(), n.to_str().unwrap());
-    let out = flowpol(&["diff", o, n, "--budget", "3"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = flowpol!()
+        .in_repo()
+        .args(["diff", o, n, "--budget", "3"])
+        .output();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
     assert!(
-        stdout(&out).contains("3-tuple: INCOMPLETE"),
+        out.stdout_text().contains("3-tuple: INCOMPLETE"),
         "{}",
-        stdout(&out)
+        out.stdout_text()
     );
-    let out = flowpol(&["diff", o, n, "--budget", "3", "--format", "json"]);
-    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let out = flowpol!()
+        .in_repo()
+        .args(["diff", o, n, "--budget", "3", "--format", "json"])
+        .output();
+    let v: Value = serde_json::from_str(&out.stdout_text()).unwrap();
     assert!(
         v.as_array()
             .unwrap()
@@ -271,18 +261,27 @@ fn an_exhausted_budget_says_incomplete_and_never_no_change() {
             .any(|e| e["tuple"] == "three" && e["incomplete"] == true),
         "{v:#}"
     );
-    let out = flowpol(&["diff", o, n, "--budget", "3", "--format", "github"]);
-    assert!(stdout(&out).contains("title=D0002::3-tuple: the diff is incomplete"));
+    let out = flowpol!()
+        .in_repo()
+        .args(["diff", o, n, "--budget", "3", "--format", "github"])
+        .output();
+    assert!(
+        out.stdout_text()
+            .contains("title=D0002::3-tuple: the diff is incomplete")
+    );
 }
 
 #[test]
 fn one_changed_rule_in_a_large_policy_is_found_without_the_budget_running_out() {
     let dir = tempfile::tempdir().unwrap();
-    let out = flowpol(&[
-        "gen", "rules", "--shape", "fw", "--count", "3000", "--tuple", "three",
-    ]);
+    let out = flowpol!()
+        .in_repo()
+        .args([
+            "gen", "rules", "--shape", "fw", "--count", "3000", "--tuple", "three",
+        ])
+        .output();
     assert_eq!(out.status.code(), Some(0));
-    let text = stdout(&out);
+    let text = out.stdout_text();
     let old = dir.path().join("old.fpol");
     std::fs::write(&old, &text).unwrap();
     // Flip the action of one rule in the middle.
@@ -299,40 +298,63 @@ fn one_changed_rule_in_a_large_policy_is_found_without_the_budget_running_out() 
     let new = dir.path().join("new.fpol");
     std::fs::write(&new, text.replace(&line, &flipped)).unwrap();
     let (o, n) = (old.to_str().unwrap(), new.to_str().unwrap());
-    let out = flowpol(&["diff", o, n, "--format", "json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let v: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    let out = flowpol!()
+        .in_repo()
+        .args(["diff", o, n, "--format", "json"])
+        .output();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
+    let v: Vec<Value> = serde_json::from_str(&out.stdout_text()).unwrap();
     assert!(!v.is_empty());
     assert!(v.iter().all(|c| c["incomplete"].is_null()), "{v:#?}");
     assert!(
         v.iter()
             .all(|c| c["after_rule"] == "g1500" || c["before_rule"] == "g1500")
     );
-    assert_eq!(flowpol(&["diff", o, o]).status.code(), Some(0));
+    assert_eq!(
+        flowpol!()
+            .in_repo()
+            .args(["diff", o, o])
+            .output()
+            .status
+            .code(),
+        Some(0)
+    );
 }
 
 #[test]
 fn identical_policies_exit_0_and_changed_ones_exit_1() {
-    let out = flowpol(&[
-        "diff",
-        "policies/datacenter.fpol",
-        "policies/datacenter.fpol",
-    ]);
+    let out = flowpol!()
+        .in_repo()
+        .args([
+            "diff",
+            "policies/datacenter.fpol",
+            "policies/datacenter.fpol",
+        ])
+        .output();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
-        stdout(&out),
+        out.stdout_text(),
         "3-tuple: no change\n5-tuple: no change\ndiff policies/datacenter.fpol policies/datacenter.fpol: no packet changes action\n"
     );
-    let out = flowpol(&["diff", "policies/datacenter.fpol", "policies/media.fpol"]);
+    let out = flowpol!()
+        .in_repo()
+        .args(["diff", "policies/datacenter.fpol", "policies/media.fpol"])
+        .output();
     assert_eq!(out.status.code(), Some(1));
-    let out = flowpol(&[
-        "diff",
-        "policies/datacenter.fpol",
-        "tests/policies/invalid/ranges.fpol",
-    ]);
+    let out = flowpol!()
+        .in_repo()
+        .args([
+            "diff",
+            "policies/datacenter.fpol",
+            "tests/policies/invalid/ranges.fpol",
+        ])
+        .output();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("error"), "{}", stderr(&out));
-    let out = flowpol(&["diff", "policies/datacenter.fpol", "no/such.fpol"]);
+    assert!(out.stderr_text().contains("error"), "{}", out.stderr_text());
+    let out = flowpol!()
+        .in_repo()
+        .args(["diff", "policies/datacenter.fpol", "no/such.fpol"])
+        .output();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -381,16 +403,19 @@ fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) {
 /// The rule name (or null for the default) `classify --packets` gives the packet in each block.
 fn classified(policy: &str, pcap: &str, dir: &std::path::Path) -> Vec<(Value, Value)> {
     let lines = dir.join(format!("{}.jsonl", policy.replace('/', "_")));
-    let out = flowpol(&[
-        "classify",
-        "--policy",
-        policy,
-        "--pcap",
-        pcap,
-        "--packets",
-        lines.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = flowpol!()
+        .in_repo()
+        .args([
+            "classify",
+            "--policy",
+            policy,
+            "--pcap",
+            pcap,
+            "--packets",
+            lines.to_str().unwrap(),
+        ])
+        .output();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr_text());
     std::fs::read_to_string(&lines)
         .unwrap()
         .lines()
@@ -413,9 +438,12 @@ fn every_example_packet_is_confirmed_by_explain_and_by_classify() {
     std::fs::write(&new, changed).unwrap();
     let new = new.to_str().unwrap();
     let old = "policies/datacenter.fpol";
-    let out = flowpol(&["diff", old, new, "--format", "json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let changes: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    let out = flowpol!()
+        .in_repo()
+        .args(["diff", old, new, "--format", "json"])
+        .output();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
+    let changes: Vec<Value> = serde_json::from_str(&out.stdout_text()).unwrap();
     assert_eq!(
         changes.iter().filter(|c| c["tuple"] == "three").count(),
         2,
@@ -455,9 +483,9 @@ fn every_example_packet_is_confirmed_by_explain_and_by_classify() {
         for (policy, side) in [(old, "before"), (new, "after")] {
             args[1] = policy.to_string();
             let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = flowpol(&a);
-            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-            let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+            let out = flowpol!().in_repo().args(&a).output();
+            assert_eq!(out.status.code(), Some(0), "{}", out.stderr_text());
+            let v: Value = serde_json::from_str(&out.stdout_text()).unwrap();
             assert_eq!(v[block]["action"], c[side], "explain {a:?}");
             assert_eq!(
                 v[block]["rule"],
@@ -488,13 +516,19 @@ fn every_example_packet_is_confirmed_by_explain_and_by_classify() {
         assert_eq!(pick(&after[i]), rule("after"), "classify, new, {c}");
     }
     // --pcap counts each example in its own region.
-    let out = flowpol(&["diff", old, new, "--format", "json", "--pcap", pcap]);
-    let counted: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    let out = flowpol!()
+        .in_repo()
+        .args(["diff", old, new, "--format", "json", "--pcap", pcap])
+        .output();
+    let counted: Vec<Value> = serde_json::from_str(&out.stdout_text()).unwrap();
     for c in &counted {
         assert!(c["packets"].as_u64().unwrap() >= 1, "{c}");
     }
-    let out = flowpol(&["diff", old, new, "--pcap", pcap]);
-    let text = stdout(&out);
+    let out = flowpol!()
+        .in_repo()
+        .args(["diff", old, new, "--pcap", pcap])
+        .output();
+    let text = out.stdout_text();
     assert!(
         text.contains("3-tuple: 1 packets class bronze -> class silver"),
         "{text}"
@@ -507,24 +541,27 @@ fn every_example_packet_is_confirmed_by_explain_and_by_classify() {
 
 #[test]
 fn explain_names_the_rule_and_the_first_field_each_earlier_rule_missed() {
-    let out = flowpol(&[
-        "explain",
-        "policies/datacenter.fpol",
-        "--src",
-        "2001:db8:a::1",
-        "--dst",
-        "2001:db8:ff::10",
-        "--label",
-        "0x20001",
-        "--proto",
-        "tcp",
-        "--sport",
-        "4000",
-        "--dport",
-        "443",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out);
+    let out = flowpol!()
+        .in_repo()
+        .args([
+            "explain",
+            "policies/datacenter.fpol",
+            "--src",
+            "2001:db8:a::1",
+            "--dst",
+            "2001:db8:ff::10",
+            "--label",
+            "0x20001",
+            "--proto",
+            "tcp",
+            "--sport",
+            "4000",
+            "--dport",
+            "443",
+        ])
+        .output();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr_text());
+    let text = out.stdout_text();
     assert!(
         text.starts_with("3-tuple: class silver by rule a-web (policies/datacenter.fpol:27:5)\n  not media (policies/datacenter.fpol:23:5): dst 2001:db8:ff::10 does not match 2001:db8:fe::/64\n"),
         "{text}"
@@ -533,19 +570,22 @@ fn explain_names_the_rule_and_the_first_field_each_earlier_rule_missed() {
         text.contains("5-tuple: class silver by rule a-web"),
         "{text}"
     );
-    let out = flowpol(&[
-        "explain",
-        "policies/datacenter.fpol",
-        "--src",
-        "::1",
-        "--dst",
-        "::2",
-        "--label",
-        "0",
-        "--format",
-        "json",
-    ]);
-    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let out = flowpol!()
+        .in_repo()
+        .args([
+            "explain",
+            "policies/datacenter.fpol",
+            "--src",
+            "::1",
+            "--dst",
+            "::2",
+            "--label",
+            "0",
+            "--format",
+            "json",
+        ])
+        .output();
+    let v: Value = serde_json::from_str(&out.stdout_text()).unwrap();
     assert_eq!(v["three"]["rule"], Value::Null);
     assert_eq!(v["three"]["action"], "class bronze");
     assert_eq!(v["five"], Value::Null);
@@ -564,8 +604,8 @@ fn explain_refuses_incomplete_packets_with_exit_2() {
     ] {
         let mut a = vec!["explain", "policies/datacenter.fpol"];
         a.extend_from_slice(args);
-        let out = flowpol(&a);
-        assert_eq!(out.status.code(), Some(2), "{a:?}: {}", stdout(&out));
+        let out = flowpol!().in_repo().args(&a).output();
+        assert_eq!(out.status.code(), Some(2), "{a:?}: {}", out.stdout_text());
     }
 }
 
@@ -579,10 +619,14 @@ fn the_bundled_policies_pass_their_tests() {
     assert_eq!(files.len(), 4, "one test file per bundled policy");
     let mut args = vec!["test"];
     args.extend(files.iter().map(String::as_str));
-    let out = flowpol(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert!(stdout(&out).contains("tested 4 files:"), "{}", stdout(&out));
-    assert!(stdout(&out).ends_with(" 0 failed\n"));
+    let out = flowpol!().in_repo().args(&args).output();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("tested 4 files:"),
+        "{}",
+        out.stdout_text()
+    );
+    assert!(out.stdout_text().ends_with(" 0 failed\n"));
 }
 
 #[test]
@@ -598,42 +642,51 @@ fn a_failing_case_is_reported_at_file_line_col_and_exits_1() {
     )
     .unwrap();
     let t = t.to_str().unwrap();
-    let out = flowpol(&["test", t]);
+    let out = flowpol!().in_repo().args(["test", t]).output();
     assert_eq!(out.status.code(), Some(1));
-    let text = stdout(&out);
+    let text = out.stdout_text();
     assert!(text.contains("error[T0003]: case media failed: the three block gives class bronze by the default, expected class gold"), "{text}");
     assert!(text.contains(&format!("--> {t}:3:8")), "{text}");
     assert!(
         text.ends_with("tested 1 file: 1 passed, 1 failed\n"),
         "{text}"
     );
-    let out = flowpol(&["test", t, "--format", "json"]);
-    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let out = flowpol!()
+        .in_repo()
+        .args(["test", t, "--format", "json"])
+        .output();
+    let v: Value = serde_json::from_str(&out.stdout_text()).unwrap();
     assert_eq!(v[0]["code"], "T0003");
     assert_eq!(
         (v[0]["line"].as_u64(), v[0]["column"].as_u64()),
         (Some(3), Some(8))
     );
-    let out = flowpol(&["test", t, "--format", "github"]);
+    let out = flowpol!()
+        .in_repo()
+        .args(["test", t, "--format", "github"])
+        .output();
     assert!(
-        stdout(&out).starts_with(&format!(
+        out.stdout_text().starts_with(&format!(
             "::error file={},line=3,col=8,",
             t.replace(':', "%3A")
         )),
         "{}",
-        stdout(&out)
+        out.stdout_text()
     );
 }
 
 #[test]
 fn unreadable_test_files_and_policies_exit_2_and_broken_policies_exit_1() {
     let dir = tempfile::tempdir().unwrap();
-    let out = flowpol(&["test", dir.path().join("none.fpoltest").to_str().unwrap()]);
+    let out = flowpol!()
+        .in_repo()
+        .args(["test", dir.path().join("none.fpoltest").to_str().unwrap()])
+        .output();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("cannot read test file"),
+        out.stderr_text().contains("cannot read test file"),
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
     let t = dir.path().join("a.fpoltest");
     std::fs::write(
@@ -641,12 +694,16 @@ fn unreadable_test_files_and_policies_exit_2_and_broken_policies_exit_1() {
         "policy missing.fpol\ncase a src ::1 dst ::2 label 0 -> three pass\n",
     )
     .unwrap();
-    let out = flowpol(&["test", t.to_str().unwrap()]);
+    let out = flowpol!()
+        .in_repo()
+        .args(["test", t.to_str().unwrap()])
+        .output();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("a.fpoltest:1:8: cannot read policy"),
+        out.stderr_text()
+            .contains("a.fpoltest:1:8: cannot read policy"),
         "{}",
-        stderr(&out)
+        out.stderr_text()
     );
     std::fs::write(
         dir.path().join("bad.fpol"),
@@ -658,9 +715,12 @@ fn unreadable_test_files_and_policies_exit_2_and_broken_policies_exit_1() {
         "policy bad.fpol\ncase a src ::1 dst ::2 label 0 -> three pass\n",
     )
     .unwrap();
-    let out = flowpol(&["test", t.to_str().unwrap()]);
+    let out = flowpol!()
+        .in_repo()
+        .args(["test", t.to_str().unwrap()])
+        .output();
     assert_eq!(out.status.code(), Some(1));
-    let text = stdout(&out);
+    let text = out.stdout_text();
     assert!(text.contains("error[T0002]: policy"), "{text}");
     assert!(text.contains("error[E0002]"), "{text}");
 }
@@ -679,15 +739,18 @@ fn diff_places_each_change_at_the_new_rule_for_github() {
             ),
     )
     .unwrap();
-    let out = flowpol(&[
-        "diff",
-        "policies/media.fpol",
-        new.to_str().unwrap(),
-        "--format",
-        "github",
-    ]);
+    let out = flowpol!()
+        .in_repo()
+        .args([
+            "diff",
+            "policies/media.fpol",
+            new.to_str().unwrap(),
+            "--format",
+            "github",
+        ])
+        .output();
     assert_eq!(out.status.code(), Some(1));
-    let text = stdout(&out);
+    let text = out.stdout_text();
     // Screen-share labels from outside 2001:db8::/32 now fall to the default (its line).
     assert!(text.contains(",line=11,col=1,"), "{text}");
     assert!(
@@ -700,26 +763,17 @@ fn diff_places_each_change_at_the_new_rule_for_github() {
 
 #[test]
 fn diff_reads_the_old_policy_from_standard_input() {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowpol"))
-        .args(["diff", "-", "policies/anycast.fpol"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     let old = std::fs::read_to_string("policies/anycast.fpol")
         .unwrap()
         .replace("rule band3 ", "rule last-band ");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(old.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = flowpol!()
+        .in_repo()
+        .args(["diff", "-", "policies/anycast.fpol"])
+        .stdin(old)
+        .output();
     assert_eq!(out.status.code(), Some(0), "a rename changes nothing");
     assert!(
-        stdout(&out).ends_with("diff <stdin> policies/anycast.fpol: no packet changes action\n")
+        out.stdout_text()
+            .ends_with("diff <stdin> policies/anycast.fpol: no packet changes action\n")
     );
 }

@@ -2,7 +2,7 @@
 //! against the SARIF 2.1.0 JSON schema (vendored in tests/data/sarif, see its README), offline.
 
 use serde_json::Value;
-use std::process::Command;
+use support::{OutputExt, flowpol};
 
 fn validator() -> jsonschema::Validator {
     let text = std::fs::read_to_string(concat!(
@@ -19,18 +19,12 @@ fn validator() -> jsonschema::Validator {
 }
 
 fn sarif(args: &[&str], code: i32) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_flowpol"))
+    let out = flowpol!()
+        .in_repo()
         .args(args)
         .args(["--format", "sarif"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .output();
+    assert_eq!(out.code(), Some(code), "{args:?}: {}", out.stderr_text());
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

@@ -23,6 +23,8 @@ impl IpNumber {
     pub const IPV6: IpNumber = IpNumber(41);
     /// Generic Routing Encapsulation.
     pub const GRE: IpNumber = IpNumber(47);
+    /// Protocol Independent Multicast.
+    pub const PIM: IpNumber = IpNumber(103);
     /// Datagram Congestion Control Protocol (RFC 4340).
     pub const DCCP: IpNumber = IpNumber(33);
     /// IPv6 Routing header (incl. the segment routing header, type 4).

@@ -17,6 +17,7 @@
 //! UDP port 6081        Geneve (RFC 8926): ver+opt len(1) flags(1) protocol(2) VNI(3) reserved(1) options, then protocol
 //! UDP port 3544        Teredo (RFC 4380): [authentication] [origin indication] then IPv6
 //! UDP port 2152        GTP-U (3GPP TS 29.281): G-PDU header [seq, N-PDU, extension headers], then IP
+//! protocol 103         PIM Register (RFC 7761): version 2 type 1 (1) reserved(1) checksum(2) B|N(4), then IP
 //! ```
 //!
 //! A UDP port is looked up as tshark does, the lower port first. Fragments (IPv4 offset or MF,
@@ -41,7 +42,7 @@ pub enum Mode {
     #[default]
     Outer,
     /// The innermost IPv6 header behind 6in4, IPv6-in-IPv6, GRE, ERSPAN, VXLAN, Geneve,
-    /// Teredo and GTP-U; frames counted per tunnel kind.
+    /// Teredo, GTP-U and PIM Register; frames counted per tunnel kind.
     Inner,
 }
 
@@ -60,10 +61,12 @@ pub enum Kind {
     Geneve,
     Teredo,
     GtpU,
+    /// A PIM Register message: a multicast packet on its way to the rendezvous point.
+    PimRegister,
 }
 
 impl Kind {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     /// All kinds, in report order.
     pub const ALL: [Kind; Self::COUNT] = [
@@ -76,6 +79,7 @@ impl Kind {
         Kind::Geneve,
         Kind::Teredo,
         Kind::GtpU,
+        Kind::PimRegister,
     ];
 
     /// The stable name used in reports and JSON.
@@ -90,6 +94,7 @@ impl Kind {
             Kind::Geneve => "geneve",
             Kind::Teredo => "teredo",
             Kind::GtpU => "gtp-u",
+            Kind::PimRegister => "pim-register",
         }
     }
 
@@ -180,6 +185,35 @@ fn carried(proto: u8, rest: &[u8], from_ipv6: bool) -> Option<(Kind, Network<'_>
         IpNumber::IPV4 => Some((Kind::IpInIp, Network::Ipv4(rest))),
         IpNumber::GRE => gre(rest),
         IpNumber::UDP => udp(rest),
+        IpNumber::PIM => pim_register(rest),
+        _ => None,
+    }
+}
+
+/// A PIM Register message (RFC 7761 4.9.3), 8 bytes, then the encapsulated IP packet:
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |PIM Ver| Type  |   Reserved    |           Checksum            |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |B|N|                       Reserved2                           |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+pub mod pim_field {
+    pub const VER_TYPE: usize = 0;
+    /// Version 2, type 1 (Register).
+    pub const REGISTER: u8 = 0x21;
+    pub const LEN: usize = 8;
+}
+
+fn pim_register(p: &[u8]) -> Option<(Kind, Network<'_>)> {
+    if *p.get(pim_field::VER_TYPE)? != pim_field::REGISTER {
+        return None;
+    }
+    let inner = p.get(pim_field::LEN..)?;
+    match inner.first()? >> 4 {
+        6 => Some((Kind::PimRegister, Network::Ipv6(inner))),
+        4 => Some((Kind::PimRegister, Network::Ipv4(inner))),
         _ => None,
     }
 }

@@ -1,0 +1,805 @@
+//! IPv6 behind encapsulations: link layers (MPLS, PPPoE, PPP, Cisco HDLC, Frame Relay, NFLOG,
+//! FabricPath) and tunnels (6in4, IPv6 in IPv6, GRE, ERSPAN, VXLAN, Geneve, Teredo, GTP-U),
+//! built here byte by byte, with tshark as the oracle: `--tunnel outer` against tshark's first
+//! occurrence of ipv6.src/dst/flow (and ports), `--tunnel inner` against its last.
+
+use flowpol::packet::tunnel::{Kind, Mode};
+use flowpol::packet::{Decoded, LinkType, NonIpv6, decode_in};
+use flowpol::source::pcap::{CaptureReader, FrameWriter, PcapWriter};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::gate::{ci, have, shared_data};
+use support::tshark::{Occurrence, Row};
+
+// ---- builders -----------------------------------------------------------------------------
+
+/// IPv6 + UDP: src 2001:db8:TAG::1, dst 2001:db8:TAG::2, flow label `label`, ports
+/// 1000+TAG -> 2000+TAG, 4 bytes of payload.
+fn v6_udp(tag: u16, label: u32) -> Vec<u8> {
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&(1000 + tag).to_be_bytes());
+    udp.extend_from_slice(&(2000 + tag).to_be_bytes());
+    udp.extend_from_slice(&12u16.to_be_bytes());
+    udp.extend_from_slice(&[0, 0, b'a', b'b', b'c', b'd']);
+    v6(tag, label, 17, &udp)
+}
+
+/// An IPv6 packet with `next` header and `payload`, addresses by `tag`.
+fn v6(tag: u16, label: u32, next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = (0x6000_0000 | (label & 0xfffff)).to_be_bytes().to_vec();
+    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[next, 64]);
+    for last in [1u8, 2] {
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        p.extend_from_slice(&tag.to_be_bytes());
+        p.extend_from_slice(&[0; 9]);
+        p.push(last);
+    }
+    p.extend_from_slice(payload);
+    p
+}
+
+/// An IPv4 packet 192.0.2.1 -> 192.0.2.2 with `proto` and `payload` (header checksum set).
+fn v4(proto: u8, payload: &[u8]) -> Vec<u8> {
+    let total = (20 + payload.len()) as u16;
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2]);
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    u
+}
+
+fn eth(ty: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
+    f.extend_from_slice(&ty.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// GRE with the checksum, key and sequence words as asked.
+fn gre(csum: bool, key: bool, seq: bool, proto: u16, payload: &[u8]) -> Vec<u8> {
+    let flags = (u16::from(csum) << 15) | (u16::from(key) << 13) | (u16::from(seq) << 12);
+    let mut g = flags.to_be_bytes().to_vec();
+    g.extend_from_slice(&proto.to_be_bytes());
+    if csum {
+        g.extend_from_slice(&[0, 0, 0, 0]);
+    }
+    if key {
+        g.extend_from_slice(&[0, 0, 0, 42]);
+    }
+    if seq {
+        g.extend_from_slice(&[0, 0, 0, 7]);
+    }
+    g.extend_from_slice(payload);
+    g
+}
+
+fn vxlan(inner_eth: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x08, 0, 0, 0, 0, 0, 0x64, 0];
+    v.extend_from_slice(inner_eth);
+    udp(49152, 4789, &v)
+}
+
+fn geneve(opt_words: u8, proto: u16, payload: &[u8]) -> Vec<u8> {
+    let mut g = vec![opt_words & 0x3f, 0];
+    g.extend_from_slice(&proto.to_be_bytes());
+    g.extend_from_slice(&[0, 0, 0x64, 0]);
+    for i in 0..opt_words {
+        // Option class 0x0103, type, length 0 words: 4 bytes each.
+        g.extend_from_slice(&[0x01, 0x03, i, 0]);
+    }
+    g.extend_from_slice(payload);
+    udp(50000, 6081, &g)
+}
+
+fn mpls(labels: &[u32], payload: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    for (i, l) in labels.iter().enumerate() {
+        let s = u32::from(i + 1 == labels.len());
+        m.extend_from_slice(&((l << 12) | (s << 8) | 64).to_be_bytes());
+    }
+    m.extend_from_slice(payload);
+    m
+}
+
+fn pppoe(ppp_proto: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x11, 0x00, 0x12, 0x34];
+    p.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+    p.extend_from_slice(&ppp_proto.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// One NFLOG attribute, little-endian, padded to 4 bytes.
+fn tlv(ty: u16, value: &[u8]) -> Vec<u8> {
+    let mut t = ((4 + value.len()) as u16).to_le_bytes().to_vec();
+    t.extend_from_slice(&ty.to_le_bytes());
+    t.extend_from_slice(value);
+    while t.len() % 4 != 0 {
+        t.push(0);
+    }
+    t
+}
+
+// ---- the cases ----------------------------------------------------------------------------
+
+/// What flowpol should key with each mode: the tag of the IPv6 packet, or the non-IPv6 kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Want {
+    Tag(u16),
+    Not(NonIpv6),
+}
+use Want::{Not, Tag};
+
+struct Case {
+    name: &'static str,
+    frame: Vec<u8>,
+    outer: Want,
+    inner: Want,
+    /// The tunnel kind counted with `--tunnel inner`.
+    kind: Option<Kind>,
+}
+
+fn case(name: &'static str, frame: Vec<u8>, outer: Want, inner: Want, kind: Option<Kind>) -> Case {
+    Case {
+        name,
+        frame,
+        outer,
+        inner,
+        kind,
+    }
+}
+
+/// Ethernet frames, one per encapsulation; labels differ by layer so a mix-up shows.
+fn ethernet_cases() -> Vec<Case> {
+    let inner = |tag| v6_udp(tag, 0x10000 + u32::from(tag));
+    let inner_eth = |tag| eth(0x86dd, &inner(tag));
+    let outer6 = |next, payload: &[u8]| v6(99, 0xabcde, next, payload);
+    let s4 = Some(Kind::SixInFour);
+    vec![
+        case("plain", inner_eth(1), Tag(1), Tag(1), None),
+        case(
+            "mpls one label",
+            eth(0x8847, &mpls(&[100], &inner(2))),
+            Tag(2),
+            Tag(2),
+            None,
+        ),
+        case(
+            "mpls three labels",
+            eth(0x8847, &mpls(&[100, 200, 300], &inner(3))),
+            Tag(3),
+            Tag(3),
+            None,
+        ),
+        case(
+            "mpls multicast",
+            eth(0x8848, &mpls(&[16], &inner(4))),
+            Tag(4),
+            Tag(4),
+            None,
+        ),
+        case(
+            "mpls ipv4",
+            eth(0x8847, &mpls(&[100], &v4(17, &udp(1, 2, b"x")))),
+            Not(NonIpv6::Ipv4),
+            Not(NonIpv6::Ipv4),
+            None,
+        ),
+        case(
+            "pppoe session",
+            eth(0x8864, &pppoe(0x0057, &inner(5))),
+            Tag(5),
+            Tag(5),
+            None,
+        ),
+        case(
+            "vlan then pppoe",
+            cat(&[
+                &eth(0x8100, &[0, 10])[..],
+                &0x8864u16.to_be_bytes(),
+                &pppoe(0x0057, &inner(6)),
+            ]),
+            Tag(6),
+            Tag(6),
+            None,
+        ),
+        case(
+            "fabricpath",
+            cat(&[&eth(0x8903, &[0x00, 0x41])[..], &inner_eth(7)]),
+            Tag(7),
+            Tag(7),
+            None,
+        ),
+        case(
+            "6in4",
+            eth(0x0800, &v4(41, &inner(10))),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(10),
+            s4,
+        ),
+        case(
+            "6in6",
+            eth(0x86dd, &outer6(41, &inner(11))),
+            Tag(99),
+            Tag(11),
+            Some(Kind::SixInSix),
+        ),
+        case(
+            "gre over ipv4",
+            eth(
+                0x0800,
+                &v4(47, &gre(false, false, false, 0x86dd, &inner(12))),
+            ),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(12),
+            Some(Kind::Gre),
+        ),
+        case(
+            "gre with checksum, key and sequence",
+            eth(0x0800, &v4(47, &gre(true, true, true, 0x86dd, &inner(13)))),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(13),
+            Some(Kind::Gre),
+        ),
+        case(
+            "gre over ipv6 with key",
+            eth(
+                0x86dd,
+                &outer6(47, &gre(false, true, false, 0x86dd, &inner(14))),
+            ),
+            Tag(99),
+            Tag(14),
+            Some(Kind::Gre),
+        ),
+        case(
+            "gre bridging ethernet",
+            eth(
+                0x0800,
+                &v4(47, &gre(false, true, false, 0x6558, &inner_eth(15))),
+            ),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(15),
+            Some(Kind::Gre),
+        ),
+        case(
+            "erspan type ii",
+            eth(
+                0x0800,
+                &v4(
+                    47,
+                    &gre(
+                        false,
+                        false,
+                        true,
+                        0x88be,
+                        &cat(&[&[0x10, 0x01, 0x00, 0x05, 0, 0, 0, 0][..], &inner_eth(16)]),
+                    ),
+                ),
+            ),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(16),
+            Some(Kind::Erspan),
+        ),
+        case(
+            "vxlan over ipv4",
+            eth(0x0800, &v4(17, &vxlan(&inner_eth(17)))),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(17),
+            Some(Kind::Vxlan),
+        ),
+        case(
+            "vxlan over ipv6",
+            eth(0x86dd, &outer6(17, &vxlan(&inner_eth(18)))),
+            Tag(99),
+            Tag(18),
+            Some(Kind::Vxlan),
+        ),
+        case(
+            "geneve ethernet with options",
+            eth(0x0800, &v4(17, &geneve(2, 0x6558, &inner_eth(19)))),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(19),
+            Some(Kind::Geneve),
+        ),
+        case(
+            "geneve ipv6",
+            eth(0x0800, &v4(17, &geneve(0, 0x86dd, &inner(20)))),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(20),
+            Some(Kind::Geneve),
+        ),
+        case(
+            "teredo with origin indication",
+            eth(
+                0x0800,
+                &v4(
+                    17,
+                    &udp(
+                        3544,
+                        40000,
+                        &cat(&[&[0, 0, 0xbe, 0xef, 1, 2, 3, 4][..], &inner(21)]),
+                    ),
+                ),
+            ),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(21),
+            Some(Kind::Teredo),
+        ),
+        case(
+            "gtp-u",
+            eth(
+                0x0800,
+                &v4(
+                    17,
+                    &udp(
+                        2152,
+                        2152,
+                        &cat(&[
+                            &[0x30, 0xff][..],
+                            &(inner(22).len() as u16).to_be_bytes(),
+                            &[0, 0, 0, 1],
+                            &inner(22),
+                        ]),
+                    ),
+                ),
+            ),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(22),
+            Some(Kind::GtpU),
+        ),
+        case(
+            "pim register",
+            eth(
+                0x86dd,
+                &outer6(103, &cat(&[&[0x21, 0, 0, 0, 0, 0, 0, 0][..], &inner(24)])),
+            ),
+            Tag(99),
+            Tag(24),
+            Some(Kind::PimRegister),
+        ),
+        case(
+            "6in4 in vxlan (nested)",
+            eth(0x0800, &v4(17, &vxlan(&eth(0x0800, &v4(41, &inner(23)))))),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(23),
+            Some(Kind::Vxlan),
+        ),
+        case(
+            "plain ipv4 udp",
+            eth(0x0800, &v4(17, &udp(53, 4000, b"dns"))),
+            Not(NonIpv6::Ipv4),
+            Not(NonIpv6::Ipv4),
+            None,
+        ),
+        case(
+            "vxlan carrying ipv4 only",
+            eth(
+                0x0800,
+                &v4(17, &vxlan(&eth(0x0800, &v4(17, &udp(1, 2, b"x"))))),
+            ),
+            Not(NonIpv6::Ipv4),
+            Not(NonIpv6::Ipv4),
+            None,
+        ),
+    ]
+}
+
+/// Frames of the other link types, all carrying `v6_udp(tag)`.
+fn link_cases() -> Vec<(LinkType, Case)> {
+    let inner = |tag| v6_udp(tag, 0x20000 + u32::from(tag));
+    let same = |name, link, frame, tag| (link, case(name, frame, Tag(tag), Tag(tag), None));
+    let nflog = |tag, family: u8| {
+        cat(&[
+            &[family, 0, 0, 5][..],
+            &tlv(1, &[0x86, 0xdd, 1, 0]),
+            &tlv(10, b"flowpol\0"),
+            &tlv(9, &inner(tag)),
+        ])
+    };
+    vec![
+        same(
+            "ppp with address and control",
+            LinkType::PPP,
+            cat(&[&[0xff, 0x03, 0x00, 0x57][..], &inner(30)]),
+            30,
+        ),
+        same(
+            "ppp hdlc",
+            LinkType::PPP_HDLC,
+            cat(&[&[0xff, 0x03, 0x00, 0x57][..], &inner(31)]),
+            31,
+        ),
+        same(
+            "ppp with direction",
+            LinkType::PPP_WITH_DIR,
+            cat(&[&[0x01, 0xff, 0x03, 0x00, 0x57][..], &inner(32)]),
+            32,
+        ),
+        same(
+            "pppoe link type",
+            LinkType::PPP_ETHER,
+            pppoe(0x0057, &inner(33)),
+            33,
+        ),
+        same(
+            "cisco hdlc",
+            LinkType::C_HDLC,
+            cat(&[&[0x0f, 0x00, 0x86, 0xdd][..], &inner(34)]),
+            34,
+        ),
+        same(
+            "frame relay nlpid",
+            LinkType::FRELAY,
+            cat(&[&[0x18, 0x41, 0x03, 0x8e][..], &inner(35)]),
+            35,
+        ),
+        same(
+            "frame relay snap",
+            LinkType::FRELAY,
+            cat(&[
+                &[0x18, 0x41, 0x03, 0x00, 0x80, 0, 0, 0, 0x86, 0xdd][..],
+                &inner(36),
+            ]),
+            36,
+        ),
+        same("nflog", LinkType::NFLOG, nflog(37, 10), 37),
+    ]
+}
+
+// ---- comparing ----------------------------------------------------------------------------
+
+fn write_pcap(path: &Path, link: LinkType, frames: &[&[u8]]) {
+    let mut w = PcapWriter::create(path, link).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.write_packet(Duration::from_secs(1 + i as u64), f.len() as u32, f)
+            .unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// Our rows for a capture in one mode: (frames, IPv6 rows, non-IPv6 kinds by frame).
+fn ours(path: &Path, mode: Mode) -> (u64, BTreeMap<u64, Row>, BTreeMap<u64, NonIpv6>) {
+    let mut r = CaptureReader::open(path).unwrap();
+    let (mut rows, mut not) = (BTreeMap::new(), BTreeMap::new());
+    let n = r
+        .for_each(|f| match decode_in(mode, f.link, f.data) {
+            Decoded::Ipv6(k) => {
+                let mut ports = BTreeMap::new();
+                if let Ok(t) = k.five
+                    && matches!(t.proto, 6 | 17 | 132)
+                {
+                    ports.insert(t.proto, (t.sport, t.dport));
+                }
+                let row = Row {
+                    src: k.three.src_addr().to_string(),
+                    dst: k.three.dst_addr().to_string(),
+                    label: k.three.label.value(),
+                    ports,
+                };
+                rows.insert(f.number, row);
+            }
+            Decoded::NonIpv6(kind) => {
+                not.insert(f.number, kind);
+            }
+        })
+        .unwrap();
+    (n, rows, not)
+}
+
+/// Compares a capture with tshark in one mode; returns the IPv6 packets compared. Frames
+/// tshark sees IPv6 in and we do not must be ones we name as carrying it (outer mode).
+fn agree(path: &Path, mode: Mode) -> usize {
+    let occurrence = match mode {
+        Mode::Outer => Occurrence::First,
+        Mode::Inner => Occurrence::Last,
+    };
+    let (t_frames, theirs) = support::tshark::rows_at(path, occurrence);
+    let (o_frames, rows, not) = ours(path, mode);
+    let name = format!("{} ({mode:?})", path.display());
+    assert_eq!(o_frames, t_frames, "{name}: frame count");
+    for (n, row) in &rows {
+        let Some(t) = theirs.get(n) else {
+            panic!("{name} frame {n}: we see IPv6 {row:?}, tshark does not")
+        };
+        assert_eq!(
+            (&row.src, &row.dst, row.label),
+            (&t.src, &t.dst, t.label),
+            "{name} frame {n}"
+        );
+        for (proto, p) in &row.ports {
+            assert_eq!(t.ports.get(proto), Some(p), "{name} frame {n}: ports");
+        }
+    }
+    for n in theirs.keys() {
+        assert!(
+            rows.contains_key(n)
+                || (mode == Mode::Outer && not.get(n) == Some(&NonIpv6::Ipv4CarryingIpv6)),
+            "{name} frame {n}: tshark sees IPv6, we do not ({:?})",
+            not.get(n)
+        );
+    }
+    rows.len()
+}
+
+/// The expected keys of every case, checked without tshark.
+fn check_expected(link: LinkType, c: &Case) {
+    for (mode, want) in [(Mode::Outer, c.outer), (Mode::Inner, c.inner)] {
+        let got = match decode_in(mode, link, &c.frame) {
+            Decoded::Ipv6(k) => Tag(((k.three.src >> 80) & 0xffff) as u16),
+            Decoded::NonIpv6(kind) => Not(kind),
+        };
+        assert_eq!(got, want, "{} ({mode:?})", c.name);
+    }
+    let kind = flowpol::packet::three_inner(link, &c.frame)
+        .ok()
+        .and_then(|(_, _, k)| k);
+    assert_eq!(kind, c.kind, "{}: tunnel kind", c.name);
+}
+
+fn tshark_or_skip() -> bool {
+    if have("tshark") {
+        return true;
+    }
+    assert!(!ci(), "tshark is installed in CI");
+    false
+}
+
+// ---- tests --------------------------------------------------------------------------------
+
+#[test]
+fn every_encapsulation_gives_the_expected_ipv6_header_in_each_mode() {
+    for c in ethernet_cases() {
+        check_expected(LinkType::ETHERNET, &c);
+    }
+    for (link, c) in link_cases() {
+        check_expected(link, &c);
+    }
+}
+
+#[test]
+fn ethernet_encapsulations_and_tunnels_agree_with_tshark_in_both_modes() {
+    if !tshark_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cases = ethernet_cases();
+    let path = dir.path().join("encap.pcap");
+    let frames: Vec<&[u8]> = cases.iter().map(|c| &c.frame[..]).collect();
+    write_pcap(&path, LinkType::ETHERNET, &frames);
+    let outer = agree(&path, Mode::Outer);
+    let inner = agree(&path, Mode::Inner);
+    let want = |f: fn(&Case) -> Want| cases.iter().filter(|c| matches!(f(c), Tag(_))).count();
+    assert_eq!(outer, want(|c| c.outer));
+    assert_eq!(inner, want(|c| c.inner));
+}
+
+#[test]
+fn other_link_types_agree_with_tshark() {
+    if !tshark_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (link, c)) in link_cases().into_iter().enumerate() {
+        let path = dir.path().join(format!("{i}-{}.pcap", link.0));
+        write_pcap(&path, link, &[&c.frame]);
+        for mode in [Mode::Outer, Mode::Inner] {
+            assert_eq!(agree(&path, mode), 1, "{}: {link}", c.name);
+        }
+    }
+}
+
+#[test]
+fn an_mpls_pseudowire_control_word_is_counted_as_such() {
+    let frame = eth(
+        0x8847,
+        &mpls(&[100], &cat(&[&[0, 0, 0, 0][..], &v6_udp(1, 1)])),
+    );
+    for mode in [Mode::Outer, Mode::Inner] {
+        assert!(matches!(
+            decode_in(mode, LinkType::ETHERNET, &frame),
+            Decoded::NonIpv6(NonIpv6::MplsPseudowire)
+        ));
+    }
+}
+
+#[test]
+fn an_nflog_record_written_big_endian_or_without_payload_is_read_right() {
+    let inner = v6_udp(40, 0x12345);
+    let mut be = vec![10, 0, 0, 5];
+    for (ty, value) in [(1u16, &[0x86, 0xdd, 1, 0][..]), (9, &inner[..])] {
+        be.extend_from_slice(&((4 + value.len()) as u16).to_be_bytes());
+        be.extend_from_slice(&ty.to_be_bytes());
+        be.extend_from_slice(value);
+        while be.len() % 4 != 0 {
+            be.push(0);
+        }
+    }
+    let Decoded::Ipv6(k) = decode_in(Mode::Outer, LinkType::NFLOG, &be) else {
+        panic!("big-endian NFLOG not decoded")
+    };
+    assert_eq!(k.three.label.value(), 0x12345);
+    let no_payload = cat(&[&[10, 0, 0, 5][..], &tlv(10, b"prefix")]);
+    assert!(matches!(
+        decode_in(Mode::Outer, LinkType::NFLOG, &no_payload),
+        Decoded::NonIpv6(NonIpv6::Other)
+    ));
+    let ipv4 = cat(&[&[2, 0, 0, 5][..], &tlv(9, &v4(17, &udp(1, 2, b"x")))]);
+    assert!(matches!(
+        decode_in(Mode::Outer, LinkType::NFLOG, &ipv4),
+        Decoded::NonIpv6(NonIpv6::Ipv4)
+    ));
+}
+
+#[test]
+fn tunnels_nested_deeper_than_the_bound_stop_at_the_bound() {
+    // Six levels of IPv6 in IPv6: the walk steps into four and keys the fourth.
+    let mut p = v6_udp(6, 6);
+    for tag in (0..6).rev() {
+        p = v6(tag, tag.into(), 41, &p);
+    }
+    let Decoded::Ipv6(k) = decode_in(Mode::Inner, LinkType::RAW, &p) else {
+        panic!("not decoded")
+    };
+    assert_eq!(
+        (k.three.src >> 80) & 0xffff,
+        flowpol::packet::tunnel::MAX_DEPTH as u128
+    );
+}
+
+#[test]
+fn cut_short_at_every_length_no_encapsulation_panics() {
+    let mut all: Vec<(LinkType, Vec<u8>)> = ethernet_cases()
+        .into_iter()
+        .map(|c| (LinkType::ETHERNET, c.frame))
+        .collect();
+    all.extend(link_cases().into_iter().map(|(l, c)| (l, c.frame)));
+    for (link, frame) in &all {
+        for n in 0..=frame.len() {
+            for mode in [Mode::Outer, Mode::Inner] {
+                let _ = decode_in(mode, *link, &frame[..n]);
+            }
+        }
+        // And with every byte flipped in turn at full length.
+        for i in 0..frame.len() {
+            let mut f = frame.clone();
+            f[i] ^= 0xff;
+            let _ = decode_in(Mode::Inner, *link, &f);
+        }
+    }
+}
+
+fn classify_json(pcap: &Path, tunnel: &str, policy: &Path) -> Value {
+    let out = support::flowpol!()
+        .args(["classify", "--format", "json", "--tunnel", tunnel])
+        .arg("--policy")
+        .arg(policy)
+        .arg("--pcap")
+        .arg(pcap)
+        .output_ok();
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn classify_counts_ipv4_carrying_ipv6_with_outer_and_tunnels_by_kind_with_inner() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = ethernet_cases();
+    let pcap = dir.path().join("encap.pcap");
+    let frames: Vec<&[u8]> = cases.iter().map(|c| &c.frame[..]).collect();
+    write_pcap(&pcap, LinkType::ETHERNET, &frames);
+    let policy = dir.path().join("p.flowpol");
+    std::fs::write(&policy, "default pass\nthree {\n}\nfive {\n}\n").unwrap();
+
+    let count = |f: &dyn Fn(&Case) -> bool| cases.iter().filter(|c| f(c)).count() as u64;
+    let outer = classify_json(&pcap, "outer", &policy);
+    assert_eq!(
+        outer["non_ipv6"]["ipv4-carrying-ipv6"]["packets"],
+        count(&|c| c.outer == Not(NonIpv6::Ipv4CarryingIpv6))
+    );
+    assert_eq!(
+        outer["ipv6"]["packets"],
+        count(&|c| matches!(c.outer, Tag(_)))
+    );
+    assert_eq!(outer["tunnels"], serde_json::json!({}));
+
+    let inner = classify_json(&pcap, "inner", &policy);
+    assert_eq!(inner["non_ipv6"]["ipv4-carrying-ipv6"]["packets"], 0);
+    assert_eq!(
+        inner["ipv6"]["packets"],
+        count(&|c| matches!(c.inner, Tag(_)))
+    );
+    for k in Kind::ALL {
+        let n = count(&|c| c.kind == Some(k));
+        let got = &inner["tunnels"][k.as_str()]["packets"];
+        if n == 0 {
+            assert!(got.is_null(), "{k}: {got}");
+        } else {
+            assert_eq!(*got, n, "{k}");
+        }
+    }
+
+    let table = support::flowpol!()
+        .args(["classify", "--tunnel", "inner"])
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--pcap")
+        .arg(&pcap)
+        .output_ok();
+    assert!(
+        table.contains("IPv6 inside tunnels (--tunnel inner): 6in4 1, 6in6 1"),
+        "{table}"
+    );
+    let table = support::flowpol!()
+        .args(["classify"])
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--pcap")
+        .arg(&pcap)
+        .output_ok();
+    assert!(table.contains("(use --tunnel inner)"), "{table}");
+
+    let flows = |t: &str| -> Value {
+        let out = support::flowpol!()
+            .args(["flows", "--format", "json", "--tunnel", t])
+            .arg("--pcap")
+            .arg(&pcap)
+            .output_ok();
+        serde_json::from_str(&out).unwrap()
+    };
+    assert_eq!(flows("outer")["ipv6"]["packets"], outer["ipv6"]["packets"]);
+    assert_eq!(flows("inner")["ipv6"]["packets"], inner["ipv6"]["packets"]);
+}
+
+/// The captures in the repository and in ../shared/data/pcaps: tshark agrees in both modes,
+/// and where there is no tunnel the two modes key the same packets.
+#[test]
+fn real_captures_agree_with_tshark_in_both_modes() {
+    if !tshark_or_skip() {
+        return;
+    }
+    let mut files = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/demo.pcap")];
+    if let Some(dir) = shared_data("pcaps", "the real-capture comparison") {
+        let mut shared: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        shared.sort();
+        files.extend(shared);
+    }
+    for f in &files {
+        let outer = agree(f, Mode::Outer);
+        let inner = agree(f, Mode::Inner);
+        eprintln!("{}: {outer} outer, {inner} inner", f.display());
+        let (_, o, _) = ours(f, Mode::Outer);
+        let (_, i, _) = ours(f, Mode::Inner);
+        if o.keys().eq(i.keys()) && outer == inner {
+            continue;
+        }
+        // A capture with tunnels: inner keys at least every frame outer keys.
+        assert!(o.keys().all(|n| i.contains_key(n)), "{}", f.display());
+    }
+}

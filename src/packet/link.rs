@@ -799,4 +799,112 @@ mod tests {
         sll2.extend_from_slice(&IP6);
         assert_eq!(ipv6_payload(LinkType::LINUX_SLL2, &sll2), Ok(&IP6[..]));
     }
+
+    #[test]
+    fn mpls_stack_until_bottom_of_stack() {
+        let f = eth(
+            &[],
+            [0x88, 0x47],
+            &[0, 0x64, 0x00, 64, 0, 0xc8, 0x01, 64, 0x60, 0],
+        );
+        assert_eq!(
+            network(LinkType::ETHERNET, &f),
+            Ok(Network::Ipv6(&[0x60, 0][..]))
+        );
+        let f = eth(&[], [0x88, 0x47], &[0, 0x64, 0x01, 64, 0x45]);
+        assert_eq!(ipv6_payload(LinkType::ETHERNET, &f), Err(NonIpv6::Ipv4));
+        let f = eth(&[], [0x88, 0x47], &[0, 0x64, 0x01, 64, 0x00, 0, 0, 0]);
+        assert_eq!(
+            ipv6_payload(LinkType::ETHERNET, &f),
+            Err(NonIpv6::MplsPseudowire)
+        );
+        // No bottom of stack, a stack cut short, and nothing after the bottom.
+        let f = eth(
+            &[],
+            [0x88, 0x47],
+            &[0, 0x64, 0x00, 64].repeat(MAX_MPLS_LABELS + 1),
+        );
+        assert_eq!(
+            ipv6_payload(LinkType::ETHERNET, &f),
+            Err(NonIpv6::Malformed)
+        );
+        let f = eth(&[], [0x88, 0x47], &[0, 0x64, 0x01]);
+        assert_eq!(
+            ipv6_payload(LinkType::ETHERNET, &f),
+            Err(NonIpv6::Malformed)
+        );
+        let f = eth(&[], [0x88, 0x47], &[0, 0x64, 0x01, 64]);
+        assert_eq!(
+            ipv6_payload(LinkType::ETHERNET, &f),
+            Err(NonIpv6::Malformed)
+        );
+    }
+
+    #[test]
+    fn ppp_framings() {
+        let mut f = vec![0xff, 0x03, 0x00, 0x57];
+        f.extend_from_slice(&IP6);
+        assert_eq!(ipv6_payload(LinkType::PPP, &f), Ok(&IP6[..]));
+        // Address and control omitted, protocol field compressed (IPv4, 0x21).
+        assert_eq!(
+            ipv6_payload(LinkType::PPP, &[0x21, 0x45]),
+            Err(NonIpv6::Ipv4)
+        );
+        // Cisco HDLC inside LINKTYPE_PPP_HDLC.
+        let mut c = vec![0x8f, 0x00, 0x86, 0xdd];
+        c.extend_from_slice(&IP6);
+        assert_eq!(ipv6_payload(LinkType::PPP_HDLC, &c), Ok(&IP6[..]));
+        assert_eq!(ipv6_payload(LinkType::C_HDLC, &c), Ok(&IP6[..]));
+        assert_eq!(
+            ipv6_payload(LinkType::C_HDLC, &c[..3]),
+            Err(NonIpv6::Malformed)
+        );
+        assert_eq!(
+            ipv6_payload(LinkType::PPP_WITH_DIR, &[]),
+            Err(NonIpv6::Malformed)
+        );
+        // LCP is not IP.
+        assert_eq!(
+            ipv6_payload(LinkType::PPP, &[0xff, 0x03, 0xc0, 0x21, 1]),
+            Err(NonIpv6::Other)
+        );
+    }
+
+    #[test]
+    fn frame_relay_address_lengths_and_cisco_style() {
+        // A 3-byte Q.922 address (EA set on the third byte), NLPID IPv6.
+        let mut f = vec![0x18, 0x40, 0x01, 0x03, 0x8e];
+        f.extend_from_slice(&IP6);
+        assert_eq!(ipv6_payload(LinkType::FRELAY, &f), Ok(&IP6[..]));
+        // Cisco style: address then an EtherType.
+        let mut c = vec![0x18, 0x41, 0x86, 0xdd];
+        c.extend_from_slice(&IP6);
+        assert_eq!(ipv6_payload(LinkType::FRELAY, &c), Ok(&IP6[..]));
+        // No EA bit in four bytes.
+        assert_eq!(
+            ipv6_payload(LinkType::FRELAY, &[0x18, 0x40, 0x40, 0x40, 0x03]),
+            Err(NonIpv6::Malformed)
+        );
+        // SNAP with a non-zero OUI.
+        assert_eq!(
+            ipv6_payload(
+                LinkType::FRELAY,
+                &[0x18, 0x41, 0x03, 0x00, 0x80, 0, 0x80, 0xc2, 0, 7]
+            ),
+            Err(NonIpv6::Other)
+        );
+    }
+
+    #[test]
+    fn nflog_attribute_lengths_are_checked() {
+        // An attribute whose length runs past the end.
+        let f = [10, 0, 0, 0, 0x40, 0, 9, 0, 0x60];
+        assert_eq!(ipv6_payload(LinkType::NFLOG, &f), Err(NonIpv6::Malformed));
+        // A length below the attribute header.
+        let f = [10, 0, 0, 0, 2, 0, 9, 0];
+        assert_eq!(ipv6_payload(LinkType::NFLOG, &f), Err(NonIpv6::Malformed));
+        let mut f = vec![10, 0, 0, 0, 6, 0, 9, 0];
+        f.extend_from_slice(&IP6);
+        assert_eq!(ipv6_payload(LinkType::NFLOG, &f), Ok(&IP6[..]));
+    }
 }

@@ -139,7 +139,7 @@ fn tlv(ty: u16, value: &[u8]) -> Vec<u8> {
     let mut t = ((4 + value.len()) as u16).to_le_bytes().to_vec();
     t.extend_from_slice(&ty.to_le_bytes());
     t.extend_from_slice(value);
-    while t.len() % 4 != 0 {
+    while !t.len().is_multiple_of(4) {
         t.push(0);
     }
     t
@@ -635,7 +635,7 @@ fn an_nflog_record_written_big_endian_or_without_payload_is_read_right() {
         be.extend_from_slice(&((4 + value.len()) as u16).to_be_bytes());
         be.extend_from_slice(&ty.to_be_bytes());
         be.extend_from_slice(value);
-        while be.len() % 4 != 0 {
+        while !be.len().is_multiple_of(4) {
             be.push(0);
         }
     }

@@ -803,3 +803,44 @@ fn real_captures_agree_with_tshark_in_both_modes() {
         assert!(o.keys().all(|n| i.contains_key(n)), "{}", f.display());
     }
 }
+
+#[global_allocator]
+static A: support::alloc::Counting = support::alloc::Counting;
+
+#[test]
+fn the_step_with_tunnel_inner_allocates_nothing_per_frame() {
+    use flowpol::classify::Linear;
+    use flowpol::packet::{FiveTuple, Frame, ThreeTuple};
+    let policy = flowpol::policy::load_str("p", "default pass\nthree {\n}\nfive {\n}\n").unwrap();
+    let (c3, c5) = (
+        Linear::<ThreeTuple>::new(&policy),
+        Linear::<FiveTuple>::new(&policy),
+    );
+    let mut all: Vec<(LinkType, Vec<u8>)> = ethernet_cases()
+        .into_iter()
+        .map(|c| (LinkType::ETHERNET, c.frame))
+        .collect();
+    all.extend(link_cases().into_iter().map(|(l, c)| (l, c.frame)));
+    for mode in [Mode::Outer, Mode::Inner] {
+        let mut step = flowpol::pipeline::Step::new(&c3, &c5).with_tunnel(mode);
+        let mut tally = step.tally(&policy);
+        let before = support::alloc::thread_allocations();
+        for (i, (link, data)) in all.iter().enumerate() {
+            let f = Frame {
+                number: i as u64 + 1,
+                link: *link,
+                ts: Duration::ZERO,
+                orig_len: data.len() as u32,
+                data,
+            };
+            step.count(&f, &mut tally);
+        }
+        assert_eq!(support::alloc::thread_allocations(), before, "{mode:?}");
+        let tunnelled: u64 = tally.tunnels.iter().map(|c| c.packets).sum();
+        let want = ethernet_cases().iter().filter(|c| c.kind.is_some()).count() as u64;
+        match mode {
+            Mode::Outer => assert_eq!(tunnelled, 0),
+            Mode::Inner => assert_eq!(tunnelled, want),
+        }
+    }
+}

@@ -76,8 +76,8 @@ pub struct Args {
     pub metrics_addr: Option<SocketAddr>,
     /// Which IPv6 header of a tunnelled packet is keyed: outer (the default, as tshark's first
     /// occurrence; IPv4 carrying IPv6 is counted as "ipv4-carrying-ipv6") or inner (the innermost
-    /// IPv6 header behind 6in4, IPv6-in-IPv6, GRE, ERSPAN, VXLAN, Geneve, Teredo, GTP-U, PIM
-    /// Register; frames counted per tunnel kind).
+    /// IPv6 header behind 6in4, IPv6-in-IPv6, GRE, ERSPAN, VXLAN, Geneve, Teredo, GTP-U, L2TP,
+    /// AYIYA, PIM Register; frames counted per tunnel kind).
     #[arg(long, value_enum, default_value_t)]
     pub tunnel: crate::packet::tunnel::Mode,
 }

@@ -428,7 +428,8 @@ pub mod ppp_field {
     pub const CONTROL: u8 = 0x03;
 }
 
-fn ppp_framed(frame: &[u8]) -> Result<Network<'_>, NonIpv6> {
+/// PPP as [`ppp_field`] describes (also what L2TP carries).
+pub fn ppp_framed(frame: &[u8]) -> Result<Network<'_>, NonIpv6> {
     let rest = match *frame {
         [ppp_field::ADDRESS, ppp_field::CONTROL, ..] => &frame[2..],
         [chdlc_field::UNICAST | chdlc_field::BROADCAST, ..] => return chdlc(frame),

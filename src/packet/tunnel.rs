@@ -17,6 +17,8 @@
 //! UDP port 6081        Geneve (RFC 8926): ver+opt len(1) flags(1) protocol(2) VNI(3) reserved(1) options, then protocol
 //! UDP port 3544        Teredo (RFC 4380): [authentication] [origin indication] then IPv6
 //! UDP port 2152        GTP-U (3GPP TS 29.281): G-PDU header [seq, N-PDU, extension headers], then IP
+//! UDP port 1701        L2TPv2 (RFC 2661) data message: flags+version(2) [length(2)] tunnel(2) session(2) [Ns(2) Nr(2)] [offset(2) pad], then PPP
+//! UDP port 5072        AYIYA: id len/type(1) sig len/hash(1) auth/opcode(1) next header(1) epoch(4) identity signature, then next header 41 IPv6
 //! protocol 103         PIM Register (RFC 7761): version 2 type 1 (1) reserved(1) checksum(2) B|N(4), then IP
 //! ```
 //!
@@ -42,7 +44,7 @@ pub enum Mode {
     #[default]
     Outer,
     /// The innermost IPv6 header behind 6in4, IPv6-in-IPv6, GRE, ERSPAN, VXLAN, Geneve,
-    /// Teredo, GTP-U and PIM Register; frames counted per tunnel kind.
+    /// Teredo, GTP-U, L2TP, AYIYA and PIM Register; frames counted per tunnel kind.
     Inner,
 }
 
@@ -63,10 +65,14 @@ pub enum Kind {
     GtpU,
     /// A PIM Register message: a multicast packet on its way to the rendezvous point.
     PimRegister,
+    /// L2TP version 2 data messages (PPP inside).
+    L2tp,
+    /// Anything In Anything (IPv6 tunnel brokers).
+    Ayiya,
 }
 
 impl Kind {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
 
     /// All kinds, in report order.
     pub const ALL: [Kind; Self::COUNT] = [
@@ -80,6 +86,8 @@ impl Kind {
         Kind::Teredo,
         Kind::GtpU,
         Kind::PimRegister,
+        Kind::L2tp,
+        Kind::Ayiya,
     ];
 
     /// The stable name used in reports and JSON.
@@ -95,6 +103,8 @@ impl Kind {
             Kind::Teredo => "teredo",
             Kind::GtpU => "gtp-u",
             Kind::PimRegister => "pim-register",
+            Kind::L2tp => "l2tp",
+            Kind::Ayiya => "ayiya",
         }
     }
 
@@ -116,6 +126,8 @@ pub mod port {
     pub const GTP_U: u16 = 2152;
     pub const VXLAN: u16 = 4789;
     pub const GENEVE: u16 = 6081;
+    pub const L2TP: u16 = 1701;
+    pub const AYIYA: u16 = 5072;
 }
 
 /// The innermost IPv6 packet in `outer` (which may be `outer` itself), and the kind of the
@@ -364,6 +376,8 @@ fn udp(p: &[u8]) -> Option<(Kind, Network<'_>)> {
             port::GENEVE => return geneve(data),
             port::TEREDO => return teredo(data),
             port::GTP_U => return gtpu(data),
+            port::L2TP => return l2tp(data),
+            port::AYIYA => return ayiya(data),
             _ => {}
         }
     }
@@ -503,6 +517,93 @@ fn gtpu(p: &[u8]) -> Option<(Kind, Network<'_>)> {
     match inner.first()? >> 4 {
         6 => Some((Kind::GtpU, Network::Ipv6(inner))),
         4 => Some((Kind::GtpU, Network::Ipv4(inner))),
+        _ => None,
+    }
+}
+
+/// L2TPv2 (RFC 2661 3.1): the header's optional fields by its flags, then PPP.
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |T|L|x|x|S|x|O|P|x|x|x|x|  Ver  |          Length (opt)         |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |           Tunnel ID           |           Session ID          |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |             Ns (opt)          |             Nr (opt)          |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |      Offset Size (opt)        |    Offset pad... (opt)
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+pub mod l2tp_field {
+    use std::ops::Range;
+    pub const FLAGS: Range<usize> = 0..2;
+    /// When L is set.
+    pub const LENGTH: Range<usize> = 2..4;
+    /// A control message (no PPP inside).
+    pub const T: u16 = 0x8000;
+    pub const L: u16 = 0x4000;
+    pub const S: u16 = 0x0800;
+    pub const O: u16 = 0x0200;
+    pub const VERSION: u16 = 0x000f;
+    pub const VERSION_2: u16 = 2;
+}
+
+fn l2tp(p: &[u8]) -> Option<(Kind, Network<'_>)> {
+    use l2tp_field as f;
+    let flags = be16(p, f::FLAGS)?;
+    if flags & f::VERSION != f::VERSION_2 || flags & f::T != 0 {
+        return None;
+    }
+    let mut off = 2 + 4;
+    let mut p = p;
+    if flags & f::L != 0 {
+        // The message length bounds what follows, as tshark reads it.
+        let len = usize::from(be16(p, f::LENGTH)?);
+        p = &p[..len.min(p.len())];
+        off += 2;
+    }
+    if flags & f::S != 0 {
+        off += 4;
+    }
+    if flags & f::O != 0 {
+        off += 2 + usize::from(be16(p, off..off + 2)?);
+    }
+    let ppp = p.get(off..)?;
+    Some((Kind::L2tp, link::ppp_framed(ppp).ok()?))
+}
+
+/// AYIYA (Anything In Anything, draft-massar-v6ops-ayiya), 8 bytes, then the identity
+/// (2^id len bytes) and the signature (sig len * 4 bytes), then the payload of `next header`:
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |IdLen  |IdType |SigLen |HshMth |AutMth |OpCode | Next Header   |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                            Epoch                              |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+pub mod ayiya_field {
+    pub const ID: usize = 0;
+    pub const SIG: usize = 1;
+    pub const OPCODE: usize = 2;
+    pub const OPCODE_MASK: u8 = 0x0f;
+    /// Opcode 1: forward the payload.
+    pub const FORWARD: u8 = 1;
+    pub const NEXT_HEADER: usize = 3;
+    pub const LEN: usize = 8;
+}
+
+fn ayiya(p: &[u8]) -> Option<(Kind, Network<'_>)> {
+    use ayiya_field as f;
+    let id = 1usize << (p.get(f::ID)? >> 4);
+    let sig = usize::from(p.get(f::SIG)? >> 4) * 4;
+    if p.get(f::OPCODE)? & f::OPCODE_MASK != f::FORWARD {
+        return None;
+    }
+    let rest = p.get(f::LEN + id + sig..)?;
+    match IpNumber(*p.get(f::NEXT_HEADER)?) {
+        IpNumber::IPV6 => Some((Kind::Ayiya, Network::Ipv6(rest))),
+        IpNumber::IPV4 => Some((Kind::Ayiya, Network::Ipv4(rest))),
         _ => None,
     }
 }

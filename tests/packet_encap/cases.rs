@@ -371,6 +371,52 @@ pub fn ethernet_cases() -> Vec<Case> {
             Some(Kind::GtpU),
         ),
         case(
+            "l2tp with length and sequence",
+            eth(
+                0x0800,
+                &v4(
+                    17,
+                    &udp(
+                        1701,
+                        1701,
+                        &cat(&[
+                            &[0x48, 0x02][..],
+                            &((12 + 4 + inner(25).len()) as u16).to_be_bytes(),
+                            &[0, 1, 0, 2, 0, 0, 0, 0],
+                            &[0xff, 0x03, 0x00, 0x57],
+                            &inner(25),
+                        ]),
+                    ),
+                ),
+            ),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(25),
+            Some(Kind::L2tp),
+        ),
+        case(
+            "ayiya",
+            eth(
+                0x0800,
+                &v4(
+                    17,
+                    &udp(
+                        5072,
+                        40001,
+                        &cat(&[
+                            // id 2^4 = 16 bytes, signature 5 words (SHA-1), opcode forward.
+                            &[0x41, 0x52, 0x11, 41, 0x5f, 0, 0, 0][..],
+                            &[0xaa; 16],
+                            &[0xbb; 20],
+                            &inner(26),
+                        ]),
+                    ),
+                ),
+            ),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(26),
+            Some(Kind::Ayiya),
+        ),
+        case(
             "pim register",
             eth(
                 0x86dd,

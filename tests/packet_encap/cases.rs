@@ -304,6 +304,51 @@ pub fn ethernet_cases() -> Vec<Case> {
             Some(Kind::Erspan),
         ),
         case(
+            "erspan type iii",
+            eth(
+                0x0800,
+                &v4(
+                    47,
+                    &gre(
+                        false,
+                        false,
+                        true,
+                        0x22eb,
+                        &cat(&[
+                            &[0x20, 0x00, 0x00, 0x05, 0, 0, 0, 1, 0, 0, 0, 0][..],
+                            &inner_eth(27),
+                        ]),
+                    ),
+                ),
+            ),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(27),
+            Some(Kind::Erspan),
+        ),
+        case(
+            "erspan type iii with platform subheader",
+            eth(
+                0x0800,
+                &v4(
+                    47,
+                    &gre(
+                        false,
+                        false,
+                        true,
+                        0x22eb,
+                        &cat(&[
+                            &[0x20, 0x00, 0x00, 0x05, 0, 0, 0, 1, 0, 0, 0, 1][..],
+                            &[0x08, 0, 0, 0, 0, 0, 0, 0],
+                            &inner_eth(28),
+                        ]),
+                    ),
+                ),
+            ),
+            Not(NonIpv6::Ipv4CarryingIpv6),
+            Tag(28),
+            Some(Kind::Erspan),
+        ),
+        case(
             "vxlan over ipv4",
             eth(0x0800, &v4(17, &vxlan(&inner_eth(17)))),
             Not(NonIpv6::Ipv4CarryingIpv6),

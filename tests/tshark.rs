@@ -35,7 +35,7 @@ fn our_rows(path: &Path) -> (u64, Ours, Vec<u64>) {
                     .map(|t| (t.proto, t.sport, t.dport));
                 rows.insert(f.number, (row, ports));
             }
-            Decoded::NonIpv6(NonIpv6::Ipv4) => ipv4.push(f.number),
+            Decoded::NonIpv6(NonIpv6::Ipv4 | NonIpv6::Ipv4CarryingIpv6) => ipv4.push(f.number),
             Decoded::NonIpv6(_) => {}
         })
         .unwrap();

@@ -39,6 +39,7 @@ fn live_capture_allocates_nothing_per_frame() {
             workers: 2,
             count: None,
             write: None,
+            tunnel: Default::default(),
         };
         let c3 = Arc::new(Linear::<ThreeTuple>::new(&policy));
         let c5 = Arc::new(Linear::<FiveTuple>::new(&policy));

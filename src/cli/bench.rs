@@ -53,14 +53,17 @@ pub struct Args {
     /// Least time each timed stage runs for, in milliseconds.
     #[arg(long, default_value_t = 300, value_name = "MS")]
     pub min_ms: u64,
+    /// Which IPv6 header of a tunnelled packet in --pcap is keyed (as for `classify`).
+    #[arg(long, value_enum, default_value_t)]
+    pub tunnel: crate::packet::tunnel::Mode,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let policy = crate::policy::load_file(&args.policy)?;
     let frames = match (&args.pcap, &args.trace) {
-        (Some(p), _) => {
-            Frames::from_capture(p).with_context(|| format!("reading {}", p.display()))?
-        }
+        (Some(p), _) => Frames::from_capture(p)
+            .with_context(|| format!("reading {}", p.display()))?
+            .with_tunnel(args.tunnel),
         (None, Some(t)) => {
             let text =
                 std::fs::read_to_string(t).with_context(|| format!("reading {}", t.display()))?;

@@ -41,6 +41,12 @@ pub struct Args {
     /// The engine used for both key types.
     #[arg(long, value_enum, default_value_t)]
     pub engine: EngineKind,
+    /// Which IPv6 header of a tunnelled packet is keyed: outer (the default, as tshark's first
+    /// occurrence; IPv4 carrying IPv6 is counted as "ipv4-carrying-ipv6") or inner (the innermost
+    /// IPv6 header behind 6in4, IPv6-in-IPv6, GRE, ERSPAN, VXLAN, Geneve, Teredo, GTP-U, L2TP,
+    /// AYIYA, PIM Register; frames counted per tunnel kind).
+    #[arg(long, value_enum, default_value_t)]
+    pub tunnel: crate::packet::tunnel::Mode,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -78,7 +84,7 @@ where
 {
     let mut reader = CaptureReader::open(&args.pcap)
         .with_context(|| format!("reading {}", args.pcap.display()))?;
-    let mut step = Step::new(c3, c5);
+    let mut step = Step::new(c3, c5).with_tunnel(args.tunnel);
     let mut tally = step.tally(policy);
     let mut jsonl = match &args.packets {
         Some(p) => Some(

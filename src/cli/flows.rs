@@ -26,12 +26,18 @@ pub struct Args {
     /// Rows shown per table in the human format.
     #[arg(long, default_value_t = 40)]
     pub limit: usize,
+    /// Which IPv6 header of a tunnelled packet is keyed: outer (the default, as tshark's first
+    /// occurrence; IPv4 carrying IPv6 is counted as "ipv4-carrying-ipv6") or inner (the innermost
+    /// IPv6 header behind 6in4, IPv6-in-IPv6, GRE, ERSPAN, VXLAN, Geneve, Teredo, GTP-U, L2TP,
+    /// AYIYA, PIM Register; frames counted per tunnel kind).
+    #[arg(long, value_enum, default_value_t)]
+    pub tunnel: crate::packet::tunnel::Mode,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut reader = CaptureReader::open(&args.pcap)
         .with_context(|| format!("reading {}", args.pcap.display()))?;
-    let mut a = FlowAnalysis::new();
+    let mut a = FlowAnalysis::new().with_tunnel(args.tunnel);
     let pb = progress(&args.pcap);
     let stopped = read_frames(
         &mut reader,

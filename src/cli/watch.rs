@@ -74,6 +74,12 @@ pub struct Args {
     /// Serve Prometheus metrics on this address (http://ADDR:PORT/metrics).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Which IPv6 header of a tunnelled packet is keyed: outer (the default, as tshark's first
+    /// occurrence; IPv4 carrying IPv6 is counted as "ipv4-carrying-ipv6") or inner (the innermost
+    /// IPv6 header behind 6in4, IPv6-in-IPv6, GRE, ERSPAN, VXLAN, Geneve, Teredo, GTP-U, L2TP,
+    /// AYIYA, PIM Register; frames counted per tunnel kind).
+    #[arg(long, value_enum, default_value_t)]
+    pub tunnel: crate::packet::tunnel::Mode,
 }
 
 /// The final summary as JSON: the `classify --format json` report plus the capture's numbers.
@@ -180,6 +186,7 @@ where
         workers: usize::from(args.workers),
         count: args.count,
         write: args.write.clone(),
+        tunnel: args.tunnel,
     };
     let session = match Session::start(&cfg, policy, c3, c5) {
         Ok(s) => s,

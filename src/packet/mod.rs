@@ -11,12 +11,15 @@
 //!
 //! Decoding is split in two steps so that the cost of each key can be measured on its own:
 //! [`three`] reads the link layer and the fixed header; [`five_of`] walks from there.
+//! [`three_inner`] is [`three`] for `--tunnel inner`: it keys the innermost IPv6 header behind
+//! the tunnels of [`tunnel`].
 
 pub mod five;
 pub mod ipv6;
 pub mod key;
 pub mod link;
 pub mod proto;
+pub mod tunnel;
 
 pub use key::{FiveTuple, ThreeTuple, Unavailable};
 pub use link::LinkType;
@@ -49,15 +52,26 @@ pub enum NonIpv6 {
     Other,
     /// A link header cut short, or an IPv6 EtherType whose fixed header is short or not version 6.
     Malformed,
+    /// An IPv4 packet with an IPv6 packet inside (6in4, GRE, VXLAN, ...), read with
+    /// `--tunnel outer`: `--tunnel inner` classifies the IPv6 packet inside.
+    Ipv4CarryingIpv6,
+    /// An MPLS label stack whose payload starts with a pseudowire control word (first nibble
+    /// 0, RFC 4385): an emulated circuit, not an IP packet.
+    MplsPseudowire,
 }
 
 impl NonIpv6 {
-    /// All kinds, in report order.
-    pub const ALL: [NonIpv6; 4] = [
+    /// How many kinds there are.
+    pub const COUNT: usize = 6;
+
+    /// All kinds, in report order (new kinds go last, so indices stay).
+    pub const ALL: [NonIpv6; Self::COUNT] = [
         NonIpv6::Ipv4,
         NonIpv6::Arp,
         NonIpv6::Other,
         NonIpv6::Malformed,
+        NonIpv6::Ipv4CarryingIpv6,
+        NonIpv6::MplsPseudowire,
     ];
 
     /// The stable name used in reports and JSON.
@@ -67,6 +81,8 @@ impl NonIpv6 {
             NonIpv6::Arp => "arp",
             NonIpv6::Other => "other",
             NonIpv6::Malformed => "malformed",
+            NonIpv6::Ipv4CarryingIpv6 => "ipv4-carrying-ipv6",
+            NonIpv6::MplsPseudowire => "mpls-pseudowire",
         }
     }
 
@@ -113,11 +129,41 @@ pub enum Decoded<'a> {
 }
 
 /// The first step: link layer and fixed header, giving the 3-tuple and the view to walk on.
+/// The outermost IPv6 header is keyed (`--tunnel outer`); an IPv4 packet is
+/// [`NonIpv6::Ipv4CarryingIpv6`] when a tunnel in it holds IPv6, else [`NonIpv6::Ipv4`].
 #[inline]
 pub fn three(link: LinkType, data: &[u8]) -> Result<(ThreeTuple, ipv6::Fixed<'_>), NonIpv6> {
-    let packet = link::ipv6_payload(link, data)?;
+    let packet = match link::network(link, data)? {
+        link::Network::Ipv6(p) => p,
+        link::Network::Ipv4(p) => return Err(tunnel::ipv4_reason(p)),
+    };
     let fixed = ipv6::Fixed::new(packet)?;
     Ok((fixed.three(), fixed))
+}
+
+/// [`three`] for `--tunnel inner`: the innermost IPv6 header behind the tunnels [`tunnel`]
+/// decodes, and the kind of the outermost tunnel stepped into (`None` when the packet is not
+/// tunnelled).
+#[inline]
+pub fn three_inner(
+    link: LinkType,
+    data: &[u8],
+) -> Result<(ThreeTuple, ipv6::Fixed<'_>, Option<tunnel::Kind>), NonIpv6> {
+    let (fixed, kind) = tunnel::innermost(link::network(link, data)?)?;
+    Ok((fixed.three(), fixed, kind))
+}
+
+/// [`three`] or [`three_inner`], as `mode` says.
+#[inline]
+pub fn three_in(
+    mode: tunnel::Mode,
+    link: LinkType,
+    data: &[u8],
+) -> Result<(ThreeTuple, ipv6::Fixed<'_>, Option<tunnel::Kind>), NonIpv6> {
+    match mode {
+        tunnel::Mode::Outer => three(link, data).map(|(t, f)| (t, f, None)),
+        tunnel::Mode::Inner => three_inner(link, data),
+    }
 }
 
 /// The second step: the extension-header walk, giving the protocol reached and the 5-tuple.
@@ -153,9 +199,14 @@ pub fn keys<'a>(three: ThreeTuple, fixed: &ipv6::Fixed<'a>) -> Ipv6Keys<'a> {
 
 /// Decodes a frame of the given link type to both keys (or the non-IPv6 kind).
 pub fn decode(link: LinkType, data: &[u8]) -> Decoded<'_> {
-    match three(link, data) {
+    decode_in(tunnel::Mode::Outer, link, data)
+}
+
+/// [`decode`] keying the outermost or the innermost IPv6 header, as `mode` says.
+pub fn decode_in(mode: tunnel::Mode, link: LinkType, data: &[u8]) -> Decoded<'_> {
+    match three_in(mode, link, data) {
         Err(kind) => Decoded::NonIpv6(kind),
-        Ok((three, fixed)) => Decoded::Ipv6(keys(three, &fixed)),
+        Ok((three, fixed, _)) => Decoded::Ipv6(keys(three, &fixed)),
     }
 }
 

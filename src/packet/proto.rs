@@ -17,6 +17,14 @@ impl IpNumber {
     pub const TCP: IpNumber = IpNumber(6);
     /// User Datagram Protocol.
     pub const UDP: IpNumber = IpNumber(17);
+    /// IPv4 encapsulation (IP in IP).
+    pub const IPV4: IpNumber = IpNumber(4);
+    /// IPv6 encapsulation (6in4, IPv6 in IPv6).
+    pub const IPV6: IpNumber = IpNumber(41);
+    /// Generic Routing Encapsulation.
+    pub const GRE: IpNumber = IpNumber(47);
+    /// Protocol Independent Multicast.
+    pub const PIM: IpNumber = IpNumber(103);
     /// Datagram Congestion Control Protocol (RFC 4340).
     pub const DCCP: IpNumber = IpNumber(33);
     /// IPv6 Routing header (incl. the segment routing header, type 4).

@@ -284,5 +284,6 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(link in 0u32..300, data in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = decode(LinkType(link), &data);
+        let _ = super::decode_in(super::tunnel::Mode::Inner, LinkType(link), &data);
     }
 }

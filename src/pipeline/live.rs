@@ -83,6 +83,8 @@ pub struct WatchConfig {
     pub count: Option<u64>,
     /// Write every captured frame to this pcap file.
     pub write: Option<PathBuf>,
+    /// Which IPv6 header of a tunnelled packet is keyed (`--tunnel`).
+    pub tunnel: crate::packet::tunnel::Mode,
 }
 
 /// Counts of (part of) a run.
@@ -207,6 +209,7 @@ impl Session {
             slots.push(slot.clone());
             let w = Worker {
                 iface: cfg.iface.clone(),
+                tunnel: cfg.tunnel,
                 src,
                 slot,
                 handler: FrameHandler {
@@ -334,6 +337,7 @@ pub struct Finished {
 
 struct Worker {
     iface: String,
+    tunnel: crate::packet::tunnel::Mode,
     src: Source,
     slot: Arc<Mutex<Snapshot>>,
     handler: FrameHandler,
@@ -421,7 +425,7 @@ impl Worker {
         C3: Classifier<ThreeTuple> + ?Sized,
         C5: Classifier<FiveTuple> + ?Sized,
     {
-        let mut step = Step::new(c3, c5);
+        let mut step = Step::new(c3, c5).with_tunnel(self.tunnel);
         let mut published = 0u64;
         let mut error = None;
         while !self.handler.control.stopped() {

@@ -25,6 +25,7 @@ pub mod offline;
 pub mod packets;
 
 use crate::classify::{Classifier, Outcome};
+use crate::packet::tunnel::{self, Mode as Tunnel};
 use crate::packet::{self, FiveTuple, Frame, ThreeTuple};
 use crate::report::Tally;
 use crate::report::tally::StepTiming;
@@ -57,6 +58,10 @@ pub struct Step<'e, C3: ?Sized, C5: ?Sized> {
     timer_overhead_ns: u64,
     /// How long the last frame's step took, when it was timed.
     timing: Option<StepTiming>,
+    /// Which IPv6 header of a tunnelled packet is keyed (`--tunnel`).
+    tunnel: Tunnel,
+    /// With `--tunnel inner`: the outermost tunnel the last frame's IPv6 packet was found in.
+    tunnelled: Option<tunnel::Kind>,
 }
 
 impl<'e, C3, C5> Step<'e, C3, C5>
@@ -71,7 +76,22 @@ where
             ipv6: 0,
             timer_overhead_ns: timer_overhead_ns(),
             timing: None,
+            tunnel: Tunnel::Outer,
+            tunnelled: None,
         }
+    }
+
+    /// Keys the outermost (the default) or the innermost IPv6 header of tunnelled packets.
+    pub fn with_tunnel(mut self, tunnel: Tunnel) -> Self {
+        self.tunnel = tunnel;
+        self
+    }
+
+    /// With `--tunnel inner`: the kind of the outermost tunnel the last frame's IPv6 packet
+    /// was found in (`None` for a packet that was not tunnelled, and always with `outer`).
+    #[inline]
+    pub fn tunnelled(&self) -> Option<tunnel::Kind> {
+        self.tunnelled
     }
 
     /// A tally for `policy` named after this step's engines.
@@ -95,8 +115,16 @@ where
         let timed = n < TIME_ALL_FIRST || n.is_multiple_of(TIME_EVERY);
         let clock = || timed.then(Instant::now);
         self.timing = None;
+        self.tunnelled = None;
         let t0 = clock();
-        let (three_key, fixed) = match packet::three(frame.link, frame.data) {
+        let decoded = match self.tunnel {
+            Tunnel::Outer => packet::three(frame.link, frame.data),
+            Tunnel::Inner => packet::three_inner(frame.link, frame.data).map(|(t, f, kind)| {
+                self.tunnelled = kind;
+                (t, f)
+            }),
+        };
+        let (three_key, fixed) = match decoded {
             Ok(v) => v,
             Err(kind) => return Outcome::NonIpv6(kind),
         };
@@ -146,6 +174,9 @@ where
     pub fn count<'a>(&mut self, frame: &Frame<'a>, tally: &mut Tally) -> Outcome<'a> {
         let outcome = self.run(frame);
         tally.record(frame.orig_len, &outcome, self.timing.as_ref());
+        if let Some(kind) = self.tunnelled {
+            tally.tunnels[kind.index()].add(frame.orig_len);
+        }
         outcome
     }
 }

@@ -40,6 +40,8 @@ pub struct FlowAnalysis {
     /// IPv6 packets without a 5-tuple (ESP, non-first fragments, ...): a 3-tuple policy still
     /// classifies them, a 5-tuple policy cannot.
     pub no_five: PacketBytes,
+    /// Which IPv6 header of a tunnelled packet is keyed.
+    tunnel: packet::tunnel::Mode,
 }
 
 /// How a flow's labels behaved.
@@ -156,10 +158,16 @@ impl FlowAnalysis {
         Self::default()
     }
 
+    /// Keys the outermost (the default) or the innermost IPv6 header of tunnelled packets.
+    pub fn with_tunnel(mut self, tunnel: packet::tunnel::Mode) -> Self {
+        self.tunnel = tunnel;
+        self
+    }
+
     /// Counts one frame.
     pub fn add(&mut self, frame: &Frame<'_>) {
         self.frames.add(frame.orig_len);
-        let Ok((three, fixed)) = packet::three(frame.link, frame.data) else {
+        let Ok((three, fixed, _)) = packet::three_in(self.tunnel, frame.link, frame.data) else {
             return;
         };
         self.ipv6.add(frame.orig_len);

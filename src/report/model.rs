@@ -56,6 +56,11 @@ pub struct NonIpv6Counts {
     pub arp: PacketBytes,
     pub other: PacketBytes,
     pub malformed: PacketBytes,
+    /// IPv4 with IPv6 inside, read with `--tunnel outer`.
+    #[serde(rename = "ipv4-carrying-ipv6")]
+    pub ipv4_carrying_ipv6: PacketBytes,
+    #[serde(rename = "mpls-pseudowire")]
+    pub mpls_pseudowire: PacketBytes,
 }
 
 /// IPv6 packets the 5-tuple engine could not classify, by reason.
@@ -114,6 +119,9 @@ pub struct Report {
     pub frames: PacketBytes,
     pub ipv6: PacketBytes,
     pub non_ipv6: NonIpv6Counts,
+    /// With `--tunnel inner`: frames whose IPv6 packet was found inside a tunnel, by the kind of
+    /// the outermost tunnel (only kinds seen).
+    pub tunnels: std::collections::BTreeMap<&'static str, PacketBytes>,
     pub rules: Rules,
     pub classes: Vec<ClassRow>,
     pub agreement: Agreement,
@@ -212,7 +220,15 @@ impl Report {
                 arp: k(NonIpv6::Arp),
                 other: k(NonIpv6::Other),
                 malformed: k(NonIpv6::Malformed),
+                ipv4_carrying_ipv6: k(NonIpv6::Ipv4CarryingIpv6),
+                mpls_pseudowire: k(NonIpv6::MplsPseudowire),
             },
+            tunnels: crate::packet::tunnel::Kind::ALL
+                .iter()
+                .zip(&tally.tunnels)
+                .filter(|(_, c)| c.packets > 0)
+                .map(|(k, c)| (k.as_str(), *c))
+                .collect(),
             rules: Rules {
                 three: rule_rows(&policy.three, &tally.three, default.clone()),
                 five: rule_rows(&policy.five, &tally.five, default),

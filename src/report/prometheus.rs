@@ -7,7 +7,8 @@
 //! ```text
 //! flowpol_frames_total                              frames captured
 //! flowpol_ipv6_packets_total                        IPv6 packets among them
-//! flowpol_non_ipv6_frames_total{kind}               ipv4, arp, other, malformed
+//! flowpol_non_ipv6_frames_total{kind}               ipv4, arp, other, malformed,
+//!                                                    ipv4-carrying-ipv6, mpls-pseudowire
 //! flowpol_rule_packets_total{engine,rule,action}    per rule (and "default"), engine three|five
 //! flowpol_rule_bytes_total{engine,rule,action}
 //! flowpol_class_packets_total{engine,class}         per outcome (classes, pass, drop)
@@ -138,6 +139,8 @@ impl Metrics {
             ("arp", n.arp),
             ("other", n.other),
             ("malformed", n.malformed),
+            ("ipv4-carrying-ipv6", n.ipv4_carrying_ipv6),
+            ("mpls-pseudowire", n.mpls_pseudowire),
         ] {
             set(
                 &self.non_ipv6.get_or_create(&labels(&[("kind", kind)])),

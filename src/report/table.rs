@@ -46,11 +46,34 @@ fn summary(s: &mut String, r: &Report) {
         r.source.name, r.source.kind, r.policy, r.frames.packets, r.ipv6.packets, r.ipv6.bytes
     );
     let n = &r.non_ipv6;
-    let _ = writeln!(
+    let _ = write!(
         s,
         "not IPv6: ipv4 {}, arp {}, other {}, malformed {}",
         n.ipv4.packets, n.arp.packets, n.other.packets, n.malformed.packets
     );
+    if n.ipv4_carrying_ipv6.packets > 0 {
+        let _ = write!(
+            s,
+            ", ipv4 carrying ipv6 {} (use --tunnel inner)",
+            n.ipv4_carrying_ipv6.packets
+        );
+    }
+    if n.mpls_pseudowire.packets > 0 {
+        let _ = write!(s, ", mpls pseudowire {}", n.mpls_pseudowire.packets);
+    }
+    let _ = writeln!(s);
+    if !r.tunnels.is_empty() {
+        let kinds: Vec<String> = r
+            .tunnels
+            .iter()
+            .map(|(k, c)| format!("{k} {}", c.packets))
+            .collect();
+        let _ = writeln!(
+            s,
+            "IPv6 inside tunnels (--tunnel inner): {}",
+            kinds.join(", ")
+        );
+    }
     if let Some(st) = &r.stopped {
         let _ = writeln!(s, "STOPPED EARLY at byte {}: {}", st.offset, st.message);
     }

@@ -164,7 +164,10 @@ pub struct Tally {
     /// IPv6 packets.
     pub ipv6: PacketBytes,
     /// Frames that carry no IPv6 packet, by [`crate::packet::NonIpv6::index`].
-    pub non_ipv6: [PacketBytes; 4],
+    pub non_ipv6: [PacketBytes; crate::packet::NonIpv6::COUNT],
+    /// Frames keyed on an IPv6 packet inside a tunnel (`--tunnel inner`), by
+    /// [`crate::packet::tunnel::Kind::index`] of the outermost tunnel.
+    pub tunnels: [PacketBytes; crate::packet::tunnel::Kind::COUNT],
     /// IPv6 packets without a 5-tuple, by [`crate::packet::Unavailable::index`].
     pub unavailable: [PacketBytes; 5],
     pub three: EngineTally,
@@ -183,6 +186,7 @@ impl Tally {
             frames: PacketBytes::default(),
             ipv6: PacketBytes::default(),
             non_ipv6: Default::default(),
+            tunnels: Default::default(),
             unavailable: Default::default(),
             three: EngineTally::new(three_engine, policy.three.len()),
             five: EngineTally::new(five_engine, policy.five.len()),
@@ -202,6 +206,9 @@ impl Tally {
         self.frames.merge(&o.frames);
         self.ipv6.merge(&o.ipv6);
         for (a, b) in self.non_ipv6.iter_mut().zip(&o.non_ipv6) {
+            a.merge(b);
+        }
+        for (a, b) in self.tunnels.iter_mut().zip(&o.tunnels) {
             a.merge(b);
         }
         for (a, b) in self.unavailable.iter_mut().zip(&o.unavailable) {

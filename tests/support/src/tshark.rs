@@ -26,8 +26,36 @@ impl Row {
 
 /// (frames in the capture, IPv6 frames by frame number).
 pub fn rows(path: &Path) -> (u64, BTreeMap<u64, Row>) {
-    let out = Command::new("tshark")
-        .args(["-n", "-o", "ipv6.defragment:FALSE", "-E", "occurrence=f"])
+    rows_at(path, Occurrence::First)
+}
+
+/// Which IPv6 header of a tunnelled packet tshark's fields are read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Occurrence {
+    /// The outermost (`-E occurrence=f`), flowpol's `--tunnel outer`.
+    First,
+    /// The innermost (`-E occurrence=l`), flowpol's `--tunnel inner`. Protocols that quote a
+    /// packet rather than tunnel it (ICMP and ICMPv6 errors, sFlow samples) are not dissected,
+    /// so the quoted header is not taken for the innermost one.
+    Last,
+}
+
+/// [`rows`], reading the outermost or the innermost header of tunnelled packets.
+pub fn rows_at(path: &Path, occurrence: Occurrence) -> (u64, BTreeMap<u64, Row>) {
+    let mut cmd = Command::new("tshark");
+    match occurrence {
+        Occurrence::First => cmd.args(["-E", "occurrence=f"]),
+        Occurrence::Last => cmd.args(["-E", "occurrence=l"]).args([
+            "--disable-protocol",
+            "icmpv6",
+            "--disable-protocol",
+            "icmp",
+            "--disable-protocol",
+            "sflow",
+        ]),
+    };
+    let out = cmd
+        .args(["-n", "-o", "ipv6.defragment:FALSE"])
         .args(["-T", "fields", "-e", "frame.number"])
         .args(["-e", "ipv6.src", "-e", "ipv6.dst", "-e", "ipv6.flow"])
         .args(["-e", "tcp.srcport", "-e", "tcp.dstport"])

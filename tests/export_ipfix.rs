@@ -100,6 +100,7 @@ fn meter(
                     Ok(k) => class(c5.classify(&k)),
                     Err(u) => Class::Unavailable(u),
                 },
+                generation: 0,
             };
             table.expire(f.ts, &mut |r| out.push(r));
             table.observe(&p, &mut |r| out.push(r));

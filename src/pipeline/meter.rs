@@ -175,7 +175,9 @@ impl Packet {
 #[inline]
 fn ip_len_of(packet: &[u8]) -> u32 {
     match packet.get(4..6) {
-        Some(&[a, b]) if u16::from_be_bytes([a, b]) != 0 => 40 + u32::from(u16::from_be_bytes([a, b])),
+        Some(&[a, b]) if u16::from_be_bytes([a, b]) != 0 => {
+            40 + u32::from(u16::from_be_bytes([a, b]))
+        }
         _ => u32::try_from(packet.len()).unwrap_or(u32::MAX),
     }
 }

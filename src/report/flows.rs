@@ -731,7 +731,12 @@ mod tests {
     #[test]
     fn flows_beyond_the_bound_are_counted_without_rows_and_said_so() {
         let r = run_limited(
-            &[udp(1, 1000, 5), udp(2, 1000, 6), udp(3, 1000, 0), udp(1, 1000, 5)],
+            &[
+                udp(1, 1000, 5),
+                udp(2, 1000, 6),
+                udp(3, 1000, 0),
+                udp(1, 1000, 5),
+            ],
             1,
         );
         assert_eq!(r.flows.len(), 1);
@@ -744,7 +749,11 @@ mod tests {
             (r.bounds.flows_untracked, r.bounds.packets_untracked),
             (2, 2)
         );
-        assert!(r.verdict.text.contains("Only the first 1 flows"), "{}", r.verdict.text);
+        assert!(
+            r.verdict.text.contains("Only the first 1 flows"),
+            "{}",
+            r.verdict.text
+        );
     }
 
     #[test]

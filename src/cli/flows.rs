@@ -188,6 +188,16 @@ struct FlowsJson<'a> {
     report: &'a FlowsReport,
     meter: MeterInfo,
     export: Option<ExportStats>,
+    /// The process' peak resident memory (Linux `VmHWM`), in bytes, when known.
+    max_rss_bytes: Option<u64>,
+}
+
+/// The peak resident set size of this process, from `/proc/self/status` (`VmHWM: N kB`).
+fn max_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// A meter record as the report takes it (5-tuple flows only).
@@ -270,6 +280,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 report: &report,
                 meter,
                 export: exporting.then_some(export),
+                max_rss_bytes: max_rss_bytes(),
             };
             writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;
         }

@@ -950,6 +950,8 @@ fn watch_exports_live_flows_to_nfcapd_and_tshark_reads_their_labels_and_classes(
         .args(["watch", "--iface", &p.b_if, "--policy"])
         .arg(&policy)
         .args(["--ipfix", &format!("127.0.0.1:{port}")])
+        // Two workers, two meter shards: the fanout keeps each flow in one of them.
+        .args(["--workers", "2", "--max-flows", "1000"])
         .args(["--observation-domain", "14", "--format", "json"])
         .spawn("watching ");
     watch.wait_ready();
@@ -969,6 +971,8 @@ fn watch_exports_live_flows_to_nfcapd_and_tshark_reads_their_labels_and_classes(
     assert_eq!(j["export"]["records_lost"], 0);
     assert_eq!(j["export"]["records_dropped"], 0);
     assert_eq!(m["flows_now"], 0);
+    assert_eq!(m["max_flows"], 1000);
+    assert_eq!(m["evictions"], 0);
     assert!(m["packets"].as_u64().unwrap() >= records.iter().map(|r| r.packets).sum());
     std::thread::sleep(Duration::from_secs(1));
     let export = export.stop();
@@ -1076,4 +1080,33 @@ fn sighup_reloads_the_policy_for_later_flows_and_refuses_a_broken_one_without_st
     assert_eq!(of_port(5004), class("realtime"));
     assert_eq!(of_port(5005), class("bulk"));
     assert_eq!(of_port(5006), class("bulk"));
+}
+
+#[test]
+fn flows_to_a_collector_that_is_down_counts_the_records_lost_and_still_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = trace(dir.path());
+    // A port nobody listens on: loopback answers with ICMP port unreachable.
+    let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let o = support::flowpol!()
+        .args(["flows", "--pcap"])
+        .arg(&pcap)
+        .args(["--ipfix", &format!("127.0.0.1:{port}"), "--format", "json"])
+        .output();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let e = &j["export"];
+    let n = |k: &str| e[k].as_u64().unwrap();
+    let records = j["meter"]["flows"].as_u64().unwrap();
+    assert!(n("records_lost") > 0 && n("send_errors") > 0, "{e}");
+    assert_eq!(e["last_errno"], 111, "ECONNREFUSED: {e}");
+    assert_eq!(
+        n("records_sent") + n("records_lost") + n("records_dropped"),
+        records,
+        "{e}"
+    );
+    // The report is all there.
+    assert!(j["labels"]["flows"].as_u64().unwrap() > 0);
 }

@@ -52,7 +52,7 @@ use crate::cli::OutputFormat;
 /// (the IPFIX template does not change). A policy that fails `check` is refused: the old one
 /// stays, and a warning says why. The per-rule counts restart for the new policy (its rules
 /// differ): summaries after a reload count the frames since then, and say how many frames were
-/// counted under earlier policies (JSON `policy.reloads`, `policy.frames_before_reload`);
+/// counted under earlier policies (JSON `reload.reloads`, `reload.refused`, `reload.frames_before_reload`);
 /// the reconciliation counts all of them. SIGINT and SIGTERM stop.
 ///
 /// Exit codes: 0 done (also when the numbers do not reconcile: the summary and a warning say
@@ -111,7 +111,8 @@ struct WatchReport<'a> {
     /// The kernel's packets against the frames read and its drops.
     reconciliation: Reconciliation,
     capture: CaptureInfo,
-    policy: PolicyInfo,
+    /// Policy reloads (SIGHUP).
+    reload: ReloadInfo,
     /// The flow meter's numbers (with --ipfix / --ipfix-file).
     #[serde(skip_serializing_if = "Option::is_none")]
     meter: Option<MeterNumbers>,
@@ -122,7 +123,7 @@ struct WatchReport<'a> {
 
 /// The policy the summary's rule counts are for.
 #[derive(serde::Serialize)]
-struct PolicyInfo {
+struct ReloadInfo {
     /// Reloads that took effect (SIGHUP).
     reloads: u32,
     /// Reloads refused (the policy failed `check`).
@@ -469,7 +470,7 @@ fn final_summary(
         None => None,
     };
     let meter = metered.then_some(done.counts.meter);
-    let policy_info = PolicyInfo {
+    let policy_info = ReloadInfo {
         reloads: u32::try_from(summary.policies.len() - 1).unwrap_or(u32::MAX),
         refused: summary.refused,
         frames_before_reload: done.counts.earlier,
@@ -515,7 +516,7 @@ fn final_summary(
                     frames_per_worker: done.per_worker,
                     elapsed_s: (elapsed * 1000.0).round() / 1000.0,
                 },
-                policy: policy_info,
+                reload: policy_info,
                 meter,
                 export,
             };

@@ -706,13 +706,9 @@ impl Worker {
         self.publish(published, true);
         let write_err = self.handler.write_err.take();
         let error = write_err.map(LiveError::Write).or(error);
-        let mut counts = self.handler.counts.clone();
-        counts.meter = self
-            .handler
-            .meter
-            .as_ref()
-            .map(WorkerMeter::numbers)
-            .unwrap_or_default();
+        let meter = self.handler.meter.as_ref().map(WorkerMeter::numbers);
+        let mut counts = self.handler.counts;
+        counts.meter = meter.unwrap_or_default();
         (counts, error)
     }
 
@@ -787,6 +783,29 @@ mod tests {
             generation: 0,
             earlier: 0,
             meter: MeterNumbers::default(),
+        }
+    }
+
+    #[test]
+    fn counts_of_workers_on_different_policy_generations_merge_into_the_newest_tally() {
+        // Worker a has picked up reload 1 (5 frames since, 20 before); worker b is still on the
+        // first policy (7 frames).
+        let mut a = counts(25, 0, 25, 5);
+        a.generation = 1;
+        a.earlier = 20;
+        let b = counts(7, 0, 7, 7);
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        for m in [ab, ba] {
+            assert_eq!(m.generation, 1);
+            assert_eq!(m.tally.frames.packets, 5);
+            assert_eq!(m.earlier, 27);
+            assert_eq!(m.counted(), 32);
+            let r = m.reconciliation();
+            assert_eq!((r.frames_counted, r.read_not_counted), (32, 0));
+            assert!(r.exact);
         }
     }
 

@@ -946,6 +946,33 @@ mod tests {
     }
 
     #[test]
+    fn records_are_named_by_the_policy_generation_that_classified_them() {
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let e = Exporter::spawn(
+            Box::new(Keep(kept.clone())),
+            names(),
+            ExportConfig::default(),
+        )
+        .unwrap();
+        let of_generation = |g: u32| FlowRecord {
+            generation: g,
+            ..record(1)
+        };
+        e.send(of_generation(0));
+        e.set_names(
+            1,
+            ClassNames::new(vec!["silver".into()], vec![], "drop".into()),
+        );
+        // A record of the old policy still queued after the reload keeps its names.
+        e.send(of_generation(1));
+        e.send(of_generation(0));
+        assert_eq!(e.finish().unwrap().records_sent, 3);
+        let all: Vec<u8> = kept.lock().unwrap().concat();
+        let count = |w: &[u8]| all.windows(w.len()).filter(|x| *x == w).count();
+        assert_eq!((count(b"gold"), count(b"silver")), (2, 1));
+    }
+
+    #[test]
     fn a_collector_that_is_down_loses_records_without_stopping_the_sender() {
         // A port nobody listens on: sends fail with ECONNREFUSED once the ICMP error is back.
         let dead = UdpSocket::bind("127.0.0.1:0").unwrap();

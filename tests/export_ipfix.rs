@@ -100,6 +100,7 @@ fn meter(
                     Ok(k) => class(c5.classify(&k)),
                     Err(u) => Class::Unavailable(u),
                 },
+                generation: 0,
             };
             table.expire(f.ts, &mut |r| out.push(r));
             table.observe(&p, &mut |r| out.push(r));
@@ -177,8 +178,14 @@ fn pcap_of(messages: &[Vec<u8>], path: &Path) {
     flowpol::source::pcap::FrameWriter::flush(&mut w).unwrap();
 }
 
-/// The flows tshark decodes from a pcap of IPFIX messages.
+/// The flows tshark decodes from a pcap of IPFIX messages (to port 4739).
 fn tshark_rows(pcap: &Path) -> Vec<Row> {
+    tshark_rows_on(pcap, 4739, "14")
+}
+
+/// The flows tshark decodes from a pcap of IPFIX messages to UDP port `port`, every message of
+/// observation domain `domain`.
+fn tshark_rows_on(pcap: &Path, port: u16, domain: &str) -> Vec<Row> {
     let fields = [
         "cflow.srcaddrv6",
         "cflow.dstaddrv6",
@@ -196,7 +203,7 @@ fn tshark_rows(pcap: &Path) -> Vec<Row> {
     let mut cmd = Command::new("tshark");
     cmd.args(["-n", "-r"])
         .arg(pcap)
-        .args(["-d", "udp.port==4739,cflow", "-T", "fields"])
+        .args(["-d", &format!("udp.port=={port},cflow"), "-T", "fields"])
         .args(["-E", "separator=\t", "-E", "aggregator=;"]);
     for f in fields {
         cmd.args(["-e", f]);
@@ -216,7 +223,7 @@ fn tshark_rows(pcap: &Path) -> Vec<Row> {
             assert_eq!(c.len(), n, "{f} in {line}");
         }
         // The observation domain, once per message.
-        assert!(cols[11].iter().all(|d| *d == "14"), "{line}");
+        assert!(cols[11].iter().all(|d| *d == domain), "{line}");
         // Record i is the i-th entry of every column.
         #[allow(clippy::needless_range_loop)]
         for i in 0..n {
@@ -361,10 +368,23 @@ struct Nfcapd {
 
 impl Nfcapd {
     fn start(dir: &Path) -> Nfcapd {
+        Nfcapd::start_in(None, dir)
+    }
+
+    /// nfcapd on the loopback of namespace `ns` (the host's without one).
+    fn start_in(ns: Option<&str>, dir: &Path) -> Nfcapd {
         let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
-        let child = Command::new("nfcapd")
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "nfcapd"]);
+                c
+            }
+            None => Command::new("nfcapd"),
+        };
+        let child = cmd
             .args([
                 "-b",
                 "127.0.0.1",
@@ -383,7 +403,16 @@ impl Nfcapd {
             .unwrap();
         // Up when the port is taken.
         let start = Instant::now();
-        while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        let listening = || match ns {
+            None => UdpSocket::bind(("127.0.0.1", port)).is_err(),
+            Some(ns) => {
+                let o = support::netns::exec(ns, &["ss", "-Hlun", &format!("sport = :{port}")])
+                    .output()
+                    .unwrap();
+                !String::from_utf8_lossy(&o.stdout).trim().is_empty()
+            }
+        };
+        while !listening() {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "nfcapd did not start"
@@ -780,4 +809,316 @@ fn pmacct_nfacctd_stores_every_flow_with_its_flow_label_and_the_meter_counts() {
     assert!(ours.keys().any(|k| k.5 >= 0x10000), "no labelled flow");
     assert!(ours.keys().any(|k| k.2 == 50), "no ESP flow");
     assert_eq!(theirs, ours);
+}
+
+/// The IPFIX messages of an IPFIX file (split on the header's length field).
+fn file_messages(file: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(file).unwrap();
+    let mut messages = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let m = &bytes[at..];
+        assert_eq!(&m[field::VERSION], &[0, 10]);
+        let len = usize::from(u16::from_be_bytes([m[2], m[3]]));
+        assert!(len >= field::HEADER_LEN && len <= m.len());
+        messages.push(m[..len].to_vec());
+        at += len;
+    }
+    messages
+}
+
+#[test]
+fn flows_exports_its_meter_records_to_nfcapd_and_into_a_file_tshark_decodes() {
+    if !have("nfcapd") || !have("nfdump") || !have("tshark") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = trace(dir.path());
+    let policy = dir.path().join("p.fpol");
+    std::fs::write(&policy, POLICY).unwrap();
+    // The oracle: the library meter over the same capture, with the command's defaults.
+    let (total, records, names) = meter(&pcap, 1_225_732, Duration::from_secs(15));
+    let store = dir.path().join("nfcapd");
+    std::fs::create_dir(&store).unwrap();
+    let nfcapd = Nfcapd::start(&store);
+    let file = dir.path().join("flows.ipfix");
+    let o = support::flowpol!()
+        .args(["flows", "--pcap"])
+        .arg(&pcap)
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--ipfix", &format!("127.0.0.1:{}", nfcapd.port)])
+        .arg("--ipfix-file")
+        .arg(&file)
+        .args(["--observation-domain", "14", "--format", "json"])
+        .output();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let n = records.len() as u64;
+    // Both exporters sent every record; none lost or dropped.
+    assert_eq!(j["export"]["records_sent"], 2 * n, "{}", j["export"]);
+    assert_eq!(j["export"]["records_lost"], 0);
+    assert_eq!(j["export"]["records_dropped"], 0);
+    assert_eq!(j["meter"]["packets"], total.0);
+    assert_eq!(j["meter"]["bytes"], total.1);
+    assert_eq!(
+        j["meter"]["forced"].as_u64().unwrap()
+            + j["meter"]["idle"].as_u64().unwrap()
+            + j["meter"]["end_of_flow"].as_u64().unwrap(),
+        n
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    nfcapd.stop();
+
+    // nfcapd stored the meter's records: addresses, ports, protocol, packets, bytes.
+    let stored = nfdump_rows(&store);
+    assert_eq!(totals(&stored), total);
+    let ours: Vec<Row> = records.iter().map(|r| row(r, &names, false)).collect();
+    assert_eq!(sorted(stored), sorted(ours));
+    // tshark reads the file's records with their flow label, end reason and both classes.
+    let messages = file_messages(&file);
+    let decoded_pcap = dir.path().join("file.pcap");
+    pcap_of(&messages, &decoded_pcap);
+    let decoded = tshark_rows(&decoded_pcap);
+    let ours: Vec<Row> = records.iter().map(|r| row(r, &names, true)).collect();
+    assert!(
+        decoded
+            .iter()
+            .any(|r| r.extra.as_ref().is_some_and(|e| e.2 == "realtime"))
+    );
+    assert!(
+        decoded
+            .iter()
+            .any(|r| r.extra.as_ref().is_some_and(|e| e.3 == "bulk"))
+    );
+    assert_eq!(sorted(decoded), sorted(ours));
+}
+
+/// A running `flowpol watch` in a namespace, stopped with SIGINT: (exit ok, stdout JSON, stderr).
+fn stop_watch(mut w: support::proc::Running) -> (serde_json::Value, String) {
+    support::netns::sh(&["kill", "-INT", &w.child.id().to_string()]);
+    let (status, out, err) = w.finish(Duration::from_secs(30));
+    assert!(status.success(), "watch: {err}");
+    (
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}")),
+        err,
+    )
+}
+
+/// (label, 3-tuple class, 5-tuple class) of a decoded record.
+fn classes(r: &Row) -> (u32, String, String) {
+    let e = r.extra.as_ref().unwrap();
+    (e.0, e.2.clone(), e.3.clone())
+}
+
+#[test]
+fn watch_exports_live_flows_to_nfcapd_and_tshark_reads_their_labels_and_classes() {
+    if !support::gate::require_root("watch_ipfix")
+        || !have("nfcapd")
+        || !have("nfdump")
+        || !have("tshark")
+        || !have("tcpdump")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace_path = dir.path().join("trace.pcap");
+    let cfg = TraceConfig {
+        flows: 40,
+        packets: 2000,
+        seed: 14,
+        link: LinkType::ETHERNET,
+    };
+    let mut w = PcapWriter::create(&trace_path, cfg.link).unwrap();
+    generate(&cfg, &mut w).unwrap();
+    drop(w);
+    let policy = dir.path().join("p.fpol");
+    std::fs::write(&policy, POLICY).unwrap();
+    // What the trace's flows are, by the library meter.
+    let (_, records, names) = meter(&trace_path, 100_000, Duration::from_secs(3600));
+    let want: Vec<Row> = records.iter().map(|r| row(r, &names, true)).collect();
+    let want_sums = by_key(&want);
+
+    let p = support::netns::VethPair::new("ix");
+    let store = dir.path().join("nfcapd");
+    std::fs::create_dir(&store).unwrap();
+    let nfcapd = Nfcapd::start_in(Some(p.b.name()), &store);
+    let port = nfcapd.port;
+    let export = support::capture::Capture::start(p.b.name(), "lo", &format!("udp port {port}"));
+    let mut watch = support::flowpol!()
+        .in_ns(p.b.name())
+        .args(["watch", "--iface", &p.b_if, "--policy"])
+        .arg(&policy)
+        .args(["--ipfix", &format!("127.0.0.1:{port}")])
+        // Two workers, two meter shards: the fanout keeps each flow in one of them.
+        .args(["--workers", "2", "--max-flows", "1000"])
+        .args(["--observation-domain", "14", "--format", "json"])
+        .spawn("watching ");
+    watch.wait_ready();
+    let r = support::flowpol!()
+        .in_ns(p.a.name())
+        .args(["replay", "--iface", &p.a_if])
+        .arg(&trace_path)
+        .args(["--rate", "5000", "--format", "json"])
+        .output_ok();
+    let r: serde_json::Value = serde_json::from_str(r.trim()).unwrap();
+    assert_eq!(r["frames_sent"], r["frames_in_file"], "replay: {r}");
+    std::thread::sleep(Duration::from_millis(500));
+    let (j, _) = stop_watch(watch);
+    // Every flow was flushed at the stop and sent; none lost, none dropped.
+    let m = &j["meter"];
+    assert_eq!(j["export"]["records_sent"], m["flows"], "{j}");
+    assert_eq!(j["export"]["records_lost"], 0);
+    assert_eq!(j["export"]["records_dropped"], 0);
+    assert_eq!(m["flows_now"], 0);
+    assert_eq!(m["max_flows"], 1000);
+    assert_eq!(m["evictions"], 0);
+    assert!(m["packets"].as_u64().unwrap() >= records.iter().map(|r| r.packets).sum());
+    std::thread::sleep(Duration::from_secs(1));
+    let export = export.stop();
+    nfcapd.stop();
+
+    // The collector stored every flow of the trace with its packets and bytes (the namespace's
+    // own stray packets, if any, are further flows).
+    let stored = by_key(&nfdump_rows(&store));
+    for (k, v) in &want_sums {
+        assert_eq!(stored.get(k), Some(v), "flow {k:?} in nfcapd");
+    }
+    // tshark decodes the same export off the loopback: every trace flow with its packets and
+    // bytes, its flow label and both classes as the meter gives them.
+    let decoded = tshark_rows_on(&export.file, port, "14");
+    let got_sums = by_key(&decoded);
+    for (k, v) in &want_sums {
+        assert_eq!(got_sums.get(k), Some(v), "flow {k:?} decoded by tshark");
+    }
+    let key = |r: &Row| (r.src, r.dst, r.proto, r.sport, r.dport);
+    for d in decoded.iter().filter(|d| want_sums.contains_key(&key(d))) {
+        assert!(
+            want.iter()
+                .any(|w| key(w) == key(d) && classes(w) == classes(d)),
+            "{d:?} has a label or class the meter never gave that flow"
+        );
+    }
+    assert!(decoded.iter().any(|d| classes(d).1 == "realtime"));
+    assert!(decoded.iter().any(|d| classes(d).2 == "bulk"));
+}
+
+const RELOAD_OLD: &str = "class realtime\nclass bulk\ndefault pass\nthree {\n  rule l label 0x10000/0xf0000 -> class realtime\n}\nfive {\n  rule u proto udp dport 5004-5006 -> class realtime\n}\n";
+const RELOAD_NEW: &str = "class realtime\nclass bulk\ndefault pass\nthree {\n  rule l label 0x10000/0xf0000 -> class bulk\n}\nfive {\n  rule u proto udp dport 5004-5006 -> class bulk\n}\n";
+
+#[test]
+fn sighup_reloads_the_policy_for_later_flows_and_refuses_a_broken_one_without_stopping() {
+    if !support::gate::require_root("watch_sighup") || !have("tshark") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.fpol");
+    std::fs::write(&policy, RELOAD_OLD).unwrap();
+    let file = dir.path().join("flows.ipfix");
+    let p = support::netns::VethPair::new("hup");
+    let watch = support::flowpol!()
+        .in_ns(p.b.name())
+        .args(["watch", "--iface", &p.b_if, "--policy"])
+        .arg(&policy)
+        .arg("--ipfix-file")
+        .arg(&file)
+        .args(["--format", "json"]);
+    let mut watch = watch.spawn("watching ");
+    watch.wait_ready();
+    let pid = watch.child.id().to_string();
+    let send = |port: &str, label: &str| {
+        support::flowpol!()
+            .in_ns(p.a.name())
+            .args([
+                "send", "--to", &p.b_addr, "--port", port, "--label", label, "--count", "10",
+            ])
+            .output_ok();
+    };
+    let hup = |text: &str| {
+        std::fs::write(&policy, text).unwrap();
+        support::netns::sh(&["kill", "-HUP", &pid]);
+        // The main loop looks for the signal every 50 ms.
+        std::thread::sleep(Duration::from_millis(600));
+    };
+    send("5004", "0x10001");
+    hup(RELOAD_NEW);
+    send("5005", "0x10002");
+    hup("class realtime\nthree {\n  rule broken label -> \n");
+    send("5006", "0x10003");
+    std::thread::sleep(Duration::from_millis(300));
+    let (j, err) = stop_watch(watch);
+    assert!(err.contains("reloaded"), "{err}");
+    assert!(err.contains("refused"), "{err}");
+    assert_eq!(j["reload"]["reloads"], 1, "{}", j["reload"]);
+    assert_eq!(j["reload"]["refused"], 1);
+    assert!(j["reload"]["frames_before_reload"].as_u64().unwrap() >= 10);
+    // The capture went on through both: every frame read is counted, across policies.
+    assert_eq!(
+        j["reconciliation"]["exact"], true,
+        "{}",
+        j["reconciliation"]
+    );
+    // The rule counts are the new policy's, since the reload: no 3-tuple rule gives realtime
+    // any more; the labelled frames of the two later sends are bulk.
+    let class3 = |name: &str| {
+        let c = j["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name);
+        c.unwrap_or_else(|| panic!("no class {name}: {}", j["classes"]))["three"]["packets"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(class3("realtime"), 0, "{}", j["classes"]);
+    assert!(class3("bulk") >= 20, "{}", j["classes"]);
+
+    let messages = file_messages(&file);
+    let pcap = dir.path().join("file.pcap");
+    pcap_of(&messages, &pcap);
+    let decoded = tshark_rows_on(&pcap, 4739, "0");
+    let of_port = |port: u16| -> Vec<(u64, String, String)> {
+        decoded
+            .iter()
+            .filter(|r| r.proto == 17 && r.dport == port)
+            .map(|r| {
+                let (_, c3, c5) = classes(r);
+                (r.packets, c3, c5)
+            })
+            .collect()
+    };
+    let class = |c: &str| vec![(10, c.to_string(), c.to_string())];
+    // Before the reload: the old classes; after it (and after the refused one): the new.
+    assert_eq!(of_port(5004), class("realtime"));
+    assert_eq!(of_port(5005), class("bulk"));
+    assert_eq!(of_port(5006), class("bulk"));
+}
+
+#[test]
+fn flows_to_a_collector_that_is_down_counts_the_records_lost_and_still_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = trace(dir.path());
+    // A port nobody listens on: loopback answers with ICMP port unreachable.
+    let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let o = support::flowpol!()
+        .args(["flows", "--pcap"])
+        .arg(&pcap)
+        .args(["--ipfix", &format!("127.0.0.1:{port}"), "--format", "json"])
+        .output();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let e = &j["export"];
+    let n = |k: &str| e[k].as_u64().unwrap();
+    let records = j["meter"]["flows"].as_u64().unwrap();
+    assert!(n("records_lost") > 0 && n("send_errors") > 0, "{e}");
+    assert_eq!(e["last_errno"], 111, "ECONNREFUSED: {e}");
+    assert_eq!(
+        n("records_sent") + n("records_lost") + n("records_dropped"),
+        records,
+        "{e}"
+    );
+    // The report is all there.
+    assert!(j["labels"]["flows"].as_u64().unwrap() > 0);
 }

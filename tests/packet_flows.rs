@@ -139,3 +139,80 @@ fn truncated_capture_exits_2_after_the_report() {
     assert_eq!(r["stopped"]["offset"], second as u64);
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("truncated at byte {second}")));
 }
+
+/// A random-source flood: `n` raw-IP IPv6 UDP packets, each from its own random source address
+/// (so each its own flow), one millisecond apart.
+fn flood(path: &Path, n: u64) {
+    use flowpol::source::pcap::{FrameWriter, PcapWriter};
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
+    let mut w = PcapWriter::create(path, flowpol::packet::LinkType::RAW).unwrap();
+    let mut p = [0u8; 48];
+    p[0] = 0x60;
+    p[5] = 8; // payload length
+    p[6] = 17; // UDP
+    p[7] = 64;
+    p[24..40].copy_from_slice(&[0xfd, 0, 0, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    p[40..42].copy_from_slice(&4000u16.to_be_bytes());
+    p[42..44].copy_from_slice(&53u16.to_be_bytes());
+    p[45] = 8;
+    for i in 0..n {
+        let src: u128 = rng.random();
+        p[8..24].copy_from_slice(&src.to_be_bytes());
+        p[3] = (i & 0xff) as u8;
+        w.write_packet(std::time::Duration::from_millis(i), 48, &p)
+            .unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// `flows --max-flows 10000 --report-flows 10000` over a flood of `n` one-packet flows: the JSON.
+fn flows_of_flood(dir: &Path, n: u64) -> Value {
+    let pcap = dir.join(format!("flood{n}.pcap"));
+    flood(&pcap, n);
+    let o = flows(
+        &pcap,
+        &[
+            "--max-flows",
+            "10000",
+            "--report-flows",
+            "10000",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_file(&pcap).unwrap();
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn a_million_random_flows_stay_within_max_flows_in_flat_memory_with_every_eviction_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = flows_of_flood(dir.path(), 50_000);
+    let big = flows_of_flood(dir.path(), 1_000_000);
+    let m = &big["meter"];
+    assert_eq!(m["max_flows"], 10_000);
+    assert_eq!(m["peak_flows"], 10_000);
+    assert_eq!(
+        (m["packets"].as_u64(), m["flows"].as_u64()),
+        (Some(1_000_000), Some(1_000_000))
+    );
+    // Every flow but the last 10,000 was evicted early, and counted; those were flushed at the end.
+    assert_eq!(m["evictions"], 990_000);
+    assert_eq!(m["forced"], 10_000);
+    // The table's memory is fixed by --max-flows, whatever the traffic.
+    assert_eq!(m["memory_bytes"], small["meter"]["memory_bytes"]);
+    assert!(m["memory_bytes"].as_u64().unwrap() <= 10_000 * m["bytes_per_flow"].as_u64().unwrap());
+    // The report is bounded too: 10,000 rows, the other flows counted and said to be untracked.
+    assert_eq!(big["flows"].as_array().unwrap().len(), 10_000);
+    assert_eq!(big["labels"]["flows"], 1_000_000);
+    assert_eq!(big["bounds"]["flows_untracked"], 990_000);
+    // Twenty times the flows, the same peak memory (within allocator noise).
+    let rss = |j: &Value| j["max_rss_bytes"].as_u64().expect("VmHWM on Linux");
+    let (s, b) = (rss(&small), rss(&big));
+    assert!(
+        b < s + (16 << 20) && b < 128 << 20,
+        "peak RSS {b} bytes with 1M flows against {s} with 50k"
+    );
+}

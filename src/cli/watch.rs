@@ -2,9 +2,15 @@
 //! refreshed every `--interval` seconds on stderr, the final one on stdout after SIGINT/SIGTERM,
 //! `--duration` or `--count`.
 
+use super::flows::{MeterArgs, export_line};
 use crate::classify::{Classifier, EngineKind};
+use crate::export::ipfix::{ClassNames, ExportStats, Exports};
 use crate::packet::{FiveTuple, ThreeTuple};
-use crate::pipeline::live::{Counts, LiveError, Reconciliation, Session, WatchConfig};
+use crate::pipeline::live::{
+    Counts, LiveError, LiveMeter, MeterNumbers, Reconciliation, Reloader, Session, WatchConfig,
+};
+use crate::pipeline::meter::BYTES_PER_FLOW;
+use crate::policy::Policy;
 use crate::report::model::SourceInfo;
 use crate::report::prometheus::{self, Metrics};
 use crate::report::{Report, table};
@@ -14,6 +20,7 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::cli::OutputFormat;
@@ -31,6 +38,22 @@ use crate::cli::OutputFormat;
 /// M read + D dropped`; JSON `reconciliation`); a mismatch is flagged there and on stderr. With
 /// --count N exactly N frames are counted (and written by --write); frames the sockets had
 /// accepted beyond them are read but not counted, and reported as such.
+///
+/// Flows: with --ipfix HOST:PORT (UDP) or --ipfix-file F, every frame also goes through a flow
+/// meter, one table per worker (the fanout hashes a flow to one worker), --max-flows split
+/// evenly over them (219 bytes a flow, reserved up front; a full table ends its least recently
+/// updated flow early and counts the eviction). Flows end on the idle and active timeouts
+/// (checked by the wall clock once a second), on TCP FIN/RST, and at the stop (forced end, all
+/// flushed); the final summary gives the meter's and the exporter's numbers (records sent, lost,
+/// dropped). A collector that is down never slows the capture.
+///
+/// SIGHUP reloads the policy file without stopping the capture: every worker classifies its
+/// next frame with the new rules, and flows are exported with the new policy's class names
+/// (the IPFIX template does not change). A policy that fails `check` is refused: the old one
+/// stays, and a warning says why. The per-rule counts restart for the new policy (its rules
+/// differ): summaries after a reload count the frames since then, and say how many frames were
+/// counted under earlier policies (JSON `reload.reloads`, `reload.refused`, `reload.frames_before_reload`);
+/// the reconciliation counts all of them. SIGINT and SIGTERM stop.
 ///
 /// Exit codes: 0 done (also when the numbers do not reconcile: the summary and a warning say
 /// so); 2 unreadable policy, unknown interface, missing CAP_NET_RAW, or an I/O error.
@@ -80,6 +103,8 @@ pub struct Args {
     /// AYIYA, PIM Register; frames counted per tunnel kind).
     #[arg(long, value_enum, default_value_t)]
     pub tunnel: crate::packet::tunnel::Mode,
+    #[command(flatten)]
+    pub meter: MeterArgs,
 }
 
 /// The final summary as JSON: the `classify --format json` report plus the capture's numbers.
@@ -92,6 +117,25 @@ struct WatchReport<'a> {
     /// The kernel's packets against the frames read and its drops.
     reconciliation: Reconciliation,
     capture: CaptureInfo,
+    /// Policy reloads (SIGHUP).
+    reload: ReloadInfo,
+    /// The flow meter's numbers (with --ipfix / --ipfix-file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meter: Option<MeterNumbers>,
+    /// The exporters' numbers (with --ipfix / --ipfix-file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    export: Option<ExportStats>,
+}
+
+/// The policy the summary's rule counts are for.
+#[derive(serde::Serialize)]
+struct ReloadInfo {
+    /// Reloads that took effect (SIGHUP).
+    reloads: u32,
+    /// Reloads refused (the policy failed `check`).
+    refused: u32,
+    /// Frames counted under earlier policies (before the last reload): not in the rule counts.
+    frames_before_reload: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -105,9 +149,13 @@ struct CaptureInfo {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let policy = crate::policy::load_file(&args.policy)?;
-    let c3 = Arc::new(args.engine.build::<ThreeTuple>(&policy));
-    let c5 = Arc::new(args.engine.build::<FiveTuple>(&policy));
-    run_with(&args, &policy, c3, c5)
+    let engine = args.engine;
+    run_with(&args, policy, move |p: &Policy| {
+        (
+            Arc::new(engine.build::<ThreeTuple>(p)),
+            Arc::new(engine.build::<FiveTuple>(p)),
+        )
+    })
 }
 
 fn line(r: &Report, k: &KernelStats) -> String {
@@ -164,22 +212,28 @@ fn reconciliation_line(r: &Reconciliation) -> String {
     }
 }
 
-/// The run, generic over the two engines (built once, shared by the workers): start the
-/// session, refresh the summary until a stop, then print the final summary.
+/// The run, generic over the two engines (built once per policy by `build`, shared by the
+/// workers): start the session, refresh the summary until a stop (reloading the policy on
+/// SIGHUP), then print the final summary.
 pub fn run_with<C3, C5>(
     args: &Args,
-    policy: &crate::policy::Policy,
-    c3: Arc<C3>,
-    c5: Arc<C5>,
+    policy: Policy,
+    build: impl Fn(&Policy) -> (Arc<C3>, Arc<C5>),
 ) -> anyhow::Result<u8>
 where
-    C3: Classifier<ThreeTuple> + 'static,
-    C5: Classifier<FiveTuple> + 'static,
+    C3: Classifier<ThreeTuple> + Send + Sync + 'static,
+    C5: Classifier<FiveTuple> + Send + Sync + 'static,
 {
     anyhow::ensure!(
         args.interval > 0.0 && args.interval.is_finite(),
         "--interval must be a positive number of seconds"
     );
+    let meter_cfg = args.meter.config()?;
+    let exports = if args.meter.exporting() {
+        Some(Arc::new(args.meter.exporters(&policy)?))
+    } else {
+        None
+    };
     let cfg = WatchConfig {
         iface: args.iface.clone(),
         source: args.source,
@@ -187,8 +241,14 @@ where
         count: args.count,
         write: args.write.clone(),
         tunnel: args.tunnel,
+        meter: exports.as_ref().map(|e| LiveMeter {
+            cfg: meter_cfg,
+            sink: e.clone(),
+        }),
     };
-    let session = match Session::start(&cfg, policy, c3, c5) {
+    let policy = Arc::new(policy);
+    let (c3, c5) = build(&policy);
+    let (session, reloader) = match Session::start_reloadable(&cfg, policy.clone(), c3, c5) {
         Ok(s) => s,
         // One line, naming the capability.
         Err(LiveError::Source(e @ IfaceError::NoCapability { .. })) => anyhow::bail!("{e}"),
@@ -196,11 +256,8 @@ where
             return Err(anyhow::Error::new(e)).with_context(|| format!("watching {}", args.iface));
         }
     };
-    let control = session.control();
-    {
-        let control = control.clone();
-        ctrlc::set_handler(move || control.stop()).context("installing the SIGINT handler")?;
-    }
+    let hup = Arc::new(AtomicBool::new(false));
+    signals(&session, &hup)?;
     let metrics = match args.metrics_addr {
         Some(addr) => {
             let m = Arc::new(Metrics::new());
@@ -212,14 +269,15 @@ where
         None => None,
     };
     eprintln!(
-        "watching {} ({}, {} worker(s), link {}); Ctrl-C to stop",
+        "watching {} ({}, {} worker(s), link {}); Ctrl-C to stop, SIGHUP to reload the policy",
         args.iface,
         args.source.as_str(),
         cfg.workers,
         session.link()
     );
-    let summary = Summary {
-        policy,
+    let mut summary = Summary {
+        policies: vec![policy],
+        refused: 0,
         policy_name: args.policy.display().to_string(),
         info: SourceInfo {
             kind: format!("live ({})", args.source.as_str()),
@@ -227,22 +285,119 @@ where
         },
         metrics,
     };
-    refresh_until_stopped(args, &session, &summary);
-    final_summary(args, session, &summary, cfg.workers)
+    let reload = Reload {
+        hup: &hup,
+        reloader: &reloader,
+        build: &build,
+        exports: exports.as_deref(),
+    };
+    refresh_until_stopped(args, &session, &mut summary, &reload);
+    drop(reloader);
+    let meter = cfg.meter.is_some();
+    drop(cfg);
+    final_summary(
+        args,
+        session,
+        &summary,
+        usize::from(args.workers),
+        meter,
+        exports,
+    )
+}
+
+/// SIGINT and SIGTERM stop the capture; SIGHUP asks for a reload (`hup`). signal-hook tells the
+/// three apart (ctrlc's "termination" feature maps SIGHUP to the same handler as SIGINT).
+fn signals(session: &Session, hup: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("installing the signal handlers")?;
+    let control = session.control();
+    let hup = hup.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if s == SIGHUP {
+                    hup.store(true, Ordering::Relaxed);
+                } else {
+                    control.stop();
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
+/// What a SIGHUP needs: the flag, the engines' swap, their constructor, the exporters.
+struct Reload<'a, C3, C5, B> {
+    hup: &'a AtomicBool,
+    reloader: &'a Reloader<C3, C5>,
+    build: &'a B,
+    exports: Option<&'a Exports>,
+}
+
+impl<C3, C5, B> Reload<'_, C3, C5, B>
+where
+    B: Fn(&Policy) -> (Arc<C3>, Arc<C5>),
+{
+    /// On a SIGHUP, reads and checks the policy file again; a good one replaces the running
+    /// policy (class names to the exporters first, then the engines to the workers), a bad one
+    /// is refused and logged.
+    fn poll(&self, path: &std::path::Path, summary: &mut Summary) {
+        if !self.hup.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        match crate::policy::load_file(path) {
+            Ok(p) => {
+                let (c3, c5) = (self.build)(&p);
+                let generation = self.reloader.next_generation();
+                if let Some(e) = self.exports {
+                    e.set_names(generation, &ClassNames::from_policy(&p));
+                }
+                let p = Arc::new(p);
+                summary.policies.push(p.clone());
+                let g = self.reloader.swap(p, c3, c5);
+                tracing::info!("policy {} reloaded (generation {g})", path.display());
+                eprintln!(
+                    "SIGHUP: policy {} reloaded (generation {g}); rule counts restart",
+                    path.display()
+                );
+            }
+            Err(e) => {
+                summary.refused += 1;
+                tracing::warn!(
+                    "SIGHUP: policy {} refused, the running policy stays: {e}",
+                    path.display()
+                );
+                eprintln!(
+                    "SIGHUP: policy {} refused, the running policy stays: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
 }
 
 /// Builds the report of the counts so far, and updates the metrics with it.
-struct Summary<'p> {
-    policy: &'p crate::policy::Policy,
+struct Summary {
+    /// The policy of each generation (0: the one the run started with).
+    policies: Vec<Arc<Policy>>,
+    /// Reloads refused.
+    refused: u32,
     policy_name: String,
     info: SourceInfo,
     metrics: Option<Arc<Metrics>>,
 }
 
-impl Summary<'_> {
+impl Summary {
     fn report(&self, c: &Counts) -> Report {
         let k = &c.kernel;
-        let r = Report::new(&c.tally, self.policy, &self.policy_name, self.info.clone());
+        let policy = self
+            .policies
+            .get(c.generation as usize)
+            .or(self.policies.last())
+            .expect("the first policy");
+        let r = Report::new(&c.tally, policy, &self.policy_name, self.info.clone());
         if let Some(m) = &self.metrics {
             m.update(&r, k.packets, k.drops);
         }
@@ -252,7 +407,14 @@ impl Summary<'_> {
 
 /// The summary on stderr every `--interval` (redrawn in place on a terminal, one line per
 /// refresh otherwise), until a stop is asked for, the workers end, or `--duration` is up.
-fn refresh_until_stopped(args: &Args, session: &Session, summary: &Summary<'_>) {
+fn refresh_until_stopped<C3, C5, B>(
+    args: &Args,
+    session: &Session,
+    summary: &mut Summary,
+    reload: &Reload<'_, C3, C5, B>,
+) where
+    B: Fn(&Policy) -> (Arc<C3>, Arc<C5>),
+{
     let control = session.control();
     let term = std::io::stderr().is_terminal();
     let interval = Duration::from_secs_f64(args.interval);
@@ -264,6 +426,7 @@ fn refresh_until_stopped(args: &Args, session: &Session, summary: &Summary<'_>) 
         if control.stopped() || session.finished() || end.is_some_and(|e| Instant::now() >= e) {
             break;
         }
+        reload.poll(&args.policy, summary);
         let now = Instant::now();
         if now >= next {
             next += interval;
@@ -300,11 +463,25 @@ fn refresh_until_stopped(args: &Args, session: &Session, summary: &Summary<'_>) 
 fn final_summary(
     args: &Args,
     session: Session,
-    summary: &Summary<'_>,
+    summary: &Summary,
     workers: usize,
+    metered: bool,
+    exports: Option<Arc<Exports>>,
 ) -> anyhow::Result<u8> {
     let elapsed = session.elapsed().as_secs_f64();
     let done = session.finish();
+    // Every worker has flushed its flows and let go of the exporters: send what is queued.
+    let export = match exports.map(Arc::try_unwrap) {
+        Some(Ok(e)) => Some(e.finish().context("exporting IPFIX")?),
+        Some(Err(e)) => Some(e.stats()),
+        None => None,
+    };
+    let meter = metered.then_some(done.counts.meter);
+    let policy_info = ReloadInfo {
+        reloads: u32::try_from(summary.policies.len() - 1).unwrap_or(u32::MAX),
+        refused: summary.refused,
+        frames_before_reload: done.counts.earlier,
+    };
     let kernel = done.counts.kernel;
     let reconciliation = done.counts.reconciliation();
     let report = summary.report(&done.counts);
@@ -321,6 +498,19 @@ fn final_summary(
             if workers > 1 {
                 writeln!(out, "frames per worker: {:?}", done.per_worker)?;
             }
+            if policy_info.reloads > 0 || policy_info.refused > 0 {
+                writeln!(
+                    out,
+                    "policy: reloaded {} times ({} refused); the rule counts are since the last reload, {} frames were counted under earlier policies",
+                    policy_info.reloads, policy_info.refused, policy_info.frames_before_reload
+                )?;
+            }
+            if let Some(m) = &meter {
+                write!(out, "{}", meter_line(m))?;
+            }
+            if let Some(e) = &export {
+                write!(out, "{}", export_line(e))?;
+            }
         }
         OutputFormat::Json => {
             let w = WatchReport {
@@ -333,6 +523,9 @@ fn final_summary(
                     frames_per_worker: done.per_worker,
                     elapsed_s: (elapsed * 1000.0).round() / 1000.0,
                 },
+                reload: policy_info,
+                meter,
+                export,
             };
             writeln!(out, "{}", serde_json::to_string_pretty(&w)?)?;
         }
@@ -346,6 +539,24 @@ fn final_summary(
         Some(e) => Err(anyhow::Error::new(e)).with_context(|| format!("watching {}", args.iface)),
         None => Ok(super::EXIT_OK),
     }
+}
+
+/// The meter's line of the final summary.
+fn meter_line(m: &MeterNumbers) -> String {
+    let s = &m.stats;
+    format!(
+        "meter: {} flows ({} records: {} idle, {} active, {} FIN/RST, {} at the stop, {} evicted early), at most {} at once of --max-flows {} ({} bytes reserved, {BYTES_PER_FLOW} a flow)\n",
+        s.flows,
+        s.records(),
+        s.idle,
+        s.active,
+        s.end_of_flow,
+        s.forced,
+        s.evictions,
+        m.peak_flows,
+        m.max_flows,
+        m.memory_bytes
+    )
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@
 //! every record in a message whose send fails (ECONNREFUSED after an ICMP unreachable, a full
 //! socket buffer) is counted as lost.
 
-use crate::pipeline::meter::{Class, FlowKey, FlowRecord};
+use crate::pipeline::meter::{Class, FlowKey, FlowRecord, RecordSink};
 use crate::policy::model::{Action, Policy};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -474,7 +474,7 @@ impl Counters {
 /// A running export thread and the channel to it.
 #[derive(Debug)]
 pub struct Exporter {
-    tx: SyncSender<FlowRecord>,
+    tx: SyncSender<Msg>,
     counters: Arc<Counters>,
     thread: JoinHandle<io::Result<()>>,
 }
@@ -485,14 +485,31 @@ fn now_secs() -> u32 {
         .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
+/// What the export thread is sent: a record, or the class names of a new policy generation.
+enum Msg {
+    Record(FlowRecord),
+    Names(u32, Box<ClassNames>),
+}
+
+/// Policy generations whose names the export thread keeps (records of older generations, still
+/// queued after this many reloads, are exported with `ruleN` names).
+const KEEP_GENERATIONS: usize = 8;
+
 struct Worker {
     w: MessageWriter,
     t: Box<dyn Transport>,
-    names: ClassNames,
+    /// Class names by policy generation, oldest first; the last is the current one.
+    names: Vec<(u32, ClassNames)>,
     cfg: ExportConfig,
     counters: Arc<Counters>,
     last_template: Option<Instant>,
     messages_since_template: u32,
+}
+
+/// The names of generation `g`, or the newest when `g`'s were let go.
+fn names_for(names: &[(u32, ClassNames)], g: u32) -> &ClassNames {
+    let found = names.iter().rev().find(|(x, _)| *x == g).or(names.last());
+    &found.expect("the names of the first generation").1
 }
 
 impl Worker {
@@ -517,11 +534,11 @@ impl Worker {
         if !self.w.is_open() {
             self.open();
         }
-        if !self.w.push(r, &self.names) {
+        if !self.w.push(r, names_for(&self.names, r.generation)) {
             self.send();
             self.open();
             // A fresh message always has room for one record.
-            let _ = self.w.push(r, &self.names);
+            let _ = self.w.push(r, names_for(&self.names, r.generation));
         }
     }
 
@@ -549,14 +566,20 @@ impl Worker {
         self.w.clear();
     }
 
-    fn run(mut self, rx: Receiver<FlowRecord>) -> io::Result<()> {
+    fn run(mut self, rx: Receiver<Msg>) -> io::Result<()> {
         let mut oldest: Option<Instant> = None;
         loop {
             let wait = oldest.map_or(Duration::from_secs(3600), |t| {
                 self.cfg.flush_after.saturating_sub(t.elapsed())
             });
             match rx.recv_timeout(wait) {
-                Ok(r) => {
+                Ok(Msg::Names(g, n)) => {
+                    if self.names.len() >= KEEP_GENERATIONS {
+                        self.names.remove(0);
+                    }
+                    self.names.push((g, *n));
+                }
+                Ok(Msg::Record(r)) => {
                     self.push(&r);
                     oldest.get_or_insert_with(Instant::now);
                     if oldest.is_some_and(|t| t.elapsed() >= self.cfg.flush_after) {
@@ -589,7 +612,7 @@ impl Exporter {
         let worker = Worker {
             w: MessageWriter::new(cfg.domain, cfg.mtu),
             t: transport,
-            names,
+            names: vec![(0, names)],
             cfg,
             counters: Arc::clone(&counters),
             last_template: None,
@@ -622,12 +645,28 @@ impl Exporter {
     /// Queues a record for export; never blocks, never allocates. A full queue drops the record
     /// and counts it.
     pub fn send(&self, r: FlowRecord) {
-        match self.tx.try_send(r) {
+        match self.tx.try_send(Msg::Record(r)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Queues a record for export, waiting while the queue is full (offline, where nothing is
+    /// lost by waiting). Never allocates.
+    pub fn send_wait(&self, r: FlowRecord) {
+        if self.tx.send(Msg::Record(r)).is_err() {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The class names of policy generation `generation` (a reload): records classified by it
+    /// are exported with these names, records of earlier generations still with theirs (the
+    /// last [`KEEP_GENERATIONS`] are kept). Waits for room in the queue; call it before the new
+    /// policy classifies anything. The template does not change.
+    pub fn set_names(&self, generation: u32, names: ClassNames) {
+        let _ = self.tx.send(Msg::Names(generation, Box::new(names)));
     }
 
     /// The counters so far.
@@ -644,6 +683,82 @@ impl Exporter {
             Err(_) => return Err(io::Error::other("the IPFIX export thread panicked")),
         }
         Ok(self.counters.snapshot())
+    }
+}
+
+impl RecordSink for Exporter {
+    fn record(&self, r: FlowRecord) {
+        self.send(r);
+    }
+}
+
+/// The exporters of one run (`--ipfix` and `--ipfix-file` may both be given), fed alike.
+#[derive(Debug, Default)]
+pub struct Exports {
+    pub list: Vec<Exporter>,
+}
+
+impl Exports {
+    /// Sends a record to every exporter without blocking (live).
+    pub fn send(&self, r: FlowRecord) {
+        for e in &self.list {
+            e.send(r);
+        }
+    }
+
+    /// Sends a record to every exporter, waiting for queue room (offline).
+    pub fn send_wait(&self, r: FlowRecord) {
+        for e in &self.list {
+            e.send_wait(r);
+        }
+    }
+
+    /// The class names of a new policy generation, to every exporter.
+    pub fn set_names(&self, generation: u32, names: &ClassNames) {
+        for e in &self.list {
+            e.set_names(generation, names.clone());
+        }
+    }
+
+    /// The counters summed over the exporters.
+    pub fn stats(&self) -> ExportStats {
+        let mut all = ExportStats::default();
+        for e in &self.list {
+            all.add(&e.stats());
+        }
+        all
+    }
+
+    /// Finishes every exporter; the counters summed, or the first error.
+    pub fn finish(self) -> io::Result<ExportStats> {
+        let mut all = ExportStats::default();
+        let mut err = None;
+        for e in self.list {
+            match e.finish() {
+                Ok(s) => all.add(&s),
+                Err(e) => {
+                    err.get_or_insert(e);
+                }
+            }
+        }
+        err.map_or(Ok(all), Err)
+    }
+}
+
+impl RecordSink for Exports {
+    fn record(&self, r: FlowRecord) {
+        self.send(r);
+    }
+}
+
+impl ExportStats {
+    fn add(&mut self, o: &ExportStats) {
+        self.records_sent += o.records_sent;
+        self.records_lost += o.records_lost;
+        self.records_dropped += o.records_dropped;
+        self.messages_sent += o.messages_sent;
+        self.send_errors += o.send_errors;
+        self.last_errno = o.last_errno.or(self.last_errno);
     }
 }
 
@@ -679,6 +794,7 @@ mod tests {
             class5: Class::Unavailable(Unavailable::Esp),
             class3_changes: 0,
             end: EndReason::EndOfFlow,
+            generation: 0,
         }
     }
 
@@ -827,6 +943,33 @@ mod tests {
         for (i, t) in with_template.iter().enumerate() {
             assert_eq!(*t, i % 3 == 0, "message {i}: {with_template:?}");
         }
+    }
+
+    #[test]
+    fn records_are_named_by_the_policy_generation_that_classified_them() {
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let e = Exporter::spawn(
+            Box::new(Keep(kept.clone())),
+            names(),
+            ExportConfig::default(),
+        )
+        .unwrap();
+        let of_generation = |g: u32| FlowRecord {
+            generation: g,
+            ..record(1)
+        };
+        e.send(of_generation(0));
+        e.set_names(
+            1,
+            ClassNames::new(vec!["silver".into()], vec![], "drop".into()),
+        );
+        // A record of the old policy still queued after the reload keeps its names.
+        e.send(of_generation(1));
+        e.send(of_generation(0));
+        assert_eq!(e.finish().unwrap().records_sent, 3);
+        let all: Vec<u8> = kept.lock().unwrap().concat();
+        let count = |w: &[u8]| all.windows(w.len()).filter(|x| *x == w).count();
+        assert_eq!((count(b"gold"), count(b"silver")), (2, 1));
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct Ipv6Keys<'a> {
     /// The last next-header value the walk reached (see [`five::Walk::proto`]).
     pub proto: u8,
     pub five: Result<FiveTuple, Unavailable>,
+    /// The TCP flags byte ([`five::tcp_flags`]), read by the same walk; 0 for other protocols.
+    pub tcp_flags: u8,
 }
 
 impl Ipv6Keys<'_> {
@@ -187,13 +189,22 @@ pub fn five_of(
 /// gave, and the [`Ipv6Keys`] of the packet (built here only).
 #[inline]
 pub fn keys<'a>(three: ThreeTuple, fixed: &ipv6::Fixed<'a>) -> Ipv6Keys<'a> {
-    let (proto, five) = five_of(fixed, &three);
+    // One walk gives the ports and the transport header (for the TCP flags) together.
+    let (w, transport) = five::walk_to(fixed.next_header(), fixed.payload());
+    let five = w.ports.map(|(sport, dport)| FiveTuple {
+        src: three.src,
+        dst: three.dst,
+        proto: w.proto,
+        sport,
+        dport,
+    });
     Ipv6Keys {
         packet: fixed.packet(),
         three,
         next_header: fixed.next_header(),
-        proto,
+        proto: w.proto,
         five,
+        tcp_flags: five::tcp_flags(w.proto, transport),
     }
 }
 

@@ -11,6 +11,7 @@
 //! drops ([`Reconciliation`]).
 
 use super::Step;
+use super::meter::{FlowTable, MeterConfig, MeterStats, Packet, RecordSink};
 use crate::classify::Classifier;
 use crate::packet::{FiveTuple, Frame, LinkType, ThreeTuple};
 use crate::policy::model::Policy;
@@ -20,10 +21,10 @@ use crate::source::pcap::{FrameWriter, PcapWriter};
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long the drain at the stop goes on without a frame while the kernel has counted frames it
 /// has not handed over yet. A ring hands over its partly filled block within two retire periods
@@ -72,6 +73,138 @@ pub struct Reconciliation {
     pub exact: bool,
 }
 
+/// How often each worker ends the flows that timed out (by the wall clock).
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// A policy and the engines built from it, as the workers classify with them. A reload
+/// replaces them as a whole, with the next generation number.
+pub struct Engines<C3, C5> {
+    /// 0 for the policy the session started with; each reload adds 1.
+    pub generation: u32,
+    pub policy: Arc<Policy>,
+    pub c3: Arc<C3>,
+    pub c5: Arc<C5>,
+}
+
+/// The engines the workers should use: the generation is read (one relaxed load) with every
+/// frame, the lock taken only by a worker that sees it change, so the hot path takes no lock.
+struct Current<C3, C5> {
+    generation: AtomicU32,
+    engines: Mutex<Arc<Engines<C3, C5>>>,
+}
+
+impl<C3, C5> Current<C3, C5> {
+    fn get(&self) -> Arc<Engines<C3, C5>> {
+        match self.engines.lock() {
+            Ok(e) => e.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// Swaps the workers' policy and engines while they capture (`watch`'s SIGHUP).
+pub struct Reloader<C3, C5> {
+    current: Arc<Current<C3, C5>>,
+}
+
+impl<C3, C5> Reloader<C3, C5> {
+    /// The generation the next [`Reloader::swap`] will get.
+    pub fn next_generation(&self) -> u32 {
+        self.current.generation.load(Ordering::Relaxed) + 1
+    }
+
+    /// Installs `policy` and its engines: every worker classifies its next frame with them and
+    /// restarts its tally for the new policy (see [`Counts::generation`]). Returns the new
+    /// generation.
+    pub fn swap(&self, policy: Arc<Policy>, c3: Arc<C3>, c5: Arc<C5>) -> u32 {
+        let mut e = match self.current.engines.lock() {
+            Ok(e) => e,
+            Err(p) => p.into_inner(),
+        };
+        let generation = e.generation + 1;
+        *e = Arc::new(Engines {
+            generation,
+            policy,
+            c3,
+            c5,
+        });
+        self.current.generation.store(generation, Ordering::Release);
+        generation
+    }
+}
+
+/// The flow meter of a live capture: each worker meters the frames it reads in a table of its
+/// own (the fanout sends a flow's frames to one worker), `max_flows / workers` flows each, and
+/// hands the ended flows to `sink`.
+#[derive(Clone)]
+pub struct LiveMeter {
+    pub cfg: MeterConfig,
+    pub sink: Arc<dyn RecordSink>,
+}
+
+impl std::fmt::Debug for LiveMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveMeter").field("cfg", &self.cfg).finish()
+    }
+}
+
+/// The meters' numbers, summed over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MeterNumbers {
+    /// Flows held now.
+    pub flows_now: usize,
+    /// The most flows held at once (summed over the workers' tables).
+    pub peak_flows: usize,
+    /// Heap bytes the tables reserved.
+    pub memory_bytes: usize,
+    /// The bound over all workers.
+    pub max_flows: usize,
+    #[serde(flatten)]
+    pub stats: MeterStats,
+}
+
+impl MeterNumbers {
+    fn merge(&mut self, o: &MeterNumbers) {
+        self.flows_now += o.flows_now;
+        self.peak_flows += o.peak_flows;
+        self.memory_bytes += o.memory_bytes;
+        self.max_flows += o.max_flows;
+        self.stats.merge(&o.stats);
+    }
+}
+
+/// A worker's meter: its table, where records go, and when it last expired flows.
+struct WorkerMeter {
+    table: FlowTable,
+    sink: Arc<dyn RecordSink>,
+    last_expire: Instant,
+}
+
+impl WorkerMeter {
+    fn numbers(&self) -> MeterNumbers {
+        MeterNumbers {
+            flows_now: self.table.len(),
+            peak_flows: self.table.peak(),
+            memory_bytes: self.table.memory_bytes(),
+            max_flows: self.table.config().max_flows,
+            stats: self.table.stats(),
+        }
+    }
+
+    /// Ends the flows that timed out by the wall clock, at most every [`EXPIRE_EVERY`].
+    fn expire(&mut self) {
+        if self.last_expire.elapsed() < EXPIRE_EVERY {
+            return;
+        }
+        self.last_expire = Instant::now();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let sink = &*self.sink;
+        self.table.expire(now, &mut |r| sink.record(r));
+    }
+}
+
 /// What a session captures and how.
 #[derive(Clone, Debug)]
 pub struct WatchConfig {
@@ -85,6 +218,8 @@ pub struct WatchConfig {
     pub write: Option<PathBuf>,
     /// Which IPv6 header of a tunnelled packet is keyed (`--tunnel`).
     pub tunnel: crate::packet::tunnel::Mode,
+    /// Meter the flows, and where their records go.
+    pub meter: Option<LiveMeter>,
 }
 
 /// Counts of (part of) a run.
@@ -96,13 +231,37 @@ pub struct Counts {
     /// Frames read from the sockets: the counted ones and those read after `--count` was
     /// reached.
     pub read: u64,
+    /// The policy generation `tally` counts for. After a reload the tally restarts for the new
+    /// policy (its rules differ); the frames counted under earlier policies are in `earlier`.
+    pub generation: u32,
+    /// Frames counted under earlier policy generations (before the last reload).
+    pub earlier: u64,
+    /// The flow meters' numbers (all 0 without a meter).
+    pub meter: MeterNumbers,
 }
 
 impl Counts {
     fn merge(&mut self, o: &Counts) {
-        self.tally.merge(&o.tally);
+        // Workers pick a reload up one by one: a tally of an older generation than the newest
+        // counts as frames of earlier policies.
+        if o.generation > self.generation {
+            self.earlier += self.tally.frames.packets;
+            self.tally.clone_from(&o.tally);
+            self.generation = o.generation;
+        } else if o.generation < self.generation {
+            self.earlier += o.tally.frames.packets;
+        } else {
+            self.tally.merge(&o.tally);
+        }
+        self.earlier += o.earlier;
         self.kernel.merge(&o.kernel);
         self.read += o.read;
+        self.meter.merge(&o.meter);
+    }
+
+    /// Frames counted under every policy generation.
+    pub fn counted(&self) -> u64 {
+        self.tally.frames.packets + self.earlier
     }
 
     /// The kernel's numbers against the frames read. Exact at the end of a session; while it
@@ -114,8 +273,8 @@ impl Counts {
         Reconciliation {
             kernel_packets: k.packets,
             frames_read: self.read,
-            frames_counted: self.tally.frames.packets,
-            read_not_counted: self.read.saturating_sub(self.tally.frames.packets),
+            frames_counted: self.counted(),
+            read_not_counted: self.read.saturating_sub(self.counted()),
             kernel_drops: k.drops,
             unaccounted,
             exact: unaccounted == 0,
@@ -173,11 +332,28 @@ impl Session {
         c5: Arc<C5>,
     ) -> Result<Session, LiveError>
     where
-        C3: Classifier<ThreeTuple> + 'static,
-        C5: Classifier<FiveTuple> + 'static,
+        C3: Classifier<ThreeTuple> + Send + Sync + 'static,
+        C5: Classifier<FiveTuple> + Send + Sync + 'static,
+    {
+        Self::start_reloadable(cfg, Arc::new(policy.clone()), c3, c5).map(|(s, _)| s)
+    }
+
+    /// [`Session::start`], also giving the handle that swaps the policy and engines while the
+    /// capture runs.
+    pub fn start_reloadable<C3, C5>(
+        cfg: &WatchConfig,
+        policy: Arc<Policy>,
+        c3: Arc<C3>,
+        c5: Arc<C5>,
+    ) -> Result<(Session, Reloader<C3, C5>), LiveError>
+    where
+        C3: Classifier<ThreeTuple> + Send + Sync + 'static,
+        C5: Classifier<FiveTuple> + Send + Sync + 'static,
     {
         let workers = cfg.workers.max(1);
-        let sources = Source::open_all(cfg.source, &cfg.iface, workers, cfg.write.is_some())?;
+        // The meter needs each frame's time: pnet reads the clock only when asked.
+        let timestamps = cfg.write.is_some() || cfg.meter.is_some();
+        let sources = Source::open_all(cfg.source, &cfg.iface, workers, timestamps)?;
         let link = sources[0].link();
         if cfg.source == SourceKind::Pnet {
             iface::warn_pnet_vlans(&cfg.iface, link);
@@ -194,12 +370,24 @@ impl Session {
         let control = Arc::new(Control::default());
         let mut slots = Vec::new();
         let mut handles = Vec::new();
-        let blank = Tally::new(policy, c3.name(), c5.name());
+        let blank = Tally::new(&policy, c3.name(), c5.name());
+        let current = Arc::new(Current {
+            generation: AtomicU32::new(0),
+            engines: Mutex::new(Arc::new(Engines {
+                generation: 0,
+                policy,
+                c3,
+                c5,
+            })),
+        });
         for src in sources {
             let counts = Counts {
                 tally: blank.clone(),
                 kernel: KernelStats::default(),
                 read: 0,
+                generation: 0,
+                earlier: 0,
+                meter: MeterNumbers::default(),
             };
             let slot = Arc::new(Mutex::new(Snapshot {
                 generation: 0,
@@ -207,6 +395,14 @@ impl Session {
                 counts: counts.clone(),
             }));
             slots.push(slot.clone());
+            let meter = cfg.meter.as_ref().map(|m| WorkerMeter {
+                table: FlowTable::new(MeterConfig {
+                    max_flows: m.cfg.max_flows.div_ceil(workers).max(1),
+                    ..m.cfg
+                }),
+                sink: m.sink.clone(),
+                last_expire: Instant::now(),
+            });
             let w = Worker {
                 iface: cfg.iface.clone(),
                 tunnel: cfg.tunnel,
@@ -218,19 +414,23 @@ impl Session {
                     writer: writer.clone(),
                     count: cfg.count,
                     write_err: None,
+                    meter,
                 },
             };
-            let (c3, c5) = (c3.clone(), c5.clone());
-            handles.push(std::thread::spawn(move || w.run(&*c3, &*c5)));
+            let current = current.clone();
+            handles.push(std::thread::spawn(move || w.run(&current)));
         }
-        Ok(Session {
-            control,
-            slots,
-            handles,
-            writer,
-            link,
-            started: Instant::now(),
-        })
+        Ok((
+            Session {
+                control,
+                slots,
+                handles,
+                writer,
+                link,
+                started: Instant::now(),
+            },
+            Reloader { current },
+        ))
     }
 
     /// The shared stop flag (for a signal handler).
@@ -352,6 +552,8 @@ struct FrameHandler {
     count: Option<u64>,
     /// The first error writing the capture file; this worker writes no frame after it.
     write_err: Option<io::Error>,
+    /// This worker's flow meter shard.
+    meter: Option<WorkerMeter>,
 }
 
 impl FrameHandler {
@@ -378,7 +580,13 @@ impl FrameHandler {
             }
             None => false,
         };
-        step.count(frame, &mut self.counts.tally);
+        let outcome = step.count(frame, &mut self.counts.tally);
+        if let Some(m) = &mut self.meter
+            && let Some(p) = Packet::of(&outcome, frame.ts, self.counts.generation)
+        {
+            let sink = &*m.sink;
+            m.table.observe(&p, &mut |r| sink.record(r));
+        }
         if let Some(w) = &self.writer {
             let r = match w.lock() {
                 Ok(mut w) => w.write_frame(frame),
@@ -413,45 +621,99 @@ impl Worker {
             s.counts.tally.clone_from(&counts.tally);
             s.counts.kernel = counts.kernel;
             s.counts.read = counts.read;
+            s.counts.generation = counts.generation;
+            s.counts.earlier = counts.earlier;
+            s.counts.meter = self
+                .handler
+                .meter
+                .as_ref()
+                .map(WorkerMeter::numbers)
+                .unwrap_or_default();
             s.generation = generation;
             s.done = done;
         }
     }
 
-    /// The capture loop: the same per-frame hot path as `classify`, nothing allocated per frame.
-    /// Then, once a stop was asked for (or receiving failed), the drain.
-    fn run<C3, C5>(mut self, c3: &C3, c5: &C5) -> WorkerResult
+    /// Starts counting for the policy of `engines` (a reload): the tally restarts for it, the
+    /// frames counted so far move to `earlier`.
+    fn adopt<C3, C5>(&mut self, engines: &Engines<C3, C5>, step: &Step<'_, C3, C5>)
     where
-        C3: Classifier<ThreeTuple> + ?Sized,
-        C5: Classifier<FiveTuple> + ?Sized,
+        C3: Classifier<ThreeTuple>,
+        C5: Classifier<FiveTuple>,
     {
-        let mut step = Step::new(c3, c5).with_tunnel(self.tunnel);
+        let c = &mut self.handler.counts;
+        if c.generation == engines.generation {
+            return;
+        }
+        c.earlier += c.tally.frames.packets;
+        c.tally = step.tally(&engines.policy);
+        c.generation = engines.generation;
+    }
+
+    /// The capture loop: the same per-frame hot path as `classify`, nothing allocated per frame.
+    /// The engines are swapped between two frames when a reload's generation shows up (one
+    /// relaxed load per frame; the lock only then). Then, once a stop was asked for (or
+    /// receiving failed), the drain, and the meter's flows are flushed.
+    fn run<C3, C5>(mut self, current: &Current<C3, C5>) -> WorkerResult
+    where
+        C3: Classifier<ThreeTuple> + 'static,
+        C5: Classifier<FiveTuple> + 'static,
+    {
         let mut published = 0u64;
         let mut error = None;
-        while !self.handler.control.stopped() {
-            let handler = &mut self.handler;
-            let r = self.src.dispatch(POLL, |frame| {
-                handler.take(frame, &mut step);
-                let control = &*handler.control;
-                control.generation.load(Ordering::Relaxed) == published && !control.stopped()
-            });
-            if let Err(e) = r {
-                error = Some(io_err("receiving", &self.iface)(e));
-                break;
+        let mut engines = current.get();
+        loop {
+            let mut step = Step::new(&*engines.c3, &*engines.c5).with_tunnel(self.tunnel);
+            self.adopt(&engines, &step);
+            let mine = engines.generation;
+            let mut reload = false;
+            while !self.handler.control.stopped() {
+                let handler = &mut self.handler;
+                let r = self.src.dispatch(POLL, |frame| {
+                    handler.take(frame, &mut step);
+                    let control = &*handler.control;
+                    control.generation.load(Ordering::Relaxed) == published
+                        && !control.stopped()
+                        && current.generation.load(Ordering::Acquire) == mine
+                });
+                if let Err(e) = r {
+                    error = Some(io_err("receiving", &self.iface)(e));
+                    break;
+                }
+                if let Some(m) = &mut self.handler.meter {
+                    m.expire();
+                }
+                let g = self.handler.control.generation.load(Ordering::Relaxed);
+                if g != published {
+                    published = g;
+                    self.publish(g, false);
+                }
+                if current.generation.load(Ordering::Acquire) != mine {
+                    reload = true;
+                    break;
+                }
             }
-            let g = self.handler.control.generation.load(Ordering::Relaxed);
-            if g != published {
-                published = g;
-                self.publish(g, false);
+            if reload {
+                // The step borrowed the old engines; it is not used past this point.
+                engines = current.get();
+                continue;
             }
+            if let Err(e) = self.drain(&mut step) {
+                error.get_or_insert(e);
+            }
+            break;
         }
-        if let Err(e) = self.drain(&mut step) {
-            error.get_or_insert(e);
+        if let Some(m) = &mut self.handler.meter {
+            let sink = &*m.sink;
+            m.table.flush(&mut |r| sink.record(r));
         }
         self.publish(published, true);
         let write_err = self.handler.write_err.take();
         let error = write_err.map(LiveError::Write).or(error);
-        (self.handler.counts, error)
+        let meter = self.handler.meter.as_ref().map(WorkerMeter::numbers);
+        let mut counts = self.handler.counts;
+        counts.meter = meter.unwrap_or_default();
+        (counts, error)
     }
 
     /// Reads every frame the socket accepted before the stop. First the socket stops accepting
@@ -522,6 +784,32 @@ mod tests {
                 freeze_queue: 0,
             },
             read,
+            generation: 0,
+            earlier: 0,
+            meter: MeterNumbers::default(),
+        }
+    }
+
+    #[test]
+    fn counts_of_workers_on_different_policy_generations_merge_into_the_newest_tally() {
+        // Worker a has picked up reload 1 (5 frames since, 20 before); worker b is still on the
+        // first policy (7 frames).
+        let mut a = counts(25, 0, 25, 5);
+        a.generation = 1;
+        a.earlier = 20;
+        let b = counts(7, 0, 7, 7);
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        for m in [ab, ba] {
+            assert_eq!(m.generation, 1);
+            assert_eq!(m.tally.frames.packets, 5);
+            assert_eq!(m.earlier, 27);
+            assert_eq!(m.counted(), 32);
+            let r = m.reconciliation();
+            assert_eq!((r.frames_counted, r.read_not_counted), (32, 0));
+            assert!(r.exact);
         }
     }
 

@@ -22,6 +22,7 @@
 //! per packet nor per flow. The hash is hashbrown's default (foldhash, seeded per process), so a
 //! flood of crafted addresses cannot aim at one bucket.
 
+use crate::classify::{Outcome, RuleId};
 use crate::packet::five::tcp;
 use crate::packet::{FiveTuple, ThreeTuple, Unavailable};
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -138,6 +139,47 @@ pub struct Packet {
     pub class3: Class,
     /// The 5-tuple class ([`Class::Unavailable`] when `five` is an error).
     pub class5: Class,
+    /// The policy generation that classified it (0 for the policy a run started with; each
+    /// reload of `watch` adds 1): which rule names the class indices refer to.
+    pub generation: u32,
+}
+
+impl Packet {
+    /// The meter's view of an IPv6 [`Outcome`] of the [`super::Step`] (`None` for a frame that
+    /// is not IPv6). `ts` is the frame's time, `generation` the policy that classified it.
+    #[inline]
+    pub fn of(outcome: &Outcome<'_>, ts: Duration, generation: u32) -> Option<Packet> {
+        let Outcome::Ipv6 { keys, three, five } = outcome else {
+            return None;
+        };
+        let class = |r: Option<RuleId>| r.map_or(Class::Default, |r| Class::Rule(r.0));
+        Some(Packet {
+            ts,
+            ip_len: ip_len_of(keys.packet),
+            three: keys.three,
+            five: keys.five,
+            proto: keys.proto,
+            tcp_flags: keys.tcp_flags,
+            class3: class(*three),
+            class5: match five {
+                Ok(r) => class(*r),
+                Err(u) => Class::Unavailable(*u),
+            },
+            generation,
+        })
+    }
+}
+
+/// [`ip_len`] from the packet bytes (fixed header onwards): 40 plus the payload length field,
+/// or for a jumbogram the bytes captured.
+#[inline]
+fn ip_len_of(packet: &[u8]) -> u32 {
+    match packet.get(4..6) {
+        Some(&[a, b]) if u16::from_be_bytes([a, b]) != 0 => {
+            40 + u32::from(u16::from_be_bytes([a, b]))
+        }
+        _ => u32::try_from(packet.len()).unwrap_or(u32::MAX),
+    }
 }
 
 /// An ended flow, handed to exporters. `Copy`, no heap.
@@ -171,6 +213,8 @@ pub struct FlowRecord {
     /// Times the 3-tuple class differed from the previous packet's (it follows the label).
     pub class3_changes: u32,
     pub end: EndReason,
+    /// The policy generation of the last packet's classes (see [`Packet::generation`]).
+    pub generation: u32,
 }
 
 impl FlowRecord {
@@ -232,6 +276,26 @@ impl MeterStats {
     }
 }
 
+impl MeterStats {
+    /// Adds another meter's counters (the shards of a live capture).
+    pub fn merge(&mut self, o: &MeterStats) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.flows += o.flows;
+        self.idle += o.idle;
+        self.active += o.active;
+        self.end_of_flow += o.end_of_flow;
+        self.forced += o.forced;
+        self.evictions += o.evictions;
+    }
+}
+
+/// Where ended flows go: the exporters, given to the live driver (which sits below `export`)
+/// as a trait object. `record` must not block or allocate.
+pub trait RecordSink: Send + Sync {
+    fn record(&self, r: FlowRecord);
+}
+
 /// A slab entry: one flow and its links in the list of flows by last update.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -255,6 +319,8 @@ pub struct FlowTable {
     /// Most recently updated flow.
     tail: u32,
     len: usize,
+    /// The most flows held at once so far.
+    peak: usize,
     stats: MeterStats,
 }
 
@@ -283,6 +349,7 @@ impl FlowTable {
             head: NIL,
             tail: NIL,
             len: 0,
+            peak: 0,
             stats: MeterStats::default(),
             cfg,
         }
@@ -304,6 +371,11 @@ impl FlowTable {
 
     pub fn stats(&self) -> MeterStats {
         self.stats
+    }
+
+    /// The most flows held at once so far (at most `max_flows`).
+    pub fn peak(&self) -> usize {
+        self.peak
     }
 
     /// Heap bytes reserved by the table (fixed after [`FlowTable::new`]).
@@ -398,6 +470,7 @@ impl FlowTable {
             class5: p.class5,
             class3_changes: 0,
             end: EndReason::ForcedEnd,
+            generation: p.generation,
         }
     }
 
@@ -452,6 +525,7 @@ impl FlowTable {
             r.class3 = p.class3;
         }
         r.class5 = p.class5;
+        r.generation = p.generation;
         if p.tcp_flags & (tcp::FIN | tcp::RST) != 0 {
             self.end(i, EndReason::EndOfFlow, sink);
         }
@@ -488,6 +562,7 @@ impl FlowTable {
             .insert_unique(h, i, |&j| hasher.hash_one(slab[j as usize].rec.key));
         self.push_tail(i);
         self.len += 1;
+        self.peak = self.peak.max(self.len);
         self.stats.flows += 1;
         i
     }
@@ -546,6 +621,7 @@ mod tests {
             tcp_flags: 0,
             class3: Class::Default,
             class5: Class::Rule(0),
+            generation: 0,
         }
     }
 

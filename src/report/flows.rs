@@ -4,8 +4,17 @@
 //! 3-tuple, how many 5-tuple flows share it. And a verdict, in words and as data: a 3-tuple
 //! policy stands in for a 5-tuple one when every flow keeps one label and no two flows share a
 //! 3-tuple; otherwise the flows that break it are listed.
+//!
+//! The analysis is built from the flow meter's records ([`MeteredFlow`], one per ended flow),
+//! not from packets, so its memory is bounded: at most `limit` 5-tuple flows are tracked (the
+//! records of one 5-tuple, split by timeouts, are joined into one row), and at most
+//! `4 x limit` (3-tuple, flow) pairs. Records of further 5-tuples are still counted in the
+//! label summary, each as a flow of its own, but get no row and are not checked for sharing a
+//! 3-tuple; [`Bounds`] says how many there were.
 
-use crate::packet::{self, FiveTuple, Frame, ThreeTuple};
+use crate::FlowLabel;
+use crate::classify::Outcome;
+use crate::packet::{FiveTuple, Frame, ThreeTuple};
 use crate::report::model::SourceInfo;
 use crate::report::tally::PacketBytes;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -15,6 +24,12 @@ use std::net::Ipv6Addr;
 
 /// Distinct labels remembered per flow (the count of changes is exact regardless).
 pub const MAX_LABELS: usize = 16;
+
+/// The default number of 5-tuple flows the report tracks (`flows --report-flows`).
+pub const DEFAULT_REPORT_FLOWS: usize = 100_000;
+
+/// (3-tuple, flow) pairs tracked per tracked flow.
+pub const PAIRS_PER_FLOW: usize = 4;
 
 #[derive(Clone, Debug)]
 struct FlowState {
@@ -26,13 +41,47 @@ struct FlowState {
     labels: Vec<u32>,
 }
 
-/// Accumulates flows over a capture. Allocates per new flow or new (3-tuple, flow) pair, not
-/// per packet.
-#[derive(Debug, Default)]
+/// One ended flow as the report takes it: the values of a flow meter record of a 5-tuple flow.
+#[derive(Clone, Copy, Debug)]
+pub struct MeteredFlow<'a> {
+    pub key: FiveTuple,
+    pub packets: u64,
+    /// IP bytes (header and payload).
+    pub bytes: u64,
+    pub first_label: u32,
+    pub last_label: u32,
+    /// Times a packet's label differed from the previous packet's, within the record.
+    pub label_changes: u64,
+    /// Distinct labels seen, in order (the meter keeps a few; more are flagged below).
+    pub labels: &'a [u32],
+    /// More distinct labels were seen than `labels` holds.
+    pub labels_overflow: bool,
+}
+
+/// What the bounds of the analysis left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Bounds {
+    /// The most 5-tuple flows tracked (rows).
+    pub report_flows: usize,
+    /// Records of 5-tuples beyond the bound: counted in the label summary (each as a flow),
+    /// without a row and unchecked for sharing.
+    pub flows_untracked: u64,
+    /// Their packets.
+    pub packets_untracked: u64,
+    /// (3-tuple, flow) pairs not tracked because the pair bound was reached, or because a
+    /// record had more distinct labels than the meter keeps.
+    pub three_tuples_untracked: u64,
+}
+
+/// Accumulates metered flows over a capture, in bounded memory (see the module docs).
+#[derive(Debug)]
 pub struct FlowAnalysis {
     flows: Vec<FlowState>,
     index: FxHashMap<FiveTuple, usize>,
     pairs: FxHashSet<(ThreeTuple, usize)>,
+    bounds: Bounds,
+    /// Label kinds of the untracked records: constant, zero, changed, changes.
+    untracked: [u64; 4],
     /// Frames read.
     pub frames: PacketBytes,
     /// IPv6 packets.
@@ -40,8 +89,12 @@ pub struct FlowAnalysis {
     /// IPv6 packets without a 5-tuple (ESP, non-first fragments, ...): a 3-tuple policy still
     /// classifies them, a 5-tuple policy cannot.
     pub no_five: PacketBytes,
-    /// Which IPv6 header of a tunnelled packet is keyed.
-    tunnel: packet::tunnel::Mode,
+}
+
+impl Default for FlowAnalysis {
+    fn default() -> Self {
+        Self::new(DEFAULT_REPORT_FLOWS)
+    }
 }
 
 /// How a flow's labels behaved.
@@ -145,6 +198,8 @@ pub struct FlowsReport {
     pub three_tuples: ThreeStats,
     pub verdict: Verdict,
     pub flows: Vec<FlowRow>,
+    /// What the analysis' memory bound left out (all 0 but `report_flows` when nothing).
+    pub bounds: Bounds,
     /// Set when reading stopped early on a corrupt or truncated capture.
     pub stopped: Option<crate::report::model::Stopped>,
 }
@@ -154,54 +209,100 @@ fn addr(a: u128) -> String {
 }
 
 impl FlowAnalysis {
-    pub fn new() -> Self {
-        Self::default()
+    /// An analysis tracking at most `limit` 5-tuple flows (at least 1).
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.max(1);
+        FlowAnalysis {
+            flows: Vec::new(),
+            index: FxHashMap::default(),
+            pairs: FxHashSet::default(),
+            bounds: Bounds {
+                report_flows: limit,
+                ..Bounds::default()
+            },
+            untracked: [0; 4],
+            frames: PacketBytes::default(),
+            ipv6: PacketBytes::default(),
+            no_five: PacketBytes::default(),
+        }
     }
 
-    /// Keys the outermost (the default) or the innermost IPv6 header of tunnelled packets.
-    pub fn with_tunnel(mut self, tunnel: packet::tunnel::Mode) -> Self {
-        self.tunnel = tunnel;
-        self
-    }
-
-    /// Counts one frame.
-    pub fn add(&mut self, frame: &Frame<'_>) {
+    /// Counts one frame by what the step made of it (frames, IPv6 packets, packets without a
+    /// 5-tuple); the flows come from the meter's records ([`FlowAnalysis::add`]).
+    pub fn count(&mut self, frame: &Frame<'_>, outcome: &Outcome<'_>) {
         self.frames.add(frame.orig_len);
-        let Ok((three, fixed, _)) = packet::three_in(self.tunnel, frame.link, frame.data) else {
-            return;
-        };
-        self.ipv6.add(frame.orig_len);
-        let (_, five) = packet::five_of(&fixed, &three);
-        let Ok(five) = five else {
-            self.no_five.add(frame.orig_len);
-            return;
-        };
-        let label = three.label.value();
-        let i = match self.index.get(&five) {
-            Some(&i) => i,
-            None => {
-                self.flows.push(FlowState {
-                    key: five,
-                    count: PacketBytes::default(),
-                    first: label,
-                    last: label,
-                    changes: 0,
-                    labels: vec![label],
-                });
-                self.index.insert(five, self.flows.len() - 1);
-                self.flows.len() - 1
-            }
-        };
-        let f = &mut self.flows[i];
-        f.count.add(frame.orig_len);
-        if f.last != label {
-            f.changes += 1;
-            f.last = label;
-            if f.labels.len() < MAX_LABELS && !f.labels.contains(&label) {
-                f.labels.push(label);
+        if let Outcome::Ipv6 { keys, .. } = outcome {
+            self.ipv6.add(frame.orig_len);
+            if keys.five.is_err() {
+                self.no_five.add(frame.orig_len);
             }
         }
-        self.pairs.insert((three, i));
+    }
+
+    /// Adds one ended 5-tuple flow. Records of a 5-tuple already tracked are joined to it (a
+    /// label that differs from the previous record's last label counts as a change). Allocates
+    /// only for a new tracked flow or pair, and never beyond the bounds.
+    pub fn add(&mut self, f: &MeteredFlow<'_>) {
+        let i = match self.index.get(&f.key) {
+            Some(&i) => {
+                let s = &mut self.flows[i];
+                if s.last != f.first_label {
+                    s.changes += 1;
+                }
+                i
+            }
+            None if self.flows.len() < self.bounds.report_flows => {
+                self.flows.push(FlowState {
+                    key: f.key,
+                    count: PacketBytes::default(),
+                    first: f.first_label,
+                    last: f.first_label,
+                    changes: 0,
+                    labels: Vec::new(),
+                });
+                self.index.insert(f.key, self.flows.len() - 1);
+                self.flows.len() - 1
+            }
+            None => {
+                self.bounds.flows_untracked += 1;
+                self.bounds.packets_untracked += f.packets;
+                let kind = if f.label_changes > 0 {
+                    2
+                } else if f.first_label == 0 {
+                    1
+                } else {
+                    0
+                };
+                self.untracked[kind] += 1;
+                self.untracked[3] += f.label_changes;
+                return;
+            }
+        };
+        let s = &mut self.flows[i];
+        s.count.packets += f.packets;
+        s.count.bytes += f.bytes;
+        s.changes += f.label_changes;
+        s.last = f.last_label;
+        for &l in f.labels {
+            if s.labels.len() < MAX_LABELS && !s.labels.contains(&l) {
+                s.labels.push(l);
+            }
+        }
+        if f.labels_overflow {
+            self.bounds.three_tuples_untracked += 1;
+        }
+        for &l in f.labels {
+            let t = ThreeTuple {
+                src: f.key.src,
+                dst: f.key.dst,
+                label: FlowLabel::from_low_bits(l),
+            };
+            if self.pairs.len() < PAIRS_PER_FLOW * self.bounds.report_flows {
+                self.pairs.insert((t, i));
+            } else if !self.pairs.contains(&(t, i)) {
+                self.bounds.three_tuples_untracked += 1;
+            }
+        }
     }
 
     /// The report: which flows share a 3-tuple, the per-flow rows with what breaks a 3-tuple
@@ -220,6 +321,7 @@ impl FlowAnalysis {
             three_tuples,
             verdict,
             flows: flows.rows,
+            bounds: self.bounds,
             stopped: None,
         }
     }
@@ -248,12 +350,14 @@ impl FlowAnalysis {
     fn flow_rows(&self, sharing: &Sharing) -> FlowRows {
         let mut rows = Vec::with_capacity(self.flows.len());
         let mut breaking = Vec::new();
+        // Untracked records count as flows of their own (see [`Bounds`]).
+        let [uc, uz, ux, un] = self.untracked;
         let mut summary = LabelSummary {
-            flows: self.flows.len(),
-            constant: 0,
-            zero: 0,
-            changed: 0,
-            changes: 0,
+            flows: self.flows.len() + (uc + uz + ux) as usize,
+            constant: uc as usize,
+            zero: uz as usize,
+            changed: ux as usize,
+            changes: un,
         };
         let (mut clean, mut keyed) = (0u64, 0u64);
         for (i, f) in self.flows.iter().enumerate() {
@@ -319,7 +423,8 @@ impl FlowAnalysis {
             flows.clean as f64 / flows.keyed as f64
         };
         let breaking = std::mem::take(&mut flows.breaking);
-        let stands_in = breaking.is_empty();
+        let untracked_changed = self.untracked[2];
+        let stands_in = breaking.is_empty() && untracked_changed == 0;
         let n_changed = self.flows.iter().filter(|f| f.changes > 0).count();
         let n_shared = (0..self.flows.len()).filter(|&i| sharing.shared(i)).count();
         let mut text = if self.flows.is_empty() {
@@ -339,6 +444,14 @@ impl FlowAnalysis {
                 share * 100.0
             )
         };
+        let b = &self.bounds;
+        if b.flows_untracked > 0 {
+            let _ = write!(
+                text,
+                " Only the first {} flows were tracked (--report-flows): {} more flow records ({} packets, {} with a changed label) were counted but not checked for a shared 3-tuple.",
+                b.report_flows, b.flows_untracked, b.packets_untracked, untracked_changed
+            );
+        }
         if self.no_five.packets > 0 {
             let _ = write!(
                 text,
@@ -549,7 +662,7 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::LinkType;
+    use crate::packet::{Decoded, LinkType, decode};
     use std::time::Duration;
 
     fn udp(src: u8, sport: u16, label: u32) -> Vec<u8> {
@@ -575,18 +688,72 @@ mod tests {
         p
     }
 
-    fn run(pkts: &[Vec<u8>]) -> FlowsReport {
-        let mut a = FlowAnalysis::new();
+    /// Each packet as a one-packet record (as a meter with a tiny idle timeout would end
+    /// them), so records of one 5-tuple are joined by the analysis.
+    fn run_limited(pkts: &[Vec<u8>], limit: usize) -> FlowsReport {
+        let mut a = FlowAnalysis::new(limit);
         for (i, p) in pkts.iter().enumerate() {
-            a.add(&Frame {
+            let frame = Frame {
                 number: i as u64 + 1,
                 link: LinkType::RAW,
                 ts: Duration::ZERO,
                 orig_len: p.len() as u32,
                 data: p,
+            };
+            let Decoded::Ipv6(keys) = decode(frame.link, frame.data) else {
+                panic!("not IPv6");
+            };
+            let outcome = Outcome::Ipv6 {
+                keys,
+                three: None,
+                five: Ok(None),
+            };
+            a.count(&frame, &outcome);
+            let label = keys.three.label.value();
+            a.add(&MeteredFlow {
+                key: keys.five.unwrap(),
+                packets: 1,
+                bytes: u64::from(frame.orig_len),
+                first_label: label,
+                last_label: label,
+                label_changes: 0,
+                labels: &[label],
+                labels_overflow: false,
             });
         }
         a.report(SourceInfo::default())
+    }
+
+    fn run(pkts: &[Vec<u8>]) -> FlowsReport {
+        run_limited(pkts, DEFAULT_REPORT_FLOWS)
+    }
+
+    #[test]
+    fn flows_beyond_the_bound_are_counted_without_rows_and_said_so() {
+        let r = run_limited(
+            &[
+                udp(1, 1000, 5),
+                udp(2, 1000, 6),
+                udp(3, 1000, 0),
+                udp(1, 1000, 5),
+            ],
+            1,
+        );
+        assert_eq!(r.flows.len(), 1);
+        assert_eq!(r.flows[0].packets, 2);
+        assert_eq!(
+            (r.labels.flows, r.labels.constant, r.labels.zero),
+            (3, 2, 1)
+        );
+        assert_eq!(
+            (r.bounds.flows_untracked, r.bounds.packets_untracked),
+            (2, 2)
+        );
+        assert!(
+            r.verdict.text.contains("Only the first 1 flows"),
+            "{}",
+            r.verdict.text
+        );
     }
 
     #[test]

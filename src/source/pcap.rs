@@ -306,8 +306,8 @@ pub enum CaptureError {
         source: io::Error,
     },
     #[error(
-        "not a capture: {}looks like {looks_like} (first bytes {magic:02x?}); flowpol reads pcap and pcapng files, gzip-compressed or not",
-        if *.gzip { "gzip-compressed, but the content " } else { "it " }
+        "not a pcap or pcapng file: {}looks like {looks_like} (it starts with {magic:02x?}); flowpol reads pcap and pcapng, gzip-compressed or not",
+        if *.gzip { "it is gzip-compressed, but what is inside " } else { "it " }
     )]
     NotACapture {
         magic: [u8; 4],

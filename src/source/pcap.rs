@@ -504,7 +504,10 @@ impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Input::Plain(r) => r.read(buf),
-            Input::Gzip(r) => r.read(buf),
+            // Say where the error came from: the offsets are in the decompressed data.
+            Input::Gzip(r) => r
+                .read(buf)
+                .map_err(|e| io::Error::new(e.kind(), format!("gzip-compressed file: {e}"))),
         }
     }
 }
@@ -1435,6 +1438,153 @@ mod tests {
             }
             w.into_inner().unwrap()
         }
+    }
+
+    /// A little-endian pcap of `magic` and `version`, each record `(caplen, origlen, data)`
+    /// written with `extra` zero bytes after the 16-byte record header.
+    fn pcap_with(
+        magic: u32,
+        version: (u16, u16),
+        extra: usize,
+        recs: &[(u32, u32, &[u8])],
+    ) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&magic.to_le_bytes());
+        b.extend_from_slice(&version.0.to_le_bytes());
+        b.extend_from_slice(&version.1.to_le_bytes());
+        b.extend_from_slice(&[0; 8]);
+        b.extend_from_slice(&65535u32.to_le_bytes());
+        b.extend_from_slice(&101u32.to_le_bytes());
+        for (i, (cap, orig, d)) in recs.iter().enumerate() {
+            b.extend_from_slice(&(i as u32).to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.extend_from_slice(&cap.to_le_bytes());
+            b.extend_from_slice(&orig.to_le_bytes());
+            b.resize(b.len() + extra, 0);
+            b.extend_from_slice(d);
+        }
+        b
+    }
+
+    #[test]
+    fn modified_pcap_records_have_24_byte_headers() {
+        let b = pcap_with(
+            PCAP_MAGIC_MODIFIED,
+            (2, 4),
+            8,
+            &[(2, 60, &[0x60, 1]), (3, 3, &[0x60, 2, 3])],
+        );
+        let (got, err) = read_all(&b);
+        assert!(err.is_none(), "{err:?}");
+        let data: Vec<_> = got.iter().map(|g| g.3.clone()).collect();
+        assert_eq!(data, vec![vec![0x60, 1], vec![0x60, 2, 3]]);
+    }
+
+    #[test]
+    fn old_versions_have_their_lengths_swapped_as_libpcap_reads_them() {
+        // 2.2: always (original, captured); 2.3: swapped only when "captured" is the larger.
+        let b = pcap_with(PCAP_MAGIC_US, (2, 2), 0, &[(60, 2, &[7, 8])]);
+        let mut r = CaptureReader::new(&b[..]).unwrap();
+        let f = r.next_frame().unwrap().unwrap();
+        assert_eq!((f.data, f.orig_len), (&[7u8, 8][..], 60));
+        let b = pcap_with(
+            PCAP_MAGIC_US,
+            (2, 3),
+            0,
+            &[(60, 2, &[7, 8]), (2, 60, &[9, 10])],
+        );
+        let (got, err) = read_all(&b);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].3, vec![9, 10]);
+    }
+
+    #[test]
+    fn an_out_of_range_timestamp_is_counted_and_carried_into_the_seconds() {
+        let mut b = pcap_with(PCAP_MAGIC_US, (2, 4), 0, &[(1, 1, &[1]), (1, 1, &[2])]);
+        // Second record: 1.5 million microseconds.
+        let at = pcap_header::LEN + pcap_record::LEN + 1 + 4;
+        b[at..at + 4].copy_from_slice(&1_500_000u32.to_le_bytes());
+        let mut r = CaptureReader::new(&b[..]).unwrap();
+        let mut ts = Vec::new();
+        r.for_each(|f| ts.push(f.ts)).unwrap();
+        assert_eq!(ts, vec![Duration::ZERO, Duration::new(2, 500_000_000)]);
+        assert_eq!((r.bad_timestamps(), r.first_bad_timestamp()), (1, Some(2)));
+    }
+
+    #[test]
+    fn frames_are_counted_per_link_type_across_interfaces() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&[0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a]);
+        b.extend_from_slice(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        b.extend_from_slice(&[28, 0, 0, 0]);
+        for link in [1u8, 127, 1] {
+            b.extend_from_slice(&[
+                1, 0, 0, 0, 20, 0, 0, 0, link, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0,
+            ]);
+        }
+        for iface in [0u8, 1, 2, 1, 1] {
+            b.extend_from_slice(&[
+                6, 0, 0, 0, 36, 0, 0, 0, iface, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ]);
+            b.extend_from_slice(&[4, 0, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4, 36, 0, 0, 0]);
+        }
+        let mut r = CaptureReader::new(&b[..]).unwrap();
+        assert_eq!(r.for_each(|_| {}).unwrap(), 5);
+        let counts: Vec<_> = r
+            .link_types()
+            .iter()
+            .map(|c| (c.link.0, c.frames))
+            .collect();
+        assert_eq!(counts, vec![(1, 2), (127, 3)]);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_capture_is_named() {
+        for (magic, says) in [
+            (*b"BZh9", "bzip2"),
+            ([0x1f, 0x8b, 8, 0], "gzip"),
+            (*b"PK\x03\x04", "zip"),
+            (*b"GMBU", "Network Monitor"),
+            (*b"abc ", "text"),
+            ([0x4d, 0x3c, 0x2b, 0xa1], "Navtel"),
+            ([0xcd, 0x34, 0xb2, 0xa1], "patched-libpcap"),
+            ([0x01, 0x02, 0x03, 0x04], "none of the formats"),
+        ] {
+            let e = CaptureReader::new(&[&magic[..], &[0u8; 40][..]].concat()[..]).unwrap_err();
+            let m = e.to_string();
+            assert!(
+                m.contains(says) && m.starts_with("not a pcap or pcapng file"),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_gzip_compressed_file_is_read_and_a_damaged_one_stops_with_an_error() {
+        use std::io::Write as _;
+        let plain = sample(true);
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&plain).unwrap();
+        let z = z.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        std::fs::write(&p, &z).unwrap();
+        let mut r = CaptureReader::open(&p).unwrap();
+        assert!(r.gzip());
+        assert_eq!(r.for_each(|_| {}).unwrap(), 5);
+        // Cut short: the frames before the cut, then an error that says gzip.
+        std::fs::write(&p, &z[..z.len() - 30]).unwrap();
+        let mut r = CaptureReader::open(&p).unwrap();
+        let e = r.for_each(|_| {}).unwrap_err();
+        let chain = format!(
+            "{e}: {}",
+            std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
+        );
+        assert!(
+            chain.contains("gzip") || matches!(e, CaptureError::Truncated { .. }),
+            "{chain}"
+        );
     }
 
     proptest::proptest! {

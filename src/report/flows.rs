@@ -326,7 +326,7 @@ impl FlowAnalysis {
         let n_shared = (0..self.flows.len()).filter(|&i| sharing.shared(i)).count();
         let mut text = if self.ipv6.packets == 0 {
             format!(
-                "No verdict: none of the {} frames is an IPv6 packet (see the warnings for link types flowpol does not decode).",
+                "No verdict: none of the {} frames is an IPv6 packet flowpol can read.",
                 self.frames.packets
             )
         } else if self.flows.is_empty() {

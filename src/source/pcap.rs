@@ -592,7 +592,9 @@ impl<R: Read> CaptureReader<R> {
                 record_len: pcap_record::LEN,
                 lengths: Lengths::InOrder,
             },
-            links: Vec::new(),
+            // Room for the link types of any usual capture, so counting them allocates nothing
+            // while frames are read.
+            links: Vec::with_capacity(8),
             last_link: 0,
             bad_timestamps: 0,
             first_bad_timestamp: None,

@@ -19,6 +19,10 @@ use std::path::{Path, PathBuf};
 /// Exit codes: 0 done; 2 unreadable policy or capture, or a capture that is corrupt or
 /// truncated part way (the report of what was read comes first, then the error with its byte
 /// offset).
+///
+/// A capture flowpol reads only in part is not an error: frames of link types it does not
+/// decode, a file with no decodable frame at all, and records with an out-of-range timestamp
+/// are warned about on stderr and listed in the report (`capture`), and the exit code is 0.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The policy file.
@@ -129,6 +133,7 @@ where
         &args.policy.display().to_string(),
         source_info(&args.pcap, reader.format()),
     );
+    report.capture = offline::capture_notes(&reader);
     report.stopped = stopped.as_ref().map(Stopped::from);
     let mut out = std::io::stdout().lock();
     match args.format {

@@ -59,6 +59,34 @@ impl LinkType {
     pub const FRELAY_WITH_DIR: LinkType = LinkType(206);
     pub const NFLOG: LinkType = LinkType(239);
 
+    /// Every link type [`network`] decodes; frames of any other type are counted as `other`.
+    pub const DECODED: [LinkType; 19] = [
+        LinkType::NULL,
+        LinkType::ETHERNET,
+        LinkType::RAW_BSD12,
+        LinkType::RAW_BSD14,
+        LinkType::RAW,
+        LinkType::LOOP,
+        LinkType::LINUX_SLL,
+        LinkType::IPV4,
+        LinkType::IPV6,
+        LinkType::LINUX_SLL2,
+        LinkType::PPP,
+        LinkType::PPP_HDLC,
+        LinkType::PPP_ETHER,
+        LinkType::C_HDLC,
+        LinkType::FRELAY,
+        LinkType::PPP_WITH_DIR,
+        LinkType::C_HDLC_WITH_DIR,
+        LinkType::FRELAY_WITH_DIR,
+        LinkType::NFLOG,
+    ];
+
+    /// True when flowpol decodes frames of this link type ([`LinkType::DECODED`]).
+    pub fn is_decoded(self) -> bool {
+        LinkType::DECODED.contains(&self)
+    }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -647,6 +675,23 @@ fn sll2(frame: &[u8]) -> Result<Network<'_>, NonIpv6> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_link_type_network_decodes_is_listed_as_decoded() {
+        let frames: [&[u8]; 3] = [&[], &[0u8; 64], &[0xffu8; 64]];
+        for n in 0..=300u32 {
+            let link = LinkType(n);
+            if link.is_decoded() {
+                continue;
+            }
+            for f in frames {
+                assert!(
+                    matches!(network(link, f), Err(NonIpv6::Other)),
+                    "link type {n} is decoded but not in LinkType::DECODED"
+                );
+            }
+        }
+    }
 
     const IP6: [u8; 2] = [0x60, 0];
 

@@ -5,7 +5,8 @@ use super::Step;
 use crate::classify::{Classifier, Outcome};
 use crate::packet::{FiveTuple, Frame, ThreeTuple};
 use crate::report::Tally;
-use crate::report::model::{SourceInfo, Stopped};
+use crate::report::model::{CaptureNotes, SourceInfo, Stopped};
+use crate::report::tally::LinkTypeCount;
 use crate::source::pcap::{CaptureError, CaptureReader, Format};
 use std::io::Read;
 use std::path::Path;
@@ -17,6 +18,11 @@ pub const PROGRESS_EVERY: u64 = 4096;
 /// [`PROGRESS_EVERY`] frames. A corrupt or cut capture stops the read: the error is returned
 /// as a value, so the caller reports what was read before it; an error from `f` ends the read
 /// at once.
+///
+/// When the read ends (at the end of the file or at a bad record), what the reader noticed is
+/// logged as warnings on stderr ([`CaptureNotes::warnings`]: link types not decoded, a file
+/// with no decodable frame, bad timestamps). They do not change the exit code: the report
+/// says the same in its `capture` section.
 pub fn read_frames<R: Read, E>(
     reader: &mut CaptureReader<R>,
     mut progress: impl FnMut(u64),
@@ -30,9 +36,36 @@ pub fn read_frames<R: Read, E>(
                     progress(reader.offset());
                 }
             }
-            Ok(None) => return Ok(None),
-            Err(e) => return Ok(Some(e)),
+            Ok(None) => {
+                warn(&capture_notes(reader));
+                return Ok(None);
+            }
+            Err(e) => {
+                warn(&capture_notes(reader));
+                return Ok(Some(e));
+            }
         }
+    }
+}
+
+/// What the reader noticed about the capture (see [`CaptureNotes`]).
+pub fn capture_notes<R: Read>(reader: &CaptureReader<R>) -> CaptureNotes {
+    CaptureNotes {
+        link_types: reader
+            .link_types()
+            .iter()
+            .map(|c| LinkTypeCount::new(c.link, c.frames, c.bytes))
+            .collect(),
+        bad_timestamps: reader.bad_timestamps(),
+        first_bad_timestamp: reader.first_bad_timestamp(),
+        gzip: reader.gzip(),
+    }
+}
+
+/// Logs the notes' warnings.
+fn warn(notes: &CaptureNotes) {
+    for w in notes.warnings() {
+        tracing::warn!("{w}");
     }
 }
 

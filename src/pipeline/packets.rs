@@ -13,7 +13,9 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// JSON lines: `frame, src, dst, flow_label, next_header, proto, sport, dport, three, five,
-/// five_unavailable` for every IPv6 packet.
+/// five_unavailable` for every IPv6 packet. `sport` and `dport` are null when there is no
+/// 5-tuple or its protocol has no ports (ICMPv6, ...), as in every JSON output of flowpol;
+/// `proto` is null when there is no 5-tuple.
 pub struct PacketLines<W: Write> {
     w: W,
     /// JSON-encoded rule names, per engine.

@@ -115,8 +115,9 @@ pub struct FlowRow {
     pub src: String,
     pub dst: String,
     pub proto: u8,
-    pub sport: u16,
-    pub dport: u16,
+    /// Null for a protocol without ports (ICMPv6, ...), as in every flowpol JSON output.
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
     pub packets: u64,
     pub bytes: u64,
     pub labels: LabelKind,
@@ -171,16 +172,18 @@ pub struct Breaking {
     pub src: String,
     pub dst: String,
     pub proto: u8,
-    pub sport: u16,
-    pub dport: u16,
+    /// Null for a protocol without ports (ICMPv6, ...), as in every flowpol JSON output.
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
     pub why: String,
 }
 
 /// The answer.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
-    /// True when a 3-tuple policy can stand in for a 5-tuple policy on this traffic.
-    pub stands_in: bool,
+    /// True when a 3-tuple policy can stand in for a 5-tuple policy on this traffic; null
+    /// (no verdict) when the capture holds no IPv6 flow with a 5-tuple to judge by.
+    pub stands_in: Option<bool>,
     /// Share of 5-tuple-keyed packets in flows a 3-tuple identifies exactly (0..=1).
     pub clean_packet_share: f64,
     pub text: String,
@@ -202,6 +205,13 @@ pub struct FlowsReport {
     pub bounds: Bounds,
     /// Set when reading stopped early on a corrupt or truncated capture.
     pub stopped: Option<crate::report::model::Stopped>,
+}
+
+/// The ports of a flow whose protocol has them.
+fn ports(k: &FiveTuple) -> Option<(u16, u16)> {
+    crate::packet::IpNumber(k.proto)
+        .has_ports()
+        .then_some((k.sport, k.dport))
 }
 
 fn addr(a: u128) -> String {
@@ -383,8 +393,8 @@ impl FlowAnalysis {
                     src: addr(k.src),
                     dst: addr(k.dst),
                     proto: k.proto,
-                    sport: k.sport,
-                    dport: k.dport,
+                    sport: ports(&k).map(|p| p.0),
+                    dport: ports(&k).map(|p| p.1),
                     why: why.join("; "),
                 });
             }
@@ -392,8 +402,8 @@ impl FlowAnalysis {
                 src: addr(k.src),
                 dst: addr(k.dst),
                 proto: k.proto,
-                sport: k.sport,
-                dport: k.dport,
+                sport: ports(&k).map(|p| p.0),
+                dport: ports(&k).map(|p| p.1),
                 packets: f.count.packets,
                 bytes: f.count.bytes,
                 labels: kind,
@@ -427,8 +437,16 @@ impl FlowAnalysis {
         let stands_in = breaking.is_empty() && untracked_changed == 0;
         let n_changed = self.flows.iter().filter(|f| f.changes > 0).count();
         let n_shared = (0..self.flows.len()).filter(|&i| sharing.shared(i)).count();
-        let mut text = if self.flows.is_empty() {
-            "Yes, trivially: the capture holds no IPv6 flow with a 5-tuple.".to_string()
+        let mut text = if self.ipv6.packets == 0 {
+            format!(
+                "No verdict: none of the {} frames is an IPv6 packet flowpol can read.",
+                self.frames.packets
+            )
+        } else if self.flows.is_empty() {
+            format!(
+                "No verdict: none of the {} IPv6 packets has a 5-tuple, so there is no 5-tuple flow to compare with.",
+                self.ipv6.packets
+            )
         } else if stands_in {
             format!(
                 "Yes: each of the {} flows keeps one flow label and no two flows share a 3-tuple, so a 3-tuple policy can identify every flow a 5-tuple policy can.",
@@ -460,7 +478,7 @@ impl FlowAnalysis {
             );
         }
         Verdict {
-            stands_in,
+            stands_in: (!self.flows.is_empty()).then_some(stands_in),
             clean_packet_share: (share * 10000.0).round() / 10000.0,
             text,
             breaking,
@@ -592,9 +610,9 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
         };
         t.add_row(vec![
             f.src.clone(),
-            f.sport.to_string(),
+            f.sport.map_or("-".into(), |p| p.to_string()),
             f.dst.clone(),
-            f.dport.to_string(),
+            f.dport.map_or("-".into(), |p| p.to_string()),
             crate::policy::model::proto_name(f.proto)
                 .map_or_else(|| f.proto.to_string(), str::to_string),
             f.packets.to_string(),
@@ -638,9 +656,9 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
         for b in r.verdict.breaking.iter().take(limit) {
             t.add_row(vec![
                 b.src.clone(),
-                b.sport.to_string(),
+                b.sport.map_or("-".into(), |p| p.to_string()),
                 b.dst.clone(),
-                b.dport.to_string(),
+                b.dport.map_or("-".into(), |p| p.to_string()),
                 crate::policy::model::proto_name(b.proto)
                     .map_or_else(|| b.proto.to_string(), str::to_string),
                 b.why.clone(),
@@ -759,7 +777,7 @@ mod tests {
     #[test]
     fn constant_labels_stand_in() {
         let r = run(&[udp(1, 1000, 5), udp(1, 1000, 5), udp(2, 1000, 6)]);
-        assert!(r.verdict.stands_in, "{}", r.verdict.text);
+        assert_eq!(r.verdict.stands_in, Some(true), "{}", r.verdict.text);
         assert_eq!(
             (r.labels.flows, r.labels.constant, r.labels.changed),
             (2, 2, 0)
@@ -779,7 +797,7 @@ mod tests {
             udp(3, 2001, 0),
             udp(3, 2001, 0),
         ]);
-        assert!(!r.verdict.stands_in);
+        assert_eq!(r.verdict.stands_in, Some(false));
         assert_eq!(
             (
                 r.labels.flows,

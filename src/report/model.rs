@@ -1,7 +1,7 @@
 //! The report's data model: built once from a [`Tally`] and the policy, serialised as the JSON
 //! of `--format json` and rendered as the human table by [`crate::report::table`].
 
-use super::tally::{EngineTally, PacketBytes, Tally};
+use super::tally::{EngineTally, LinkTypeCount, PacketBytes, Tally};
 use crate::packet::{NonIpv6, Unavailable};
 use crate::policy::model::Policy;
 use serde::Serialize;
@@ -21,6 +21,69 @@ pub struct Stopped {
     /// Byte offset in the capture of the record that could not be read.
     pub offset: u64,
     pub message: String,
+}
+
+/// What reading the capture file noticed, apart from the packets: its link types (with the
+/// frames of each, and whether flowpol decodes them), records read although their timestamp
+/// was out of range, and whether it was gzip-compressed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CaptureNotes {
+    /// Every link type the capture's frames have, in order of first appearance.
+    pub link_types: Vec<LinkTypeCount>,
+    /// Records whose timestamp fraction was out of range (read anyway).
+    pub bad_timestamps: u64,
+    /// The first frame with a bad timestamp.
+    pub first_bad_timestamp: Option<u64>,
+    pub gzip: bool,
+}
+
+impl CaptureNotes {
+    /// Link types with frames that flowpol does not decode.
+    pub fn undecoded(&self) -> impl Iterator<Item = &LinkTypeCount> {
+        self.link_types
+            .iter()
+            .filter(|l| !l.decoded && l.frames > 0)
+    }
+
+    /// Frames of a link type flowpol decodes.
+    pub fn decodable_frames(&self) -> u64 {
+        self.link_types
+            .iter()
+            .filter(|l| l.decoded)
+            .map(|l| l.frames)
+            .sum()
+    }
+
+    /// What a user should be told on stderr, one sentence each: every link type not decoded,
+    /// a file with frames but none decodable, bad timestamps.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w: Vec<String> = self
+            .undecoded()
+            .map(|l| {
+                format!(
+                    "the capture has {}: {} frame{}, not decoded (counted as other)",
+                    l.label(),
+                    l.frames,
+                    if l.frames == 1 { "" } else { "s" }
+                )
+            })
+            .collect();
+        let frames: u64 = self.link_types.iter().map(|l| l.frames).sum();
+        if frames > 0 && self.decodable_frames() == 0 {
+            w.push(format!(
+                "no frame of the capture could be decoded: all {frames} are of link types flowpol does not read, so no IPv6 packet was seen"
+            ));
+        }
+        if self.bad_timestamps > 0 {
+            w.push(format!(
+                "{} record{} of the capture had a timestamp fraction out of range (first: frame {}); read anyway, the excess carried into the seconds",
+                self.bad_timestamps,
+                if self.bad_timestamps == 1 { "" } else { "s" },
+                self.first_bad_timestamp.unwrap_or(0)
+            ));
+        }
+        w
+    }
 }
 
 /// One rule's line, under one engine.
@@ -127,6 +190,8 @@ pub struct Report {
     pub agreement: Agreement,
     pub five_unavailable: UnavailableCounts,
     pub timing: Timing,
+    /// The capture's link types, bad timestamps and compression (empty for a live source).
+    pub capture: CaptureNotes,
     /// Set when reading stopped early on a corrupt or truncated capture.
     pub stopped: Option<Stopped>,
 }
@@ -254,6 +319,7 @@ impl Report {
                 three: timing(&tally.three),
                 five: timing(&tally.five),
             },
+            capture: CaptureNotes::default(),
             stopped: None,
         }
     }

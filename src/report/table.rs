@@ -74,8 +74,36 @@ fn summary(s: &mut String, r: &Report) {
             kinds.join(", ")
         );
     }
+    capture(s, r);
     if let Some(st) = &r.stopped {
         let _ = writeln!(s, "STOPPED EARLY at byte {}: {}", st.offset, st.message);
+    }
+}
+
+/// The capture's link types (one line each, those not decoded said so), bad timestamps, gzip.
+fn capture(s: &mut String, r: &Report) {
+    let c = &r.capture;
+    if c.gzip {
+        let _ = writeln!(s, "gzip-compressed (read decompressing)");
+    }
+    for l in &c.link_types {
+        let _ = writeln!(
+            s,
+            "{}: {} frame{}{}",
+            l.label(),
+            l.frames,
+            if l.frames == 1 { "" } else { "s" },
+            if l.decoded { "" } else { ", not decoded" }
+        );
+    }
+    if c.bad_timestamps > 0 {
+        let _ = writeln!(
+            s,
+            "bad timestamps: {} record{} (first: frame {}), read anyway",
+            c.bad_timestamps,
+            if c.bad_timestamps == 1 { "" } else { "s" },
+            c.first_bad_timestamp.unwrap_or(0)
+        );
     }
 }
 

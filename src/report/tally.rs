@@ -3,6 +3,7 @@
 
 use crate::classify::Outcome;
 use crate::classify::RuleId;
+use crate::packet::LinkType;
 use crate::policy::model::{Action, Policy};
 
 /// Packets and bytes (bytes are frame lengths on the wire).
@@ -265,5 +266,102 @@ impl Tally {
         };
         let cols = self.agreement_columns();
         self.agreement[row * cols + col] += 1;
+    }
+}
+
+/// Frames of one link type in a capture, and whether flowpol decodes that link type.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LinkTypeCount {
+    /// The `LINKTYPE_*` number.
+    pub link_type: u32,
+    /// Its name in the tcpdump.org link-type registry, without `LINKTYPE_` (pcap-file's
+    /// `DataLink` table), e.g. "ETHERNET", "IEEE802_11_RADIOTAP"; null for a number the
+    /// registry does not list.
+    pub name: Option<String>,
+    pub frames: u64,
+    /// Bytes on the wire.
+    pub bytes: u64,
+    /// False when flowpol has no decoder for this link type: its frames are counted as
+    /// `other`, and none of them can be IPv6.
+    pub decoded: bool,
+}
+
+impl LinkTypeCount {
+    pub fn new(link: LinkType, frames: u64, bytes: u64) -> LinkTypeCount {
+        LinkTypeCount {
+            link_type: link.0,
+            name: link_type_name(link),
+            frames,
+            bytes,
+            decoded: decoded(link),
+        }
+    }
+
+    /// "link type 127 (IEEE802_11_RADIOTAP)".
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("link type {} ({n})", self.link_type),
+            None => format!("link type {} (not in the registry)", self.link_type),
+        }
+    }
+}
+
+/// The registry name of a link type (pcap-file's table of the tcpdump.org `LINKTYPE_` list).
+pub fn link_type_name(link: LinkType) -> Option<String> {
+    // 12 and 14 are not in the registry, but some BSDs wrote raw IP under them.
+    if link == LinkType::RAW_BSD12 || link == LinkType::RAW_BSD14 {
+        return Some("RAW".into());
+    }
+    match pcap_file::DataLink::from(link.0) {
+        pcap_file::DataLink::Unknown(_) => None,
+        d => Some(format!("{d:?}")),
+    }
+}
+
+/// Whether flowpol's link layer decodes this link type. Asked of the decoder itself, so a
+/// link type it learns is known here at once: a frame too short for any header is cut short
+/// ("malformed") on a link type it decodes, and "other" on one it does not.
+pub fn decoded(link: LinkType) -> bool {
+    link.is_decoded()
+}
+
+#[cfg(test)]
+mod link_type_tests {
+    use super::*;
+
+    #[test]
+    fn the_link_types_flowpol_decodes_are_told_from_the_others() {
+        for l in [
+            LinkType::NULL,
+            LinkType::ETHERNET,
+            LinkType::RAW,
+            LinkType::RAW_BSD12,
+            LinkType::RAW_BSD14,
+            LinkType::LOOP,
+            LinkType::LINUX_SLL,
+            LinkType::IPV4,
+            LinkType::IPV6,
+            LinkType::LINUX_SLL2,
+        ] {
+            assert!(decoded(l), "{l}");
+        }
+        // 802.11 with radiotap, USB, 802.15.4: no IPv6 decoder will ever read these.
+        for n in [127, 189, 195] {
+            assert!(!decoded(LinkType(n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn link_types_are_named_from_the_registry() {
+        assert_eq!(
+            LinkTypeCount::new(LinkType(127), 812, 9000).label(),
+            "link type 127 (IEEE802_11_RADIOTAP)"
+        );
+        assert_eq!(
+            link_type_name(LinkType::ETHERNET).as_deref(),
+            Some("ETHERNET")
+        );
+        assert_eq!(link_type_name(LinkType::RAW_BSD14).as_deref(), Some("RAW"));
+        assert_eq!(link_type_name(LinkType(60_000)), None);
     }
 }

@@ -1,11 +1,32 @@
-//! Capture files: a reader for pcap (micro- and nanosecond, either byte order) and pcapng
+//! Capture files: a reader for pcap (micro- and nanosecond, either byte order, and the
+//! "modified" pcap of Alexey Kuznetsov's patched libpcap, magic `a1b2cd34`) and pcapng
 //! (sections of either byte order, several interfaces, enhanced/simple/obsolete packet blocks,
-//! `if_tsresol`), and writers for both.
+//! `if_tsresol`), either of them gzip-compressed; and writers for both.
 //!
-//! The reader lends each frame from one reused buffer. Frames are numbered from 1 in file
-//! order, like tshark's `frame.number`. A file that ends inside a record, or whose record
-//! lengths make no sense, gives a [`CaptureError`] carrying the byte offset of the bad record
-//! and the number of frames read before it, so a caller can report what was read first.
+//! What the reader accepts is what libpcap and Wireshark accept:
+//! - a gzip-compressed file (found by its magic `1f 8b`, not its name) is decompressed as it is
+//!   read ([`CaptureReader::open`]); nothing is decompressed whole into memory;
+//! - pcap magics `a1b2c3d4` (microseconds), `a1b23c4d` (nanoseconds) and `a1b2cd34`
+//!   (microseconds, 24-byte record headers: libpcap reads these three, in either byte order).
+//!   Files of version 2.2 and older have the captured and original lengths swapped, and 2.3
+//!   files may have (libpcap's rule: swapped when the captured length is the larger);
+//! - a record whose timestamp fraction is out of range (a microsecond part of a million or
+//!   more) is read like any other, its excess carried into the seconds, and counted
+//!   ([`CaptureReader::bad_timestamps`]), as tcpdump and tshark read every such frame;
+//! - a pcapng block whose total length is not a multiple of 4 (written by old ntar-based
+//!   tools, which left the packet data's padding out of the length) is read as if its length
+//!   were rounded up to a multiple of 4, as Wireshark does; its trailing length must still
+//!   repeat the leading one.
+//!
+//! A file that is not a capture is refused with what it looks like (gzip, bzip2, zip, text,
+//! a snoop or NetMon capture, ...), never only its first bytes.
+//!
+//! The reader lends each frame from one reused buffer and counts frames per link type
+//! ([`CaptureReader::link_types`]; a pcapng file may have interfaces of several link types).
+//! Frames are numbered from 1 in file order, like tshark's `frame.number`. A file that ends
+//! inside a record, or whose record lengths make no sense, gives a [`CaptureError`] carrying
+//! the byte offset of the bad record and the number of frames read before it, so a caller can
+//! report what was read first. In a gzip-compressed file, offsets are in the decompressed data.
 //!
 //! Every layout is written once below, as named byte ranges under its diagram: the pcap file
 //! header ([`pcap_header`]) and record header ([`pcap_record`]); the pcapng block frame
@@ -14,8 +35,9 @@
 //! ([`ng_option`]). Fields are in the byte order the file's magic says.
 
 use crate::packet::{Frame, LinkType};
+use flate2::read::MultiGzDecoder;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
@@ -27,6 +49,14 @@ const STANDARD_MAX_FRAME: u32 = 262_144;
 
 const PCAP_MAGIC_US: u32 = 0xa1b2_c3d4;
 const PCAP_MAGIC_NS: u32 = 0xa1b2_3c4d;
+/// Alexey Kuznetsov's patched libpcap ("modified pcap"): microseconds, 24-byte record headers.
+const PCAP_MAGIC_MODIFIED: u32 = 0xa1b2_cd34;
+/// Navtel's nanosecond variant; neither libpcap nor Wireshark reads it.
+const PCAP_MAGIC_NAVTEL: u32 = 0xa12b_3c4d;
+/// Another patched libpcap's magic (Fabio Mesquita); no reader knows its record format.
+const PCAP_MAGIC_FMESQUITA: u32 = 0xa1b2_34cd;
+/// The first two bytes of a gzip member (RFC 1952).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const NG_SHB: u32 = 0x0a0d_0d0a;
 const NG_BOM: u32 = 0x1a2b_3c4d;
 const NG_IDB: u32 = 1;
@@ -86,6 +116,28 @@ pub mod pcap_record {
     pub const CAPLEN: Range<usize> = 8..12;
     pub const ORIG_LEN: Range<usize> = 12..16;
     pub const LEN: usize = ORIG_LEN.end;
+}
+
+/// A "modified pcap" record header (magic `a1b2cd34`, 24 bytes): the pcap record header, then
+/// what the patched libpcap added. The added fields are read past, not used.
+///
+/// ```text
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |   Timestamp, captured and original lengths: as in pcap_record |  0
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                        Interface index                        | 16
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |      Protocol (EtherType)     |  Packet type  |    Padding    | 20
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// /                  Packet data (captured length)                / 24
+/// ```
+pub mod pcap_modified_record {
+    use std::ops::Range;
+    pub const IFINDEX: Range<usize> = 16..20;
+    pub const PROTOCOL: Range<usize> = 20..22;
+    pub const PKT_TYPE: usize = 22;
+    pub const PAD: usize = 23;
+    pub const LEN: usize = PAD + 1;
 }
 
 /// The frame of every pcapng block. Block bodies below are described from the body's start.
@@ -253,8 +305,17 @@ pub enum CaptureError {
         #[source]
         source: io::Error,
     },
-    #[error("not a pcap or pcapng file (it starts with {magic:02x?})")]
-    NotACapture { magic: [u8; 4] },
+    #[error(
+        "not a pcap or pcapng file: {}looks like {looks_like} (it starts with {magic:02x?}); flowpol reads pcap and pcapng, gzip-compressed or not",
+        if *.gzip { "it is gzip-compressed, but what is inside " } else { "it " }
+    )]
+    NotACapture {
+        magic: [u8; 4],
+        /// What the file seems to be instead, in words ("a bzip2-compressed file", "text").
+        looks_like: &'static str,
+        /// The file is gzip-compressed and this is what was inside.
+        gzip: bool,
+    },
     #[error(
         "capture truncated at byte {offset}: the file ends inside {what} (after {frames} frames)"
     )]
@@ -271,6 +332,42 @@ pub enum CaptureError {
     },
 }
 
+/// What a file that is not a capture looks like, from its first four bytes.
+pub fn looks_like(magic: [u8; 4]) -> &'static str {
+    let le = u32::from_le_bytes(magic);
+    let be = u32::from_be_bytes(magic);
+    match magic {
+        [0x1f, 0x8b, ..] => "gzip-compressed data",
+        [b'B', b'Z', b'h', _] => "a bzip2-compressed file (bunzip2 it first)",
+        [0xfd, b'7', b'z', b'X'] => "an xz-compressed file (unxz it first)",
+        [0x28, 0xb5, 0x2f, 0xfd] => "a zstd-compressed file (unzstd it first)",
+        [b'P', b'K', 3, 4] => "a zip archive",
+        [b'7', b'z', 0xbc, 0xaf] => "a 7-zip archive",
+        [b's', b'n', b'o', b'o'] => "a Sun snoop capture (editcap -F pcap converts it)",
+        [b'G', b'M', b'B', b'U'] | [b'R', b'T', b'S', b'S'] => {
+            "a Microsoft Network Monitor capture (editcap -F pcap converts it)"
+        }
+        [0x7f, b'E', b'L', b'F'] => "an ELF executable",
+        [b'%', b'P', b'D', b'F'] => "a PDF document",
+        [0, 0, 0, 0] => "zeros (an empty or erased file)",
+        _ if le == PCAP_MAGIC_NAVTEL || be == PCAP_MAGIC_NAVTEL => {
+            "a Navtel pcap variant (magic a12b3c4d), which libpcap does not read"
+        }
+        _ if le == PCAP_MAGIC_FMESQUITA || be == PCAP_MAGIC_FMESQUITA => {
+            "a patched-libpcap pcap variant (magic a1b234cd), which libpcap does not read"
+        }
+        [b'<', ..] => "XML or HTML text",
+        [b'{', ..] | [b'[', ..] => "JSON text",
+        _ if magic
+            .iter()
+            .all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace()) =>
+        {
+            "text"
+        }
+        _ => "none of the formats flowpol knows",
+    }
+}
+
 impl CaptureError {
     /// The byte offset of the record or block where reading stopped.
     pub fn offset(&self) -> u64 {
@@ -279,6 +376,20 @@ impl CaptureError {
             | CaptureError::Truncated { offset, .. }
             | CaptureError::Corrupt { offset, .. } => *offset,
             CaptureError::NotACapture { .. } => 0,
+        }
+    }
+
+    /// Marks a "not a capture" error as found inside a gzip-compressed file.
+    fn inside_gzip(self) -> Self {
+        match self {
+            CaptureError::NotACapture {
+                magic, looks_like, ..
+            } => CaptureError::NotACapture {
+                magic,
+                looks_like,
+                gzip: true,
+            },
+            e => e,
         }
     }
 }
@@ -329,6 +440,17 @@ struct Iface {
     tsres: TsRes,
 }
 
+/// How a pcap file's record lengths are stored (libpcap's rule, by the file's version).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lengths {
+    /// Captured, then original (version 2.4 and later).
+    InOrder,
+    /// Original, then captured (version 2.2 and older).
+    Swapped,
+    /// Version 2.3: swapped when the captured length is the larger.
+    MaybeSwapped,
+}
+
 #[derive(Debug)]
 enum Kind {
     Pcap {
@@ -336,11 +458,23 @@ enum Kind {
         nanos: bool,
         link: LinkType,
         max: u32,
+        /// The record header's length: 16, or 24 for the modified pcap.
+        record_len: usize,
+        lengths: Lengths,
     },
     Pcapng {
         big: bool,
         ifaces: Vec<Iface>,
     },
+}
+
+/// Frames of one link type in a capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkCount {
+    pub link: LinkType,
+    pub frames: u64,
+    /// Bytes on the wire (original lengths).
+    pub bytes: u64,
 }
 
 /// A pcap or pcapng reader that lends one frame at a time from a reused buffer.
@@ -351,6 +485,40 @@ pub struct CaptureReader<R> {
     offset: u64,
     frames: u64,
     kind: Kind,
+    /// Frames per link type, in order of first appearance.
+    links: Vec<LinkCount>,
+    /// Index into `links` of the last frame's link type.
+    last_link: usize,
+    bad_timestamps: u64,
+    first_bad_timestamp: Option<u64>,
+    gzip: bool,
+}
+
+/// What [`CaptureReader::open`] reads from: the file, or the file decompressed as it is read.
+pub enum Input {
+    Plain(BufReader<File>),
+    Gzip(Box<BufReader<MultiGzDecoder<BufReader<File>>>>),
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Input::Plain(r) => r.read(buf),
+            // Say where the error came from: the offsets are in the decompressed data.
+            Input::Gzip(r) => r
+                .read(buf)
+                .map_err(|e| io::Error::new(e.kind(), format!("gzip-compressed file: {e}"))),
+        }
+    }
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Input::Plain(_) => "Input::Plain",
+            Input::Gzip(_) => "Input::Gzip",
+        })
+    }
 }
 
 /// Reads `n` bytes into `buf`; `Ok(false)` on a clean end of file before the first byte.
@@ -388,11 +556,23 @@ fn u32_at(b: &[u8], field: Range<usize>, big: bool) -> u32 {
     }
 }
 
-impl CaptureReader<BufReader<File>> {
-    /// Opens a capture file.
+impl CaptureReader<Input> {
+    /// Opens a capture file, gzip-compressed or not: a file that starts with gzip's magic is
+    /// decompressed as it is read (several concatenated gzip members are one stream, as gzip
+    /// itself reads them).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CaptureError> {
-        let f = File::open(path).map_err(|source| CaptureError::Io { offset: 0, source })?;
-        Self::new(BufReader::with_capacity(1 << 16, f))
+        let io = |source| CaptureError::Io { offset: 0, source };
+        let mut file = BufReader::with_capacity(1 << 16, File::open(path).map_err(io)?);
+        let gzip = file.fill_buf().map_err(io)?.starts_with(&GZIP_MAGIC);
+        if gzip {
+            let inner = BufReader::with_capacity(1 << 16, MultiGzDecoder::new(file));
+            let mut me =
+                Self::new(Input::Gzip(Box::new(inner))).map_err(CaptureError::inside_gzip)?;
+            me.gzip = true;
+            Ok(me)
+        } else {
+            Self::new(Input::Plain(file))
+        }
     }
 }
 
@@ -409,7 +589,16 @@ impl<R: Read> CaptureReader<R> {
                 nanos: false,
                 link: LinkType::ETHERNET,
                 max: 0,
+                record_len: pcap_record::LEN,
+                lengths: Lengths::InOrder,
             },
+            // Room for the link types of any usual capture, so counting them allocates nothing
+            // while frames are read.
+            links: Vec::with_capacity(8),
+            last_link: 0,
+            bad_timestamps: 0,
+            first_bad_timestamp: None,
+            gzip: false,
         };
         let mut magic = [0u8; 4];
         match read_n(&mut me.r, &mut magic) {
@@ -423,12 +612,22 @@ impl<R: Read> CaptureReader<R> {
             me.read_shb(0, &magic)?;
             return Ok(me);
         }
-        let (big, nanos) = match (le, be) {
-            (PCAP_MAGIC_US, _) => (false, false),
-            (PCAP_MAGIC_NS, _) => (false, true),
-            (_, PCAP_MAGIC_US) => (true, false),
-            (_, PCAP_MAGIC_NS) => (true, true),
-            _ => return Err(CaptureError::NotACapture { magic }),
+        let (magic_value, big) = match (le, be) {
+            (PCAP_MAGIC_US | PCAP_MAGIC_NS | PCAP_MAGIC_MODIFIED, _) => (le, false),
+            (_, PCAP_MAGIC_US | PCAP_MAGIC_NS | PCAP_MAGIC_MODIFIED) => (be, true),
+            _ => {
+                return Err(CaptureError::NotACapture {
+                    magic,
+                    looks_like: looks_like(magic),
+                    gzip: false,
+                });
+            }
+        };
+        let nanos = magic_value == PCAP_MAGIC_NS;
+        let record_len = if magic_value == PCAP_MAGIC_MODIFIED {
+            pcap_modified_record::LEN
+        } else {
+            pcap_record::LEN
         };
         let mut h = [0u8; pcap_header::LEN];
         h[pcap_header::MAGIC].copy_from_slice(&magic);
@@ -436,11 +635,22 @@ impl<R: Read> CaptureReader<R> {
         let snaplen = u32_at(&h, pcap_header::SNAPLEN, big);
         let link = LinkType(u32_at(&h, pcap_header::LINKTYPE, big) & 0xffff);
         let max = snaplen.clamp(STANDARD_MAX_FRAME, MAX_FRAME);
+        let version = (
+            u16_at(&h, pcap_header::VERSION_MAJOR, big),
+            u16_at(&h, pcap_header::VERSION_MINOR, big),
+        );
+        let lengths = match version {
+            (2, 0..=2) => Lengths::Swapped,
+            (2, 3) => Lengths::MaybeSwapped,
+            _ => Lengths::InOrder,
+        };
         me.kind = Kind::Pcap {
             big,
             nanos,
             link,
             max,
+            record_len,
+            lengths,
         };
         me.offset = pcap_header::LEN as u64;
         Ok(me)
@@ -460,6 +670,50 @@ impl<R: Read> CaptureReader<R> {
             Kind::Pcap { link, .. } => Some(*link),
             Kind::Pcapng { ifaces, .. } => ifaces.first().map(|i| i.link),
         }
+    }
+
+    /// Frames per link type so far, in order of first appearance.
+    pub fn link_types(&self) -> &[LinkCount] {
+        &self.links
+    }
+
+    /// Records whose timestamp fraction was out of range (read anyway, see the module docs).
+    pub fn bad_timestamps(&self) -> u64 {
+        self.bad_timestamps
+    }
+
+    /// The number of the first frame with a bad timestamp.
+    pub fn first_bad_timestamp(&self) -> Option<u64> {
+        self.first_bad_timestamp
+    }
+
+    /// The file is gzip-compressed (and is being decompressed as it is read).
+    pub fn gzip(&self) -> bool {
+        self.gzip
+    }
+
+    /// Counts one more frame, of `link` and `orig_len` bytes on the wire; returns its number.
+    #[inline]
+    fn count_frame(&mut self, link: LinkType, orig_len: u32) -> u64 {
+        self.frames += 1;
+        let i = match self.links.get(self.last_link) {
+            Some(c) if c.link == link => self.last_link,
+            _ => match self.links.iter().position(|c| c.link == link) {
+                Some(i) => i,
+                None => {
+                    self.links.push(LinkCount {
+                        link,
+                        frames: 0,
+                        bytes: 0,
+                    });
+                    self.links.len() - 1
+                }
+            },
+        };
+        self.last_link = i;
+        self.links[i].frames += 1;
+        self.links[i].bytes += u64::from(orig_len);
+        self.frames
     }
 
     /// Bytes consumed so far.
@@ -530,10 +784,12 @@ impl<R: Read> CaptureReader<R> {
             _ => return Err(self.corrupt(at, "section header with an unknown byte-order magic")),
         };
         let total = u32_at(&h, ng_block::TOTAL_LEN, big);
-        if total < ng_shb::MIN_LEN as u32 || !total.is_multiple_of(4) || total > MAX_FRAME {
+        if total < ng_shb::MIN_LEN as u32 || total > MAX_FRAME {
             return Err(self.corrupt(at, "section header block length is impossible"));
         }
-        let rest = total as usize - ng_shb::HEAD_LEN;
+        // Rounded up to a multiple of 4 like any other block (see `read_block_body`).
+        let total_on_disk = total.next_multiple_of(4);
+        let rest = total_on_disk as usize - ng_shb::HEAD_LEN;
         self.fill_buf(rest, at, "a section header block")?;
         let trailer = rest - ng_block::TRAILER_LEN..rest;
         if u32_at(&self.buf, trailer, big) != total {
@@ -543,7 +799,7 @@ impl<R: Read> CaptureReader<R> {
             big,
             ifaces: Vec::new(),
         };
-        self.offset = at + u64::from(total);
+        self.offset = at + u64::from(total_on_disk);
         Ok(())
     }
 
@@ -555,7 +811,9 @@ impl<R: Read> CaptureReader<R> {
                 nanos,
                 link,
                 max,
-            } => self.next_pcap(big, nanos, link, max),
+                record_len,
+                lengths,
+            } => self.next_pcap(big, nanos, link, max, record_len, lengths),
             Kind::Pcapng { .. } => self.next_pcapng(),
         }
     }
@@ -574,37 +832,45 @@ impl<R: Read> CaptureReader<R> {
         nanos: bool,
         link: LinkType,
         max: u32,
+        record_len: usize,
+        lengths: Lengths,
     ) -> Result<Option<Frame<'_>>, CaptureError> {
         let at = self.offset;
-        let mut h = [0u8; pcap_record::LEN];
-        match read_n(&mut self.r, &mut h) {
+        let mut h = [0u8; pcap_modified_record::LEN];
+        let h = &mut h[..record_len];
+        match read_n(&mut self.r, h) {
             Err(source) => return Err(CaptureError::Io { offset: at, source }),
             Ok(Some(0)) => return Ok(None),
             Ok(Some(_)) => return Err(self.truncated(at, "a record header")),
             Ok(None) => {}
         }
-        let secs = u32_at(&h, pcap_record::TS_SEC, big);
-        let frac = u32_at(&h, pcap_record::TS_FRAC, big);
-        let caplen = u32_at(&h, pcap_record::CAPLEN, big);
-        let orig_len = u32_at(&h, pcap_record::ORIG_LEN, big);
+        let secs = u32_at(h, pcap_record::TS_SEC, big);
+        let frac = u32_at(h, pcap_record::TS_FRAC, big);
+        let mut caplen = u32_at(h, pcap_record::CAPLEN, big);
+        let mut orig_len = u32_at(h, pcap_record::ORIG_LEN, big);
+        if lengths == Lengths::Swapped || (lengths == Lengths::MaybeSwapped && caplen > orig_len) {
+            std::mem::swap(&mut caplen, &mut orig_len);
+        }
         if caplen > max {
             return Err(self.corrupt(at, "record length is larger than any frame"));
         }
         let frac_ns = if nanos {
-            frac
+            u64::from(frac)
         } else {
-            frac.saturating_mul(1000)
+            u64::from(frac) * 1000
         };
-        if frac_ns >= 1_000_000_000 {
-            return Err(self.corrupt(at, "record timestamp fraction is out of range"));
-        }
         self.fill_buf(caplen as usize, at, "a record's data")?;
-        self.offset = at + pcap_record::LEN as u64 + u64::from(caplen);
-        self.frames += 1;
+        self.offset = at + record_len as u64 + u64::from(caplen);
+        let number = self.count_frame(link, orig_len.max(caplen));
+        if frac_ns >= 1_000_000_000 {
+            // Read anyway, as tcpdump and tshark do: the excess is carried into the seconds.
+            self.bad_timestamps += 1;
+            self.first_bad_timestamp.get_or_insert(number);
+        }
         Ok(Some(Frame {
-            number: self.frames,
+            number,
             link,
-            ts: Duration::new(u64::from(secs), frac_ns),
+            ts: Duration::from_secs(u64::from(secs)) + Duration::from_nanos(frac_ns),
             orig_len: orig_len.max(caplen),
             data: &self.buf[..caplen as usize],
         }))
@@ -662,15 +928,18 @@ impl<R: Read> CaptureReader<R> {
     /// Phase 2: reads the body and the trailing length of a block of `total` bytes into the
     /// buffer, checks both lengths, and moves past the block. Returns the body's length.
     fn read_block_body(&mut self, at: u64, total: u32, big: bool) -> Result<usize, CaptureError> {
-        if total < ng_block::MIN_LEN as u32 || !total.is_multiple_of(4) || total > MAX_FRAME {
+        if total < ng_block::MIN_LEN as u32 || total > MAX_FRAME {
             return Err(self.corrupt(at, "block length is impossible"));
         }
-        let body = total as usize - ng_block::MIN_LEN;
+        // Old ntar-written files leave the packet data's padding out of the length: the block
+        // on disk is the length rounded up to a multiple of 4 (Wireshark reads it so).
+        let on_disk = total.next_multiple_of(4);
+        let body = on_disk as usize - ng_block::MIN_LEN;
         self.fill_buf(body + ng_block::TRAILER_LEN, at, "a block")?;
         if u32_at(&self.buf, body..body + ng_block::TRAILER_LEN, big) != total {
             return Err(self.corrupt(at, "block lengths disagree"));
         }
-        self.offset = at + u64::from(total);
+        self.offset = at + u64::from(on_disk);
         Ok(body)
     }
 
@@ -762,9 +1031,9 @@ impl<R: Read> CaptureReader<R> {
         if end > body {
             return Err(self.corrupt(at, "packet block's captured length runs past the block"));
         }
-        self.frames += 1;
+        let number = self.count_frame(link, p.orig_len.max(p.caplen));
         Ok(Some(Frame {
-            number: self.frames,
+            number,
             link,
             ts: tsres.duration(p.ts_units),
             orig_len: p.orig_len.max(p.caplen),
@@ -1171,6 +1440,153 @@ mod tests {
             }
             w.into_inner().unwrap()
         }
+    }
+
+    /// A little-endian pcap of `magic` and `version`, each record `(caplen, origlen, data)`
+    /// written with `extra` zero bytes after the 16-byte record header.
+    fn pcap_with(
+        magic: u32,
+        version: (u16, u16),
+        extra: usize,
+        recs: &[(u32, u32, &[u8])],
+    ) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&magic.to_le_bytes());
+        b.extend_from_slice(&version.0.to_le_bytes());
+        b.extend_from_slice(&version.1.to_le_bytes());
+        b.extend_from_slice(&[0; 8]);
+        b.extend_from_slice(&65535u32.to_le_bytes());
+        b.extend_from_slice(&101u32.to_le_bytes());
+        for (i, (cap, orig, d)) in recs.iter().enumerate() {
+            b.extend_from_slice(&(i as u32).to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.extend_from_slice(&cap.to_le_bytes());
+            b.extend_from_slice(&orig.to_le_bytes());
+            b.resize(b.len() + extra, 0);
+            b.extend_from_slice(d);
+        }
+        b
+    }
+
+    #[test]
+    fn modified_pcap_records_have_24_byte_headers() {
+        let b = pcap_with(
+            PCAP_MAGIC_MODIFIED,
+            (2, 4),
+            8,
+            &[(2, 60, &[0x60, 1]), (3, 3, &[0x60, 2, 3])],
+        );
+        let (got, err) = read_all(&b);
+        assert!(err.is_none(), "{err:?}");
+        let data: Vec<_> = got.iter().map(|g| g.3.clone()).collect();
+        assert_eq!(data, vec![vec![0x60, 1], vec![0x60, 2, 3]]);
+    }
+
+    #[test]
+    fn old_versions_have_their_lengths_swapped_as_libpcap_reads_them() {
+        // 2.2: always (original, captured); 2.3: swapped only when "captured" is the larger.
+        let b = pcap_with(PCAP_MAGIC_US, (2, 2), 0, &[(60, 2, &[7, 8])]);
+        let mut r = CaptureReader::new(&b[..]).unwrap();
+        let f = r.next_frame().unwrap().unwrap();
+        assert_eq!((f.data, f.orig_len), (&[7u8, 8][..], 60));
+        let b = pcap_with(
+            PCAP_MAGIC_US,
+            (2, 3),
+            0,
+            &[(60, 2, &[7, 8]), (2, 60, &[9, 10])],
+        );
+        let (got, err) = read_all(&b);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].3, vec![9, 10]);
+    }
+
+    #[test]
+    fn an_out_of_range_timestamp_is_counted_and_carried_into_the_seconds() {
+        let mut b = pcap_with(PCAP_MAGIC_US, (2, 4), 0, &[(1, 1, &[1]), (1, 1, &[2])]);
+        // Second record: 1.5 million microseconds.
+        let at = pcap_header::LEN + pcap_record::LEN + 1 + 4;
+        b[at..at + 4].copy_from_slice(&1_500_000u32.to_le_bytes());
+        let mut r = CaptureReader::new(&b[..]).unwrap();
+        let mut ts = Vec::new();
+        r.for_each(|f| ts.push(f.ts)).unwrap();
+        assert_eq!(ts, vec![Duration::ZERO, Duration::new(2, 500_000_000)]);
+        assert_eq!((r.bad_timestamps(), r.first_bad_timestamp()), (1, Some(2)));
+    }
+
+    #[test]
+    fn frames_are_counted_per_link_type_across_interfaces() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&[0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a]);
+        b.extend_from_slice(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        b.extend_from_slice(&[28, 0, 0, 0]);
+        for link in [1u8, 127, 1] {
+            b.extend_from_slice(&[
+                1, 0, 0, 0, 20, 0, 0, 0, link, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0,
+            ]);
+        }
+        for iface in [0u8, 1, 2, 1, 1] {
+            b.extend_from_slice(&[
+                6, 0, 0, 0, 36, 0, 0, 0, iface, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ]);
+            b.extend_from_slice(&[4, 0, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4, 36, 0, 0, 0]);
+        }
+        let mut r = CaptureReader::new(&b[..]).unwrap();
+        assert_eq!(r.for_each(|_| {}).unwrap(), 5);
+        let counts: Vec<_> = r
+            .link_types()
+            .iter()
+            .map(|c| (c.link.0, c.frames))
+            .collect();
+        assert_eq!(counts, vec![(1, 2), (127, 3)]);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_capture_is_named() {
+        for (magic, says) in [
+            (*b"BZh9", "bzip2"),
+            ([0x1f, 0x8b, 8, 0], "gzip"),
+            (*b"PK\x03\x04", "zip"),
+            (*b"GMBU", "Network Monitor"),
+            (*b"abc ", "text"),
+            ([0x4d, 0x3c, 0x2b, 0xa1], "Navtel"),
+            ([0xcd, 0x34, 0xb2, 0xa1], "patched-libpcap"),
+            ([0x01, 0x02, 0x03, 0x04], "none of the formats"),
+        ] {
+            let e = CaptureReader::new(&[&magic[..], &[0u8; 40][..]].concat()[..]).unwrap_err();
+            let m = e.to_string();
+            assert!(
+                m.contains(says) && m.starts_with("not a pcap or pcapng file"),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_gzip_compressed_file_is_read_and_a_damaged_one_stops_with_an_error() {
+        use std::io::Write as _;
+        let plain = sample(true);
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&plain).unwrap();
+        let z = z.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        std::fs::write(&p, &z).unwrap();
+        let mut r = CaptureReader::open(&p).unwrap();
+        assert!(r.gzip());
+        assert_eq!(r.for_each(|_| {}).unwrap(), 5);
+        // Cut short: the frames before the cut, then an error that says gzip.
+        std::fs::write(&p, &z[..z.len() - 30]).unwrap();
+        let mut r = CaptureReader::open(&p).unwrap();
+        let e = r.for_each(|_| {}).unwrap_err();
+        let chain = format!(
+            "{e}: {}",
+            std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
+        );
+        assert!(
+            chain.contains("gzip") || matches!(e, CaptureError::Truncated { .. }),
+            "{chain}"
+        );
     }
 
     proptest::proptest! {

@@ -31,8 +31,9 @@ pub enum SendError {
     /// Arguments that cannot work together.
     #[error("{0}")]
     Usage(String),
-    /// A capture file that cannot be read.
-    #[error("{path}: {source}")]
+    /// A capture file that cannot be read. The cause is the error's source (printed after it by
+    /// `{:#}`), not repeated in its own text.
+    #[error("{path}")]
     Capture {
         /// The file.
         path: String,
@@ -40,8 +41,9 @@ pub enum SendError {
         #[source]
         source: crate::source::pcap::CaptureError,
     },
-    /// Any other I/O failure, with what was being done.
-    #[error("{context}: {source}")]
+    /// Any other I/O failure, with what was being done. The OS error is the source (printed
+    /// after it by `{:#}`), not repeated in its own text.
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,

@@ -29,7 +29,7 @@ pub mod packet;
 pub mod ring;
 
 pub use caps::Capability;
-pub use fd::{dup, getsockopt, if_index, into_raw, poll_in, set_int, setsockopt};
+pub use fd::{dup, getsockopt, if_index, into_raw, poll_in, set_int, setsockopt, socket_error};
 pub use flowlabel::*;
 pub use msg::{Received, enable_tx_loopback, recv_errqueue, recv_with_flowinfo};
 pub use packet::*;

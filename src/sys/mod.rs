@@ -13,6 +13,7 @@
 //! - [`errno`]: the one table of errno names and words.
 //! - [`signals`]: SIGINT/SIGTERM as a stop request, remembering which arrived (safe code, here
 //!   beside the other process-level interfaces).
+//! - [`netstat`]: the namespace's drop counters (listen overflows, UDP receive-buffer errors).
 //! - [`caps`]: Linux capabilities: which this process holds, and the one hint text for a missing one.
 //!
 //! Every item is also re-exported here, so callers write `sys::bind`, `sys::set_int`, ...
@@ -27,6 +28,7 @@ pub mod caps;
 pub mod errno;
 pub mod flowlabel;
 pub mod msg;
+pub mod netstat;
 pub mod packet;
 pub mod ring;
 pub mod signals;

@@ -190,10 +190,12 @@ where
         }
     };
     let control = session.control();
-    {
+    // SIGINT/SIGTERM stop the capture; which one did is named in the summary (`stopped`).
+    let signals = {
         let control = control.clone();
-        ctrlc::set_handler(move || control.stop()).context("installing the SIGINT handler")?;
-    }
+        crate::sys::signals::StopSignal::install(move || control.stop())
+            .context("installing the SIGINT/SIGTERM handler")?
+    };
     let metrics = match args.metrics_addr {
         Some(addr) => {
             let m = Arc::new(Metrics::new());
@@ -221,7 +223,7 @@ where
         metrics,
     };
     refresh_until_stopped(args, &session, &summary);
-    final_summary(args, session, &summary, cfg.workers)
+    final_summary(args, session, &summary, cfg.workers, &signals)
 }
 
 /// Builds the report of the counts so far, and updates the metrics with it.
@@ -295,12 +297,16 @@ fn final_summary(
     session: Session,
     summary: &Summary<'_>,
     workers: usize,
+    signals: &crate::sys::signals::StopSignal,
 ) -> anyhow::Result<u8> {
     let elapsed = session.elapsed().as_secs_f64();
     let done = session.finish();
     let kernel = done.counts.kernel;
     let reconciliation = done.counts.reconciliation();
-    let report = summary.report(&done.counts);
+    let mut report = summary.report(&done.counts);
+    if let (Some(n), Some(path)) = (done.written, &args.write) {
+        eprintln!("wrote {n} frame(s) to {}", path.display());
+    }
     let mut out = std::io::stdout().lock();
     match args.format {
         OutputFormat::Table => {
@@ -316,6 +322,10 @@ fn final_summary(
             }
         }
         OutputFormat::Json => {
+            // What ended the capture early: the error, or the signal (0: no byte offset in a
+            // live capture).
+            report.stopped = stopped_by(done.error.as_ref(), signals.received())
+                .map(|message| crate::report::model::Stopped { offset: 0, message });
             let w = WatchReport {
                 report: &report,
                 kernel,
@@ -341,9 +351,42 @@ fn final_summary(
     }
 }
 
+/// The JSON `stopped` text: the error that ended the capture, else the signal that stopped
+/// it (`SIGINT`, `SIGTERM`); `None` after --duration or --count.
+fn stopped_by(error: Option<&LiveError>, signal: Option<&'static str>) -> Option<String> {
+    match (error, signal) {
+        (Some(e), _) => {
+            // The error and its causes, as the final error line prints them.
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text = format!("{text}: {c}");
+                cause = c.source();
+            }
+            Some(text)
+        }
+        (None, Some(sig)) => Some(sig.to_string()),
+        (None, None) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stopped_names_the_error_else_the_signal() {
+        assert_eq!(stopped_by(None, None), None);
+        assert_eq!(
+            stopped_by(None, Some("SIGTERM")).as_deref(),
+            Some("SIGTERM")
+        );
+        let e = LiveError::Panicked;
+        assert_eq!(
+            stopped_by(Some(&e), Some("SIGINT")).as_deref(),
+            Some("a capture worker panicked")
+        );
+    }
 
     fn rec(kernel_packets: u64, read: u64, counted: u64, drops: u64) -> Reconciliation {
         let unaccounted = kernel_packets as i64 - read as i64 - drops as i64;

@@ -12,8 +12,9 @@ use comfy_table::CellAlignment;
 /// Why counters could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
+    /// The cause is in the text, so it is not also a `source` (it would print twice).
     #[error("cannot run nft: {0}")]
-    Spawn(#[source] std::io::Error),
+    Spawn(std::io::Error),
     #[error("nft failed ({status}): {stderr}")]
     Nft { status: String, stderr: String },
     #[error("nft printed JSON flowpol does not understand: {0}")]

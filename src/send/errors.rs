@@ -364,6 +364,24 @@ mod tests {
     }
 
     #[test]
+    fn an_io_error_prints_its_cause_once() {
+        let e = SendError::io(
+            "connecting to fd00::2",
+            io::Error::new(io::ErrorKind::TimedOut, "timed out"),
+        );
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(e)),
+            "connecting to fd00::2: timed out"
+        );
+        let e = SendError::io(
+            "sending to fd00::2",
+            io::Error::from_raw_os_error(libc::ENETUNREACH),
+        );
+        let text = format!("{:#}", anyhow::Error::new(e).context("send"));
+        assert_eq!(text.matches("Network is unreachable").count(), 1, "{text}");
+    }
+
+    #[test]
     fn parses_proc_table() {
         let t = parse_label_table(TABLE);
         assert_eq!(t.len(), 2);

@@ -55,7 +55,10 @@ pub struct Args {
     /// Format of the final summary.
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
-    /// Also write every captured frame to this pcap file (complete after SIGINT).
+    /// Also write every captured frame to this pcap file (complete after SIGINT). Written at
+    /// least every second, in whole records: on a write error (a full disk) the file is cut
+    /// back to its last whole record, the error says how many frames it holds, and the watch
+    /// ends with exit 2.
     #[arg(long, value_name = "FILE.pcap")]
     pub write: Option<PathBuf>,
     /// Capture threads, joined in one PACKET_FANOUT group in hash mode (counting starts once

@@ -163,6 +163,9 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// The longest a frame waits in the buffer: a write error (a full disk) shows within this time
 /// on a quiet link, not only at the end.
 pub const WRITE_FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often each worker looks whether the buffer is due (the buffer is written once it is
+/// `WRITE_FLUSH_EVERY - FLUSH_CHECK` old, so no frame waits longer than `WRITE_FLUSH_EVERY`).
+const FLUSH_CHECK: Duration = Duration::from_millis(250);
 
 /// The bytes of whole pcap records on their way to the file. Nothing is written until
 /// [`Write::flush`], which the [`CaptureFile`] calls only between records, so the file always
@@ -279,9 +282,10 @@ impl CaptureFile {
         r
     }
 
-    /// Writes the buffered records when the oldest has waited [`WRITE_FLUSH_EVERY`].
+    /// Writes the buffered records when the last write is `WRITE_FLUSH_EVERY - FLUSH_CHECK`
+    /// ago (the caller looks every `FLUSH_CHECK`).
     pub fn flush_if_due(&mut self) -> io::Result<()> {
-        if self.buffered > 0 && self.last_flush.elapsed() >= WRITE_FLUSH_EVERY {
+        if self.buffered > 0 && self.last_flush.elapsed() >= WRITE_FLUSH_EVERY - FLUSH_CHECK {
             self.flush()
         } else {
             Ok(())
@@ -366,6 +370,7 @@ impl Session {
                     writer: writer.clone(),
                     count: cfg.count,
                     write_err: None,
+                    next_flush_check: Instant::now(),
                 },
             };
             let (c3, c5) = (c3.clone(), c5.clone());
@@ -516,6 +521,8 @@ struct FrameHandler {
     /// The first error writing the capture file ([`LiveError::Write`], its frame count filled
     /// in at the end); this worker writes no frame after it.
     write_err: Option<LiveError>,
+    /// When this worker next looks whether the capture file's buffer is due to be written.
+    next_flush_check: Instant,
 }
 
 impl FrameHandler {
@@ -560,6 +567,12 @@ impl FrameHandler {
     /// Writes the capture file's buffer when it is due (called between reads, so a write
     /// error shows while the capture runs, even on a quiet link).
     fn flush_if_due(&mut self) {
+        // The shared writer is locked only a few times a second per worker, not per read.
+        let now = Instant::now();
+        if self.writer.is_none() || now < self.next_flush_check {
+            return;
+        }
+        self.next_flush_check = now + FLUSH_CHECK;
         if let Some(w) = &self.writer {
             let r = match w.lock() {
                 Ok(mut w) => w.flush_if_due(),

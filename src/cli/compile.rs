@@ -123,6 +123,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 "compiled"
             );
             if args.apply || args.dry_run {
+                // nft talks netlink for both; without CAP_NET_ADMIN it prints two lines of raw
+                // netlink errors, so the capability is named first, in one line.
+                let cap = crate::sys::Capability::NetAdmin;
+                if !cap.held() {
+                    let what = if args.dry_run {
+                        "checking the ruleset against the kernel (--dry-run, nft -c)"
+                    } else {
+                        "loading the ruleset (--apply)"
+                    };
+                    anyhow::bail!("{}", crate::sys::caps::missing(&what, cap));
+                }
                 nft::load(&r.text, args.dry_run)?;
                 let verb = if args.dry_run {
                     "nft accepts"

@@ -45,9 +45,13 @@ fn stats_cmd(a: StatsArgs) -> anyhow::Result<u8> {
         Some(p) => {
             let s =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            stats::parse_counters(&s, &a.table).with_context(|| format!("{}", p.display()))?
+            let rows =
+                stats::parse_counters(&s, &a.table).with_context(|| format!("{}", p.display()))?;
+            stats::check_flowpol(&a.table, &rows).with_context(|| format!("{}", p.display()))?;
+            rows
         }
-        None => stats::read_kernel(&a.table).context("reading the kernel's counters")?,
+        // One line: the missing capability, the missing or foreign table, or nft's error.
+        None => stats::read_kernel(&a.table).map_err(|e| anyhow::anyhow!("nft stats: {e}"))?,
     };
     let r = stats::report(&a.table, &rows);
     let text = match a.format {

@@ -69,6 +69,12 @@ fn table(r: &ReplayReport) -> comfy_table::Table {
     for (k, v) in &r.send_errors {
         rows.push(("refused", format!("{v} x {k}")));
     }
+    if let Some(sig) = r.stopped_by {
+        rows.push((
+            "stopped",
+            format!("by {sig}, before the end of the capture"),
+        ));
+    }
     for (k, v) in rows {
         t.add_row(vec![k.to_string(), v]);
     }
@@ -90,6 +96,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         timing,
         loops: args.loops,
         dst_mac: args.dst_mac,
+        // SIGINT/SIGTERM end the replay early with the summary of what was sent.
+        stop: Some(
+            crate::sys::signals::StopSignal::install(|| {})
+                .map_err(|e| anyhow::anyhow!("installing the SIGINT/SIGTERM handler: {e}"))?,
+        ),
     };
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());

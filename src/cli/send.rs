@@ -19,6 +19,49 @@ pub fn parse_label(s: &str) -> Result<FlowLabel, String> {
     FlowLabel::new(v).map_err(|e| e.to_string())
 }
 
+/// A destination: an address, and for a link-local IPv6 address optionally its scope
+/// (`fe80::1%eth0` or `fe80::1%2`, the form `interop` prints).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// The address.
+    pub ip: IpAddr,
+    /// The scope after `%`: an interface name or index.
+    pub scope: Option<String>,
+}
+
+/// Parses `ADDR` or `ADDR%SCOPE` (IPv6 only; SCOPE an interface name or index).
+pub fn parse_destination(s: &str) -> Result<Destination, String> {
+    let (addr, scope) = match s.split_once('%') {
+        Some((a, z)) if !z.is_empty() => (a, Some(z.to_string())),
+        Some(_) => {
+            return Err(format!(
+                "`{s}`: nothing after `%` (give an interface name or index)"
+            ));
+        }
+        None => (s, None),
+    };
+    let ip: IpAddr = addr
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|e| format!("`{addr}` is not an IP address: {e}"))?;
+    if scope.is_some() && ip.is_ipv4() {
+        return Err(format!(
+            "`{s}`: a scope (`%...`) is for IPv6 addresses only"
+        ));
+    }
+    Ok(Destination { ip, scope })
+}
+
+/// The interface index of a scope: a number as it is, a name looked up.
+fn scope_index(scope: &str) -> anyhow::Result<u32> {
+    if let Ok(n) = scope.parse::<u32>() {
+        return Ok(n);
+    }
+    crate::sys::if_index(scope)
+        .map_err(|e| anyhow::anyhow!("scope %{scope}: no interface of that name ({e})"))
+}
+
 /// Parses a traffic class in decimal or 0x-hex.
 pub fn parse_tclass(s: &str) -> Result<u8, String> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
@@ -35,9 +78,10 @@ pub fn parse_tclass(s: &str) -> Result<u8, String> {
 /// --auto the packets carry label 0 (IPV6_AUTOFLOWLABEL off).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Destination address (IPv6; IPv4 only without --label/--auto).
-    #[arg(long)]
-    pub to: IpAddr,
+    /// Destination address (IPv6; IPv4 only without --label/--auto). A link-local address
+    /// takes its link as `fe80::1%eth0` or `fe80::1%2` (or with --iface).
+    #[arg(long, value_parser = parse_destination)]
+    pub to: Destination,
     /// Destination port.
     #[arg(long)]
     pub port: u16,
@@ -103,8 +147,14 @@ impl Args {
             self.timeout.is_finite() && self.timeout > 0.0,
             "--timeout must be positive"
         );
+        let scope_id = match &self.to.scope {
+            Some(z) => Some(scope_index(z)?),
+            None => None,
+        };
         Ok(SendConfig {
-            to: self.to,
+            to: self.to.ip,
+            scope_id,
+            stop: None,
             port: self.port,
             proto: self.proto,
             label,
@@ -160,12 +210,23 @@ fn table(r: &SendReport) -> comfy_table::Table {
     ] {
         t.add_row(vec![k.to_string(), v]);
     }
+    if let Some(sig) = r.stopped_by {
+        t.add_row(vec![
+            "stopped".to_string(),
+            format!("by {sig}, before --count was reached"),
+        ]);
+    }
     t
 }
 
 /// Runs `flowpol send`.
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let cfg = args.config()?;
+    let mut cfg = args.config()?;
+    // SIGINT/SIGTERM end the run early with the summary of what was sent.
+    cfg.stop = Some(
+        crate::sys::signals::StopSignal::install(|| {})
+            .map_err(|e| anyhow::anyhow!("installing the SIGINT/SIGTERM handler: {e}"))?,
+    );
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(cfg.count),
         indicatif::ProgressDrawTarget::stderr(),
@@ -194,5 +255,20 @@ mod tests {
         assert_eq!(parse_tclass("0xb8"), Ok(0xb8));
         assert_eq!(parse_tclass("46"), Ok(46));
         assert!(parse_tclass("256").is_err());
+    }
+
+    #[test]
+    fn destinations_take_a_scope_by_name_or_index() {
+        let d = parse_destination("fe80::1%veth0").unwrap();
+        assert_eq!(d.ip.to_string(), "fe80::1");
+        assert_eq!(d.scope.as_deref(), Some("veth0"));
+        assert_eq!(
+            parse_destination("fe80::1%3").unwrap().scope.as_deref(),
+            Some("3")
+        );
+        assert_eq!(parse_destination("fd00::2").unwrap().scope, None);
+        assert!(parse_destination("10.0.0.1%eth0").is_err());
+        assert!(parse_destination("fe80::1%").is_err());
+        assert!(parse_destination("nope").is_err());
     }
 }

@@ -78,7 +78,10 @@ pub struct Args {
     /// Format of the final summary.
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
-    /// Also write every captured frame to this pcap file (complete after SIGINT).
+    /// Also write every captured frame to this pcap file (complete after SIGINT). Written at
+    /// least every second, in whole records: on a write error (a full disk) the file is cut
+    /// back to its last whole record, the error says how many frames it holds, and the watch
+    /// ends with exit 2.
     #[arg(long, value_name = "FILE.pcap")]
     pub write: Option<PathBuf>,
     /// Capture threads, joined in one PACKET_FANOUT group in hash mode (counting starts once
@@ -257,7 +260,17 @@ where
         }
     };
     let hup = Arc::new(AtomicBool::new(false));
-    signals(&session, &hup)?;
+    // SIGINT/SIGTERM stop the capture (which one did is named in the summary, `stopped`);
+    // SIGHUP asks for a reload.
+    let signals = {
+        let control = session.control();
+        let hup = hup.clone();
+        crate::sys::signals::StopSignal::install_with_hup(
+            move || control.stop(),
+            Some(move || hup.store(true, Ordering::Relaxed)),
+        )
+        .context("installing the SIGINT/SIGTERM/SIGHUP handlers")?
+    };
     let metrics = match args.metrics_addr {
         Some(addr) => {
             let m = Arc::new(Metrics::new());
@@ -302,30 +315,8 @@ where
         usize::from(args.workers),
         meter,
         exports,
+        &signals,
     )
-}
-
-/// SIGINT and SIGTERM stop the capture; SIGHUP asks for a reload (`hup`). signal-hook tells the
-/// three apart (ctrlc's "termination" feature maps SIGHUP to the same handler as SIGINT).
-fn signals(session: &Session, hup: &Arc<AtomicBool>) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .context("installing the signal handlers")?;
-    let control = session.control();
-    let hup = hup.clone();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for s in signals.forever() {
-                if s == SIGHUP {
-                    hup.store(true, Ordering::Relaxed);
-                } else {
-                    control.stop();
-                }
-            }
-        })
-        .context("starting the signal thread")?;
-    Ok(())
 }
 
 /// What a SIGHUP needs: the flag, the engines' swap, their constructor, the exporters.
@@ -467,6 +458,7 @@ fn final_summary(
     workers: usize,
     metered: bool,
     exports: Option<Arc<Exports>>,
+    signals: &crate::sys::signals::StopSignal,
 ) -> anyhow::Result<u8> {
     let elapsed = session.elapsed().as_secs_f64();
     let done = session.finish();
@@ -484,7 +476,10 @@ fn final_summary(
     };
     let kernel = done.counts.kernel;
     let reconciliation = done.counts.reconciliation();
-    let report = summary.report(&done.counts);
+    let mut report = summary.report(&done.counts);
+    if let (Some(n), Some(path)) = (done.written, &args.write) {
+        eprintln!("wrote {n} frame(s) to {}", path.display());
+    }
     let mut out = std::io::stdout().lock();
     match args.format {
         OutputFormat::Table => {
@@ -513,6 +508,10 @@ fn final_summary(
             }
         }
         OutputFormat::Json => {
+            // What ended the capture early: the error, or the signal (0: no byte offset in a
+            // live capture).
+            report.stopped = stopped_by(done.error.as_ref(), signals.received())
+                .map(|message| crate::report::model::Stopped { offset: 0, message });
             let w = WatchReport {
                 report: &report,
                 kernel,
@@ -559,9 +558,42 @@ fn meter_line(m: &MeterNumbers) -> String {
     )
 }
 
+/// The JSON `stopped` text: the error that ended the capture, else the signal that stopped
+/// it (`SIGINT`, `SIGTERM`); `None` after --duration or --count.
+fn stopped_by(error: Option<&LiveError>, signal: Option<&'static str>) -> Option<String> {
+    match (error, signal) {
+        (Some(e), _) => {
+            // The error and its causes, as the final error line prints them.
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text = format!("{text}: {c}");
+                cause = c.source();
+            }
+            Some(text)
+        }
+        (None, Some(sig)) => Some(sig.to_string()),
+        (None, None) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stopped_names_the_error_else_the_signal() {
+        assert_eq!(stopped_by(None, None), None);
+        assert_eq!(
+            stopped_by(None, Some("SIGTERM")).as_deref(),
+            Some("SIGTERM")
+        );
+        let e = LiveError::Panicked;
+        assert_eq!(
+            stopped_by(Some(&e), Some("SIGINT")).as_deref(),
+            Some("a capture worker panicked")
+        );
+    }
 
     fn rec(kernel_packets: u64, read: u64, counted: u64, drops: u64) -> Reconciliation {
         let unaccounted = kernel_packets as i64 - read as i64 - drops as i64;

@@ -684,8 +684,9 @@ fn write_base_chain(t: &mut String, opts: &NftOptions, base: &str, default_act: 
 /// Why `nft -f -` refused a ruleset.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The cause is in the text, so it is not also a `source` (it would print twice).
     #[error("cannot run nft: {0}")]
-    Spawn(#[source] std::io::Error),
+    Spawn(std::io::Error),
     #[error("nft -f rejected the ruleset ({status}):\n{stderr}")]
     Rejected { status: String, stderr: String },
 }

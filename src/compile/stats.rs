@@ -12,14 +12,41 @@ use comfy_table::CellAlignment;
 /// Why counters could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
+    /// The cause is in the text, so it is not also a `source` (it would print twice).
     #[error("cannot run nft: {0}")]
-    Spawn(#[source] std::io::Error),
+    Spawn(std::io::Error),
     #[error("nft failed ({status}): {stderr}")]
     Nft { status: String, stderr: String },
     #[error("nft printed JSON flowpol does not understand: {0}")]
     Json(#[from] serde_json::Error),
     #[error("nft printed JSON without an `nftables` array")]
     Shape,
+    /// Reading counters over netlink needs CAP_NET_ADMIN.
+    #[error("{}", crate::sys::caps::missing(&"reading nftables counters", crate::sys::Capability::NetAdmin))]
+    NoCapability,
+    /// The table is not there.
+    #[error(
+        "there is no table ip6 {table} in this network namespace (load one with `flowpol compile --target nft --apply`)"
+    )]
+    NoTable { table: String },
+    /// A table of that name whose counters flowpol did not write.
+    #[error(
+        "table ip6 {table} was not made by `flowpol compile`: none of its {counters} counter(s) carries a flowpol comment"
+    )]
+    Foreign { table: String, counters: usize },
+}
+
+/// Checks that `rows` (the counters of `table`) come from a ruleset `flowpol compile` wrote: at
+/// least one counter with flowpol's comment. Every compiled ruleset has one (the default's).
+pub fn check_flowpol(table: &str, rows: &[CounterRow]) -> Result<(), StatsError> {
+    if rows.iter().any(|r| r.tag.is_some()) {
+        Ok(())
+    } else {
+        Err(StatsError::Foreign {
+            table: table.to_string(),
+            counters: rows.len(),
+        })
+    }
 }
 
 /// One kernel counter.
@@ -71,18 +98,39 @@ pub fn parse_counters(json: &str, table: &str) -> Result<Vec<CounterRow>, StatsE
 }
 
 /// Runs `nft -j list counters table ip6 TABLE` in the current network namespace.
+/// Without CAP_NET_ADMIN this fails with [`StatsError::NoCapability`] before running nft; a
+/// missing table is [`StatsError::NoTable`], a table of another program [`StatsError::Foreign`].
 pub fn read_kernel(table: &str) -> Result<Vec<CounterRow>, StatsError> {
+    if !crate::sys::Capability::NetAdmin.held() {
+        return Err(StatsError::NoCapability);
+    }
     let out = std::process::Command::new("nft")
         .args(["-j", "list", "counters", "table", "ip6", table])
         .output()
         .map_err(StatsError::Spawn)?;
     if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // nft's words for a table that is not there: "Error: No such file or directory".
+        if stderr.contains("No such file or directory") {
+            return Err(StatsError::NoTable {
+                table: table.to_string(),
+            });
+        }
+        if stderr.contains("Operation not permitted") {
+            return Err(StatsError::NoCapability);
+        }
         return Err(StatsError::Nft {
             status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            stderr: stderr
+                .lines()
+                .find(|l| l.starts_with("Error"))
+                .unwrap_or(stderr.trim())
+                .to_string(),
         });
     }
-    parse_counters(&String::from_utf8_lossy(&out.stdout), table)
+    let rows = parse_counters(&String::from_utf8_lossy(&out.stdout), table)?;
+    check_flowpol(table, &rows)?;
+    Ok(rows)
 }
 
 /// Per rule (and default) counts.
@@ -272,5 +320,17 @@ mod tests {
         let t = render_table(&r);
         assert!(t.contains("80.0%") && t.contains("\nClasses\n"), "{t}");
         assert!(parse_counters("{}", "flowpol").is_err());
+        assert!(check_flowpol("flowpol", &rows).is_ok());
+    }
+
+    #[test]
+    fn a_table_without_flowpol_counters_is_named_foreign() {
+        let rows = parse_counters(SAMPLE, "other").unwrap();
+        assert_eq!(rows.len(), 1);
+        let e = check_flowpol("other", &rows).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "table ip6 other was not made by `flowpol compile`: none of its 1 counter(s) carries a flowpol comment"
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::report::Tally;
 use crate::source::iface::{self, IfaceError, KernelStats, POLL, Source, SourceKind};
 use crate::source::pcap::{FrameWriter, PcapWriter};
 use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,8 +41,20 @@ pub enum LiveError {
     /// A capture socket could not be opened or read.
     #[error(transparent)]
     Source(#[from] IfaceError),
-    #[error("writing the capture file: {0}")]
-    Write(io::Error),
+    /// The `--write` file could not be created.
+    #[error("cannot create the capture file {}: {error}", path.display())]
+    CreateFile { path: PathBuf, error: io::Error },
+    /// Writing the `--write` file failed; it was cut back to its last whole record.
+    #[error(
+        "writing the capture file {}: {error}; the file holds the first {frames} frame(s), cut back to the last whole record",
+        path.display()
+    )]
+    Write {
+        path: PathBuf,
+        /// Frames in the file (whole records).
+        frames: u64,
+        error: io::Error,
+    },
     #[error("a capture worker panicked")]
     Panicked,
 }
@@ -307,7 +319,152 @@ impl Control {
     }
 }
 
-type Writer = Arc<Mutex<PcapWriter<BufWriter<File>>>>;
+/// Bytes buffered before the capture file is written to.
+const WRITE_BUFFER: usize = 64 * 1024;
+/// The longest a frame waits in the buffer: a write error (a full disk) shows within this time
+/// on a quiet link, not only at the end.
+pub const WRITE_FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often each worker looks whether the buffer is due (the buffer is written once it is
+/// `WRITE_FLUSH_EVERY - FLUSH_CHECK` old, so no frame waits longer than `WRITE_FLUSH_EVERY`).
+const FLUSH_CHECK: Duration = Duration::from_millis(250);
+
+/// The bytes of whole pcap records on their way to the file. Nothing is written until
+/// [`Write::flush`], which the [`CaptureFile`] calls only between records, so the file always
+/// ends in a whole record: a failed write (ENOSPC) is cut back to where the file ended before
+/// it, and every later write fails.
+struct RecordBuffer {
+    file: File,
+    buf: Vec<u8>,
+    /// Bytes the file holds (whole records only).
+    in_file: u64,
+    failed: bool,
+}
+
+impl io::Write for RecordBuffer {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other(
+                "an earlier write to the capture file failed",
+            ));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.failed {
+            return Err(io::Error::other(
+                "an earlier write to the capture file failed",
+            ));
+        }
+        match self.file.write_all(&self.buf) {
+            Ok(()) => {
+                self.in_file += self.buf.len() as u64;
+                self.buf.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                self.buf.clear();
+                // Part of the buffer may have reached the file: cut it back to the last whole
+                // record, which frees the space it took, too.
+                if let Err(t) = self.file.set_len(self.in_file) {
+                    tracing::warn!("truncating the capture file after a failed write: {t}");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The `--write` file: pcap records buffered and written whole, at least every
+/// [`WRITE_FLUSH_EVERY`], counting the frames that reached the file.
+pub struct CaptureFile {
+    pcap: PcapWriter<RecordBuffer>,
+    path: PathBuf,
+    /// Frames in the buffer, and their bytes.
+    buffered: u64,
+    buffered_bytes: usize,
+    /// Frames in the file.
+    in_file: u64,
+    last_flush: Instant,
+}
+
+impl CaptureFile {
+    /// Creates (or truncates) the file and writes the pcap header to it at once.
+    pub fn create(path: &std::path::Path, link: LinkType) -> Result<CaptureFile, LiveError> {
+        let fail = |error| LiveError::CreateFile {
+            path: path.to_path_buf(),
+            error,
+        };
+        let file = File::create(path).map_err(fail)?;
+        let buf = RecordBuffer {
+            file,
+            buf: Vec::with_capacity(WRITE_BUFFER + iface::READ_BUFFER),
+            in_file: 0,
+            failed: false,
+        };
+        let mut pcap = PcapWriter::new(buf, link).map_err(fail)?;
+        FrameWriter::flush(&mut pcap).map_err(fail)?;
+        Ok(CaptureFile {
+            pcap,
+            path: path.to_path_buf(),
+            buffered: 0,
+            buffered_bytes: 0,
+            in_file: 0,
+            last_flush: Instant::now(),
+        })
+    }
+
+    /// Buffers one frame's record; writes the buffer once it is full. Nothing allocated (the
+    /// buffer has room for a full buffer plus the largest frame).
+    pub fn write(&mut self, frame: &Frame<'_>) -> io::Result<()> {
+        self.pcap.write_frame(frame)?;
+        self.buffered += 1;
+        self.buffered_bytes += 16 + frame.data.len();
+        if self.buffered_bytes >= WRITE_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered records to the file.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let r = FrameWriter::flush(&mut self.pcap);
+        if r.is_ok() {
+            self.in_file += self.buffered;
+        }
+        self.buffered = 0;
+        self.buffered_bytes = 0;
+        self.last_flush = Instant::now();
+        r
+    }
+
+    /// Writes the buffered records when the last write is `WRITE_FLUSH_EVERY - FLUSH_CHECK`
+    /// ago (the caller looks every `FLUSH_CHECK`).
+    pub fn flush_if_due(&mut self) -> io::Result<()> {
+        if self.buffered > 0 && self.last_flush.elapsed() >= WRITE_FLUSH_EVERY - FLUSH_CHECK {
+            self.flush()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Frames that reached the file (whole records).
+    pub fn frames_in_file(&self) -> u64 {
+        self.in_file
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+type Writer = Arc<Mutex<CaptureFile>>;
 /// A worker's counts, and the error that ended it early, if one did.
 type WorkerResult = (Counts, Option<LiveError>);
 
@@ -359,9 +516,7 @@ impl Session {
             iface::warn_pnet_vlans(&cfg.iface, link);
         }
         let writer = match &cfg.write {
-            Some(p) => Some(Arc::new(Mutex::new(
-                PcapWriter::create(p, link).map_err(LiveError::Write)?,
-            ))),
+            Some(p) => Some(Arc::new(Mutex::new(CaptureFile::create(p, link)?))),
             None => None,
         };
         // The kernel's counters start when the sockets receive (bind, or the end of the fanout
@@ -415,6 +570,7 @@ impl Session {
                     count: cfg.count,
                     write_err: None,
                     meter,
+                    next_flush_check: Instant::now(),
                 },
             };
             let current = current.clone();
@@ -504,22 +660,36 @@ impl Session {
                 Some(a) => a.merge(&c),
             }
         }
+        let mut written = None;
         if let Some(w) = self.writer {
-            let flushed = match Arc::try_unwrap(w) {
-                Ok(m) => match m.into_inner() {
-                    Ok(w) => w.into_inner().map(drop).map_err(LiveError::Write),
-                    Err(_) => Err(LiveError::Panicked),
-                },
-                Err(_) => Err(LiveError::Panicked),
-            };
-            if let Err(e) = flushed {
-                error.get_or_insert(e);
+            match Arc::try_unwrap(w).map(Mutex::into_inner) {
+                Ok(Ok(mut file)) => {
+                    let flushed = file.flush();
+                    let frames = file.frames_in_file();
+                    written = Some(frames);
+                    match (&mut error, flushed) {
+                        // A worker's write error: now the frames in the file are known.
+                        (Some(LiveError::Write { frames: f, .. }), _) => *f = frames,
+                        (_, Err(e)) => {
+                            error.get_or_insert(LiveError::Write {
+                                path: file.path().to_path_buf(),
+                                frames,
+                                error: e,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {
+                    error.get_or_insert(LiveError::Panicked);
+                }
             }
         }
         Finished {
             counts: all.expect("at least one worker"),
             per_worker,
             error,
+            written,
         }
     }
 }
@@ -533,6 +703,8 @@ pub struct Finished {
     pub per_worker: Vec<u64>,
     /// What ended the capture early (interface gone, write error), if anything.
     pub error: Option<LiveError>,
+    /// With `--write`: the frames in the file (whole records).
+    pub written: Option<u64>,
 }
 
 struct Worker {
@@ -550,8 +722,11 @@ struct FrameHandler {
     control: Arc<Control>,
     writer: Option<Writer>,
     count: Option<u64>,
-    /// The first error writing the capture file; this worker writes no frame after it.
-    write_err: Option<io::Error>,
+    /// The first error writing the capture file ([`LiveError::Write`], its frame count filled
+    /// in at the end); this worker writes no frame after it.
+    write_err: Option<LiveError>,
+    /// When this worker next looks whether the capture file's buffer is due to be written.
+    next_flush_check: Instant,
     /// This worker's flow meter shard.
     meter: Option<WorkerMeter>,
 }
@@ -589,18 +764,51 @@ impl FrameHandler {
         }
         if let Some(w) = &self.writer {
             let r = match w.lock() {
-                Ok(mut w) => w.write_frame(frame),
+                Ok(mut w) => w.write(frame),
                 Err(_) => Err(io::Error::other("writer poisoned")),
             };
             if let Err(e) = r {
-                self.write_err = Some(e);
-                self.writer = None;
-                control.stop();
+                self.write_failed(e);
             }
         }
         if last {
-            control.stop();
+            self.control.stop();
         }
+    }
+
+    /// Writes the capture file's buffer when it is due (called between reads, so a write
+    /// error shows while the capture runs, even on a quiet link).
+    fn flush_if_due(&mut self) {
+        // The shared writer is locked only a few times a second per worker, not per read.
+        let now = Instant::now();
+        if self.writer.is_none() || now < self.next_flush_check {
+            return;
+        }
+        self.next_flush_check = now + FLUSH_CHECK;
+        if let Some(w) = &self.writer {
+            let r = match w.lock() {
+                Ok(mut w) => w.flush_if_due(),
+                Err(_) => Err(io::Error::other("writer poisoned")),
+            };
+            if let Err(e) = r {
+                self.write_failed(e);
+            }
+        }
+    }
+
+    /// Remembers the first write error, writes nothing more, and stops every worker.
+    fn write_failed(&mut self, e: io::Error) {
+        let path = self
+            .writer
+            .take()
+            .and_then(|w| w.lock().ok().map(|w| w.path().to_path_buf()))
+            .unwrap_or_default();
+        self.write_err = Some(LiveError::Write {
+            path,
+            frames: 0,
+            error: e,
+        });
+        self.control.stop();
     }
 }
 
@@ -683,6 +891,7 @@ impl Worker {
                 if let Some(m) = &mut self.handler.meter {
                     m.expire();
                 }
+                self.handler.flush_if_due();
                 let g = self.handler.control.generation.load(Ordering::Relaxed);
                 if g != published {
                     published = g;
@@ -708,8 +917,7 @@ impl Worker {
             m.table.flush(&mut |r| sink.record(r));
         }
         self.publish(published, true);
-        let write_err = self.handler.write_err.take();
-        let error = write_err.map(LiveError::Write).or(error);
+        let error = self.handler.write_err.take().or(error);
         let meter = self.handler.meter.as_ref().map(WorkerMeter::numbers);
         let mut counts = self.handler.counts;
         counts.meter = meter.unwrap_or_default();

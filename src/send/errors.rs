@@ -31,8 +31,9 @@ pub enum SendError {
     /// Arguments that cannot work together.
     #[error("{0}")]
     Usage(String),
-    /// A capture file that cannot be read.
-    #[error("{path}: {source}")]
+    /// A capture file that cannot be read. The cause is the error's source (printed after it by
+    /// `{:#}`), not repeated in its own text.
+    #[error("{path}")]
     Capture {
         /// The file.
         path: String,
@@ -40,8 +41,9 @@ pub enum SendError {
         #[source]
         source: crate::source::pcap::CaptureError,
     },
-    /// Any other I/O failure, with what was being done.
-    #[error("{context}: {source}")]
+    /// Any other I/O failure, with what was being done. The OS error is the source (printed
+    /// after it by `{:#}`), not repeated in its own text.
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
@@ -359,6 +361,24 @@ mod tests {
             entry,
             pid: 1,
         }
+    }
+
+    #[test]
+    fn an_io_error_prints_its_cause_once() {
+        let e = SendError::io(
+            "connecting to fd00::2",
+            io::Error::new(io::ErrorKind::TimedOut, "timed out"),
+        );
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(e)),
+            "connecting to fd00::2: timed out"
+        );
+        let e = SendError::io(
+            "sending to fd00::2",
+            io::Error::from_raw_os_error(libc::ENETUNREACH),
+        );
+        let text = format!("{:#}", anyhow::Error::new(e).context("send"));
+        assert_eq!(text.matches("Network is unreachable").count(), 1, "{text}");
     }
 
     #[test]

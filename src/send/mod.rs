@@ -100,6 +100,29 @@ impl Share {
     }
 }
 
+/// Sleeps until `due`, in slices short enough to notice a stop signal; false when one came.
+pub(crate) fn sleep_until(
+    due: std::time::Instant,
+    stop: Option<&sys::signals::StopSignal>,
+) -> bool {
+    const SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+    loop {
+        if stop.is_some_and(|s| s.stopped()) {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        if due <= now {
+            return true;
+        }
+        std::thread::sleep((due - now).min(SLICE));
+    }
+}
+
+/// True once a stop signal arrived.
+pub(crate) fn stop_asked(stop: Option<&sys::signals::StopSignal>) -> bool {
+    stop.is_some_and(|s| s.stopped())
+}
+
 /// Times of the first and the last packet, for the achieved rate.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct SendClock {

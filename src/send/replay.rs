@@ -49,6 +49,8 @@ pub struct ReplayConfig {
     pub loops: u32,
     /// Destination MAC of synthesized Ethernet headers (default broadcast).
     pub dst_mac: Option<[u8; 6]>,
+    /// Stop early (with a report of what was sent) when this signal arrives.
+    pub stop: Option<crate::sys::signals::StopSignal>,
 }
 
 /// What `replay` did.
@@ -80,6 +82,8 @@ pub struct ReplayReport {
     pub elapsed_s: f64,
     /// Achieved frames per second.
     pub rate_pps: f64,
+    /// The signal that stopped the replay early (`SIGINT`, `SIGTERM`), if one did.
+    pub stopped_by: Option<&'static str>,
 }
 
 /// Frames ready to send: Ethernet bytes in one buffer, with capture timestamps.
@@ -372,11 +376,12 @@ pub fn replay_with_progress(
                 Timing::Rate(pps) => Some(start + Duration::from_secs_f64(sent_index as f64 / pps)),
                 Timing::Fast => None,
             };
-            if let Some(due) = due {
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
+            let on_time = match due {
+                Some(due) => super::sleep_until(due, cfg.stop.as_ref()),
+                None => !super::stop_asked(cfg.stop.as_ref()),
+            };
+            if !on_time {
+                break;
             }
             sent_index += 1;
             progress(sent_index, total);
@@ -391,7 +396,11 @@ pub fn replay_with_progress(
         }
         offset = pass_end;
         report.loops = pass + 1;
+        if super::stop_asked(cfg.stop.as_ref()) {
+            break;
+        }
     }
+    report.stopped_by = cfg.stop.as_ref().and_then(|s| s.received());
     report.elapsed_s = clock.elapsed_s();
     report.rate_pps = clock.rate(report.frames_sent);
     Ok(report)

@@ -92,6 +92,11 @@ pub struct SendConfig {
     pub create: CreateMode,
     /// Connect and close timeout for TCP.
     pub timeout: Duration,
+    /// The scope id of a link-local destination given as `fe80::1%IFACE` or `%INDEX` (`--iface`
+    /// gives it too, and binds to the device).
+    pub scope_id: Option<u32>,
+    /// Stop early (with a report of what was sent) when this signal arrives.
+    pub stop: Option<crate::sys::signals::StopSignal>,
 }
 
 impl SendConfig {
@@ -113,6 +118,8 @@ impl SendConfig {
             expires: 0,
             create: CreateMode::Create,
             timeout: Duration::from_secs(5),
+            scope_id: None,
+            stop: None,
         }
     }
 }
@@ -140,6 +147,8 @@ pub struct SendReport {
     pub elapsed_s: f64,
     /// Achieved packets (writes) per second.
     pub rate_pps: f64,
+    /// The signal that stopped the run before `count` (`SIGINT`, `SIGTERM`), if one did.
+    pub stopped_by: Option<&'static str>,
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SendError {
@@ -162,12 +171,20 @@ fn validate(cfg: &SendConfig) -> Result<(), SendError> {
             "--from {f} and --to {to} are of different address families"
         )));
     }
+    if cfg.port == 0 {
+        return Err(SendError::Usage(
+            "--port 0 is not a destination port: the kernel refuses to send to port 0 (EINVAL); \
+             give a port from 1 to 65535"
+                .to_string(),
+        ));
+    }
     if let IpAddr::V6(a) = cfg.to
         && is_link_local(a)
         && cfg.iface.is_none()
+        && cfg.scope_id.is_none()
     {
         return Err(SendError::Usage(format!(
-            "{a} is a link-local address: say which link with --iface"
+            "{a} is a link-local address: say which link with --iface or {a}%IFACE"
         )));
     }
     if cfg.proto == Proto::Udp {
@@ -211,10 +228,17 @@ fn validate(cfg: &SendConfig) -> Result<(), SendError> {
 /// Opens and prepares the socket: device, source, traffic class.
 fn open_socket(cfg: &SendConfig) -> Result<(Socket, u32), SendError> {
     let sock = cfg.proto.socket(cfg.to)?;
-    let mut scope = 0;
+    let mut scope = cfg.scope_id.unwrap_or(0);
     if let Some(ifname) = &cfg.iface {
         scope = nix::net::if_::if_nametoindex(ifname.as_str())
             .map_err(|e| SendError::io(format!("interface {ifname}"), std::io::Error::from(e)))?;
+        if let Some(id) = cfg.scope_id
+            && id != scope
+        {
+            return Err(SendError::Usage(format!(
+                "the destination's scope id {id} is not --iface {ifname} (index {scope})"
+            )));
+        }
         sock.bind_device(Some(ifname.as_bytes())).map_err(|e| {
             if e.raw_os_error() == Some(libc::EPERM) {
                 SendError::MissingCapability {
@@ -385,14 +409,16 @@ fn route_source(cfg: &SendConfig, dest: &SockAddr) -> Option<IpAddr> {
     s.local_addr().ok()?.as_socket().map(|a| a.ip())
 }
 
-/// Sleeps until packet `i` is due under `rate`.
-fn pace(start: Instant, i: u64, rate: Option<f64>) {
-    if let Some(r) = rate {
-        let due = start + Duration::from_secs_f64(i as f64 / r);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
+/// Sleeps until packet `i` is due under `rate`; false when a stop signal came first.
+fn pace(
+    start: Instant,
+    i: u64,
+    rate: Option<f64>,
+    stop: Option<&sys::signals::StopSignal>,
+) -> bool {
+    match rate {
+        Some(r) => super::sleep_until(start + Duration::from_secs_f64(i as f64 / r), stop),
+        None => !super::stop_asked(stop),
     }
 }
 
@@ -475,6 +501,7 @@ pub fn send_with_progress(
         bytes,
         elapsed_s: clock.elapsed_s(),
         rate_pps: clock.rate(packets),
+        stopped_by: cfg.stop.as_ref().and_then(|s| s.received()),
     })
 }
 
@@ -554,7 +581,9 @@ impl Run<'_> {
         let mut payload = vec![b'f'; cfg.size];
         let start = Instant::now();
         for i in 0..cfg.count {
-            pace(start, i, cfg.rate);
+            if !pace(start, i, cfg.rate, cfg.stop.as_ref()) {
+                break;
+            }
             stamp(&mut payload, i);
             let n = self
                 .sock
@@ -563,7 +592,7 @@ impl Run<'_> {
             self.sent(n, progress);
         }
         if let Some(o) = self.observer.as_mut() {
-            o.wait(self.sock, cfg.count, AUTO_WAIT);
+            o.wait(self.sock, self.packets, AUTO_WAIT);
         }
         Ok(())
     }
@@ -584,13 +613,15 @@ impl Run<'_> {
         // The rate schedule starts with the first write, not with the handshake.
         let start = Instant::now();
         for i in 0..cfg.count {
-            pace(start, i, cfg.rate);
+            if !pace(start, i, cfg.rate, cfg.stop.as_ref()) {
+                break;
+            }
             stamp(&mut payload, i);
             write_all(sock, &payload).map_err(io_err(format!("writing to {}", cfg.to)))?;
             self.sent(payload.len(), progress);
         }
         if let Some(o) = self.observer.as_mut() {
-            o.wait(sock, cfg.count.min(1), AUTO_WAIT);
+            o.wait(sock, self.packets.min(1), AUTO_WAIT);
         }
         // Close our side, then wait for the peer to close, so every segment of ours (FIN
         // included) leaves while the socket still holds the label.

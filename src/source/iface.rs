@@ -200,7 +200,13 @@ impl PnetSource {
             {
                 Ok(true)
             }
-            Err(e) => Err(e),
+            // pnet reports a poll error as "Unexpected poll event" without reading it; the
+            // socket's pending error says what happened (ENETDOWN when the interface went down
+            // or away), as on the ring path.
+            Err(e) => Err(sys::socket_error(self.stats_fd.as_raw_fd())
+                .ok()
+                .flatten()
+                .unwrap_or(e)),
         }
     }
 }

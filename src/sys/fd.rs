@@ -89,6 +89,14 @@ pub fn into_raw(fd: OwnedFd) -> RawFd {
     fd.into_raw_fd()
 }
 
+/// The socket's pending error (`SO_ERROR`, which reading clears), e.g. `ENETDOWN` after its
+/// interface went down or away; `None` when there is none.
+pub fn socket_error(fd: RawFd) -> io::Result<Option<io::Error>> {
+    let mut err: c_int = 0;
+    getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, &mut err)?;
+    Ok((err != 0).then(|| io::Error::from_raw_os_error(err)))
+}
+
 /// Waits up to `timeout_ms` for the descriptor to become readable. Ok(false) on timeout or EINTR.
 /// A pending socket error (e.g. `ENETDOWN` when the interface went down) is returned as the error.
 pub fn poll_in(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
@@ -104,10 +112,8 @@ pub fn poll_in(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
         Err(e) => return Err(e),
     };
     if r > 0 && p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-        let mut err: c_int = 0;
-        getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, &mut err)?;
-        if err != 0 {
-            return Err(io::Error::from_raw_os_error(err));
+        if let Some(e) = socket_error(fd)? {
+            return Err(e);
         }
         if p.revents & libc::POLLIN == 0 {
             return Err(io::Error::other("capture socket closed"));

@@ -11,6 +11,9 @@
 //! - [`flowlabel`]: `struct in6_flowlabel_req` and the IPv6 flow-label socket options.
 //! - [`msg`]: `recvmsg` with the `IPV6_FLOWINFO` ancillary data, and the error queue.
 //! - [`errno`]: the one table of errno names and words.
+//! - [`signals`]: SIGINT/SIGTERM as a stop request, remembering which arrived (safe code, here
+//!   beside the other process-level interfaces).
+//! - [`netstat`]: the namespace's drop counters (listen overflows, UDP receive-buffer errors).
 //! - [`caps`]: Linux capabilities: which this process holds, and the one hint text for a missing one.
 //!
 //! Every item is also re-exported here, so callers write `sys::bind`, `sys::set_int`, ...
@@ -25,11 +28,13 @@ pub mod caps;
 pub mod errno;
 pub mod flowlabel;
 pub mod msg;
+pub mod netstat;
 pub mod packet;
 pub mod ring;
+pub mod signals;
 
 pub use caps::Capability;
-pub use fd::{dup, getsockopt, if_index, into_raw, poll_in, set_int, setsockopt};
+pub use fd::{dup, getsockopt, if_index, into_raw, poll_in, set_int, setsockopt, socket_error};
 pub use flowlabel::*;
 pub use msg::{Received, enable_tx_loopback, recv_errqueue, recv_with_flowinfo};
 pub use packet::*;

@@ -905,10 +905,11 @@ mod tests {
     #[test]
     fn disjoint_runs_become_maps_and_overlaps_split_them() {
         let mut rules = Vec::new();
+        // Address sets: as plain rules each needs an anonymous set, so a map loads faster.
         for i in 0..6u32 {
             rules.push(three(
                 &format!("d{i}"),
-                &["2001:db8::/32"],
+                &["2001:db8::/32", "2001:db9::/32"],
                 LabelMatch::Exact(FlowLabel::from_low_bits(i)),
                 Action::Drop,
             ));
@@ -1037,6 +1038,66 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn small_runs_of_single_address_rules_stay_plain_because_a_map_loads_slower() {
+        let rules: Vec<_> = (0..40u32)
+            .map(|i| {
+                three(
+                    &format!("s{i}"),
+                    &["2001:db8::/32"],
+                    LabelMatch::Exact(FlowLabel::from_low_bits(i)),
+                    Action::Drop,
+                )
+            })
+            .collect();
+        let r = compile(&policy(rules), &NftOptions::default()).unwrap();
+        assert_eq!(r.groups, 0, "{}", r.text);
+        let rules: Vec<_> = (0..200u32)
+            .map(|i| {
+                three(
+                    &format!("s{i}"),
+                    &["2001:db8::/32"],
+                    LabelMatch::Exact(FlowLabel::from_low_bits(i)),
+                    Action::Drop,
+                )
+            })
+            .collect();
+        let r = compile(&policy(rules), &NftOptions::default()).unwrap();
+        assert_eq!((r.groups, r.grouped_rules), (1, 200));
+    }
+
+    #[test]
+    fn five_rules_are_reached_only_through_a_readable_transport_header() {
+        let mut p = policy(vec![]);
+        p.five = vec![Rule {
+            name: "tcp".into(),
+            matcher: FiveMatch {
+                src: AddrMatch::any(),
+                dst: AddrMatch::any(),
+                proto: Some(6),
+                sport: PortMatch::ANY,
+                dport: PortMatch::ANY,
+            },
+            action: Action::Pass,
+            span: Span::default(),
+        }];
+        let r = compile(
+            &p,
+            &NftOptions {
+                engine: TupleKind::Five,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let t = &r.text;
+        let gate = t.find("@th,16,16 0-65535 goto rules").expect(t);
+        assert!(t.find("@th,0,8 0-255 goto rules").expect(t) > gate);
+        let last = t.rfind("counter name \"unavailable\" drop").expect(t);
+        assert!(last > gate, "{t}");
+        assert!(t.find("chain rules {").unwrap() < t.find("chain input {").unwrap());
+        assert!(t.contains("meta l4proto 6 counter name \"r0_tcp\" accept"), "{t}");
     }
 
     #[test]

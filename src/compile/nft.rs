@@ -51,10 +51,11 @@
 //! meta l4proto != { 6, 17, 33, 132, 136 } @th,0,8 0-255 goto rules    # a header byte readable
 //! counter name "unavailable" ...                                     # nothing readable
 //! ```
-//! `th` (and `@th`) is unreadable to the kernel on a non-first fragment (`pkt->fragoff`, also
-//! from a second fragment header, which `frag frag-off` does not see), past the end of the
-//! packet (a transport header cut short; a packet with payload length 0 and no hop-by-hop
-//! header, which Linux trims to 40 bytes) and when the extension-header walk fails. flowpol
+//! `th` (and `@th`) is unreadable to the kernel past the end of the packet (a transport header
+//! cut short; a packet with payload length 0 and no hop-by-hop header, which Linux trims to 40
+//! bytes) and when the extension-header walk fails; only the first fragment header decides
+//! whether a packet is a non-first fragment (`frag frag-off`; a second fragment header is
+//! stepped over, by the kernel and by flowpol). flowpol
 //! reports exactly those packets as unavailable (non-first fragment, malformed, truncated), so
 //! rules on addresses or protocol alone do not match them either, and the plain and map
 //! encodings mean the same: a map keyed on `th sport . th dport` is only reached by packets
@@ -625,7 +626,7 @@ fn write_header(t: &mut String, opts: &NftOptions, rules: usize, marks: &Marks) 
             t,
             "# five: the 5-tuple is what the kernel reads: `meta l4proto` (it stops at an Authentication\n\
              # Header, so TCP/UDP behind AH is protocol 51 here and in flowpol) and `th sport`/`th dport`.\n\
-             # Packets without a 5-tuple (non-first fragments, also behind a first fragment header; ESP;\n\
+             # Packets without a 5-tuple (non-first fragments by their first fragment header; ESP;\n\
              # no next header; extension headers flowpol does not walk; a transport header the kernel\n\
              # cannot read: cut short, or payload length 0 without hop-by-hop) are counted in\n\
              # `unavailable` and get the default's verdict. Not expressible: ports behind AH."
@@ -1097,7 +1098,10 @@ mod tests {
         let last = t.rfind("counter name \"unavailable\" drop").expect(t);
         assert!(last > gate, "{t}");
         assert!(t.find("chain rules {").unwrap() < t.find("chain input {").unwrap());
-        assert!(t.contains("meta l4proto 6 counter name \"r0_tcp\" accept"), "{t}");
+        assert!(
+            t.contains("meta l4proto 6 counter name \"r0_tcp\" accept"),
+            "{t}"
+        );
     }
 
     #[test]

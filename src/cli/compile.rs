@@ -41,8 +41,8 @@ pub enum Format {
 /// The 5-tuple is what the kernel can enforce: its protocol is netfilter's `meta l4proto`,
 /// which stops at an IPsec Authentication Header (TCP/UDP behind AH is protocol 51, with no
 /// ports, in flowpol as in the kernel: ports behind AH cannot be matched). A packet whose
-/// transport header the kernel cannot read (a non-first fragment by its first fragment header;
-/// ESP; next header 59; a header cut short; payload length 0 without hop-by-hop) has no
+/// transport header the kernel cannot read (a non-first fragment: an offset in any fragment
+/// header, of which the kernel sees a second only right behind a first at byte 40; ESP; next header 59; a header cut short; payload length 0 without hop-by-hop) has no
 /// 5-tuple: the nft ruleset counts it in `unavailable` with the default's verdict. Both nft
 /// encodings give every packet the same rule. BPF 5-tuple expressions are not exact (each
 /// says why); an expression too long for one argument or the kernel's 4,096 instructions is

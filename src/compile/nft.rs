@@ -46,6 +46,7 @@
 //! default's verdict) otherwise:
 //! ```text
 //! frag frag-off != 0 counter name "unavailable" ...                  # first fragment header
+//! ip6 nexthdr 44 @nh,320,8 44 @nh,400,13 != 0 counter name "unavailable" ...  # a second one
 //! meta l4proto { 50, 59, 135, 139, 140, 253, 254 } counter name "unavailable" ...
 //! meta l4proto { 6, 17, 33, 132, 136 } @th,16,16 0-65535 goto rules   # both ports readable
 //! meta l4proto != { 6, 17, 33, 132, 136 } @th,0,8 0-255 goto rules    # a header byte readable
@@ -53,16 +54,22 @@
 //! ```
 //! `th` (and `@th`) is unreadable to the kernel past the end of the packet (a transport header
 //! cut short; a packet with payload length 0 and no hop-by-hop header, which Linux trims to 40
-//! bytes) and when the extension-header walk fails; only the first fragment header decides
-//! whether a packet is a non-first fragment (`frag frag-off`; a second fragment header is
-//! stepped over, by the kernel and by flowpol). flowpol
+//! bytes) and when the extension-header walk fails. flowpol
 //! reports exactly those packets as unavailable (non-first fragment, malformed, truncated), so
 //! rules on addresses or protocol alone do not match them either, and the plain and map
 //! encodings mean the same: a map keyed on `th sport . th dport` is only reached by packets
 //! whose ports can be read.
 //!
-//! Not expressible in the kernel: the transport header behind AH (RFC 4302). flowpol therefore
-//! does not look behind AH either: a TCP rule does not match TCP inside AH; `proto 51` does.
+//! A non-first fragment is one with a non-zero offset in any fragment header. `frag frag-off`
+//! reads the first fragment header only; for a second one with a non-zero offset the kernel's
+//! `ipv6_find_hdr` returns the protocol behind it but leaves the transport offset at 0, so
+//! `th` reads the IPv6 header itself (measured on a veth pair). The second rule above catches
+//! the form that is sent (two fragment headers in a row right behind the fixed header).
+//!
+//! Not expressible in the kernel: the transport header behind AH (RFC 4302), so flowpol does
+//! not look behind AH either (a TCP rule does not match TCP inside AH; `proto 51` does); and a
+//! second fragment header anywhere else than at byte 48 behind a first at byte 40 (such a
+//! packet may match rules on addresses and protocol in the kernel, but no rule in flowpol).
 
 use super::{
     CompileError, CounterTag, DEFAULT_COUNTER, MarkPolicy, Marks, UNAVAILABLE_COUNTER,
@@ -626,10 +633,12 @@ fn write_header(t: &mut String, opts: &NftOptions, rules: usize, marks: &Marks) 
             t,
             "# five: the 5-tuple is what the kernel reads: `meta l4proto` (it stops at an Authentication\n\
              # Header, so TCP/UDP behind AH is protocol 51 here and in flowpol) and `th sport`/`th dport`.\n\
-             # Packets without a 5-tuple (non-first fragments by their first fragment header; ESP;\n\
+             # Packets without a 5-tuple (non-first fragments: an offset in any fragment header; ESP;\n\
              # no next header; extension headers flowpol does not walk; a transport header the kernel\n\
              # cannot read: cut short, or payload length 0 without hop-by-hop) are counted in\n\
-             # `unavailable` and get the default's verdict. Not expressible: ports behind AH."
+             # `unavailable` and get the default's verdict. Not expressible: ports behind AH; a second\n\
+             # fragment header other than right behind a first at byte 40 (the kernel then reads `th`\n\
+             # from the IPv6 header; flowpol says non-first fragment)."
         );
     }
 }
@@ -650,6 +659,10 @@ fn transport_gate(act: &str) -> String {
     let _ = writeln!(
         g,
         "\t\tfrag frag-off != 0 counter name \"{UNAVAILABLE_COUNTER}\" {act} comment \"no 5-tuple: non-first fragment\""
+    );
+    let _ = writeln!(
+        g,
+        "\t\tip6 nexthdr 44 @nh,320,8 44 @nh,400,13 != 0 counter name \"{UNAVAILABLE_COUNTER}\" {act} comment \"no 5-tuple: non-first fragment by a second fragment header\""
     );
     let _ = writeln!(
         g,

@@ -27,12 +27,13 @@
 //!   behind it, but Linux's netfilter (`ipv6_find_hdr` with `IP6_FH_F_AUTH`) stops there:
 //!   `meta l4proto` is 51 and `th` reads the AH. A `proto tcp` rule therefore does not match
 //!   TCP behind AH, and a `proto 51` rule matches it, in flowpol and in the kernel alike.
-//! - **The first fragment header decides** whether a packet is a first fragment: with a
-//!   non-zero offset it is [`Unavailable::NonFirstFragment`]; a later fragment header (two are
-//!   not allowed by RFC 8200 §4.1, but they are sent) is stepped over like any 8-byte header,
-//!   as the kernel does (`frag frag-off` reads the first fragment header, and measured on a
-//!   veth pair, `meta l4proto` and `th` read the header behind the second even when its offset
-//!   is not 0).
+//! - **Any fragment header with a non-zero offset** gives [`Unavailable::NonFirstFragment`],
+//!   also behind a first one with offset 0 (two fragment headers, which RFC 8200 §4.1 does
+//!   not allow, but which are sent): what follows it is a fragment's data, not a header. The
+//!   kernel agrees for the first fragment header (`frag frag-off`); for a later one its
+//!   `ipv6_find_hdr` leaves the transport offset at 0, so `th` reads the IPv6 header itself.
+//!   The nft output catches a second fragment header right behind a first one at byte 40
+//!   (`compile --help` and the ruleset header say which forms it cannot catch).
 //! - **A payload length of 0 without a hop-by-hop header** ([`walk_packet`]) is
 //!   [`Unavailable::Malformed`]: RFC 2675 allows 0 only for a jumbogram, whose Jumbo Payload
 //!   option lives in a hop-by-hop header, and Linux trims such a packet to its 40-byte header,
@@ -91,7 +92,6 @@ pub fn walk_to(first: u8, payload: Payload<'_>) -> (Walk, &[u8]) {
     };
     let mut nh = first;
     let mut rest = payload.bytes;
-    let mut seen_fragment = false;
     loop {
         let stop = |why| {
             (
@@ -120,11 +120,7 @@ pub fn walk_to(first: u8, payload: Payload<'_>) -> (Walk, &[u8]) {
                 };
                 let offset = u16::from_be_bytes([off_hi, off_lo]) >> 3;
                 nh = next;
-                // Only the first fragment header says whether this is a first fragment (see
-                // the module documentation); later ones are stepped over.
-                let first_seen = seen_fragment;
-                seen_fragment = true;
-                if offset != 0 && !first_seen {
+                if offset != 0 {
                     return (
                         Walk {
                             proto: nh,
@@ -321,22 +317,15 @@ mod tests {
     }
 
     #[test]
-    fn only_the_first_fragment_header_decides_whether_a_packet_is_a_first_fragment() {
+    fn a_second_fragment_header_with_an_offset_makes_a_non_first_fragment() {
         let first = [44, 0, 0x00, 0x01, 0, 0, 0, 7]; // offset 0, M=1, next: fragment
         let second = [6, 0, 0x00, 0x18, 0, 0, 0, 7]; // offset 3
         assert_eq!(
             walk(44, full(&cat(&[&first, &second, &TCP]))),
             Walk {
                 proto: 6,
-                ports: Ok((1234, 443))
+                ports: Err(Unavailable::NonFirstFragment)
             }
-        );
-        // A first header with an offset: not first, whatever follows.
-        let first = [44, 0, 0x00, 0x19, 0, 0, 0, 7];
-        let second = [6, 0, 0x00, 0x01, 0, 0, 0, 7];
-        assert_eq!(
-            walk(44, full(&cat(&[&first, &second, &TCP]))).ports,
-            Err(Unavailable::NonFirstFragment)
         );
     }
 

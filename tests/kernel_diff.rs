@@ -553,6 +553,42 @@ fn frames_under_86dd_that_are_not_ipv6_are_selected_by_no_filter() {
 }
 
 #[test]
+fn the_ruleset_header_and_compile_help_say_what_the_kernel_cannot_express() {
+    let help = flowpol!().args(["compile", "--help"]).output_ok();
+    for word in [
+        "Authentication Header",
+        "protocol 51",
+        "second only right behind a first",
+    ] {
+        assert!(help.contains(word), "{word}: {help}");
+    }
+    let o = flowpol!()
+        .args([
+            "compile",
+            "--target",
+            "nft",
+            "--engine",
+            "five",
+            "/dev/stdin",
+        ])
+        .stdin("default pass\nfive {\n    rule web proto tcp dport 443 -> drop\n}\n")
+        .output();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let header: String = text
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for word in [
+        "Not expressible: ports behind AH",
+        "payload length 0",
+        "fragment header",
+    ] {
+        assert!(header.contains(word), "{word}: {header}");
+    }
+}
+
+#[test]
 fn five_tuple_filters_say_why_esp_and_no_next_header_are_inexact() {
     let dir = tempfile::tempdir().unwrap();
     let pol = dir.path().join("p.fpol");

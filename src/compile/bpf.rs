@@ -7,9 +7,18 @@
 //! - the flow label, the low 20 bits of the first 32-bit word of the IPv6 header:
 //!   `ip6[0:4] & 0xfffff = V`, ranges with `>=`/`<=`, masks as `ip6[0:4] & M = V`
 //!   (libpcap loads only 1, 2 or 4 bytes: `ip6[1:3]` does not compile);
+//! - IPv6 as flowpol reads it: `ip6 and ip6[0] & 0xf0 = 0x60 and ip6[39] >= 0` (EtherType,
+//!   version 6, and all 40 bytes of the fixed header captured: the load of byte 39 fails on a
+//!   runt and the filter rejects it), so frames under EtherType 0x86DD that flowpol counts as
+//!   malformed (version 4, runts) are selected by no expression;
 //! - first match: rule k is `(match k) and not (match j or ...)` over the earlier rules j that
-//!   can match a packet rule k matches (the others cannot change the outcome); an action is the
-//!   union of its rules' (and the default's) tests;
+//!   can match a packet rule k matches (the others cannot change the outcome), leaving out of
+//!   each j the tests it shares with k; an action is the union of its rules' tests, or, when
+//!   the default has the action, every packet but those of the rules with other actions. No
+//!   test appears both inside and outside a `not`: libpcap 1.10.3's optimizer miscompiled
+//!   `ip6 and (dst net P) and not ((dst net P and ip6[6] = 58))` (it selected ICMPv6 packets
+//!   that `tcpdump -O` does not), and tests/kernel_diff.rs compares every filter with and
+//!   without the optimizer;
 //! - a rule no packet reaches (an earlier rule covers it) is `ip6 and len = 0`: libpcap refuses
 //!   a filter it can prove empty ("expression rejects all packets"), and no IPv6 frame has
 //!   length 0.
@@ -67,7 +76,10 @@
 //! Kernel filter failed: Invalid argument" and libpcap filters in user space, correct but with
 //! every frame copied up. Fewer levels (`--vlan-tags 1` or `2`) shrink a program in proportion.
 //! An expression longer than 128 KiB (around 100 rules with four levels) is too long for one
-//! command-line argument (`MAX_ARG_STRLEN`): give it to `tcpdump -F FILE`.
+//! command-line argument (`MAX_ARG_STRLEN`): give it to `tcpdump -F FILE`. The text output
+//! marks such expressions and those estimated over 4,096 instructions (`# too big:`),
+//! `compile` warns about them on stderr, and `--filter-dir` writes every expression to its
+//! own file ([`write_files`]).
 //!
 //! # Exactness
 //! 3-tuple rules read only the fixed IPv6 header and are exact on Ethernet with all four tag
@@ -76,7 +88,9 @@
 //! `exact: false`: the protocol and port tests (`ip6[6]`, `ip6[40:2]`) read only the fixed
 //! header's next header, so a packet with extension headers before its transport header, which
 //! flowpol matches on the transport header it finds behind them, is missed (and a first
-//! fragment is not seen as UDP/TCP).
+//! fragment is not seen as UDP/TCP), and a packet flowpol has no 5-tuple for (ESP, next header
+//! 59, a transport header cut short, payload length 0) is selected by rules on addresses
+//! alone and by the default.
 
 use super::{CompileError, five_overlap, label_canon, three_overlap};
 use crate::packet::link::ethertype;

@@ -38,7 +38,7 @@
 //! 5-tuple test policy) ~1.3–2.5 s; fw-shaped sets of single addresses in some 300 small maps
 //! 2.1–2.5 s against 0.6–0.9 s plain. So `--encoding auto` makes a map only where its
 //! estimated load time (a fixed cost per map and a cost per element) is at most that of its
-//! rules written plain ([`map_pays`]): runs of rules with address sets become maps, runs of
+//! rules written plain (`map_pays`): runs of rules with address sets become maps, runs of
 //! single-address rules only when some 150 share one. A packet also walks plain rules one by
 //! one but does one lookup per map, so a tie goes to the map (`tests/compile_nft.rs` keeps the
 //! numbers honest).
@@ -111,7 +111,7 @@ impl Hook {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Encoding {
     /// Verdict maps for runs of disjoint rules where a map is cheaper to load than its rules
-    /// as plain rules ([`map_pays`]), plain rules elsewhere.
+    /// as plain rules (`map_pays`), plain rules elsewhere.
     #[default]
     Auto,
     /// One nft rule per policy rule.

@@ -37,6 +37,16 @@ pub enum Format {
 }
 
 /// Compile a policy to an nftables ruleset or pcap-filter (BPF) expressions.
+///
+/// The 5-tuple is what the kernel can enforce: its protocol is netfilter's `meta l4proto`,
+/// which stops at an IPsec Authentication Header (TCP/UDP behind AH is protocol 51, with no
+/// ports, in flowpol as in the kernel: ports behind AH cannot be matched). A packet whose
+/// transport header the kernel cannot read (a non-first fragment: an offset in any fragment
+/// header, of which the kernel sees a second only right behind a first at byte 40; ESP; next header 59; a header cut short; payload length 0 without hop-by-hop) has no
+/// 5-tuple: the nft ruleset counts it in `unavailable` with the default's verdict. Both nft
+/// encodings give every packet the same rule. BPF 5-tuple expressions are not exact (each
+/// says why); an expression too long for one argument or the kernel's 4,096 instructions is
+/// flagged: write them to files with --filter-dir for `tcpdump -F`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The policy file.
@@ -53,7 +63,9 @@ pub struct Args {
     /// nft: the base chain's priority.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
-    /// nft: rule layout.
+    /// nft: rule layout. auto puts runs of disjoint rules in verdict maps where a map loads
+    /// faster than the same rules written plain (measured costs; single-address rules stay
+    /// plain unless some 150 of them share a map); both layouts give every packet the same rule.
     #[arg(long, value_enum, default_value = "auto")]
     pub encoding: EncodingArg,
     /// nft: fail when a class used by the rules has no `mark` (default: assign free marks from
@@ -73,6 +85,10 @@ pub struct Args {
     /// Write to this file instead of standard output.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// bpf: also write each expression to its own file in this directory (created if absent),
+    /// for `tcpdump -F FILE`: long expressions exceed the 128 KiB limit of one argument.
+    #[arg(long)]
+    pub filter_dir: Option<PathBuf>,
     /// nft: load the ruleset with `nft -f -` in the current network namespace (replacing
     /// `table ip6 flowpol` atomically) instead of printing it.
     #[arg(long, conflicts_with_all = ["output", "dry_run"])]
@@ -183,6 +199,16 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
             let f = bpf::compile(&policy, engine, args.vlan_tags.into())
                 .with_context(|| format!("{}", args.policy.display()))?;
+            for x in &f {
+                for w in x.size_warnings() {
+                    eprintln!("warning: filter {} ({:?}): {w}", x.name, x.kind);
+                }
+            }
+            if let Some(dir) = &args.filter_dir {
+                let paths = bpf::write_files(&f, dir)
+                    .with_context(|| format!("writing filters to {}", dir.display()))?;
+                eprintln!("wrote {} filter files to {}", paths.len(), dir.display());
+            }
             match args.format {
                 Format::Text => bpf::to_text(&f, engine, args.vlan_tags.into()),
                 Format::Json => serde_json::to_string_pretty(&f)? + "\n",

@@ -7,9 +7,18 @@
 //! - the flow label, the low 20 bits of the first 32-bit word of the IPv6 header:
 //!   `ip6[0:4] & 0xfffff = V`, ranges with `>=`/`<=`, masks as `ip6[0:4] & M = V`
 //!   (libpcap loads only 1, 2 or 4 bytes: `ip6[1:3]` does not compile);
+//! - IPv6 as flowpol reads it: `ip6 and ip6[0] & 0xf0 = 0x60 and ip6[39] >= 0` (EtherType,
+//!   version 6, and all 40 bytes of the fixed header captured: the load of byte 39 fails on a
+//!   runt and the filter rejects it), so frames under EtherType 0x86DD that flowpol counts as
+//!   malformed (version 4, runts) are selected by no expression;
 //! - first match: rule k is `(match k) and not (match j or ...)` over the earlier rules j that
-//!   can match a packet rule k matches (the others cannot change the outcome); an action is the
-//!   union of its rules' (and the default's) tests;
+//!   can match a packet rule k matches (the others cannot change the outcome), leaving out of
+//!   each j the tests it shares with k; an action is the union of its rules' tests, or, when
+//!   the default has the action, every packet but those of the rules with other actions. No
+//!   test appears both inside and outside a `not`: libpcap 1.10.3's optimizer miscompiled
+//!   `ip6 and (dst net P) and not ((dst net P and ip6[6] = 58))` (it selected ICMPv6 packets
+//!   that `tcpdump -O` does not), and tests/kernel_diff.rs compares every filter with and
+//!   without the optimizer;
 //! - a rule no packet reaches (an earlier rule covers it) is `ip6 and len = 0`: libpcap refuses
 //!   a filter it can prove empty ("expression rejects all packets"), and no IPv6 frame has
 //!   length 0.
@@ -67,7 +76,10 @@
 //! Kernel filter failed: Invalid argument" and libpcap filters in user space, correct but with
 //! every frame copied up. Fewer levels (`--vlan-tags 1` or `2`) shrink a program in proportion.
 //! An expression longer than 128 KiB (around 100 rules with four levels) is too long for one
-//! command-line argument (`MAX_ARG_STRLEN`): give it to `tcpdump -F FILE`.
+//! command-line argument (`MAX_ARG_STRLEN`): give it to `tcpdump -F FILE`. The text output
+//! marks such expressions and those estimated over 4,096 instructions (`# too big:`),
+//! `compile` warns about them on stderr, and `--filter-dir` writes every expression to its
+//! own file ([`write_files`]).
 //!
 //! # Exactness
 //! 3-tuple rules read only the fixed IPv6 header and are exact on Ethernet with all four tag
@@ -76,7 +88,9 @@
 //! `exact: false`: the protocol and port tests (`ip6[6]`, `ip6[40:2]`) read only the fixed
 //! header's next header, so a packet with extension headers before its transport header, which
 //! flowpol matches on the transport header it finds behind them, is missed (and a first
-//! fragment is not seen as UDP/TCP).
+//! fragment is not seen as UDP/TCP), and a packet flowpol has no 5-tuple for (ESP, next header
+//! 59, a transport header cut short, payload length 0) is selected by rules on addresses
+//! alone and by the default.
 
 use super::{CompileError, five_overlap, label_canon, three_overlap};
 use crate::packet::link::ethertype;
@@ -121,7 +135,78 @@ pub struct BpfFilter {
 pub const NOTHING: &str = "ip6 and len = 0";
 
 const FIVE_INEXACT: &str = "libpcap reads only the fixed header's next header: packets with extension headers \
-     before the transport header (and first fragments) are not matched as flowpol matches them";
+     before the transport header (and first fragments) are not matched as flowpol matches them; \
+     packets flowpol has no 5-tuple for (ESP, next header 59, a transport header cut short, \
+     payload length 0) are selected by rules on addresses alone and by the default";
+
+/// The longest argument Linux passes to a program (`MAX_ARG_STRLEN`, 32 pages).
+pub const MAX_ARG_BYTES: usize = 128 * 1024;
+
+/// The most instructions Linux runs in a socket filter (`BPF_MAXINSNS`).
+pub const KERNEL_MAX_INSNS: usize = 4096;
+
+impl BpfFilter {
+    /// An estimate of the optimised classic BPF program's length: 3 instructions (load, mask,
+    /// jump) per comparison and 8 per address (up to four 32-bit words), of which libpcap's
+    /// optimizer keeps about three fifths (within some 10% of `tcpdump -d` on `gen rules`
+    /// policies, which gives the real count).
+    pub fn estimated_insns(&self) -> usize {
+        let e = &self.expr;
+        let cmp = e.matches(" = ").count() + e.matches(" >= ").count() + e.matches(" <= ").count();
+        let addr = e.matches(" net ").count() + e.matches(" host ").count();
+        (3 * cmp + 8 * addr) * 3 / 5 + 2
+    }
+
+    /// What is too big about this expression for the kernel or a command line, if anything.
+    pub fn size_warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.expr.len() > MAX_ARG_BYTES {
+            w.push(format!(
+                "{} bytes, over the {MAX_ARG_BYTES}-byte limit of one command-line argument: give it to tcpdump -F FILE (compile --filter-dir)",
+                self.expr.len()
+            ));
+        }
+        let n = self.estimated_insns();
+        if n > KERNEL_MAX_INSNS {
+            w.push(format!(
+                "about {n} BPF instructions, over the kernel's {KERNEL_MAX_INSNS}: a live capture filters in user space (fewer --vlan-tags shrink it)"
+            ));
+        }
+        w
+    }
+}
+
+/// Writes each filter's expression to its own file in `dir` (`NN-rule-NAME.bpf`,
+/// `NN-action-NAME.bpf`, `NN-default.bpf`), for `tcpdump -F`; returns the paths.
+pub fn write_files(
+    filters: &[BpfFilter],
+    dir: &std::path::Path,
+) -> std::io::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut out = Vec::with_capacity(filters.len());
+    for (i, f) in filters.iter().enumerate() {
+        let safe: String = f
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let name = match f.kind {
+            FilterKind::Rule => format!("{i:04}-rule-{safe}.bpf"),
+            FilterKind::Action => format!("{i:04}-action-{safe}.bpf"),
+            FilterKind::Default => format!("{i:04}-default.bpf"),
+        };
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{}\n", f.expr))?;
+        out.push(path);
+    }
+    Ok(out)
+}
 
 /// The most VLAN tags an expression looks behind by default: flowpol's own limit.
 pub const MAX_TAGS: usize = crate::packet::link::MAX_VLAN_TAGS;
@@ -145,12 +230,19 @@ impl At {
         }
     }
 
-    /// The test that the frame holds IPv6 here.
+    /// The test that the frame holds IPv6 here, as flowpol reads it: the EtherType (or `ip6`),
+    /// version 6 in the first nibble, and the 40 bytes of the fixed header all captured (the
+    /// load of byte 39 fails on a runt and the filter rejects it, as flowpol counts it malformed).
     fn ipv6(self) -> String {
-        match self {
+        let head = match self {
             At::Ip6 => "ip6".into(),
             At::Ether(o) => format!("ether[{}:2] = {:#x}", o - 2, ethertype::IPV6),
-        }
+        };
+        format!(
+            "{head} and {} & 0xf0 = 0x60 and {} >= 0",
+            self.field(0, 1),
+            self.field(39, 1)
+        )
     }
 
     /// `size` bytes (1, 2 or 4: libpcap loads nothing else) at `off` in the IPv6 header.
@@ -258,9 +350,9 @@ fn port_expr(at: At, off: u32, lo: u16, hi: u16) -> Option<String> {
     }
 }
 
-/// The conjunction of a rule's field tests; `None` when it never matches, `Some("")` when it
+/// The conjunction of a rule's field tests; `None` when it never matches, an empty list when it
 /// matches every IPv6 packet.
-fn three_expr(at: At, m: &ThreeMatch) -> Option<String> {
+fn three_expr(at: At, m: &ThreeMatch) -> Option<Vec<String>> {
     let parts: Vec<String> = [
         addr_expr(at, "src", &m.src),
         addr_expr(at, "dst", &m.dst),
@@ -269,10 +361,10 @@ fn three_expr(at: At, m: &ThreeMatch) -> Option<String> {
     .into_iter()
     .flatten()
     .collect();
-    Some(parts.join(" and "))
+    Some(parts)
 }
 
-fn five_expr(at: At, name: &str, m: &FiveMatch) -> Result<Option<String>, CompileError> {
+fn five_expr(at: At, name: &str, m: &FiveMatch) -> Result<Option<Vec<String>>, CompileError> {
     let mut parts: Vec<String> = [addr_expr(at, "src", &m.src), addr_expr(at, "dst", &m.dst)]
         .into_iter()
         .flatten()
@@ -295,7 +387,7 @@ fn five_expr(at: At, name: &str, m: &FiveMatch) -> Result<Option<String>, Compil
             }
         }
     }
-    Ok(Some(parts.join(" and ")))
+    Ok(Some(parts))
 }
 
 /// `(base) and not ((e1) or ...)`, `""` when it matches every IPv6 packet.
@@ -400,8 +492,9 @@ pub fn compile(
 /// The tests of one policy's rules, from which every filter is built: a rule's packets are its
 /// match and not the matches of the earlier rules that can take them.
 struct Bodies {
-    /// Per level of tags, per rule: its bare match, or None when it never matches.
-    matches: Vec<Vec<Option<String>>>,
+    /// Per level of tags, per rule: the tests of its bare match (all must hold), or None when
+    /// it never matches.
+    matches: Vec<Vec<Option<Vec<String>>>>,
     /// Per rule, the earlier rules that can take its packets, or None when no packet reaches it.
     earlier: Vec<Option<Vec<usize>>>,
     /// Whether any packet reaches the default (no rule matches every packet).
@@ -410,7 +503,7 @@ struct Bodies {
 
 impl Bodies {
     fn new(policy: &Policy, engine: TupleKind, tags: usize) -> Result<Bodies, CompileError> {
-        let matches: Vec<Vec<Option<String>>> = (0..=tags)
+        let matches: Vec<Vec<Option<Vec<String>>>> = (0..=tags)
             .map(|n| {
                 let at = At::behind(n);
                 match engine {
@@ -452,29 +545,67 @@ impl Bodies {
         })
     }
 
-    /// Rule k's packets, with the IPv6 header behind n tags.
+    /// Rule k's packets, with the IPv6 header behind n tags. A test an earlier rule shares with
+    /// rule k is left out of its `not (...)`: `A and not (A and B)` is `A and not B`, and
+    /// libpcap 1.10.3's optimizer miscompiles the repeated form (it selected ICMPv6 packets
+    /// with `ip6 and (dst net P) and not ((dst net P and ip6[6] = 58))`).
     fn rule(&self, k: usize, n: usize) -> Option<String> {
         let m = &self.matches[n];
-        let before: Vec<&str> = self.earlier[k]
+        let base = m[k].as_ref()?;
+        let before: Vec<String> = self.earlier[k]
             .as_ref()?
             .iter()
-            .filter_map(|&j| m[j].as_deref())
+            .filter_map(|&j| m[j].as_ref())
+            .map(|tests| {
+                let own: Vec<&str> = tests
+                    .iter()
+                    .filter(|t| !base.contains(t))
+                    .map(String::as_str)
+                    .collect();
+                if own.is_empty() {
+                    tests.join(" and ")
+                } else {
+                    own.join(" and ")
+                }
+            })
             .collect();
-        Some(and_not(m[k].as_deref()?, &before))
+        let before: Vec<&str> = before.iter().map(String::as_str).collect();
+        Some(and_not(&base.join(" and "), &before))
     }
 
     /// The default's packets (those no rule matches), with the IPv6 header behind n tags.
     fn default(&self, n: usize) -> Option<String> {
-        let all: Vec<&str> = self.matches[n]
+        // A rule whose tests include all of another's adds nothing to the `or` (and the
+        // repetition trips libpcap's optimizer, see `rule`): left out.
+        let tests: Vec<&Vec<String>> = self.matches[n].iter().flatten().collect();
+        let all: Vec<String> = tests
             .iter()
-            .filter_map(|m| m.as_deref())
+            .enumerate()
+            .filter(|&(i, t)| {
+                !tests.iter().enumerate().any(|(j, o)| {
+                    j != i && o.iter().all(|x| t.contains(x)) && (o.len() < t.len() || j < i)
+                })
+            })
+            .map(|(_, t)| t.join(" and "))
             .collect();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
         self.default_reached.then(|| and_not("", &all))
     }
 
     /// The packets of every rule in `rules` (and of the default when `with_default`), with the
     /// IPv6 header behind n tags.
     fn union(&self, rules: &[usize], with_default: bool, n: usize) -> Option<String> {
+        if with_default && self.default_reached {
+            // Every packet but those of the rules with other actions: said this way, no rule's
+            // tests appear both inside and outside a `not`, the repetition libpcap 1.10.3's
+            // optimizer miscompiles (see `rule`).
+            let others: Vec<String> = (0..self.earlier.len())
+                .filter(|k| !rules.contains(k))
+                .filter_map(|k| self.rule(k, n))
+                .collect();
+            let others: Vec<&str> = others.iter().map(String::as_str).collect();
+            return Some(and_not("", &others));
+        }
         let mut alts: Vec<String> = rules.iter().filter_map(|&k| self.rule(k, n)).collect();
         if with_default {
             alts.extend(self.default(n));
@@ -533,6 +664,9 @@ pub fn to_text(filters: &[BpfFilter], engine: TupleKind, tags: usize) -> String 
         let _ = writeln!(t, "# {what}");
         if let Some(r) = &f.reason {
             let _ = writeln!(t, "# inexact: {r}");
+        }
+        for w in f.size_warnings() {
+            let _ = writeln!(t, "# too big: {w}");
         }
         let _ = writeln!(t, "{}", f.expr);
     }
@@ -603,15 +737,15 @@ mod tests {
         let f = compile(&p, TupleKind::Three, 0).unwrap();
         assert_eq!(
             f[0].expr,
-            "ip6 and (src net 2001:db8::/32 and ip6[0:4] & 0xfffff = 0x12345)"
+            "ip6 and ip6[0] & 0xf0 = 0x60 and ip6[39] >= 0 and (src net 2001:db8::/32 and ip6[0:4] & 0xfffff = 0x12345)"
         );
         assert_eq!(
             f[1].expr,
-            "ip6 and (ip6[0:4] & 0xfffff >= 0x100 and ip6[0:4] & 0xfffff <= 0x1ff)"
+            "ip6 and ip6[0] & 0xf0 = 0x60 and ip6[39] >= 0 and (ip6[0:4] & 0xfffff >= 0x100 and ip6[0:4] & 0xfffff <= 0x1ff)"
         );
         assert_eq!(
             f[2].expr,
-            "ip6 and (src net 2001:db8::/48) and not ((src net 2001:db8::/32 and ip6[0:4] & 0xfffff = 0x12345) or (ip6[0:4] & 0xfffff >= 0x100 and ip6[0:4] & 0xfffff <= 0x1ff))"
+            "ip6 and ip6[0] & 0xf0 = 0x60 and ip6[39] >= 0 and (src net 2001:db8::/48) and not ((src net 2001:db8::/32 and ip6[0:4] & 0xfffff = 0x12345) or (ip6[0:4] & 0xfffff >= 0x100 and ip6[0:4] & 0xfffff <= 0x1ff))"
         );
         assert_eq!(f[3].expr, NOTHING);
         let names: Vec<&str> = f.iter().map(|x| x.name.as_str()).collect();
@@ -628,12 +762,10 @@ mod tests {
                 "default"
             ]
         );
+        // The default's class: every packet but those of the rules with other actions.
         assert_eq!(
             f[6].expr,
-            format!(
-                "ip6 and (((src net 2001:db8::/32 and ip6[0:4] & 0xfffff = 0x12345)) or ({}))",
-                f[7].expr.trim_start_matches("ip6 and "),
-            ),
+            "ip6 and ip6[0] & 0xf0 = 0x60 and ip6[39] >= 0 and not (((ip6[0:4] & 0xfffff >= 0x100 and ip6[0:4] & 0xfffff <= 0x1ff)) or ((src net 2001:db8::/48) and not ((src net 2001:db8::/32 and ip6[0:4] & 0xfffff = 0x12345) or (ip6[0:4] & 0xfffff >= 0x100 and ip6[0:4] & 0xfffff <= 0x1ff))))",
             "the default's class includes the default"
         );
         assert!(f.iter().all(|x| !x.exact && x.reason.is_some()), "no tags");
@@ -657,7 +789,7 @@ mod tests {
         assert_eq!(
             e,
             format!(
-                "(ip6 and ip6[0:4] & 0xfffff = 0x5) or ({} and ((ether[16:2] = 0x86dd and ether[18:4] & 0xfffff = 0x5) or ({} and (ether[20:2] = 0x86dd and ether[22:4] & 0xfffff = 0x5))))",
+                "(ip6 and ip6[0] & 0xf0 = 0x60 and ip6[39] >= 0 and ip6[0:4] & 0xfffff = 0x5) or ({} and ((ether[16:2] = 0x86dd and ether[18] & 0xf0 = 0x60 and ether[57] >= 0 and ether[18:4] & 0xfffff = 0x5) or ({} and (ether[20:2] = 0x86dd and ether[22] & 0xf0 = 0x60 and ether[61] >= 0 and ether[22:4] & 0xfffff = 0x5))))",
                 tag(12),
                 tag(16)
             )

@@ -35,16 +35,46 @@
 //! Measured with nft 1.0.6 on kernel 6.18 (2 busy cores), `nft -f` of 10 000 rules: plain rules
 //! with single addresses ~0.7 s, but ~17 s when each rule has a small address set (one
 //! anonymous set per rule); the same 10 000 rules as maps (5 maps for the 3-tuple, 29 for the
-//! 5-tuple test policy) ~1.3–2.5 s. A packet also walks plain rules one by one but does one
-//! lookup per map, so maps are the default (`tests/compile_nft.rs` keeps the numbers honest).
+//! 5-tuple test policy) ~1.3–2.5 s; fw-shaped sets of single addresses in some 300 small maps
+//! 2.1–2.5 s against 0.6–0.9 s plain. So `--encoding auto` makes a map only where its
+//! estimated load time (a fixed cost per map and a cost per element) is at most that of its
+//! rules written plain (`map_pays`): runs of rules with address sets become maps, runs of
+//! single-address rules only when some 150 share one. A packet also walks plain rules one by
+//! one but does one lookup per map, so a tie goes to the map (`tests/compile_nft.rs` keeps the
+//! numbers honest).
 //!
-//! # Five-tuple caveats
-//! `meta l4proto` is the protocol after the extension headers, as flowpol's 5-tuple. Packets
-//! flowpol has no 5-tuple for — a non-first fragment (`frag frag-off != 0`), ESP, no next
-//! header, extension headers flowpol does not walk — are caught first, counted in the
-//! `unavailable` counter and given the default's verdict (nft would otherwise see a protocol
-//! for them and let rules on addresses or protocol alone match). Not covered: a transport
-//! header cut short (flowpol: truncated or malformed) still matches rules without ports.
+//! # Five-tuple: what the kernel can read
+//! flowpol's 5-tuple is defined as what netfilter can match (see [`crate::packet::five`]):
+//! the protocol is `meta l4proto`, which stops at an Authentication Header (51), and the ports
+//! are `th sport` / `th dport`. The base chain sends a packet to the rules (chain `rules`) only
+//! when the kernel can read its transport header, and to the `unavailable` counter (with the
+//! default's verdict) otherwise:
+//! ```text
+//! frag frag-off != 0 counter name "unavailable" ...                  # first fragment header
+//! ip6 nexthdr 44 @nh,320,8 44 @nh,400,13 != 0 counter name "unavailable" ...  # a second one
+//! meta l4proto { 50, 59, 135, 139, 140, 253, 254 } counter name "unavailable" ...
+//! meta l4proto { 6, 17, 33, 132, 136 } @th,16,16 0-65535 goto rules   # both ports readable
+//! meta l4proto != { 6, 17, 33, 132, 136 } @th,0,8 0-255 goto rules    # a header byte readable
+//! counter name "unavailable" ...                                     # nothing readable
+//! ```
+//! `th` (and `@th`) is unreadable to the kernel past the end of the packet (a transport header
+//! cut short; a packet with payload length 0 and no hop-by-hop header, which Linux trims to 40
+//! bytes) and when the extension-header walk fails. flowpol
+//! reports exactly those packets as unavailable (non-first fragment, malformed, truncated), so
+//! rules on addresses or protocol alone do not match them either, and the plain and map
+//! encodings mean the same: a map keyed on `th sport . th dport` is only reached by packets
+//! whose ports can be read.
+//!
+//! A non-first fragment is one with a non-zero offset in any fragment header. `frag frag-off`
+//! reads the first fragment header only; for a second one with a non-zero offset the kernel's
+//! `ipv6_find_hdr` returns the protocol behind it but leaves the transport offset at 0, so
+//! `th` reads the IPv6 header itself (measured on a veth pair). The second rule above catches
+//! the form that is sent (two fragment headers in a row right behind the fixed header).
+//!
+//! Not expressible in the kernel: the transport header behind AH (RFC 4302), so flowpol does
+//! not look behind AH either (a TCP rule does not match TCP inside AH; `proto 51` does); and a
+//! second fragment header anywhere else than at byte 48 behind a first at byte 40 (such a
+//! packet may match rules on addresses and protocol in the kernel, but no rule in flowpol).
 
 use super::{
     CompileError, CounterTag, DEFAULT_COUNTER, MarkPolicy, Marks, UNAVAILABLE_COUNTER,
@@ -77,10 +107,11 @@ impl Hook {
     }
 }
 
-/// How rules are laid out.
+/// How rules are laid out. Both give every packet the same rule.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Encoding {
-    /// Verdict maps for runs of disjoint rules, plain rules elsewhere.
+    /// Verdict maps for runs of disjoint rules where a map is cheaper to load than its rules
+    /// as plain rules (`map_pays`), plain rules elsewhere.
     #[default]
     Auto,
     /// One nft rule per policy rule.
@@ -291,6 +322,17 @@ impl Item {
         }
     }
 
+    /// Estimated `nft -f` time of this rule as a plain rule, in microseconds: a rule whose
+    /// address match is a set needs an anonymous set.
+    fn plain_cost_us(&self) -> u64 {
+        let set = |a: &Option<Vec<Prefix>>| a.as_ref().is_some_and(|v| v.len() > 1);
+        if set(&self.src) || set(&self.dst) {
+            PLAIN_SET_RULE_US
+        } else {
+            PLAIN_RULE_US
+        }
+    }
+
     fn elements_count(&self) -> usize {
         self.src
             .as_ref()
@@ -362,6 +404,27 @@ fn nft_comment(s: &str) -> String {
     s
 }
 
+/// Load-time costs measured with nft 1.0.6 on kernel 6.18 (2 busy cores), `nft -f` of 10 000
+/// rules: a plain rule with single addresses ~70 µs (0.6–0.9 s for all); a plain rule with an
+/// address set ~1.7 ms (one anonymous set each: ~17 s); a verdict map ~3 ms on its own plus
+/// ~50 µs per element (fw-shaped sets in some 300 maps took 2.1–2.5 s, sets of small groups
+/// in 5 to 29 maps 1.3–2.5 s).
+const PLAIN_RULE_US: u64 = 70;
+const PLAIN_SET_RULE_US: u64 = 1_700;
+const MAP_US: u64 = 3_000;
+const MAP_ELEMENT_US: u64 = 50;
+
+/// True when a map holding `members` loads faster than the same rules written plain. A packet
+/// also walks plain rules one by one but does one lookup per map, so a tie goes to the map.
+fn map_pays(items: &[Item], members: &[usize]) -> bool {
+    let plain: u64 = members.iter().map(|&i| items[i].plain_cost_us()).sum();
+    let elements: u64 = members
+        .iter()
+        .map(|&i| items[i].elements_count() as u64)
+        .sum();
+    MAP_US + MAP_ELEMENT_US * elements <= plain
+}
+
 /// One step of the base chain: a plain rule, or a verdict map over several rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Step<S> {
@@ -384,6 +447,7 @@ fn plan<S: Copy + PartialEq>(
     min_group: usize,
     lookahead: usize,
     overlap: impl Fn(usize, usize) -> bool,
+    pays: impl Fn(&[usize]) -> bool,
 ) -> Vec<Step<S>> {
     let n = shapes.len();
     let mut done = vec![false; n];
@@ -411,7 +475,7 @@ fn plan<S: Copy + PartialEq>(
                     skipped.push(j);
                 }
             }
-            if members.len() >= min_group.max(2) {
+            if members.len() >= min_group.max(2) && pays(&members) {
                 for &m in &members {
                     done[m] = true;
                 }
@@ -455,11 +519,18 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
         );
     }
     let mut base = String::new();
-    if engine == TupleKind::Five {
-        write_unavailable(&mut base, &action_text(&policy.default, &marks));
-    }
     let (groups, grouped_rules) = write_steps(&mut t, &mut base, &steps, &items, &counters, &marks);
-    write_base_chain(&mut t, opts, &base, &action_text(&policy.default, &marks));
+    let default_act = action_text(&policy.default, &marks);
+    match engine {
+        TupleKind::Three => write_base_chain(&mut t, opts, &base, &default_act),
+        TupleKind::Five => {
+            let _ = writeln!(t, "\tchain {RULES_CHAIN} {{");
+            t.push_str(&base);
+            write_default(&mut t, &default_act);
+            let _ = writeln!(t, "\t}}");
+            write_base_chain(&mut t, opts, &transport_gate(&default_act), &default_act);
+        }
+    }
     Ok(NftRuleset {
         text: t,
         counters,
@@ -470,7 +541,8 @@ pub fn compile(policy: &Policy, opts: &NftOptions) -> Result<NftRuleset, Compile
 }
 
 /// The order rules are emitted in: each alone, or (with [`Encoding::Auto`]) runs of rules of
-/// one shape gathered into a verdict map where no skipped rule overlaps them.
+/// one shape gathered into a verdict map where no skipped rule overlaps them and the map is
+/// cheaper to load than the rules ([`map_pays`]).
 fn plan_items(policy: &Policy, opts: &NftOptions, items: &[Item]) -> Vec<Step<Shape>> {
     let engine = opts.engine;
     let overlap = |i: usize, j: usize| match engine {
@@ -484,7 +556,9 @@ fn plan_items(policy: &Policy, opts: &NftOptions, items: &[Item]) -> Vec<Step<Sh
             Encoding::Auto => it.shape(engine, opts.max_elements_per_rule),
         })
         .collect();
-    plan(&shapes, opts.min_group, opts.max_lookahead, overlap)
+    plan(&shapes, opts.min_group, opts.max_lookahead, overlap, |m| {
+        map_pays(items, m)
+    })
 }
 
 /// The named counters: one per rule (by index), `unavailable` for five, and `default`.
@@ -562,27 +636,56 @@ fn write_header(t: &mut String, opts: &NftOptions, rules: usize, marks: &Marks) 
     if engine == TupleKind::Five {
         let _ = writeln!(
             t,
-            "# five: packets without a 5-tuple for flowpol (non-first fragments, ESP, no next header, extension\n\
-             # headers flowpol does not walk) are counted in `unavailable` and get the default's verdict.\n\
-             # Not covered: a transport header cut short (flowpol: truncated/malformed) still matches\n\
-             # rules on addresses or protocol only."
+            "# five: the 5-tuple is what the kernel reads: `meta l4proto` (it stops at an Authentication\n\
+             # Header, so TCP/UDP behind AH is protocol 51 here and in flowpol) and `th sport`/`th dport`.\n\
+             # Packets without a 5-tuple (non-first fragments: an offset in any fragment header; ESP;\n\
+             # no next header; extension headers flowpol does not walk; a transport header the kernel\n\
+             # cannot read: cut short, or payload length 0 without hop-by-hop) are counted in\n\
+             # `unavailable` and get the default's verdict. Not expressible: ports behind AH; a second\n\
+             # fragment header other than right behind a first at byte 40 (the kernel then reads `th`\n\
+             # from the IPv6 header; flowpol says non-first fragment)."
         );
     }
 }
 
-/// The base chain's first lines for five: packets flowpol has no 5-tuple for get the default's
-/// verdict (`act`), counted in `unavailable`.
-fn write_unavailable(base: &mut String, act: &str) {
-    // flowpol has no 5-tuple for these and assigns them to no rule; nft would still see a
-    // protocol (meta l4proto) for them. They get the default's verdict, counted apart.
+/// The regular chain that holds the five rules, reached from the base chain by [`transport_gate`].
+const RULES_CHAIN: &str = "rules";
+
+/// The base chain of five: packets whose transport header the kernel can read `goto` the
+/// rules; the others (flowpol: no 5-tuple) get the default's verdict (`act`), counted in
+/// `unavailable`. See the module documentation.
+fn transport_gate(act: &str) -> String {
+    let ports: Vec<String> = (0..=u8::MAX)
+        .filter(|&p| proto_has_ports(p))
+        .map(|p| p.to_string())
+        .collect();
+    let ports = ports.join(", ");
+    let mut g = String::new();
     let _ = writeln!(
-        base,
+        g,
         "\t\tfrag frag-off != 0 counter name \"{UNAVAILABLE_COUNTER}\" {act} comment \"no 5-tuple: non-first fragment\""
     );
     let _ = writeln!(
-        base,
+        g,
+        "\t\tip6 nexthdr 44 @nh,320,8 44 @nh,400,13 != 0 counter name \"{UNAVAILABLE_COUNTER}\" {act} comment \"no 5-tuple: non-first fragment by a second fragment header\""
+    );
+    let _ = writeln!(
+        g,
         "\t\tmeta l4proto {{ 50, 59, 135, 139, 140, 253, 254 }} counter name \"{UNAVAILABLE_COUNTER}\" {act} comment \"no 5-tuple: esp, no next header, unknown extension header\""
     );
+    let _ = writeln!(
+        g,
+        "\t\tmeta l4proto {{ {ports} }} @th,16,16 0-65535 goto {RULES_CHAIN} comment \"ports readable\""
+    );
+    let _ = writeln!(
+        g,
+        "\t\tmeta l4proto != {{ {ports} }} @th,0,8 0-255 goto {RULES_CHAIN} comment \"transport header readable\""
+    );
+    let _ = writeln!(
+        g,
+        "\t\tcounter name \"{UNAVAILABLE_COUNTER}\" {act} comment \"no 5-tuple: transport header unreadable (non-first fragment, cut short, payload length 0)\""
+    );
+    g
 }
 
 /// The rules in plan order: a plain rule is a line of the base chain (`base`); a group is a
@@ -662,8 +765,15 @@ fn write_steps(
     (groups, grouped_rules)
 }
 
-/// The chain on the hook: the rule lines in `base`, then the default (`default_act`), and the
-/// table's closing brace.
+fn write_default(t: &mut String, default_act: &str) {
+    let _ = writeln!(
+        t,
+        "\t\tcounter name \"{DEFAULT_COUNTER}\" {default_act} comment \"default\""
+    );
+}
+
+/// The chain on the hook: the lines in `base`, then (three) the default (`default_act`), and
+/// the table's closing brace. For five, `base` is the [`transport_gate`], which ends every path.
 fn write_base_chain(t: &mut String, opts: &NftOptions, base: &str, default_act: &str) {
     let _ = writeln!(t, "\tchain {} {{", opts.hook.as_str());
     let _ = writeln!(
@@ -673,10 +783,9 @@ fn write_base_chain(t: &mut String, opts: &NftOptions, base: &str, default_act: 
         opts.priority
     );
     t.push_str(base);
-    let _ = writeln!(
-        t,
-        "\t\tcounter name \"{DEFAULT_COUNTER}\" {default_act} comment \"default\""
-    );
+    if opts.engine == TupleKind::Three {
+        write_default(t, default_act);
+    }
     let _ = writeln!(t, "\t}}");
     let _ = writeln!(t, "}}");
 }
@@ -816,10 +925,11 @@ mod tests {
     #[test]
     fn disjoint_runs_become_maps_and_overlaps_split_them() {
         let mut rules = Vec::new();
+        // Address sets: as plain rules each needs an anonymous set, so a map loads faster.
         for i in 0..6u32 {
             rules.push(three(
                 &format!("d{i}"),
-                &["2001:db8::/32"],
+                &["2001:db8::/32", "2001:db9::/32"],
                 LabelMatch::Exact(FlowLabel::from_low_bits(i)),
                 Action::Drop,
             ));
@@ -894,9 +1004,13 @@ mod tests {
                 .map(|it| it.shape(TupleKind::Three, 1024))
                 .collect();
             let lookahead = r.random_range(0..8usize);
-            let steps = plan(&shapes, 2, lookahead, |i, j| {
-                three_overlap(&p.three[i].matcher, &p.three[j].matcher)
-            });
+            let steps = plan(
+                &shapes,
+                2,
+                lookahead,
+                |i, j| three_overlap(&p.three[i].matcher, &p.three[j].matcher),
+                |_| true,
+            );
             let mut seen: Vec<usize> = steps
                 .iter()
                 .flat_map(|s| match s {
@@ -944,6 +1058,69 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn small_runs_of_single_address_rules_stay_plain_because_a_map_loads_slower() {
+        let rules: Vec<_> = (0..40u32)
+            .map(|i| {
+                three(
+                    &format!("s{i}"),
+                    &["2001:db8::/32"],
+                    LabelMatch::Exact(FlowLabel::from_low_bits(i)),
+                    Action::Drop,
+                )
+            })
+            .collect();
+        let r = compile(&policy(rules), &NftOptions::default()).unwrap();
+        assert_eq!(r.groups, 0, "{}", r.text);
+        let rules: Vec<_> = (0..200u32)
+            .map(|i| {
+                three(
+                    &format!("s{i}"),
+                    &["2001:db8::/32"],
+                    LabelMatch::Exact(FlowLabel::from_low_bits(i)),
+                    Action::Drop,
+                )
+            })
+            .collect();
+        let r = compile(&policy(rules), &NftOptions::default()).unwrap();
+        assert_eq!((r.groups, r.grouped_rules), (1, 200));
+    }
+
+    #[test]
+    fn five_rules_are_reached_only_through_a_readable_transport_header() {
+        let mut p = policy(vec![]);
+        p.five = vec![Rule {
+            name: "tcp".into(),
+            matcher: FiveMatch {
+                src: AddrMatch::any(),
+                dst: AddrMatch::any(),
+                proto: Some(6),
+                sport: PortMatch::ANY,
+                dport: PortMatch::ANY,
+            },
+            action: Action::Pass,
+            span: Span::default(),
+        }];
+        let r = compile(
+            &p,
+            &NftOptions {
+                engine: TupleKind::Five,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let t = &r.text;
+        let gate = t.find("@th,16,16 0-65535 goto rules").expect(t);
+        assert!(t.find("@th,0,8 0-255 goto rules").expect(t) > gate);
+        let last = t.rfind("counter name \"unavailable\" drop").expect(t);
+        assert!(last > gate, "{t}");
+        assert!(t.find("chain rules {").unwrap() < t.find("chain input {").unwrap());
+        assert!(
+            t.contains("meta l4proto 6 counter name \"r0_tcp\" accept"),
+            "{t}"
+        );
     }
 
     #[test]

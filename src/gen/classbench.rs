@@ -268,7 +268,7 @@ pub enum Translation {
     /// has ports 0 and 0, so the rule never matches. Written as a comment.
     PortsExcludeZero,
     /// A protocol number after which IPv6 has no transport header to take ports from: an
-    /// extension header (0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254) or no next header (59).
+    /// extension header (0, 43, 44, 50, 60, 135, 139, 140, 253, 254) or no next header (59).
     /// Such a packet has no 5-tuple, so the rule never matches. Written as a comment.
     NoFiveTuple,
     /// `three`: the rule's protocol, source-port range or both are dropped (the 3-tuple has
@@ -353,11 +353,13 @@ fn has_ports(p: u8) -> bool {
 }
 
 /// True for protocol numbers after which flowpol's packet walk finds no transport header: the
-/// IPv6 extension headers (IANA's "IPv6 Extension Header Types") and 59, no next header.
+/// IPv6 extension headers (IANA's "IPv6 Extension Header Types") and 59, no next header. The
+/// Authentication Header (51) is not among them: the 5-tuple stops there with protocol 51, as
+/// netfilter's `meta l4proto` does (see [`crate::packet::five`]).
 /// [`CbPacket::keys`] agrees with the packet path on every value (tested).
 pub fn no_five_tuple(p: u8) -> bool {
     let p = IpNumber(p);
-    p.is_ipv6_extension() || p == IpNumber::NO_NEXT
+    (p.is_ipv6_extension() && p != IpNumber::AH) || p == IpNumber::NO_NEXT
 }
 
 impl Translation {
@@ -640,7 +642,8 @@ pub enum TracePcapError {
 /// next-header field as it is, followed by 8 bytes: for the protocols that have ports (SCTP,
 /// DCCP, UDP-Lite) the first four carry them; for a number IPv6 reads as an extension header
 /// (0, 43, 44, 51, 60) they are that header, empty, with next header 59 (no next header), so the
-/// packet has no 5-tuple, as [`CbPacket::keys`] says; otherwise they are zero.
+/// packet has no 5-tuple, as [`CbPacket::keys`] says (except behind AH, 51, where the 5-tuple
+/// stops with protocol 51 and ports 0); otherwise they are zero.
 pub fn append_packet(
     p: &CbPacket,
     map: Prefix,
@@ -927,7 +930,7 @@ mod tests {
             Translation::Widened,
         ),
         (
-            "@1.0.0.0/8\t0.0.0.0/0\t0 : 65535\t0 : 65535\t0x33/0xFF",
+            "@1.0.0.0/8\t0.0.0.0/0\t0 : 65535\t0 : 65535\t0x3C/0xFF",
             Translation::NoFiveTuple,
             0,
             Translation::Widened,
@@ -959,7 +962,7 @@ mod tests {
                 );
             }
         }
-        for p in [0u8, 43, 44, 50, 51, 59, 60, 135, 139, 140, 253, 254] {
+        for p in [0u8, 43, 44, 50, 59, 60, 135, 139, 140, 253, 254] {
             let r = parse_rules(&format!(
                 "@1.0.0.0/8\t0.0.0.0/0\t0 : 65535\t0 : 65535\t0x{p:02X}/0xFF"
             ))

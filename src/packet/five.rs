@@ -8,8 +8,6 @@
 //!   | next header | hdr ext len |  ... (hdr ext len + 1) * 8 bytes in all
 //! fragment (44), 8 bytes:
 //!   | next header |  reserved   |  fragment offset (13 bits) |res|M|  identification (4) |
-//! authentication header (51):
-//!   | next header | payload len |  ... (payload len + 2) * 4 bytes in all
 //! ```
 //!
 //! Then, by next-header value:
@@ -19,15 +17,35 @@
 //! - No next header (59), and extension headers this walk does not step over (mobility 135,
 //!   HIP 139, shim6 140, experimental 253/254): [`Unavailable::UnknownHeader`].
 //! - Any other protocol (ICMPv6 58, OSPF 89, PIM 103, IP-in-IPv6 4/41, ...) is an upper layer
-//!   without ports: a 5-tuple with both ports 0.
+//!   without ports: a 5-tuple with both ports 0. It needs at least one byte of its header.
 //!
-//! A fragment header with a non-zero offset gives [`Unavailable::NonFirstFragment`]; a first
-//! fragment (offset 0, with or without M) is walked like an unfragmented packet and yields ports.
-//! A header that runs past the end of the bytes is [`Unavailable::Truncated`] when the capture
-//! holds fewer bytes than the IPv6 payload length announces (snapshot length, jumbogram), and
-//! [`Unavailable::Malformed`] when the payload is all there and the header's length is wrong.
+//! # The 5-tuple is what the kernel can enforce
+//! flowpol's 5-tuple means what nftables can match (`meta l4proto`, `th sport`, `th dport`), so
+//! that `compile --target nft` enforces exactly what `classify` reports (issue 16):
+//! - **Authentication Header (51) ends the walk**: it is the 5-tuple's protocol, with ports 0.
+//!   RFC 8200 §4 counts AH among the extension headers and RFC 4302 puts the transport header
+//!   behind it, but Linux's netfilter (`ipv6_find_hdr` with `IP6_FH_F_AUTH`) stops there:
+//!   `meta l4proto` is 51 and `th` reads the AH. A `proto tcp` rule therefore does not match
+//!   TCP behind AH, and a `proto 51` rule matches it, in flowpol and in the kernel alike.
+//! - **Any fragment header with a non-zero offset** gives [`Unavailable::NonFirstFragment`],
+//!   also behind a first one with offset 0 (two fragment headers, which RFC 8200 §4.1 does
+//!   not allow, but which are sent): what follows it is a fragment's data, not a header. The
+//!   kernel agrees for the first fragment header (`frag frag-off`); for a later one its
+//!   `ipv6_find_hdr` leaves the transport offset at 0, so `th` reads the IPv6 header itself.
+//!   The nft output catches a second fragment header right behind a first one at byte 40
+//!   (`compile --help` and the ruleset header say which forms it cannot catch).
+//! - **A payload length of 0 without a hop-by-hop header** ([`walk_packet`]) is
+//!   [`Unavailable::Malformed`]: RFC 2675 allows 0 only for a jumbogram, whose Jumbo Payload
+//!   option lives in a hop-by-hop header, and Linux trims such a packet to its 40-byte header,
+//!   so nothing after it can be matched.
+//!
+//! A first fragment (offset 0, with or without M) is walked like an unfragmented packet and
+//! yields ports. A header that runs past the end of the bytes is [`Unavailable::Truncated`]
+//! when the capture holds fewer bytes than the IPv6 payload length announces (snapshot length,
+//! jumbogram), and [`Unavailable::Malformed`] when the payload is all there and the header's
+//! length is wrong.
 
-use super::ipv6::Payload;
+use super::ipv6::{Fixed, Payload};
 use super::key::Unavailable;
 use super::proto::IpNumber;
 
@@ -47,6 +65,21 @@ pub struct Walk {
 #[inline]
 pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
     walk_to(first, payload).0
+}
+
+/// [`walk`] from a fixed header: its next header and payload, except that a payload length of
+/// 0 is a jumbogram only behind a hop-by-hop header (RFC 2675); without one the packet is
+/// [`Unavailable::Malformed`] (Linux trims it to the fixed header).
+#[inline]
+pub fn walk_packet(fixed: &Fixed<'_>) -> Walk {
+    let first = fixed.next_header();
+    if fixed.payload_length() == 0 && IpNumber(first) != IpNumber::HOP_BY_HOP {
+        return Walk {
+            proto: first,
+            ports: Err(Unavailable::Malformed),
+        };
+    }
+    walk(first, fixed.payload())
 }
 
 /// [`walk`], also lending the bytes from the transport header on (empty when the ports are
@@ -98,17 +131,6 @@ pub fn walk_to(first: u8, payload: Payload<'_>) -> (Walk, &[u8]) {
                 }
                 rest = &rest[8..];
             }
-            IpNumber::AH => {
-                let [next, len, ..] = *rest else {
-                    return stop(short);
-                };
-                let total = (usize::from(len) + 2) * 4;
-                if rest.len() < total {
-                    return stop(short);
-                }
-                nh = next;
-                rest = &rest[total..];
-            }
             IpNumber::ESP => return stop(Unavailable::Esp),
             IpNumber::NO_NEXT
             | IpNumber::MOBILITY
@@ -129,6 +151,9 @@ pub fn walk_to(first: u8, payload: Payload<'_>) -> (Walk, &[u8]) {
                 );
             }
             IpNumber(p) => {
+                if rest.is_empty() {
+                    return stop(short);
+                }
                 return (
                     Walk {
                         proto: p,
@@ -274,11 +299,76 @@ mod tests {
     }
 
     #[test]
-    fn authentication_header_then_tcp() {
-        // AH with a 12-byte ICV: payload len (24 / 4) - 2 = 4.
+    fn authentication_header_is_the_protocol_as_the_kernel_sees_it() {
+        // AH with a 12-byte ICV: payload len (24 / 4) - 2 = 4. netfilter's `meta l4proto` is 51
+        // here, so the 5-tuple stops at AH with ports 0 rather than reading TCP behind it.
         let mut ah = vec![6, 4, 0, 0, 0, 0, 0x10, 0x01, 0, 0, 0, 1];
         ah.extend_from_slice(&[0xaa; 12]);
-        assert_eq!(walk(51, full(&cat(&[&ah, &TCP]))).ports, Ok((1234, 443)));
+        assert_eq!(
+            walk(51, full(&cat(&[&ah, &TCP]))),
+            Walk {
+                proto: 51,
+                ports: Ok((0, 0))
+            }
+        );
+        // Behind a destination options header too.
+        let dst = [51, 0, 1, 4, 0, 0, 0, 0];
+        assert_eq!(walk(60, full(&cat(&[&dst, &ah, &TCP]))).proto, 51);
+    }
+
+    #[test]
+    fn a_second_fragment_header_with_an_offset_makes_a_non_first_fragment() {
+        let first = [44, 0, 0x00, 0x01, 0, 0, 0, 7]; // offset 0, M=1, next: fragment
+        let second = [6, 0, 0x00, 0x18, 0, 0, 0, 7]; // offset 3
+        assert_eq!(
+            walk(44, full(&cat(&[&first, &second, &TCP]))),
+            Walk {
+                proto: 6,
+                ports: Err(Unavailable::NonFirstFragment)
+            }
+        );
+    }
+
+    #[test]
+    fn an_upper_layer_needs_one_byte_of_header() {
+        let dst = [58, 0, 1, 4, 0, 0, 0, 0];
+        assert_eq!(
+            walk(60, full(&dst)),
+            Walk {
+                proto: 58,
+                ports: Err(Unavailable::Malformed)
+            }
+        );
+        assert_eq!(walk(58, cut(&[])).ports, Err(Unavailable::Truncated));
+        assert_eq!(walk(58, full(&[128])).ports, Ok((0, 0)));
+    }
+
+    fn packet(next: u8, plen: u16, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&plen.to_be_bytes());
+        p.extend_from_slice(&[next, 64]);
+        p.extend_from_slice(&[0; 32]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn payload_length_zero_is_malformed_unless_a_hop_by_hop_header_may_hold_a_jumbo_option() {
+        let p = packet(6, 0, &TCP);
+        let f = Fixed::new(&p).unwrap();
+        assert_eq!(
+            walk_packet(&f),
+            Walk {
+                proto: 6,
+                ports: Err(Unavailable::Malformed)
+            }
+        );
+        let hbh = [6, 0, 0xc2, 4, 0, 0, 0, 28]; // Jumbo Payload option
+        let p = packet(0, 0, &cat(&[&hbh, &TCP]));
+        let f = Fixed::new(&p).unwrap();
+        assert_eq!(walk_packet(&f).ports, Ok((1234, 443)));
+        let p = packet(6, 20, &TCP);
+        assert_eq!(walk_packet(&Fixed::new(&p).unwrap()).ports, Ok((1234, 443)));
     }
 
     #[test]
@@ -286,14 +376,24 @@ mod tests {
         let hbh = [60, 0, 1, 4, 0, 0, 0, 0];
         let dst = [43, 0, 1, 4, 0, 0, 0, 0];
         let rt = [44, 0, 4, 0, 0, 0, 0, 0];
-        let frag = [51, 0, 0, 0, 0, 0, 0, 7]; // atomic fragment: offset 0, M=0
+        let frag = [17, 0, 0, 0, 0, 0, 0, 7]; // atomic fragment: offset 0, M=0
         let ah = [17, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
-        let chain = cat(&[&hbh, &dst, &rt, &frag, &ah, &UDP]);
+        let chain = cat(&[&hbh, &dst, &rt, &frag, &UDP]);
         assert_eq!(
             walk(0, full(&chain)),
             Walk {
                 proto: 17,
                 ports: Ok((12345, 53))
+            }
+        );
+        // With AH before UDP the walk stops at AH (the kernel's protocol).
+        let frag = [51, 0, 0, 0, 0, 0, 0, 7];
+        let chain = cat(&[&hbh, &dst, &rt, &frag, &ah, &UDP]);
+        assert_eq!(
+            walk(0, full(&chain)),
+            Walk {
+                proto: 51,
+                ports: Ok((0, 0))
             }
         );
     }
@@ -388,10 +488,6 @@ mod tests {
             walk(44, cut(&[17, 0, 0, 1])).ports,
             Err(Unavailable::Truncated)
         );
-        assert_eq!(
-            walk(51, cut(&[17, 4, 0, 0, 0, 0, 0, 0])).ports,
-            Err(Unavailable::Truncated)
-        );
         // The 40-byte header alone.
         assert_eq!(walk(6, cut(&[])).ports, Err(Unavailable::Truncated));
     }
@@ -409,8 +505,5 @@ mod tests {
         );
         // Payload length too small for the UDP ports.
         assert_eq!(walk(17, full(&UDP[..2])).ports, Err(Unavailable::Malformed));
-        // AH length past the end.
-        let ah = [6, 200, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
-        assert_eq!(walk(51, full(&ah)).ports, Err(Unavailable::Malformed));
     }
 }

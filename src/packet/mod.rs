@@ -174,7 +174,7 @@ pub fn five_of(
     fixed: &ipv6::Fixed<'_>,
     three: &ThreeTuple,
 ) -> (u8, Result<FiveTuple, Unavailable>) {
-    let w = five::walk(fixed.next_header(), fixed.payload());
+    let w = five::walk_packet(fixed);
     let five = w.ports.map(|(sport, dport)| FiveTuple {
         src: three.src,
         dst: three.dst,

@@ -65,6 +65,7 @@ impl Checker {
     fn lower_classes<'a>(&mut self, ast: &'a FileAst) -> (Vec<ClassDef>, FxHashMap<&'a str, Span>) {
         let mut classes: Vec<ClassDef> = Vec::new();
         let mut class_spans: FxHashMap<&str, Span> = FxHashMap::default();
+        let mut mark_spans: FxHashMap<u64, (&str, Span)> = FxHashMap::default();
         for decl in &ast.classes {
             if let Some(first) = class_spans.get(decl.name.name.as_str()) {
                 self.push(
@@ -91,7 +92,26 @@ impl Checker {
                     );
                     None
                 }
-                Some(n) => Some(n.value as u32),
+                Some(n) => {
+                    if let Some((other, first)) = mark_spans.get(&n.value) {
+                        self.push(
+                            Diagnostic::new(
+                                Code::SharedMark,
+                                format!(
+                                    "classes `{other}` and `{}` have one mark, {}",
+                                    decl.name.name, n.value
+                                ),
+                                n.span,
+                            )
+                            .with_label("this mark is already taken")
+                            .with_secondary(*first, "first used here")
+                            .with_help("a packet's mark is all the kernel keeps of its class (`compile --target nft`): give each class its own"),
+                        );
+                    } else {
+                        mark_spans.insert(n.value, (&decl.name.name, n.span));
+                    }
+                    Some(n.value as u32)
+                }
                 None => None,
             };
             classes.push(ClassDef {
@@ -160,6 +180,18 @@ impl Checker {
         let mut names: [FxHashMap<String, Span>; 2] = [FxHashMap::default(), FxHashMap::default()];
         for block in &ast.blocks {
             for r in &block.rules {
+                if r.name.name == "default" {
+                    self.push(
+                        Diagnostic::new(
+                            Code::ReservedRuleName,
+                            "a rule may not be named `default`",
+                            r.name.span,
+                        )
+                        .with_label("reserved for the default action")
+                        .with_help("reports, counters and per-packet output name the default action `default`: rename the rule"),
+                    );
+                    ok = false;
+                }
                 let seen = &mut names[block.tuple as usize];
                 if let Some(first) = seen.get(&r.name.name) {
                     self.push(

@@ -36,6 +36,10 @@ pub enum Code {
     DuplicateClass,
     MarkTooLarge,
     DuplicateDefault,
+    /// Two classes declare one mark: the kernel could not tell them apart.
+    SharedMark,
+    /// A rule named `default`: reports could not tell it from the default action.
+    ReservedRuleName,
     HostBits,
     Shadowed,
     DuplicateRule,
@@ -77,6 +81,8 @@ impl Code {
             DuplicateClass => "E0015",
             MarkTooLarge => "E0016",
             DuplicateDefault => "E0017",
+            SharedMark => "E0018",
+            ReservedRuleName => "E0019",
             HostBits => "W0001",
             Shadowed => "W0002",
             DuplicateRule => "W0003",
@@ -92,7 +98,7 @@ impl Code {
     }
 
     /// Every code, in the order of their numbers.
-    pub const ALL: [Code; 28] = {
+    pub const ALL: [Code; 30] = {
         use Code::*;
         [
             Syntax,
@@ -112,6 +118,8 @@ impl Code {
             DuplicateClass,
             MarkTooLarge,
             DuplicateDefault,
+            SharedMark,
+            ReservedRuleName,
             HostBits,
             Shadowed,
             DuplicateRule,
@@ -147,6 +155,8 @@ impl Code {
             DuplicateClass => "class declared twice",
             MarkTooLarge => "mark over 32 bits",
             DuplicateDefault => "more than one default",
+            SharedMark => "two classes with one mark",
+            ReservedRuleName => "rule named `default`",
             HostBits => "prefix with host bits set",
             Shadowed => "rule never matches: an earlier rule matches all it does",
             DuplicateRule => "rule repeats an earlier rule's match",

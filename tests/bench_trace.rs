@@ -278,3 +278,46 @@ fn the_plot_is_a_valid_svg_with_every_bar_labelled_and_the_no_five_tuple_share()
         "{text}"
     );
 }
+
+/// As a new user would run it, on every shipped 1k set with a trace (the 10k sets are measured
+/// the same way in release for the README): import, check with no errors, then bench with no
+/// mismatch, no first match after the column and no unexplained miss, for both tuples.
+#[test]
+fn every_shipped_1k_set_imports_checks_and_benches_clean_against_its_trace() {
+    let Some(d) = support::gate::shared_data("classbench", "the shipped ClassBench sets") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut sets = 0;
+    for set in ["acl1_1k", "fw1_1k", "ipc1_1k"] {
+        let (rules, trace) = (d.join(set), d.join(format!("{set}_trace")));
+        let (rules, trace) = (rules.to_str().unwrap(), trace.to_str().unwrap());
+        let text = flowpol!("import", "classbench", "--as", "both", rules).output_ok();
+        let pol = write(dir.path(), &format!("{set}.pol"), &text);
+        let c = flowpol!("check", &pol).output();
+        let out = c.stdout_text() + &c.stderr_text();
+        assert!(out.contains(": 0 errors,"), "{set}: {out}");
+        let o = bench(rules, trace, &["--format", "json"]);
+        assert_eq!(o.code(), Some(0), "{set}: {}", o.stderr_text());
+        let v = json_of(&o);
+        assert_eq!(v["mismatches"], 0, "{set}");
+        let lines = std::fs::read_to_string(d.join(format!("{set}_trace")))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count();
+        for tuple in ["five", "three"] {
+            let t = &v["trace"][tuple];
+            assert_eq!(t["checked"], lines, "{set} {tuple}");
+            assert_eq!(t["later"], 0, "{set} {tuple}: {t}");
+            assert_eq!(t["by_reason"]["unexplained"], 0, "{set} {tuple}: {t}");
+        }
+        // Every 5-tuple miss is a packet without one, and the report says how many.
+        assert_eq!(
+            v["trace"]["five"]["by_reason"]["no-five-tuple"], v["no_five_tuple"]["packets"],
+            "{set}"
+        );
+        sets += 1;
+    }
+    assert_eq!(sets, 3);
+}

@@ -183,11 +183,14 @@ fn time_per(per: usize, min: Duration, mut f: impl FnMut() -> u64) -> f64 {
     start.elapsed().as_nanos() as f64 / (rounds as f64 * per as f64)
 }
 
+/// A frame's index among the 3-tuple keys and among the 5-tuple keys.
+type At = (Option<u32>, Option<u32>);
+
 struct Keys {
     three: Vec<ThreeTuple>,
     five: Vec<FiveTuple>,
     /// Per frame: its index in `three` (None: not IPv6) and in `five` (None: no 5-tuple).
-    at: Vec<(Option<u32>, Option<u32>)>,
+    at: Vec<At>,
     missing: NoFiveTuple,
     three_ns: f64,
     five_ns: f64,
@@ -362,8 +365,7 @@ pub fn run(policy: &Policy, frames: &Frames, engines: &[EngineKind], min: Durati
         min,
         &mut rows,
     );
-    let per_frame = |answers: &[Option<RuleId>],
-                     pick: fn(&(Option<u32>, Option<u32>)) -> Option<u32>| {
+    let per_frame = |answers: &[Option<RuleId>], pick: fn(&At) -> Option<u32>| {
         if answers.is_empty() {
             return Vec::new();
         }

@@ -158,7 +158,16 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         _ => anyhow::bail!("bench needs --pcap or --trace (or --sweep)"),
     };
+    // Minutes on a large set with the linear engine: say so on a terminal (hidden otherwise).
+    let spin = indicatif::ProgressBar::new_spinner();
+    spin.set_message(format!(
+        "measuring {} engines on {} frames, both tuples",
+        engines.len(),
+        frames.len()
+    ));
+    spin.enable_steady_tick(Duration::from_millis(200));
     let measured = bench::run(&policy, &frames, &engines, min);
+    spin.finish_and_clear();
     let report = &measured.report;
     let trace = match (&import, &packets) {
         (Some(imp), Some(pk)) => {

@@ -74,7 +74,8 @@ pub struct Args {
     /// Also draw the figure into this SVG file (see above).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
-    /// Least time each timed stage runs for, in milliseconds.
+    /// Least CPU time each timed stage runs for, in milliseconds (times are the measuring
+    /// thread's CPU time, so other processes on a shared machine count less).
     #[arg(long, default_value_t = 300, value_name = "MS")]
     pub min_ms: u64,
     /// Sweep rule counts on generated sets of this shape instead of measuring packets.

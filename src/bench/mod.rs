@@ -119,21 +119,34 @@ impl NoFiveTuple {
     pub fn describe(&self, ipv6: usize) -> String {
         let mut s = format!(
             "{} of {} IPv6 packets ({:.1}%) have no 5-tuple",
-            self.packets,
-            ipv6,
+            thousands(self.packets as u64),
+            thousands(ipv6 as u64),
             self.share * 100.0
         );
         let why: Vec<String> = self
             .by_reason
             .iter()
             .filter(|(_, n)| **n > 0)
-            .map(|(r, n)| format!("{r} {n}"))
+            .map(|(r, n)| format!("{r} {}", thousands(*n as u64)))
             .collect();
         if !why.is_empty() {
             s += &format!(": {}", why.join(", "));
         }
         s
     }
+}
+
+/// `n` with a comma between groups of three digits: `11,950`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The whole measurement.
@@ -481,6 +494,8 @@ mod tests {
             r.no_five_tuple.describe(r.ipv6),
             "1 of 3 IPv6 packets (33.3%) have no 5-tuple: esp 1"
         );
+        assert_eq!(thousands(87_474), "87,474");
+        assert_eq!(thousands(999), "999");
         assert_eq!(r.mismatches, 0);
         let n = all_engines().len();
         assert_eq!(r.engines.len(), 2 * n);

@@ -43,15 +43,7 @@ pub fn ns_text(v: f64) -> String {
     if v < 10.0 {
         return format!("{v:.1}");
     }
-    let s = format!("{v:.0}");
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    super::thousands(v.round() as u64)
 }
 
 struct Bar {

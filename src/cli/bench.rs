@@ -26,7 +26,8 @@ use std::time::Duration;
 /// into Ethernet + IPv6 frames in memory exactly as `import classbench-trace` writes them (flow
 /// label = destination port), so key extraction is measured on real bytes either way. The
 /// report also gives how many IPv6 packets had no 5-tuple, by reason (availability: the 3-tuple
-/// classifies every IPv6 packet).
+/// classifies every IPv6 packet): the table's `availability:` line, the JSON's
+/// `"no_five_tuple": {"packets", "share", "by_reason"}`.
 ///
 /// The rules come from a policy (--policy) or from a ClassBench rule set (--classbench), which
 /// is imported as `import classbench --as both` does. With --classbench and --trace, every

@@ -1,6 +1,6 @@
 //! Measures the fast engines against the linear reference for docs/performance.md:
-//! `cargo run --release --example fast_targets [-- QUICK] [TUNE]`, or
-//! `-- SCALE docs/lookup-vs-rules.svg` for the ns/lookup against rule-count plot.
+//! `cargo run --release --example fast_targets [-- QUICK] [TUNE] [BUILD]`. The ns/lookup
+//! against rule-count figure is `flowpol bench --sweep acl --plot docs/lookup-vs-rules.svg`.
 //!
 //! ClassBench 10k sets (from ../shared/data/classbench, with their traces when present, else
 //! keys drawn from the rules), and generated 100k-rule sets. Every key goes through both engines
@@ -121,92 +121,7 @@ where
     }
 }
 
-/// ns/lookup against rule count (100 to 100k, generated acl shape), both engines and both
-/// tuple kinds, drawn as a log-log SVG.
-fn scale(out: &str) {
-    use plotters::prelude::*;
-    let counts = [100usize, 300, 1_000, 3_000, 10_000, 30_000, 100_000];
-    let mut series: Vec<(&str, Vec<(f64, f64)>)> = vec![
-        ("linear five", vec![]),
-        ("fast five", vec![]),
-        ("linear three", vec![]),
-        ("fast three", vec![]),
-    ];
-    for &n in &counts {
-        let p5 = rules::generate(Shape::Acl, n, 42, TupleKind::Five);
-        let p3 = rules::generate(Shape::Acl, n, 42, TupleKind::Three);
-        let nk = (2_000_000 / n).clamp(200, 20_000);
-        let k5 = rules::five_keys(&p5, nk, 3);
-        let k3 = rules::three_keys(&p3, nk, 3);
-        let l5 = time_ns(&Linear::<FiveTuple>::new(&p5), &k5, 1).0;
-        let f5 = time_ns(&FastFive::new(&p5), &k5, 3).0;
-        let l3 = time_ns(&Linear::<ThreeTuple>::new(&p3), &k3, 1).0;
-        let f3 = time_ns(&FastThree::new(&p3), &k3, 3).0;
-        println!(
-            "{n} rules: linear five {l5:.0} ns, fast five {f5:.0} ns, linear three {l3:.0} ns, fast three {f3:.0} ns"
-        );
-        for (i, v) in [l5, f5, l3, f3].into_iter().enumerate() {
-            series[i].1.push((n as f64, v));
-        }
-    }
-    let root = SVGBackend::new(out, (720, 460)).into_drawing_area();
-    root.fill(&WHITE).unwrap();
-    let ymax = series
-        .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.1))
-        .fold(1.0, f64::max)
-        * 2.0;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "lookup ns per packet vs rules (generated acl, log-log)",
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(60)
-        .build_cartesian_2d((80f64..130_000f64).log_scale(), (5f64..ymax).log_scale())
-        .unwrap();
-    chart
-        .configure_mesh()
-        .x_desc("rules")
-        .y_desc("ns / lookup")
-        .draw()
-        .unwrap();
-    let colors = [
-        RGBColor(200, 60, 40),
-        RGBColor(40, 90, 200),
-        RGBColor(230, 150, 40),
-        RGBColor(40, 170, 120),
-    ];
-    for ((name, pts), c) in series.into_iter().zip(colors) {
-        chart
-            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-            .unwrap()
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
-        chart
-            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
-            .unwrap();
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .unwrap();
-    root.present().unwrap();
-    println!("wrote {out}");
-}
-
 fn main() {
-    if let Some(i) = std::env::args().position(|a| a == "SCALE") {
-        let out = std::env::args()
-            .nth(i + 1)
-            .unwrap_or_else(|| "lookup-vs-rules.svg".into());
-        scale(&out);
-        return;
-    }
     if std::env::args().any(|a| a == "BUILD") {
         // Build cost only, 100k generated rules.
         for shape in [Shape::Acl, Shape::Fw, Shape::Ipc] {

@@ -2,15 +2,14 @@
 //! protocols without ports, protocol numbers IPv6 reads as extension headers) and on every
 //! ClassBench set in `../shared/data/classbench`: the policy checks with no errors, and the
 //! trace's rule column agrees with the first match (`later` = 0, no unexplained miss). The
-//! shared folder's absence is said; under `CI=true` it is a failure.
-//! `FLOWPOL_CLASSBENCH_DIR` names another folder of sets.
+//! shared folder's absence is said; under `CI=true` it is a failure (`support::gate`).
 
 use flowpol::classify::{Classifier, FastFive, FastThree, RuleId};
 use flowpol::r#gen::classbench::{self, As, CbPacket, DEFAULT_MAP_V4, Import};
 use flowpol::r#gen::trace_check::{self, TraceCheck};
 use flowpol::policy::{self, diagnostic::Severity};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -22,10 +21,7 @@ const FIXTURE_TRACE: &str = concat!(
 );
 
 fn flowpol(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowpol"))
-        .args(args)
-        .output()
-        .expect("runs flowpol")
+    support::flowpol!().args(args).output()
 }
 
 fn errors(text: &str) -> Vec<String> {
@@ -173,26 +169,9 @@ fn a_trace_that_does_not_belong_to_the_rules_exits_1_or_2() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("names rule 13"));
 }
 
-/// `../shared/data/classbench`, or the folder `FLOWPOL_CLASSBENCH_DIR` names (for a checkout
-/// that is not beside `shared`, such as a git worktree).
+/// `../shared/data/classbench` (said absent, or a failure under `CI=true`).
 fn shared() -> Option<PathBuf> {
-    let d = std::env::var_os("FLOWPOL_CLASSBENCH_DIR").map_or_else(
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/data/classbench"
-            ))
-        },
-        PathBuf::from,
-    );
-    if d.is_dir() {
-        return Some(d);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{} is absent under CI=true", d.display());
-    }
-    eprintln!("SKIPPED: {} is absent", d.display());
-    None
+    support::gate::shared_data("classbench", "the shipped ClassBench sets")
 }
 
 /// The trace check on every packet, with the fast engines' first matches (they equal the

@@ -289,9 +289,18 @@ fn bench_runs_every_engine_on_trace_and_pcap_without_mismatch() {
         }
     }
     let svg = std::fs::read_to_string(&svg).unwrap();
+    // The tuplemerge group's 5-tuple bar: the engine under the axis, the tuple in the legend.
     assert!(
-        svg.contains("<svg") && svg.contains("tuplemerge five"),
+        svg.contains("<svg")
+            && svg.contains(">\ntuplemerge\n</text>")
+            && svg.contains(">\n5-tuple\n</text>"),
         "{svg}"
+    );
+    let tm = &j["engines"][1];
+    let value = flowpol::bench::plot::ns_text(tm["lookup_ns"].as_f64().unwrap());
+    assert!(
+        svg.contains(&format!(">\n{value}\n</text>")),
+        "{value}: {svg}"
     );
 
     // The same packets from a pcap give the same counts.

@@ -1,18 +1,32 @@
 //! `flowpol bench` measurement: every engine on the same packets in one process. Frames are
-//! loaded into memory first (from a capture, or built from a ClassBench trace), then timed in
-//! two stages: key extraction (3-tuple: link layer and fixed header; 5-tuple: the same plus the
-//! extension-header walk) and lookup on the extracted keys. Every engine's result on every key
-//! is compared with the linear reference of its tuple kind.
+//! loaded into memory first (from a capture, or built by the caller, e.g. from a ClassBench
+//! trace), then timed in two stages: key extraction (3-tuple: link layer and fixed header;
+//! 5-tuple: the same plus the extension-header walk) and lookup on the extracted keys. Every
+//! engine's result on every key is compared with the linear reference of its tuple kind, and
+//! the reference's first matches are returned per frame (for the ClassBench trace check).
+//!
+//! Times are the measuring thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`): on a shared machine
+//! the time other processes hold the core is not counted (their cache interference still is).
+//!
+//! [`sweep`] measures lookup alone on keys the caller draws, at several rule counts.
+
+pub mod plot;
+pub mod sweep;
 
 use crate::classify::{Classifier, Engine, EngineKind, Key, RuleId, TmKey};
-use crate::r#gen::classbench::{self, CbPacket};
+use crate::packet::key::Unavailable;
 use crate::packet::{self, FiveTuple, LinkType, ThreeTuple};
 use crate::policy::Policy;
-use crate::policy::model::Prefix;
 use crate::source::pcap::{CaptureError, CaptureReader};
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// Every engine kind, in the order `--engines` lists them: bench, plot and sweep report each.
+pub fn all_engines() -> Vec<EngineKind> {
+    <EngineKind as clap::ValueEnum>::value_variants().to_vec()
+}
 
 /// Frames held in memory: one buffer, one end offset and link type per frame.
 #[derive(Debug, Default)]
@@ -33,27 +47,14 @@ impl Frames {
         Ok(f)
     }
 
-    /// Ethernet + IPv6 frames built from ClassBench trace packets, as `import classbench-trace`
-    /// writes them (label = destination port).
-    pub fn from_classbench(packets: &[CbPacket], map: Prefix) -> Self {
-        let mut f = Frames::default();
-        let mut buf = Vec::with_capacity(128);
-        for p in packets {
-            buf.clear();
-            if classbench::append_packet(p, map, &mut buf).is_ok() {
-                f.push(LinkType::ETHERNET, &buf);
-            }
-        }
-        f
-    }
-
     /// Keys the outermost (the default) or the innermost IPv6 header of tunnelled packets.
     pub fn with_tunnel(mut self, tunnel: packet::tunnel::Mode) -> Self {
         self.tunnel = tunnel;
         self
     }
 
-    fn push(&mut self, link: LinkType, data: &[u8]) {
+    /// Appends one frame.
+    pub fn push(&mut self, link: LinkType, data: &[u8]) {
         self.data.extend_from_slice(data);
         self.ends.push(self.data.len());
         self.links.push(link);
@@ -81,7 +82,7 @@ impl Frames {
 /// One engine on one tuple kind.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct EngineRow {
-    /// The engine's name (`linear`, `tuplemerge`).
+    /// The engine's name (`linear`, `tuplemerge`, ...).
     pub name: String,
     /// `three` or `five`.
     pub tuple: &'static str,
@@ -102,6 +103,60 @@ pub struct EngineRow {
     pub mismatches: u64,
 }
 
+/// IPv6 packets without a 5-tuple, and why (the availability the 3-tuple does not depend on).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct NoFiveTuple {
+    /// IPv6 packets whose 5-tuple is not available.
+    pub packets: usize,
+    /// `packets` over the IPv6 packets (0 when there are none).
+    pub share: f64,
+    /// Per reason ([`Unavailable::as_str`]), every reason present, zeros included.
+    pub by_reason: BTreeMap<&'static str, usize>,
+}
+
+impl NoFiveTuple {
+    fn new() -> Self {
+        NoFiveTuple {
+            packets: 0,
+            share: 0.0,
+            by_reason: Unavailable::ALL.iter().map(|u| (u.as_str(), 0)).collect(),
+        }
+    }
+
+    /// `N of M IPv6 packets (P%)`, then the reasons that have packets.
+    pub fn describe(&self, ipv6: usize) -> String {
+        let mut s = format!(
+            "{} of {} IPv6 packets ({:.1}%) have no 5-tuple",
+            thousands(self.packets as u64),
+            thousands(ipv6 as u64),
+            self.share * 100.0
+        );
+        let why: Vec<String> = self
+            .by_reason
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| format!("{r} {}", thousands(*n as u64)))
+            .collect();
+        if !why.is_empty() {
+            s += &format!(": {}", why.join(", "));
+        }
+        s
+    }
+}
+
+/// `n` with a comma between groups of three digits: `11,950`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The whole measurement.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchReport {
@@ -111,32 +166,68 @@ pub struct BenchReport {
     pub ipv6: usize,
     /// IPv6 frames whose 5-tuple was available.
     pub five_available: usize,
+    /// IPv6 frames whose 5-tuple was not, by reason.
+    pub no_five_tuple: NoFiveTuple,
     /// Sum of the engines' mismatches (must be 0).
     pub mismatches: u64,
     pub engines: Vec<EngineRow>,
 }
 
-/// Repeats `f` over at least `min` of wall time; returns nanoseconds per call of `f` divided by
-/// `per` (the items `f` processes).
+/// The linear reference's first match on each frame, in frame order: `None` for a frame that
+/// has no key of that kind (not IPv6; for `five`, no 5-tuple) or that no rule matches, and
+/// empty when the policy has no rule of that kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FirstMatches {
+    pub three: Vec<Option<RuleId>>,
+    pub five: Vec<Option<RuleId>>,
+}
+
+/// A measurement and the reference answers it was checked against.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    pub report: BenchReport,
+    pub first: FirstMatches,
+}
+
+/// CPU time of the calling thread: on a shared machine, wall time would also count the time
+/// other processes held the core. Wall time where the clock is not available.
+fn thread_time() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    match clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID) {
+        Ok(t) => Duration::from(t),
+        Err(_) => START.get_or_init(Instant::now).elapsed(),
+    }
+}
+
+/// Repeats `f` over at least `min` of the thread's CPU time; returns nanoseconds per call of
+/// `f` divided by `per` (the items `f` processes).
 fn time_per(per: usize, min: Duration, mut f: impl FnMut() -> u64) -> f64 {
     if per == 0 {
         return 0.0;
     }
     let mut rounds = 0u64;
-    let start = Instant::now();
-    loop {
+    let start = thread_time();
+    let spent = loop {
         black_box(f());
         rounds += 1;
-        if start.elapsed() >= min {
-            break;
+        let spent = thread_time().saturating_sub(start);
+        if spent >= min {
+            break spent;
         }
-    }
-    start.elapsed().as_nanos() as f64 / (rounds as f64 * per as f64)
+    };
+    spent.as_nanos().max(1) as f64 / (rounds as f64 * per as f64)
 }
+
+/// A frame's index among the 3-tuple keys and among the 5-tuple keys.
+type At = (Option<u32>, Option<u32>);
 
 struct Keys {
     three: Vec<ThreeTuple>,
     five: Vec<FiveTuple>,
+    /// Per frame: its index in `three` (None: not IPv6) and in `five` (None: no 5-tuple).
+    at: Vec<At>,
+    missing: NoFiveTuple,
     three_ns: f64,
     five_ns: f64,
 }
@@ -166,13 +257,29 @@ where
 {
     let mut three = Vec::with_capacity(frames.len());
     let mut five = Vec::with_capacity(frames.len());
+    let mut at = Vec::with_capacity(frames.len());
+    let mut missing = NoFiveTuple::new();
     for (link, data) in frames.iter() {
-        if let Ok((t, fixed)) = three_of(link, data) {
-            three.push(t);
-            if let (_, Ok(f)) = packet::five_of(&fixed, &t) {
+        let Ok((t, fixed)) = three_of(link, data) else {
+            at.push((None, None));
+            continue;
+        };
+        let i3 = three.len() as u32;
+        three.push(t);
+        match packet::five_of(&fixed, &t) {
+            (_, Ok(f)) => {
+                at.push((Some(i3), Some(five.len() as u32)));
                 five.push(f);
             }
+            (_, Err(why)) => {
+                at.push((Some(i3), None));
+                missing.packets += 1;
+                *missing.by_reason.entry(why.as_str()).or_default() += 1;
+            }
         }
+    }
+    if !three.is_empty() {
+        missing.share = missing.packets as f64 / three.len() as f64;
     }
     let n = frames.len();
     let three_ns = time_per(n, min, || {
@@ -198,6 +305,8 @@ where
     Keys {
         three,
         five,
+        at,
+        missing,
         three_ns,
         five_ns,
     }
@@ -217,9 +326,9 @@ fn row<K: Key, C: Classifier<K>>(
     reference: Option<&[Option<RuleId>]>,
     min: Duration,
 ) -> (EngineRow, Vec<Option<RuleId>>) {
-    let t = Instant::now();
+    let t = thread_time();
     let c = build();
-    let build_ms = t.elapsed().as_secs_f64() * 1e3;
+    let build_ms = thread_time().saturating_sub(t).as_secs_f64() * 1e3;
     let got = results(&c, keys);
     let mismatches = reference
         .map(|r| r.iter().zip(&got).filter(|(a, b)| a != b).count() as u64)
@@ -253,6 +362,7 @@ fn row<K: Key, C: Classifier<K>>(
 
 /// The rows of one tuple kind: the linear reference always runs, so that mismatches are counted
 /// even when it is not reported; each engine asked for is built with [`EngineKind::build`].
+/// Returns the reference's answers (one per key; empty when the kind has no rules).
 fn kind_rows<K: TmKey>(
     tuple: &'static str,
     policy: &Policy,
@@ -261,13 +371,14 @@ fn kind_rows<K: TmKey>(
     engines: &[EngineKind],
     min: Duration,
     out: &mut Vec<EngineRow>,
-) where
+) -> Vec<Option<RuleId>>
+where
     K::Match: Clone,
     Engine<K>: Classifier<K>,
 {
     let rules = K::rules(policy).len();
     if rules == 0 {
-        return;
+        return Vec::new();
     }
     let build = |kind: EngineKind| move || kind.build::<K>(policy);
     let (lin_row, reference) = row(
@@ -280,21 +391,21 @@ fn kind_rows<K: TmKey>(
         min,
     );
     for &e in engines {
-        match e {
-            EngineKind::Linear => out.push(lin_row.clone()),
-            EngineKind::TupleMerge => {
-                out.push(row(tuple, rules, build(e), keys, key_ns, Some(&reference), min).0)
-            }
+        if e == EngineKind::Linear {
+            out.push(lin_row.clone());
+        } else {
+            out.push(row(tuple, rules, build(e), keys, key_ns, Some(&reference), min).0);
         }
     }
+    reference
 }
 
 /// Runs the engines on both tuple kinds (a kind with no rules is left out). `min` is the least
 /// wall time each timed stage runs for.
-pub fn run(policy: &Policy, frames: &Frames, engines: &[EngineKind], min: Duration) -> BenchReport {
+pub fn run(policy: &Policy, frames: &Frames, engines: &[EngineKind], min: Duration) -> Measured {
     let keys = extract(frames, min);
     let mut rows = Vec::new();
-    kind_rows(
+    let three = kind_rows(
         "three",
         policy,
         &keys.three,
@@ -303,7 +414,7 @@ pub fn run(policy: &Policy, frames: &Frames, engines: &[EngineKind], min: Durati
         min,
         &mut rows,
     );
-    kind_rows(
+    let five = kind_rows(
         "five",
         policy,
         &keys.five,
@@ -312,59 +423,121 @@ pub fn run(policy: &Policy, frames: &Frames, engines: &[EngineKind], min: Durati
         min,
         &mut rows,
     );
-    BenchReport {
+    let per_frame = |answers: &[Option<RuleId>], pick: fn(&At) -> Option<u32>| {
+        if answers.is_empty() {
+            return Vec::new();
+        }
+        keys.at
+            .iter()
+            .map(|a| pick(a).and_then(|i| answers[i as usize]))
+            .collect()
+    };
+    let first = FirstMatches {
+        three: per_frame(&three, |a| a.0),
+        five: per_frame(&five, |a| a.1),
+    };
+    let report = BenchReport {
         packets: frames.len(),
         ipv6: keys.three.len(),
         five_available: keys.five.len(),
+        no_five_tuple: keys.missing,
         mismatches: rows.iter().map(|r| r.mismatches).sum(),
         engines: rows,
-    }
+    };
+    Measured { report, first }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::r#gen::classbench::{As, DEFAULT_MAP_V4};
+    use crate::policy::model::{
+        Action, FiveMatch, LabelMatch, PortMatch, Prefix, Rule, ThreeMatch,
+    };
+    use crate::policy::syntax::Span;
+
+    /// Ethernet + IPv6 with `next` as next header and `payload` after it.
+    fn frame(src: u128, next: u8, label: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
+        f.extend_from_slice(&(0x6000_0000u32 | label).to_be_bytes());
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[next, 64]);
+        f.extend_from_slice(&src.to_be_bytes());
+        f.extend_from_slice(&1u128.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn policy() -> Policy {
+        let any = crate::policy::model::AddrMatch::any;
+        let ten = || crate::policy::model::AddrMatch(vec![Prefix::new(10 << 120, 8)]);
+        Policy {
+            classes: Vec::new(),
+            three: vec![Rule {
+                name: "a".into(),
+                matcher: ThreeMatch {
+                    src: ten(),
+                    dst: any(),
+                    label: LabelMatch::Any,
+                },
+                action: Action::Pass,
+                span: Span::default(),
+            }],
+            five: vec![Rule {
+                name: "a".into(),
+                matcher: FiveMatch {
+                    src: any(),
+                    dst: any(),
+                    proto: Some(17),
+                    sport: PortMatch::ANY,
+                    dport: PortMatch::ANY,
+                },
+                action: Action::Pass,
+                span: Span::default(),
+            }],
+            default: Action::Drop,
+            default_explicit: true,
+        }
+    }
 
     #[test]
-    fn classbench_frames_run_through_both_engines_without_mismatch() {
-        let rules = "@10.0.0.0/8\t0.0.0.0/0\t0 : 65535\t80 : 80\t0x06/0xFF\t0x0000/0x0000\n\
-                     @0.0.0.0/0\t10.1.0.0/16\t0 : 65535\t0 : 1023\t0x11/0xFF\t0x0000/0x0000\n";
-        let cb = classbench::parse_rules(rules).unwrap();
-        let mut p = classbench::to_policy(&cb, As::Five, DEFAULT_MAP_V4);
-        p.three = classbench::to_policy(&cb, As::Three, DEFAULT_MAP_V4).three;
-        let trace = classbench::parse_trace(
-            "167772161 1 5 80 6 0 1\n1 167837697 5 53 17 0 2\n1 2 3 4 50 0 0\n",
-        )
-        .unwrap();
-        let frames = Frames::from_classbench(&trace, DEFAULT_MAP_V4);
-        assert_eq!(frames.len(), 3);
-        let r = run(
-            &p,
-            &frames,
-            &[EngineKind::Linear, EngineKind::TupleMerge],
-            Duration::ZERO,
+    fn every_engine_runs_both_tuples_and_the_reference_answers_line_up_with_the_frames() {
+        let mut frames = Frames::default();
+        // udp 5 -> 53 from 10::; esp from 10::; udp from 20::; a frame that is not IPv6.
+        frames.push(
+            LinkType::ETHERNET,
+            &frame(10 << 120, 17, 1, &[0, 5, 0, 53, 0, 8, 0, 0]),
         );
-        assert_eq!((r.packets, r.ipv6, r.five_available), (3, 3, 2));
-        assert_eq!(r.mismatches, 0);
-        let names: Vec<_> = r
-            .engines
-            .iter()
-            .map(|e| (e.name.as_str(), e.tuple))
-            .collect();
+        frames.push(LinkType::ETHERNET, &frame(10 << 120, 50, 2, &[0; 8]));
+        frames.push(
+            LinkType::ETHERNET,
+            &frame(20 << 120, 17, 3, &[0, 5, 0, 53, 0, 8, 0, 0]),
+        );
+        frames.push(LinkType::ETHERNET, &[0u8; 20]);
+        let m = run(&policy(), &frames, &all_engines(), Duration::ZERO);
+        let r = &m.report;
+        assert_eq!((r.packets, r.ipv6, r.five_available), (4, 3, 2));
+        assert_eq!(r.no_five_tuple.packets, 1);
+        assert_eq!(r.no_five_tuple.by_reason["esp"], 1);
+        assert_eq!(r.no_five_tuple.by_reason.len(), Unavailable::ALL.len());
+        assert!((r.no_five_tuple.share - 1.0 / 3.0).abs() < 1e-9);
         assert_eq!(
-            names,
-            [
-                ("linear", "three"),
-                ("tuplemerge", "three"),
-                ("linear", "five"),
-                ("tuplemerge", "five")
-            ]
+            r.no_five_tuple.describe(r.ipv6),
+            "1 of 3 IPv6 packets (33.3%) have no 5-tuple: esp 1"
         );
+        assert_eq!(thousands(87_474), "87,474");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(r.mismatches, 0);
+        let n = all_engines().len();
+        assert_eq!(r.engines.len(), 2 * n);
+        assert!(r.engines[..n].iter().all(|e| e.tuple == "three"));
+        assert!(r.engines[n..].iter().all(|e| e.tuple == "five"));
         assert!(
             r.engines
                 .iter()
                 .all(|e| e.key_ns > 0.0 && e.lookup_ns > 0.0)
         );
+        let (y, no) = (Some(RuleId(0)), None);
+        assert_eq!(m.first.three, [y, y, no, no]);
+        assert_eq!(m.first.five, [y, no, y, no]);
     }
 }

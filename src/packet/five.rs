@@ -72,14 +72,20 @@ pub fn walk(first: u8, payload: Payload<'_>) -> Walk {
 /// [`Unavailable::Malformed`] (Linux trims it to the fixed header).
 #[inline]
 pub fn walk_packet(fixed: &Fixed<'_>) -> Walk {
+    walk_packet_to(fixed).0
+}
+
+/// [`walk_packet`], also lending the bytes from the transport header on, as [`walk_to`] does.
+pub fn walk_packet_to<'a>(fixed: &Fixed<'a>) -> (Walk, &'a [u8]) {
     let first = fixed.next_header();
     if fixed.payload_length() == 0 && IpNumber(first) != IpNumber::HOP_BY_HOP {
-        return Walk {
+        let w = Walk {
             proto: first,
             ports: Err(Unavailable::Malformed),
         };
+        return (w, &[]);
     }
-    walk(first, fixed.payload())
+    walk_to(first, fixed.payload())
 }
 
 /// [`walk`], also lending the bytes from the transport header on (empty when the ports are

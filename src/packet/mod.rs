@@ -190,7 +190,7 @@ pub fn five_of(
 #[inline]
 pub fn keys<'a>(three: ThreeTuple, fixed: &ipv6::Fixed<'a>) -> Ipv6Keys<'a> {
     // One walk gives the ports and the transport header (for the TCP flags) together.
-    let (w, transport) = five::walk_to(fixed.next_header(), fixed.payload());
+    let (w, transport) = five::walk_packet_to(fixed);
     let five = w.ports.map(|(sport, dport)| FiveTuple {
         src: three.src,
         dst: three.dst,

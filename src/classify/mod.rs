@@ -1,15 +1,20 @@
 //! Classification engines: one trait, a linear first-match reference engine per key type, and
-//! the fast engines that must agree with it on every packet.
+//! the fast engines that must agree with it on every packet: TupleMerge, HyperSplit, and
+//! [`Fast`], which holds whichever of the two a cost model picked for the policy.
 
 pub mod bench;
+pub mod fast;
+pub mod hypersplit;
 pub mod linear;
 pub mod tuplemerge;
 
 use crate::packet::key::{FiveTuple, ThreeTuple};
 use crate::policy::model::{FiveMatch, Policy, ThreeMatch};
 
+pub use fast::{CostEstimate, Fast, FastChoice, FastFive, FastThree};
+pub use hypersplit::{HsConfig, HsStats, HyperSplit};
 pub use linear::Linear;
-pub use tuplemerge::{FastFive, FastThree, TmConfig, TupleMerge};
+pub use tuplemerge::{TmConfig, TmKey, TmStats, TupleMerge};
 
 /// The index of a rule in its policy's rule list for that tuple kind (its priority: lower wins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,6 +71,12 @@ pub trait Classifier<K: Key>: Send + Sync {
     fn name(&self) -> &'static str;
     /// The first rule (lowest index) that matches `key`.
     fn classify(&self, key: &K) -> Option<RuleId>;
+    /// The first matching rule and the probes the lookup made: tables hashed, tree nodes
+    /// visited, or rules tried, whichever steps the engine takes (for reports and tuning; the
+    /// hot loop calls `classify`). The default counts one probe per lookup.
+    fn classify_counted(&self, key: &K) -> (Option<RuleId>, u32) {
+        (self.classify(key), 1)
+    }
     /// Approximate heap bytes held by the engine.
     fn memory_bytes(&self) -> usize;
 }

@@ -1,0 +1,136 @@
+//! Probes per lookup and ns per lookup of every 5-tuple engine on ClassBench sets, for tuning:
+//! `cargo run --release --example engine_stats -- POLICY.pol TRACE [POLICY TRACE ...]`.
+//! The policies are `flowpol import classbench --as five` output; the traces are ClassBench
+//! traces. Every key goes through every engine and the linear reference first; a mismatch
+//! aborts.
+
+use flowpol::classify::{Classifier, Fast, HsConfig, HyperSplit, Key, Linear, TupleMerge};
+use flowpol::r#gen::classbench::{self, DEFAULT_MAP_V4};
+use flowpol::packet::key::FiveTuple;
+use std::hint::black_box;
+use std::time::Instant;
+
+fn cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Best of five rounds of at least 100 ms CPU time each, in ns per lookup (CPU time of this
+/// thread, so time the core spent on other processes is not counted).
+fn time_ns<C: Classifier<FiveTuple>>(c: &C, keys: &[FiveTuple]) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = cpu_ns();
+        let mut rounds = 0usize;
+        let mut sum = 0u64;
+        while rounds == 0 || cpu_ns() - start < 100_000_000 {
+            for k in keys {
+                sum = sum.wrapping_add(c.classify(k).map_or(0, |r| u64::from(r.0)));
+            }
+            rounds += 1;
+        }
+        black_box(sum);
+        best = best.min((cpu_ns() - start) as f64 / (rounds * keys.len()) as f64);
+    }
+    best
+}
+
+fn report<C: Classifier<FiveTuple>>(
+    set: &str,
+    c: &C,
+    lin: &[Option<flowpol::classify::RuleId>],
+    keys: &[FiveTuple],
+) {
+    let mut probes = 0u64;
+    let mut max = 0u32;
+    for (k, want) in keys.iter().zip(lin) {
+        let (got, n) = c.classify_counted(k);
+        assert_eq!(got, *want, "{set} {}: {k:?}", c.name());
+        assert_eq!(c.classify(k), *want, "{set} {}: {k:?}", c.name());
+        probes += u64::from(n);
+        max = max.max(n);
+    }
+    let ns = time_ns(c, keys);
+    println!(
+        "{set:>10} {:>12} ns {ns:7.1} probes {:6.2} max {max:4} bytes {:>9}",
+        c.name(),
+        probes as f64 / keys.len() as f64,
+        c.memory_bytes()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for pair in args.chunks(2) {
+        let [pol, trace] = pair else {
+            panic!("POLICY TRACE pairs")
+        };
+        let set = std::path::Path::new(pol)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let policy = flowpol::policy::load_file(pol.as_ref()).expect("policy");
+        let text = std::fs::read_to_string(trace).expect("trace");
+        let keys: Vec<FiveTuple> = classbench::parse_trace(&text)
+            .expect("trace")
+            .iter()
+            .map(|p| p.five(DEFAULT_MAP_V4))
+            .collect();
+        let lin = Linear::<FiveTuple>::new(&policy);
+        let want: Vec<_> = keys.iter().map(|k| lin.classify(k)).collect();
+        let t = Instant::now();
+        let tm = TupleMerge::<FiveTuple>::from_matches(&FiveTuple::rules(&policy));
+        let build = t.elapsed();
+        println!(
+            "{set}: {} rules, tm build {build:?}, {:?}",
+            FiveTuple::rules(&policy).len(),
+            tm.stats()
+        );
+        let checks: usize = keys.iter().map(|k| tm.lookup_counted(k).2).sum();
+        println!("tm checks/lookup {:.2}", checks as f64 / keys.len() as f64);
+        report(&set, &tm, &want, &keys);
+        let leaves: Vec<usize> = std::env::var("LEAVES").map_or(vec![6], |v| {
+            v.split(',').map(|x| x.parse().unwrap()).collect()
+        });
+        for (budget, leaf_size) in leaves.iter().map(|&l| (64usize, l)) {
+            let t = Instant::now();
+            let hs = HyperSplit::<FiveTuple>::from_matches(
+                &FiveTuple::rules(&policy),
+                HsConfig {
+                    leaf_size,
+                    budget_per_entry: budget,
+                },
+            );
+            let build = t.elapsed();
+            match hs {
+                Some(hs) => {
+                    let checks: usize = keys.iter().map(|k| hs.lookup_counted(k).2).sum();
+                    println!(
+                        "hs leaf {leaf_size} build {build:?} {:?} checks/lookup {:.2}",
+                        hs.stats(),
+                        checks as f64 / keys.len() as f64
+                    );
+                    report(&set, &hs, &want, &keys);
+                }
+                None => println!("hs budget {budget}: over budget after {build:?}"),
+            }
+        }
+        let t = Instant::now();
+        let (fast, est) = Fast::<FiveTuple>::choose(&FiveTuple::rules(&policy));
+        println!(
+            "fast build {:?} chose {} est {est:?} tm {} hs {}",
+            t.elapsed(),
+            fast.name(),
+            est.tm_cost() / est.keys.max(1) as u64,
+            est.hs_cost() / est.keys.max(1) as u64
+        );
+    }
+}

@@ -1,0 +1,393 @@
+//! HyperSplit (Qi, Xu, Yang, Li & Li, "Packet Classification Algorithms: From Theory to
+//! Practice", INFOCOM 2009): a binary decision tree over the key's fields, the fast engine where
+//! TupleMerge needs many tables.
+//!
+//! A key is a point in seven coordinates: the high and low 64 bits of the source and of the
+//! destination address, then the non-address fields ([`TmKey::extra_point`]: the label; or the
+//! protocol and both ports). A prefix is a range in the high half and a range in the low half,
+//! so every entry of a rule (one (src prefix, dst prefix) pair, as in TupleMerge) is a box. Each
+//! inner node splits its region in one coordinate at one value; an entry that straddles the
+//! value goes to both children. The builder picks, in every coordinate, the value that makes the
+//! larger child smallest (on a strided sample of at most [`SAMPLE`] entries for large nodes), and
+//! stops at [`LEAF_SIZE`] entries. Entries below the first one that covers the whole region are
+//! dropped (they can never be the first match there).
+//!
+//! Lookup walks from the root, one comparison per level without a data-dependent branch (the
+//! child is `child + (coordinate > value)`), then checks the leaf's entries in rule order in
+//! full (prefixes, label value/mask/range, protocol, port ranges), so the result is exactly the
+//! linear first match. Nodes are 16 bytes; leaves hold copies of their entries so a leaf is one
+//! contiguous run. Lookup does not allocate.
+//!
+//! A set whose rules overlap in many ways can make the tree replicate entries without bound;
+//! the builder gives up (returns `None`) past a budget of entry copies and nodes, and the caller
+//! keeps TupleMerge.
+
+use super::tuplemerge::{Entry, TmKey, expand};
+use super::{Classifier, RuleId};
+use crate::policy::model::{Policy, Prefix};
+
+/// A leaf holds at most this many entries unless no split can divide them (the default of
+/// [`HsConfig::leaf_size`]).
+pub const LEAF_SIZE: usize = 6;
+
+/// Build parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HsConfig {
+    /// A leaf holds at most this many entries unless no split can divide them.
+    pub leaf_size: usize,
+    /// The most nodes plus leaf entry copies per entry before the build gives up.
+    pub budget_per_entry: usize,
+}
+/// Nodes larger than this choose their split on a strided sample of this many entries.
+pub const SAMPLE: usize = 512;
+/// The deepest a leaf may lie.
+const MAX_DEPTH: u32 = 48;
+/// Coordinates: src high, src low, dst high, dst low, then up to three non-address fields.
+const DIMS: usize = 7;
+/// `Node::dim` of a leaf.
+const LEAF: u8 = u8::MAX;
+
+/// One node: an inner node sends keys whose coordinate `dim` is at most `thr` to `child`, the
+/// others to `child + 1`; a leaf (`dim == LEAF`) holds `thr` entries from `child` on.
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    thr: u64,
+    child: u32,
+    dim: u8,
+}
+
+type Region = [(u64, u64); DIMS];
+
+/// The key's coordinates (the eighth is always 0, so a masked index stays in bounds).
+#[inline(always)]
+fn point<K: TmKey>(key: &K) -> [u64; 8] {
+    let (s, d, x) = (key.src(), key.dst(), key.extra_point());
+    [
+        (s >> 64) as u64,
+        s as u64,
+        (d >> 64) as u64,
+        d as u64,
+        x[0],
+        x[1],
+        x[2],
+        0,
+    ]
+}
+
+/// The high-half and low-half ranges of a prefix.
+fn prefix_ranges(addr: u128, len: u8) -> [(u64, u64); 2] {
+    let m = Prefix::mask_of(len);
+    let (lo, hi) = (addr & m, (addr & m) | !m);
+    [
+        ((lo >> 64) as u64, (hi >> 64) as u64),
+        (lo as u64, hi as u64),
+    ]
+}
+
+/// The HyperSplit engine for one key type.
+pub struct HyperSplit<K: TmKey> {
+    nodes: Vec<Node>,
+    leaves: Vec<Entry<K::Residual>>,
+    depth: u32,
+}
+
+/// Shape of a built tree, for reports and tuning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HsStats {
+    pub nodes: usize,
+    /// Entry copies held by the leaves (entries straddling splits count once per leaf).
+    pub leaf_entries: usize,
+    pub depth: u32,
+}
+
+/// The tree while it is built.
+struct Builder<'a, R> {
+    entries: &'a [Entry<R>],
+    boxes: Vec<Region>,
+    /// The entry's box is exactly the keys it matches (so covering a region means matching
+    /// every key in it).
+    exact: Vec<bool>,
+    dims: usize,
+    nodes: Vec<Node>,
+    leaves: Vec<Entry<R>>,
+    /// Most nodes plus leaf entry copies before the build gives up.
+    budget: usize,
+    leaf_size: usize,
+    depth: u32,
+    los: Vec<u64>,
+    his: Vec<u64>,
+    cands: Vec<u64>,
+}
+
+/// The build went over its budget.
+struct TooBig;
+
+impl<R: Copy> Builder<'_, R> {
+    fn covers(&self, e: u32, r: &Region) -> bool {
+        let b = &self.boxes[e as usize];
+        (0..self.dims).all(|d| b[d].0 <= r[d].0 && r[d].1 <= b[d].1)
+    }
+
+    fn leaf(&mut self, at: usize, ents: &[u32]) {
+        self.nodes[at] = Node {
+            thr: ents.len() as u64,
+            child: self.leaves.len() as u32,
+            dim: LEAF,
+        };
+        let entries = self.entries;
+        self.leaves
+            .extend(ents.iter().map(|&e| entries[e as usize]));
+    }
+
+    /// The best split of `ents` in coordinate `d`: (value, larger child, both children).
+    fn split_in(&mut self, ents: &[u32], r: &Region, d: usize) -> Option<(u64, usize, usize)> {
+        let (rlo, rhi) = r[d];
+        if rlo == rhi {
+            return None;
+        }
+        let step = ents.len().div_ceil(SAMPLE);
+        self.los.clear();
+        self.his.clear();
+        self.cands.clear();
+        for &e in ents.iter().step_by(step) {
+            let (lo, hi) = self.boxes[e as usize][d];
+            let (lo, hi) = (lo.max(rlo), hi.min(rhi));
+            self.los.push(lo);
+            self.his.push(hi);
+            if lo > rlo {
+                self.cands.push(lo - 1);
+            }
+            if hi < rhi {
+                self.cands.push(hi);
+            }
+        }
+        if self.cands.is_empty() {
+            return None;
+        }
+        self.los.sort_unstable();
+        self.his.sort_unstable();
+        self.cands.sort_unstable();
+        self.cands.dedup();
+        let n = self.los.len();
+        let (mut il, mut ih) = (0, 0);
+        let mut best: Option<(u64, usize, usize)> = None;
+        for &x in &self.cands {
+            while il < n && self.los[il] <= x {
+                il += 1;
+            }
+            while ih < n && self.his[ih] <= x {
+                ih += 1;
+            }
+            let (left, right) = (il, n - ih);
+            let key = (left.max(right), left + right);
+            if best.is_none_or(|(_, m, s)| key < (m, s)) {
+                best = Some((x, key.0, key.1));
+            }
+        }
+        best.map(|(x, m, s)| (x, m * step, s * step))
+    }
+
+    /// Fills node `at` with the tree for `ents` (in rule order) within `region`.
+    fn fill(
+        &mut self,
+        at: usize,
+        mut ents: Vec<u32>,
+        region: Region,
+        depth: u32,
+    ) -> Result<(), TooBig> {
+        self.depth = self.depth.max(depth);
+        if let Some(i) = ents
+            .iter()
+            .position(|&e| self.exact[e as usize] && self.covers(e, &region))
+        {
+            ents.truncate(i + 1);
+        }
+        if self.nodes.len() + self.leaves.len() > self.budget {
+            return Err(TooBig);
+        }
+        if ents.len() <= self.leaf_size || depth >= MAX_DEPTH {
+            self.leaf(at, &ents);
+            return Ok(());
+        }
+        let mut best: Option<(usize, u64, usize, usize)> = None;
+        for d in 0..self.dims {
+            if let Some((x, m, s)) = self.split_in(&ents, &region, d)
+                && best.is_none_or(|(_, _, bm, bs)| (m, s) < (bm, bs))
+            {
+                best = Some((d, x, m, s));
+            }
+        }
+        let Some((d, x, _, _)) = best else {
+            self.leaf(at, &ents);
+            return Ok(());
+        };
+        let (left, right): (Vec<u32>, Vec<u32>) = (
+            ents.iter()
+                .copied()
+                .filter(|&e| self.boxes[e as usize][d].0 <= x)
+                .collect(),
+            ents.iter()
+                .copied()
+                .filter(|&e| self.boxes[e as usize][d].1 > x)
+                .collect(),
+        );
+        if left.len() == ents.len() && right.len() == ents.len() {
+            // Sampling chose a value no entry ends at: nothing divides.
+            self.leaf(at, &ents);
+            return Ok(());
+        }
+        drop(ents);
+        let child = self.nodes.len();
+        self.nodes.extend(
+            [Node {
+                thr: 0,
+                child: 0,
+                dim: LEAF,
+            }; 2],
+        );
+        self.nodes[at] = Node {
+            thr: x,
+            child: child as u32,
+            dim: d as u8,
+        };
+        let (mut rl, mut rr) = (region, region);
+        rl[d].1 = x;
+        rr[d].0 = x + 1;
+        self.fill(child, left, rl, depth + 1)?;
+        self.fill(child + 1, right, rr, depth + 1)
+    }
+}
+
+impl<K: TmKey> HyperSplit<K> {
+    /// Builds the tree for the policy's rules of this key type, or `None` when it would hold
+    /// more than `cfg.budget_per_entry` nodes and entry copies per entry (see the module doc).
+    pub fn new(policy: &Policy, cfg: HsConfig) -> Option<Self> {
+        Self::from_matches(&K::rules(policy), cfg)
+    }
+
+    /// As [`HyperSplit::new`], from rules in priority order.
+    pub fn from_matches(rules: &[&K::Match], cfg: HsConfig) -> Option<Self> {
+        let x = expand::<K>(rules);
+        let extra: Vec<([(u64, u64); 3], bool)> = rules.iter().map(|m| K::extra_box(m)).collect();
+        let mut boxes = Vec::with_capacity(x.entries.len());
+        let mut exact = Vec::with_capacity(x.entries.len());
+        let mut ents = Vec::with_capacity(x.entries.len());
+        for (i, e) in x.entries.iter().enumerate() {
+            let (xb, ex) = extra[e.rule as usize];
+            let [s0, s1] = prefix_ranges(e.src, e.slen);
+            let [d0, d1] = prefix_ranges(e.dst, e.dlen);
+            let b = [s0, s1, d0, d1, xb[0], xb[1], xb[2]];
+            // An empty field matches nothing: the entry can never be a first match.
+            if b.iter().all(|&(lo, hi)| lo <= hi) {
+                ents.push(i as u32);
+            }
+            boxes.push(b);
+            exact.push(ex);
+        }
+        drop(extra);
+        let mut region: Region = [(0, u64::MAX); DIMS];
+        for r in region.iter_mut().skip(4 + K::EXTRA_DIMS) {
+            *r = (0, 0);
+        }
+        let mut b = Builder {
+            entries: &x.entries,
+            boxes,
+            exact,
+            dims: 4 + K::EXTRA_DIMS,
+            nodes: vec![Node {
+                thr: 0,
+                child: 0,
+                dim: LEAF,
+            }],
+            leaves: Vec::new(),
+            budget: cfg
+                .budget_per_entry
+                .saturating_mul(x.entries.len())
+                .max(1 << 12),
+            leaf_size: cfg.leaf_size.max(1),
+            depth: 0,
+            los: Vec::new(),
+            his: Vec::new(),
+            cands: Vec::new(),
+        };
+        b.fill(0, ents, region, 0).ok()?;
+        let (mut nodes, mut leaves, depth) = (b.nodes, b.leaves, b.depth);
+        nodes.shrink_to_fit();
+        leaves.shrink_to_fit();
+        Some(HyperSplit {
+            nodes,
+            leaves,
+            depth,
+        })
+    }
+
+    /// The first matching rule index, or `None`.
+    #[inline]
+    pub fn lookup(&self, key: &K) -> Option<RuleId> {
+        self.search::<false>(key).0
+    }
+
+    /// Like [`HyperSplit::lookup`], also counting the nodes visited (the leaf included) and the
+    /// entries checked (the same loop as `lookup`).
+    pub fn lookup_counted(&self, key: &K) -> (Option<RuleId>, usize, usize) {
+        self.search::<true>(key)
+    }
+
+    #[inline(always)]
+    fn search<const COUNT: bool>(&self, key: &K) -> (Option<RuleId>, usize, usize) {
+        let p = point(key);
+        let (mut visited, mut checks) = (1, 0);
+        let mut n = self.nodes[0];
+        while n.dim != LEAF {
+            let go = usize::from(p[usize::from(n.dim & 7)] > n.thr);
+            n = self.nodes[n.child as usize + go];
+            if COUNT {
+                visited += 1;
+            }
+        }
+        let (s, d) = (key.src(), key.dst());
+        let start = n.child as usize;
+        for e in &self.leaves[start..start + n.thr as usize] {
+            if COUNT {
+                checks += 1;
+            }
+            if e.addrs_ok(s, d) && K::residual_ok(&e.res, key) {
+                return (Some(RuleId(e.rule)), visited, checks);
+            }
+        }
+        (None, visited, checks)
+    }
+
+    /// Nodes, leaf entry copies and depth.
+    pub fn stats(&self) -> HsStats {
+        HsStats {
+            nodes: self.nodes.len(),
+            leaf_entries: self.leaves.len(),
+            depth: self.depth,
+        }
+    }
+}
+
+impl<K: TmKey> Classifier<K> for HyperSplit<K>
+where
+    K: Send + Sync,
+{
+    fn name(&self) -> &'static str {
+        "hypersplit"
+    }
+
+    #[inline]
+    fn classify(&self, key: &K) -> Option<RuleId> {
+        self.lookup(key)
+    }
+
+    fn classify_counted(&self, key: &K) -> (Option<RuleId>, u32) {
+        let (r, visited, _) = self.search::<true>(key);
+        (r, visited as u32)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.leaves.capacity() * std::mem::size_of::<Entry<K::Residual>>()
+    }
+}

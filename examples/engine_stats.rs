@@ -68,6 +68,41 @@ fn report<C: Classifier<FiveTuple>>(
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "GEN") {
+        use flowpol::r#gen::rules::{self, Shape, Tuple};
+        for n in [10_000, 100_000] {
+            for shape in [Shape::Acl, Shape::Fw, Shape::Ipc] {
+                let p = rules::generate(shape, n, 42, Tuple::Five);
+                let t = Instant::now();
+                let (fast, est) = Fast::<FiveTuple>::choose(&FiveTuple::rules(&p));
+                let build = t.elapsed();
+                let keys = rules::five_keys(&p, 10_000, 7);
+                let probes: u64 = keys
+                    .iter()
+                    .map(|k| u64::from(fast.classify_counted(k).1))
+                    .sum();
+                println!(
+                    "gen {shape:?} {n}: build {build:?} chose {} bytes {} probes {:.2} ns {:.1} est {est:?}",
+                    fast.name(),
+                    fast.memory_bytes(),
+                    probes as f64 / keys.len() as f64,
+                    time_ns(&fast, &keys)
+                );
+                let p3 = rules::generate(shape, n, 42, Tuple::Three);
+                let t = Instant::now();
+                let f3 = Fast::<flowpol::packet::key::ThreeTuple>::from_matches(
+                    &flowpol::packet::key::ThreeTuple::rules(&p3),
+                );
+                println!(
+                    "   three: build {:?} chose {} bytes {}",
+                    t.elapsed(),
+                    f3.name(),
+                    f3.memory_bytes()
+                );
+            }
+        }
+        return;
+    }
     for pair in args.chunks(2) {
         let [pol, trace] = pair else {
             panic!("POLICY TRACE pairs")
@@ -118,7 +153,12 @@ fn main() {
                         hs.stats(),
                         checks as f64 / keys.len() as f64
                     );
-                    report(&set, &hs, &want, &keys);
+                    let mut hs = hs;
+                    for v in 0..2 {
+                        hs.variant = v;
+                        print!("v{v} ");
+                        report(&set, &hs, &want, &keys);
+                    }
                 }
                 None => println!("hs budget {budget}: over budget after {build:?}"),
             }

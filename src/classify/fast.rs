@@ -20,11 +20,11 @@ use crate::policy::model::{Policy, Prefix};
 /// Sample keys the cost model classifies (one per entry, strided over the entries).
 pub const SAMPLE_KEYS: usize = 2048;
 /// Estimated cost of one TupleMerge table probe, in tenths of a nanosecond.
-pub const TM_PROBE_NS: u64 = 120;
+pub const TM_PROBE_NS: u64 = 150;
 /// Estimated cost of one HyperSplit node, in tenths of a nanosecond.
-pub const HS_NODE_NS: u64 = 25;
+pub const HS_NODE_NS: u64 = 80;
 /// Estimated cost of checking one candidate entry, in tenths of a nanosecond.
-pub const CHECK_NS: u64 = 30;
+pub const CHECK_NS: u64 = 15;
 /// The most nodes plus leaf entry copies per entry a HyperSplit tree may hold (bounds its
 /// memory and build time; past it the tree is abandoned).
 pub const HS_BUDGET_PER_ENTRY: usize = 8;
@@ -127,6 +127,15 @@ pub fn sample_keys<K: TmKey>(rules: &[&K::Match], n: usize) -> Vec<K> {
     out
 }
 
+/// The least a HyperSplit lookup over `entries` entries can cost, in tenths of a nanosecond:
+/// the nodes of a perfectly balanced tree of full nodes down to full leaves, and one check.
+fn tree_floor(entries: usize) -> u64 {
+    let fanout = (1u64 << super::hypersplit::RUN) as f64;
+    let leaves = (entries as f64 / LEAF_SIZE as f64).max(1.0);
+    let levels = 1 + leaves.log(fanout).ceil() as u64;
+    levels * HS_NODE_NS + CHECK_NS
+}
+
 impl<K: TmKey + Send + Sync> Fast<K> {
     /// Builds the fast engine for the policy's rules of this key type.
     pub fn new(policy: &Policy) -> Self {
@@ -139,21 +148,30 @@ impl<K: TmKey + Send + Sync> Fast<K> {
     }
 
     /// Builds both engines, measures them on sample keys, and keeps the cheaper one.
+    ///
+    /// The tree is not built when TupleMerge's measured cost is already below the least a tree
+    /// of these entries could cost (its height if perfectly balanced): on large sets where
+    /// TupleMerge needs one or two probes, that saves most of the build time.
     pub fn choose(rules: &[&K::Match]) -> (Self, CostEstimate) {
         let tm = TupleMerge::<K>::from_matches(rules);
-        let Some(hs) = HyperSplit::<K>::from_matches(rules, HS_CONFIG) else {
-            return (Fast::TupleMerge(tm), CostEstimate::default());
-        };
         let keys = sample_keys::<K>(rules, SAMPLE_KEYS);
         let mut est = CostEstimate {
             keys: keys.len(),
-            hs_built: true,
             ..CostEstimate::default()
         };
         for k in &keys {
             let (_, p, c) = tm.lookup_counted(k);
             est.tm_probes += p as u64;
             est.tm_checks += c as u64;
+        }
+        if est.tm_cost() <= est.keys as u64 * tree_floor(tm.stats().entries) {
+            return (Fast::TupleMerge(tm), est);
+        }
+        let Some(hs) = HyperSplit::<K>::from_matches(rules, HS_CONFIG) else {
+            return (Fast::TupleMerge(tm), est);
+        };
+        est.hs_built = true;
+        for k in &keys {
             let (_, p, c) = hs.lookup_counted(k);
             est.hs_nodes += p as u64;
             est.hs_checks += c as u64;

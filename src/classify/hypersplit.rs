@@ -28,7 +28,7 @@ use crate::policy::model::{Policy, Prefix};
 
 /// A leaf holds at most this many entries unless no split can divide them (the default of
 /// [`HsConfig::leaf_size`]).
-pub const LEAF_SIZE: usize = 6;
+pub const LEAF_SIZE: usize = 4;
 
 /// Build parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,8 +46,82 @@ const MAX_DEPTH: u32 = 48;
 const DIMS: usize = 7;
 /// `Node::dim` of a leaf.
 const LEAF: u8 = u8::MAX;
+/// Levels of binary splits in one coordinate that the builder tries to chain (their values
+/// make one [`MNode`]).
+pub(crate) const RUN: u32 = 3;
+/// The coordinate a leaf compares: always 0.
+const LEAF_DIM: u8 = 7;
+/// Values in one [`MNode`].
+const FANOUT: usize = (1 << RUN) - 1;
 
-/// One node: an inner node sends keys whose coordinate `dim` is at most `thr` to `child`, the
+/// A node of the built tree (one cache line): an inner node sends a key whose coordinate `dim`
+/// is greater than `i` of its values (unused values are `u64::MAX`) to child `child + i`. A
+/// leaf compares the always-zero coordinate [`LEAF_DIM`], so it sends every key to `child`,
+/// itself: the walk takes the tree's height in steps for every key, without a data-dependent
+/// branch. Its entries are `thr[1]` from `thr[0]` on.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
+struct MNode {
+    thr: [u64; FANOUT],
+    child: u32,
+    dim: u8,
+}
+
+/// Collapses the binary tree under `bin[i]` into `out[at]`: each node takes its descendants
+/// that split the same coordinate, breadth first, up to [`FANOUT`] values.
+///
+/// Returns the height of the collapsed subtree (0 for a leaf).
+fn collapse(bin: &[Node], out: &mut Vec<MNode>, at: usize, i: usize) -> u32 {
+    let n = bin[i];
+    if n.dim == LEAF {
+        let mut thr = [u64::MAX; FANOUT];
+        thr[0] = u64::from(n.child);
+        thr[1] = n.thr;
+        out[at] = MNode {
+            thr,
+            child: at as u32,
+            dim: LEAF_DIM,
+        };
+        return 0;
+    }
+    let mut frontier = vec![i];
+    let mut vals: Vec<u64> = Vec::with_capacity(FANOUT);
+    loop {
+        let mut grew = false;
+        let mut j = 0;
+        while j < frontier.len() {
+            let f = bin[frontier[j]];
+            if f.dim == n.dim && vals.len() < FANOUT {
+                vals.insert(j, f.thr);
+                let c = f.child as usize;
+                frontier.splice(j..=j, [c, c + 1]);
+                j += 2;
+                grew = true;
+            } else {
+                j += 1;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    let mut thr = [u64::MAX; FANOUT];
+    thr[..vals.len()].copy_from_slice(&vals);
+    let base = out.len();
+    out.extend(std::iter::repeat_n(out[at], frontier.len()));
+    out[at] = MNode {
+        thr,
+        child: base as u32,
+        dim: n.dim,
+    };
+    let mut height = 0;
+    for (c, &f) in frontier.iter().enumerate() {
+        height = height.max(collapse(bin, out, base + c, f));
+    }
+    height + 1
+}
+
+/// One node of the binary tree while it is built: an inner node sends keys whose coordinate `dim` is at most `thr` to `child`, the
 /// others to `child + 1`; a leaf (`dim == LEAF`) holds `thr` entries from `child` on.
 #[derive(Clone, Copy, Debug)]
 struct Node {
@@ -86,7 +160,10 @@ fn prefix_ranges(addr: u128, len: u8) -> [(u64, u64); 2] {
 
 /// The HyperSplit engine for one key type.
 pub struct HyperSplit<K: TmKey> {
-    nodes: Vec<Node>,
+    nodes: Vec<MNode>,
+    /// Steps from the root to the deepest leaf.
+    height: u32,
+    pub variant: u8,
     leaves: Vec<Entry<K::Residual>>,
     depth: u32,
 }
@@ -188,12 +265,16 @@ impl<R: Copy> Builder<'_, R> {
     }
 
     /// Fills node `at` with the tree for `ents` (in rule order) within `region`.
+    ///
+    /// `run` continues a run of splits in one coordinate (the coordinate and how many more
+    /// levels): the three levels of a run become one [`MNode`] of up to seven values.
     fn fill(
         &mut self,
         at: usize,
         mut ents: Vec<u32>,
         region: Region,
         depth: u32,
+        run: Option<(usize, u32)>,
     ) -> Result<(), TooBig> {
         self.depth = self.depth.max(depth);
         if let Some(i) = ents
@@ -210,7 +291,14 @@ impl<R: Copy> Builder<'_, R> {
             return Ok(());
         }
         let mut best: Option<(usize, u64, usize, usize)> = None;
-        for d in 0..self.dims {
+        if let Some((d, _)) = run
+            && let Some((x, m, s)) = self.split_in(&ents, &region, d)
+            && m < ents.len()
+        {
+            best = Some((d, x, m, s));
+        }
+        let run_on = best.is_some();
+        for d in (0..self.dims).filter(|_| !run_on) {
             if let Some((x, m, s)) = self.split_in(&ents, &region, d)
                 && best.is_none_or(|(_, _, bm, bs)| (m, s) < (bm, bs))
             {
@@ -253,8 +341,12 @@ impl<R: Copy> Builder<'_, R> {
         let (mut rl, mut rr) = (region, region);
         rl[d].1 = x;
         rr[d].0 = x + 1;
-        self.fill(child, left, rl, depth + 1)?;
-        self.fill(child + 1, right, rr, depth + 1)
+        let next = match run {
+            Some((rd, k)) if run_on && rd == d => (k > 0).then_some((d, k - 1)),
+            _ => Some((d, RUN - 2)),
+        };
+        self.fill(child, left, rl, depth + 1, next)?;
+        self.fill(child + 1, right, rr, depth + 1, next)
     }
 }
 
@@ -310,12 +402,24 @@ impl<K: TmKey> HyperSplit<K> {
             his: Vec::new(),
             cands: Vec::new(),
         };
-        b.fill(0, ents, region, 0).ok()?;
-        let (mut nodes, mut leaves, depth) = (b.nodes, b.leaves, b.depth);
+        b.fill(0, ents, region, 0, None).ok()?;
+        let (bin, mut leaves, depth) = (b.nodes, b.leaves, b.depth);
+        let mut nodes = vec![
+            MNode {
+                thr: [u64::MAX; FANOUT],
+                child: 0,
+                dim: LEAF,
+            };
+            1
+        ];
+        let height = collapse(&bin, &mut nodes, 0, 0);
+        drop(bin);
         nodes.shrink_to_fit();
         leaves.shrink_to_fit();
         Some(HyperSplit {
             nodes,
+            height,
+            variant: 0,
             leaves,
             depth,
         })
@@ -337,17 +441,43 @@ impl<K: TmKey> HyperSplit<K> {
     fn search<const COUNT: bool>(&self, key: &K) -> (Option<RuleId>, usize, usize) {
         let p = point(key);
         let (mut visited, mut checks) = (1, 0);
-        let mut n = self.nodes[0];
-        while n.dim != LEAF {
-            let go = usize::from(p[usize::from(n.dim & 7)] > n.thr);
-            n = self.nodes[n.child as usize + go];
-            if COUNT {
-                visited += 1;
+        let mut n = &self.nodes[0];
+        if self.variant & 1 == 1 {
+            for _ in 0..self.height {
+                if COUNT && n.dim != LEAF_DIM {
+                    visited += 1;
+                }
+                let v = p[usize::from(n.dim & 7)];
+                let go = n.thr.iter().map(|&t| usize::from(v > t)).sum::<usize>();
+                n = &self.nodes[n.child as usize + go];
+            }
+        } else {
+            while n.dim != LEAF_DIM {
+                if COUNT {
+                    visited += 1;
+                }
+                let v = p[usize::from(n.dim & 7)];
+                let go = n.thr.iter().map(|&t| usize::from(v > t)).sum::<usize>();
+                n = &self.nodes[n.child as usize + go];
             }
         }
         let (s, d) = (key.src(), key.dst());
-        let start = n.child as usize;
-        for e in &self.leaves[start..start + n.thr as usize] {
+        let start = n.thr[0] as usize;
+        let leaf = &self.leaves[start..start + n.thr[1] as usize];
+        if self.variant & 2 == 2 {
+            // Every entry of the leaf is checked (no branch on the outcome); they are in rule
+            // order, so the first match is the lowest rule among the matches.
+            if COUNT {
+                checks = leaf.len();
+            }
+            let mut best = u32::MAX;
+            for e in leaf {
+                let ok = e.addrs_ok(s, d) & K::residual_ok(&e.res, key);
+                best = if ok { best.min(e.rule) } else { best };
+            }
+            return ((best != u32::MAX).then_some(RuleId(best)), visited, checks);
+        }
+        for e in leaf {
             if COUNT {
                 checks += 1;
             }
@@ -387,7 +517,7 @@ where
     }
 
     fn memory_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node>()
+        self.nodes.capacity() * std::mem::size_of::<MNode>()
             + self.leaves.capacity() * std::mem::size_of::<Entry<K::Residual>>()
     }
 }

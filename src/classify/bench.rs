@@ -325,13 +325,15 @@ mod tests {
             .iter()
             .map(|e| (e.name.as_str(), e.tuple))
             .collect();
+        // The fast engine reports the name of the engine its cost model chose.
+        let (fast3, fast5) = (FastThree::new(&p).name(), FastFive::new(&p).name());
         assert_eq!(
             names,
             [
                 ("linear", "three"),
-                ("tuplemerge", "three"),
+                (fast3, "three"),
                 ("linear", "five"),
-                ("tuplemerge", "five")
+                (fast5, "five")
             ]
         );
         assert!(

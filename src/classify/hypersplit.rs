@@ -49,16 +49,16 @@ const LEAF: u8 = u8::MAX;
 /// Levels of binary splits in one coordinate that the builder tries to chain (their values
 /// make one [`MNode`]).
 pub(crate) const RUN: u32 = 3;
-/// The coordinate a leaf compares: always 0.
+/// `MNode::dim` of a leaf (the point's eighth coordinate, always 0, so a leaf's index stays in
+/// bounds too).
 const LEAF_DIM: u8 = 7;
 /// Values in one [`MNode`].
 const FANOUT: usize = (1 << RUN) - 1;
 
 /// A node of the built tree (one cache line): an inner node sends a key whose coordinate `dim`
-/// is greater than `i` of its values (unused values are `u64::MAX`) to child `child + i`. A
-/// leaf compares the always-zero coordinate [`LEAF_DIM`], so it sends every key to `child`,
-/// itself: the walk takes the tree's height in steps for every key, without a data-dependent
-/// branch. Its entries are `thr[1]` from `thr[0]` on.
+/// is greater than `i` of its values (unused values are `u64::MAX`) to child `child + i`
+/// (`i` is counted without a branch). A leaf (`dim == LEAF_DIM`) holds `thr[1]` entries from
+/// `thr[0]` on.
 #[derive(Clone, Copy, Debug)]
 #[repr(align(64))]
 struct MNode {
@@ -161,11 +161,9 @@ fn prefix_ranges(addr: u128, len: u8) -> [(u64, u64); 2] {
 /// The HyperSplit engine for one key type.
 pub struct HyperSplit<K: TmKey> {
     nodes: Vec<MNode>,
-    /// Steps from the root to the deepest leaf.
-    height: u32,
-    pub variant: u8,
     leaves: Vec<Entry<K::Residual>>,
-    depth: u32,
+    /// Nodes from the root to the deepest leaf, the leaf included.
+    height: u32,
 }
 
 /// Shape of a built tree, for reports and tuning.
@@ -174,7 +172,8 @@ pub struct HsStats {
     pub nodes: usize,
     /// Entry copies held by the leaves (entries straddling splits count once per leaf).
     pub leaf_entries: usize,
-    pub depth: u32,
+    /// Nodes from the root to the deepest leaf, the leaf included.
+    pub height: u32,
 }
 
 /// The tree while it is built.
@@ -190,7 +189,6 @@ struct Builder<'a, R> {
     /// Most nodes plus leaf entry copies before the build gives up.
     budget: usize,
     leaf_size: usize,
-    depth: u32,
     los: Vec<u64>,
     his: Vec<u64>,
     cands: Vec<u64>,
@@ -276,7 +274,6 @@ impl<R: Copy> Builder<'_, R> {
         depth: u32,
         run: Option<(usize, u32)>,
     ) -> Result<(), TooBig> {
-        self.depth = self.depth.max(depth);
         if let Some(i) = ents
             .iter()
             .position(|&e| self.exact[e as usize] && self.covers(e, &region))
@@ -342,7 +339,7 @@ impl<R: Copy> Builder<'_, R> {
         rl[d].1 = x;
         rr[d].0 = x + 1;
         let next = match run {
-            Some((rd, k)) if run_on && rd == d => (k > 0).then_some((d, k - 1)),
+            Some((rd, k)) if run_on && rd == d => k.checked_sub(1).map(|k| (d, k)),
             _ => Some((d, RUN - 2)),
         };
         self.fill(child, left, rl, depth + 1, next)?;
@@ -397,13 +394,12 @@ impl<K: TmKey> HyperSplit<K> {
                 .saturating_mul(x.entries.len())
                 .max(1 << 12),
             leaf_size: cfg.leaf_size.max(1),
-            depth: 0,
             los: Vec::new(),
             his: Vec::new(),
             cands: Vec::new(),
         };
         b.fill(0, ents, region, 0, None).ok()?;
-        let (bin, mut leaves, depth) = (b.nodes, b.leaves, b.depth);
+        let (bin, mut leaves) = (b.nodes, b.leaves);
         let mut nodes = vec![
             MNode {
                 thr: [u64::MAX; FANOUT],
@@ -412,16 +408,14 @@ impl<K: TmKey> HyperSplit<K> {
             };
             1
         ];
-        let height = collapse(&bin, &mut nodes, 0, 0);
+        let height = collapse(&bin, &mut nodes, 0, 0) + 1;
         drop(bin);
         nodes.shrink_to_fit();
         leaves.shrink_to_fit();
         Some(HyperSplit {
             nodes,
             height,
-            variant: 0,
             leaves,
-            depth,
         })
     }
 
@@ -442,42 +436,17 @@ impl<K: TmKey> HyperSplit<K> {
         let p = point(key);
         let (mut visited, mut checks) = (1, 0);
         let mut n = &self.nodes[0];
-        if self.variant & 1 == 1 {
-            for _ in 0..self.height {
-                if COUNT && n.dim != LEAF_DIM {
-                    visited += 1;
-                }
-                let v = p[usize::from(n.dim & 7)];
-                let go = n.thr.iter().map(|&t| usize::from(v > t)).sum::<usize>();
-                n = &self.nodes[n.child as usize + go];
+        while n.dim != LEAF_DIM {
+            if COUNT {
+                visited += 1;
             }
-        } else {
-            while n.dim != LEAF_DIM {
-                if COUNT {
-                    visited += 1;
-                }
-                let v = p[usize::from(n.dim & 7)];
-                let go = n.thr.iter().map(|&t| usize::from(v > t)).sum::<usize>();
-                n = &self.nodes[n.child as usize + go];
-            }
+            let v = p[usize::from(n.dim & 7)];
+            let go = n.thr.iter().map(|&t| usize::from(v > t)).sum::<usize>();
+            n = &self.nodes[n.child as usize + go];
         }
         let (s, d) = (key.src(), key.dst());
         let start = n.thr[0] as usize;
-        let leaf = &self.leaves[start..start + n.thr[1] as usize];
-        if self.variant & 2 == 2 {
-            // Every entry of the leaf is checked (no branch on the outcome); they are in rule
-            // order, so the first match is the lowest rule among the matches.
-            if COUNT {
-                checks = leaf.len();
-            }
-            let mut best = u32::MAX;
-            for e in leaf {
-                let ok = e.addrs_ok(s, d) & K::residual_ok(&e.res, key);
-                best = if ok { best.min(e.rule) } else { best };
-            }
-            return ((best != u32::MAX).then_some(RuleId(best)), visited, checks);
-        }
-        for e in leaf {
+        for e in &self.leaves[start..start + n.thr[1] as usize] {
             if COUNT {
                 checks += 1;
             }
@@ -488,12 +457,12 @@ impl<K: TmKey> HyperSplit<K> {
         (None, visited, checks)
     }
 
-    /// Nodes, leaf entry copies and depth.
+    /// Nodes, leaf entry copies and height.
     pub fn stats(&self) -> HsStats {
         HsStats {
             nodes: self.nodes.len(),
             leaf_entries: self.leaves.len(),
-            depth: self.depth,
+            height: self.height,
         }
     }
 }

@@ -94,11 +94,11 @@ fn classify_does_not_allocate() {
 fn every_engine_classifies_and_counts_probes_without_allocating() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = HsConfig {
-        leaf_size: 4,
-        budget_per_entry: 64,
+        leaf_size: 16,
+        budget_per_entry: 256,
     };
     let p5 = rules::generate(Shape::Acl, 3000, 3, Tuple::Five);
-    let p3 = rules::generate(Shape::Ipc, 3000, 3, Tuple::Three);
+    let p3 = rules::generate(Shape::Acl, 3000, 3, Tuple::Three);
     let t5 = TupleMerge::<FiveTuple>::new(&p5);
     let t3 = TupleMerge::<ThreeTuple>::new(&p3);
     let h5 = HyperSplit::<FiveTuple>::new(&p5, cfg).expect("tree within budget");

@@ -42,6 +42,23 @@ fn time_ns<C: Classifier<FiveTuple>>(c: &C, keys: &[FiveTuple]) -> f64 {
     best
 }
 
+/// As [`time_ns`], through `classify_batch`.
+fn time_batch_ns<C: Classifier<FiveTuple>>(c: &C, keys: &[FiveTuple]) -> f64 {
+    let mut out = vec![None; keys.len()];
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = cpu_ns();
+        let mut rounds = 0usize;
+        while rounds == 0 || cpu_ns() - start < 100_000_000 {
+            c.classify_batch(keys, &mut out);
+            black_box(&out);
+            rounds += 1;
+        }
+        best = best.min((cpu_ns() - start) as f64 / (rounds * keys.len()) as f64);
+    }
+    best
+}
+
 fn report<C: Classifier<FiveTuple>>(
     set: &str,
     c: &C,
@@ -58,8 +75,12 @@ fn report<C: Classifier<FiveTuple>>(
         max = max.max(n);
     }
     let ns = time_ns(c, keys);
+    let mut out = vec![None; keys.len()];
+    c.classify_batch(keys, &mut out);
+    assert_eq!(out, lin, "{set} {} batch", c.name());
+    let bns = time_batch_ns(c, keys);
     println!(
-        "{set:>10} {:>12} ns {ns:7.1} probes {:6.2} max {max:4} bytes {:>9}",
+        "{set:>10} {:>12} ns {ns:7.1} batch {bns:7.1} probes {:6.2} max {max:4} bytes {:>9}",
         c.name(),
         probes as f64 / keys.len() as f64,
         c.memory_bytes()

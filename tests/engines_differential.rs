@@ -75,8 +75,12 @@ where
         fast.choice() == FastChoice::HyperSplit,
         est.hs_built && est.hs_cost() < est.tm_cost()
     );
+    let mut batch = vec![None; keys.len()];
+    hs.classify_batch(keys, &mut batch);
+    let mut fast_batch = vec![None; keys.len()];
+    fast.classify_batch(keys, &mut fast_batch);
     let mut hits = 0;
-    for k in keys {
+    for (i, k) in keys.iter().enumerate() {
         let want: Option<RuleId> = lin.classify(k);
         hits += usize::from(want.is_some());
         assert_eq!(tm.classify(k), want, "{set} tuplemerge {k:?}");
@@ -85,6 +89,8 @@ where
             .position(|m| k.matched_by(m))
             .map(|i| RuleId(i as u32));
         assert_eq!(hs.classify(k), tree_want, "{set} hypersplit {k:?}");
+        assert_eq!(batch[i], tree_want, "{set} hypersplit batch {k:?}");
+        assert_eq!(fast_batch[i], want, "{set} {} batch {k:?}", fast.name());
         assert_eq!(fast.classify(k), want, "{set} {} {k:?}", fast.name());
         let (got, probes) = hs.classify_counted(k);
         assert_eq!(got, tree_want);

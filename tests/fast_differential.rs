@@ -291,8 +291,20 @@ proptest! {
             .map(|&c| HyperSplit::from_matches(&refs, c).expect("within budget"))
             .collect();
         let fast = FastThree::from_matches(&refs);
-        for k in three_keys(&rules, &seeds) {
+        let keys = three_keys(&rules, &seeds);
+        let batches: Vec<Vec<_>> = trees
+            .iter()
+            .map(|e| {
+                let mut out = vec![None; keys.len()];
+                e.classify_batch(&keys, &mut out);
+                out
+            })
+            .collect();
+        for (i, k) in keys.into_iter().enumerate() {
             let want = lin.classify(&k);
+            for b in &batches {
+                prop_assert_eq!(b[i], want, "batch {:?}", k);
+            }
             for (e, c) in engines.iter().zip(CONFIGS) {
                 prop_assert_eq!(e.classify(&k), want, "key {:?} config {:?}", k, c);
                 prop_assert_eq!(e.classify_counted(&k).0, want, "counted {:?} {:?}", k, c);
@@ -320,8 +332,20 @@ proptest! {
             .map(|&c| HyperSplit::from_matches(&refs, c).expect("within budget"))
             .collect();
         let fast = FastFive::from_matches(&refs);
-        for k in five_keys(&rules, &seeds) {
+        let keys = five_keys(&rules, &seeds);
+        let batches: Vec<Vec<_>> = trees
+            .iter()
+            .map(|e| {
+                let mut out = vec![None; keys.len()];
+                e.classify_batch(&keys, &mut out);
+                out
+            })
+            .collect();
+        for (i, k) in keys.into_iter().enumerate() {
             let want = lin.classify(&k);
+            for b in &batches {
+                prop_assert_eq!(b[i], want, "batch {:?}", k);
+            }
             for (e, c) in engines.iter().zip(CONFIGS) {
                 prop_assert_eq!(e.classify(&k), want, "key {:?} config {:?}", k, c);
                 prop_assert_eq!(e.classify_counted(&k).0, want, "counted {:?} {:?}", k, c);

@@ -216,6 +216,13 @@ impl<K: TmKey + Send + Sync> Classifier<K> for Fast<K> {
         }
     }
 
+    fn classify_batch(&self, keys: &[K], out: &mut [Option<RuleId>]) {
+        match self {
+            Fast::TupleMerge(e) => e.classify_batch(keys, out),
+            Fast::HyperSplit(e) => e.lookup_batch(keys, out),
+        }
+    }
+
     fn classify_counted(&self, key: &K) -> (Option<RuleId>, u32) {
         match self {
             Fast::TupleMerge(e) => e.classify_counted(key),

@@ -52,6 +52,8 @@ pub(crate) const RUN: u32 = 3;
 /// `MNode::dim` of a leaf (the point's eighth coordinate, always 0, so a leaf's index stays in
 /// bounds too).
 const LEAF_DIM: u8 = 7;
+/// Keys [`HyperSplit::lookup_batch`] walks side by side.
+pub const BATCH: usize = 8;
 /// Values in one [`MNode`].
 const FANOUT: usize = (1 << RUN) - 1;
 
@@ -425,6 +427,48 @@ impl<K: TmKey> HyperSplit<K> {
         self.search::<false>(key).0
     }
 
+    /// Classifies `keys` into `out` (pairwise, up to the shorter), walking [`BATCH`] keys
+    /// through the tree side by side: every key takes the tree's height in steps (a leaf sends
+    /// a key to itself), so the walks have no data-dependent branch and their memory loads
+    /// overlap, as DPDK's `rte_acl_classify` does for its batches.
+    pub fn lookup_batch(&self, keys: &[K], out: &mut [Option<RuleId>]) {
+        for (ks, os) in keys.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
+            let mut pts = [[0u64; 8]; BATCH];
+            let mut at = [0usize; BATCH];
+            for (p, k) in pts.iter_mut().zip(ks) {
+                *p = point(k);
+            }
+            for _ in 1..self.height {
+                for (a, p) in at.iter_mut().zip(&pts) {
+                    let n = &self.nodes[*a];
+                    let v = p[usize::from(n.dim & 7)];
+                    let go = n.thr.iter().map(|&t| usize::from(v > t)).sum::<usize>();
+                    *a = n.child as usize + go;
+                }
+            }
+            for ((o, k), &a) in os.iter_mut().zip(ks).zip(&at) {
+                *o = self.scan_leaf::<false>(&self.nodes[a], k).0;
+            }
+        }
+    }
+
+    /// The first matching entry of leaf `n`, and the entries checked.
+    #[inline(always)]
+    fn scan_leaf<const COUNT: bool>(&self, n: &MNode, key: &K) -> (Option<RuleId>, usize) {
+        let (s, d) = (key.src(), key.dst());
+        let start = n.thr[0] as usize;
+        let mut checks = 0;
+        for e in &self.leaves[start..start + n.thr[1] as usize] {
+            if COUNT {
+                checks += 1;
+            }
+            if e.addrs_ok(s, d) && K::residual_ok(&e.res, key) {
+                return (Some(RuleId(e.rule)), checks);
+            }
+        }
+        (None, checks)
+    }
+
     /// Like [`HyperSplit::lookup`], also counting the nodes visited (the leaf included) and the
     /// entries checked (the same loop as `lookup`).
     pub fn lookup_counted(&self, key: &K) -> (Option<RuleId>, usize, usize) {
@@ -434,7 +478,7 @@ impl<K: TmKey> HyperSplit<K> {
     #[inline(always)]
     fn search<const COUNT: bool>(&self, key: &K) -> (Option<RuleId>, usize, usize) {
         let p = point(key);
-        let (mut visited, mut checks) = (1, 0);
+        let mut visited = 1;
         let mut n = &self.nodes[0];
         while n.dim != LEAF_DIM {
             if COUNT {
@@ -444,17 +488,8 @@ impl<K: TmKey> HyperSplit<K> {
             let go = n.thr.iter().map(|&t| usize::from(v > t)).sum::<usize>();
             n = &self.nodes[n.child as usize + go];
         }
-        let (s, d) = (key.src(), key.dst());
-        let start = n.thr[0] as usize;
-        for e in &self.leaves[start..start + n.thr[1] as usize] {
-            if COUNT {
-                checks += 1;
-            }
-            if e.addrs_ok(s, d) && K::residual_ok(&e.res, key) {
-                return (Some(RuleId(e.rule)), visited, checks);
-            }
-        }
-        (None, visited, checks)
+        let (r, checks) = self.scan_leaf::<COUNT>(n, key);
+        (r, visited, checks)
     }
 
     /// Nodes, leaf entry copies and height.
@@ -478,6 +513,10 @@ where
     #[inline]
     fn classify(&self, key: &K) -> Option<RuleId> {
         self.lookup(key)
+    }
+
+    fn classify_batch(&self, keys: &[K], out: &mut [Option<RuleId>]) {
+        self.lookup_batch(keys, out);
     }
 
     fn classify_counted(&self, key: &K) -> (Option<RuleId>, u32) {

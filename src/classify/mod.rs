@@ -71,6 +71,14 @@ pub trait Classifier<K: Key>: Send + Sync {
     fn name(&self) -> &'static str;
     /// The first rule (lowest index) that matches `key`.
     fn classify(&self, key: &K) -> Option<RuleId>;
+    /// Classifies `keys` into `out` (pairwise, up to the shorter of the two). Engines that can
+    /// overlap several lookups (HyperSplit walks a batch side by side) override it; the
+    /// default classifies one key after another.
+    fn classify_batch(&self, keys: &[K], out: &mut [Option<RuleId>]) {
+        for (k, o) in keys.iter().zip(out) {
+            *o = self.classify(k);
+        }
+    }
     /// The first matching rule and the probes the lookup made: tables hashed, tree nodes
     /// visited, or rules tried, whichever steps the engine takes (for reports and tuning; the
     /// hot loop calls `classify`). The default counts one probe per lookup.

@@ -1,8 +1,12 @@
-//! Probes per lookup and ns per lookup of every 5-tuple engine on ClassBench sets, for tuning:
+//! Probes per lookup and ns per lookup (one key at a time, and through `classify_batch`) of
+//! every 5-tuple engine on ClassBench sets, and the cost model's choice, for tuning:
 //! `cargo run --release --example engine_stats -- POLICY.pol TRACE [POLICY TRACE ...]`.
 //! The policies are `flowpol import classbench --as five` output; the traces are ClassBench
 //! traces. Every key goes through every engine and the linear reference first; a mismatch
-//! aborts.
+//! aborts. `LEAVES=4,6,12` sets the HyperSplit leaf sizes tried (budget 64 entry copies per
+//! entry). `-- GEN` instead builds generated 10k and 100k sets through the cost model and
+//! prints build time, memory, choice and probes. Times are CPU time of the measuring thread,
+//! best of five rounds.
 
 use flowpol::classify::{Classifier, Fast, HsConfig, HyperSplit, Key, Linear, TupleMerge};
 use flowpol::r#gen::classbench::{self, DEFAULT_MAP_V4};

@@ -1,22 +1,26 @@
 //! HyperSplit (Qi, Xu, Yang, Li & Li, "Packet Classification Algorithms: From Theory to
-//! Practice", INFOCOM 2009): a binary decision tree over the key's fields, the fast engine where
+//! Practice", INFOCOM 2009): a decision tree over the key's fields, the fast engine where
 //! TupleMerge needs many tables.
 //!
 //! A key is a point in seven coordinates: the high and low 64 bits of the source and of the
 //! destination address, then the non-address fields ([`TmKey::extra_point`]: the label; or the
 //! protocol and both ports). A prefix is a range in the high half and a range in the low half,
 //! so every entry of a rule (one (src prefix, dst prefix) pair, as in TupleMerge) is a box. Each
-//! inner node splits its region in one coordinate at one value; an entry that straddles the
+//! binary split divides its region in one coordinate at one value; an entry that straddles the
 //! value goes to both children. The builder picks, in every coordinate, the value that makes the
 //! larger child smallest (on a strided sample of at most [`SAMPLE`] entries for large nodes), and
 //! stops at [`LEAF_SIZE`] entries. Entries below the first one that covers the whole region are
-//! dropped (they can never be the first match there).
+//! dropped (they can never be the first match there). Once a coordinate is chosen, the next two
+//! levels split the same coordinate when that still divides the entries, and the built binary
+//! tree is collapsed so that each node holds up to seven values of one coordinate: one 64-byte
+//! node per three binary levels.
 //!
-//! Lookup walks from the root, one comparison per level without a data-dependent branch (the
-//! child is `child + (coordinate > value)`), then checks the leaf's entries in rule order in
+//! Lookup walks from the root; at each node the child is the number of values below the key's
+//! coordinate (counted without a branch). The leaf's entries are then checked in rule order in
 //! full (prefixes, label value/mask/range, protocol, port ranges), so the result is exactly the
-//! linear first match. Nodes are 16 bytes; leaves hold copies of their entries so a leaf is one
-//! contiguous run. Lookup does not allocate.
+//! linear first match. Leaves hold copies of their entries so a leaf is one contiguous run.
+//! [`HyperSplit::lookup_batch`] walks [`BATCH`] keys side by side so that their loads overlap.
+//! Lookup does not allocate.
 //!
 //! A set whose rules overlap in many ways can make the tree replicate entries without bound;
 //! the builder gives up (returns `None`) past a budget of entry copies and nodes, and the caller

@@ -1,13 +1,18 @@
 //! Key extraction 3-tuple against 5-tuple (plain packets, extension headers, fragments, one
 //! packet repeated; and a mixed population of frames with extension headers in one buffer), and
-//! lookup cost, linear reference against TupleMerge, 3-tuple against 5-tuple, at 100, 1k, 10k
-//! and 100k generated rules (acl shape), plus the ClassBench 10k sets when
-//! `../shared/data/classbench` is present. Each iteration classifies a batch of 256 keys drawn
-//! from the rules (throughput is per key). Kept short: small samples, 2-second measurements.
+//! lookup cost, linear reference against the fast engine (the cost model's choice), 3-tuple
+//! against 5-tuple, at 100, 1k, 10k and 100k generated rules (acl shape), plus the ClassBench 10k
+//! sets when `../shared/data/classbench` is present, where TupleMerge and HyperSplit are also
+//! measured on their own. Each iteration classifies a batch of 256 keys drawn from the rules or
+//! the set's trace (throughput is per key). Probes per lookup (tables hashed, tree nodes
+//! visited) are printed on stderr beside each engine, since criterion has no column for them.
+//! Kept short: small samples, 2-second measurements.
 //! Run: `cargo bench --bench lookup` (filter e.g. `-- 'lookup/five'`).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use flowpol::classify::{Classifier, FastFive, FastThree, Key, Linear};
+use flowpol::classify::{
+    Classifier, FastFive, FastThree, HyperSplit, Key, Linear, TmKey, TupleMerge,
+};
 use flowpol::r#gen::classbench::{self, As, DEFAULT_MAP_V4};
 use flowpol::r#gen::rules::{self, Shape};
 use flowpol::packet::key::{FiveTuple, ThreeTuple};
@@ -20,11 +25,22 @@ const BATCH: usize = 256;
 
 fn bench_engine<K: Key>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    id: BenchmarkId,
+    func: &str,
+    param: &str,
     engine: &dyn Classifier<K>,
     keys: &[K],
 ) {
-    g.bench_with_input(id, keys, |b, keys| {
+    let probes: u64 = keys
+        .iter()
+        .map(|k| u64::from(engine.classify_counted(k).1))
+        .sum();
+    eprintln!(
+        "lookup/{func}/{param}: {}, {:.2} probes per lookup, {} bytes",
+        engine.name(),
+        probes as f64 / keys.len().max(1) as f64,
+        engine.memory_bytes()
+    );
+    g.bench_with_input(BenchmarkId::new(func, param), keys, |b, keys| {
         b.iter(|| {
             let mut n = 0u32;
             for k in keys {
@@ -43,30 +59,27 @@ fn both(
     p3: &Policy,
     k3: &[ThreeTuple],
 ) {
-    bench_engine(
-        g,
-        BenchmarkId::new("five/linear", label),
-        &Linear::<FiveTuple>::new(p5),
-        k5,
-    );
-    bench_engine(
-        g,
-        BenchmarkId::new("five/fast", label),
-        &FastFive::new(p5),
-        k5,
-    );
-    bench_engine(
-        g,
-        BenchmarkId::new("three/linear", label),
-        &Linear::<ThreeTuple>::new(p3),
-        k3,
-    );
-    bench_engine(
-        g,
-        BenchmarkId::new("three/fast", label),
-        &FastThree::new(p3),
-        k3,
-    );
+    bench_engine(g, "five/linear", label, &Linear::<FiveTuple>::new(p5), k5);
+    bench_engine(g, "five/fast", label, &FastFive::new(p5), k5);
+    bench_engine(g, "three/linear", label, &Linear::<ThreeTuple>::new(p3), k3);
+    bench_engine(g, "three/fast", label, &FastThree::new(p3), k3);
+}
+
+/// TupleMerge and HyperSplit on their own (the tree with the cost model's parameters, when it
+/// fits its budget).
+fn each<K: TmKey + Send + Sync>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    rules: &[&K::Match],
+    keys: &[K],
+    tuple: &str,
+) {
+    let tm = TupleMerge::<K>::from_matches(rules);
+    bench_engine(g, &format!("{tuple}/tuplemerge"), label, &tm, keys);
+    match HyperSplit::<K>::from_matches(rules, flowpol::classify::fast::HS_CONFIG) {
+        Some(hs) => bench_engine(g, &format!("{tuple}/hypersplit"), label, &hs, keys),
+        None => eprintln!("{label} {tuple}: no HyperSplit tree within its budget"),
+    }
 }
 
 fn lookup(c: &mut Criterion) {
@@ -83,7 +96,7 @@ fn lookup(c: &mut Criterion) {
         both(&mut g, &format!("acl-{n}"), &p5, &k5, &p3, &k3);
     }
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/classbench");
-    for set in ["acl1_10k", "fw1_10k", "ipc1_10k"] {
+    for set in ["acl1_10k", "acl3_10k", "acl5_10k", "fw1_10k", "ipc1_10k"] {
         let Ok(text) = std::fs::read_to_string(format!("{dir}/{set}")) else {
             eprintln!("{dir} absent: ClassBench lookups not measured");
             break;
@@ -108,6 +121,8 @@ fn lookup(c: &mut Criterion) {
                 ),
             };
         both(&mut g, set, &p5, &k5, &p3, &k3);
+        each(&mut g, set, &FiveTuple::rules(&p5), &k5, "five");
+        each(&mut g, set, &ThreeTuple::rules(&p3), &k3, "three");
     }
     g.finish();
 }

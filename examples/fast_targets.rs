@@ -6,7 +6,11 @@
 //! keys drawn from the rules), and generated 100k-rule sets. Every key goes through both engines
 //! in the same run; a mismatch aborts. Times are CPU time of the measuring thread. Build peak memory is measured by a counting allocator.
 
-use flowpol::classify::{Classifier, FastFive, FastThree, Key, Linear, TmConfig};
+use flowpol::classify::{Classifier, Key, Linear, TmConfig, TupleMerge};
+
+/// This tool tunes and measures TupleMerge itself (not the cost model's choice).
+type FastFive = TupleMerge<FiveTuple>;
+type FastThree = TupleMerge<ThreeTuple>;
 use flowpol::r#gen::classbench::{self, As, DEFAULT_MAP_V4};
 use flowpol::r#gen::rules::{self, Shape};
 use flowpol::packet::key::{FiveTuple, ThreeTuple};

@@ -1,8 +1,11 @@
 //! Proves the fast engines (and the linear reference) do not allocate in `classify`: a counting
 //! global allocator (`support::alloc`) counts allocations during a lookup loop.
 
-use flowpol::classify::{Classifier, FastFive, FastThree, Linear};
+use flowpol::classify::{
+    Classifier, FastFive, FastThree, HsConfig, HyperSplit, Linear, TupleMerge,
+};
 use flowpol::r#gen::rules::{self, Shape};
+use flowpol::packet::key::{FiveTuple, ThreeTuple};
 use flowpol::policy::syntax::TupleKind;
 use support::alloc;
 
@@ -47,6 +50,46 @@ fn classify_does_not_allocate() {
         hits
     });
     assert!(hits > 10_000, "the loop must really classify ({hits} hits)");
+    assert_eq!(n, 0, "classify allocated {n} times");
+}
+
+#[test]
+fn every_engine_classifies_and_counts_probes_without_allocating() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = HsConfig {
+        leaf_size: 16,
+        budget_per_entry: 256,
+    };
+    let p5 = rules::generate(Shape::Acl, 3000, 3, TupleKind::Five);
+    let p3 = rules::generate(Shape::Acl, 3000, 3, TupleKind::Three);
+    let t5 = TupleMerge::<FiveTuple>::new(&p5);
+    let t3 = TupleMerge::<ThreeTuple>::new(&p3);
+    let h5 = HyperSplit::<FiveTuple>::new(&p5, cfg).expect("tree within budget");
+    let h3 = HyperSplit::<ThreeTuple>::new(&p3, cfg).expect("tree within budget");
+    let k5 = rules::five_keys(&p5, 5000, 4);
+    let k3 = rules::three_keys(&p3, 5000, 4);
+    let mut out5 = vec![None; k5.len()];
+    let mut out3 = vec![None; k3.len()];
+    let (n, hits) = allocations(|| {
+        let mut hits = 0u64;
+        h5.classify_batch(&k5, &mut out5);
+        h3.classify_batch(&k3, &mut out3);
+        hits += out5.iter().chain(&out3).filter(|r| r.is_some()).count() as u64;
+        for k in &k5 {
+            for e in [&t5 as &dyn Classifier<FiveTuple>, &h5] {
+                let (r, probes) = e.classify_counted(k);
+                hits += u64::from(e.classify(k).is_some() && r.is_some() && probes > 0);
+            }
+        }
+        for k in &k3 {
+            for e in [&t3 as &dyn Classifier<ThreeTuple>, &h3] {
+                let (r, probes) = e.classify_counted(k);
+                hits += u64::from(e.classify(k).is_some() && r.is_some() && probes > 0);
+            }
+        }
+        hits
+    });
+    assert!(hits > 15_000, "the loop must really classify ({hits} hits)");
     assert_eq!(n, 0, "classify allocated {n} times");
 }
 

@@ -276,12 +276,18 @@ fn bench_runs_every_engine_on_trace_and_pcap_without_mismatch() {
             )
         })
         .collect();
+    // Every engine by default: linear, tuplemerge, and the cost model's pick (named after it).
     assert_eq!(
-        engines,
+        engines[..2],
         [
             ("linear".into(), "five".into()),
             ("tuplemerge".into(), "five".into())
         ]
+    );
+    assert_eq!(engines.len(), 3, "{engines:?}");
+    assert!(
+        engines[2].0.starts_with("fast=") && engines[2].1 == "five",
+        "{engines:?}"
     );
     for e in j["engines"].as_array().unwrap() {
         for k in ["build_ms", "bytes", "key_ns", "lookup_ns"] {

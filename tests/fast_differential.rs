@@ -1,9 +1,12 @@
-//! Differential tests: the TupleMerge engines against the linear reference on random policies
+//! Differential tests: the fast engines (TupleMerge, HyperSplit, and the cost model's choice)
+//! against the linear reference on random policies
 //! (overlapping prefixes, address sets, exact / masked / ranged labels, port ranges, protocols)
 //! and on keys derived from the rules, including keys just outside a rule's bounds.
 
 use flowpol::FlowLabel;
-use flowpol::classify::{Classifier, FastFive, FastThree, Linear, TmConfig, TupleMerge};
+use flowpol::classify::{
+    Classifier, FastFive, FastThree, HsConfig, HyperSplit, Linear, TmConfig, TupleMerge,
+};
 use flowpol::r#gen::rules::{self, Shape};
 use flowpol::packet::key::{FiveTuple, ThreeTuple};
 use flowpol::policy::model::{
@@ -258,6 +261,19 @@ const CONFIGS: [TmConfig; 3] = [
     },
 ];
 
+/// Trees with leaves of one entry (deepest, most splitting) and of the default size; a budget
+/// large enough that the small random policies always build.
+const HS_CONFIGS: [HsConfig; 2] = [
+    HsConfig {
+        leaf_size: 1,
+        budget_per_entry: 1 << 16,
+    },
+    HsConfig {
+        leaf_size: 6,
+        budget_per_entry: 1 << 16,
+    },
+];
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -269,13 +285,36 @@ proptest! {
         let pol = policy(rules.clone(), vec![]);
         let lin = Linear::<ThreeTuple>::new(&pol);
         let refs: Vec<&ThreeMatch> = rules.iter().collect();
-        let engines: Vec<FastThree> =
+        let engines: Vec<TupleMerge<ThreeTuple>> =
             CONFIGS.iter().map(|&c| TupleMerge::with_config(&refs, c)).collect();
-        for k in three_keys(&rules, &seeds) {
+        let trees: Vec<HyperSplit<ThreeTuple>> = HS_CONFIGS
+            .iter()
+            .map(|&c| HyperSplit::from_matches(&refs, c).expect("within budget"))
+            .collect();
+        let fast = FastThree::from_matches(&refs);
+        let keys = three_keys(&rules, &seeds);
+        let batches: Vec<Vec<_>> = trees
+            .iter()
+            .map(|e| {
+                let mut out = vec![None; keys.len()];
+                e.classify_batch(&keys, &mut out);
+                out
+            })
+            .collect();
+        for (i, k) in keys.into_iter().enumerate() {
             let want = lin.classify(&k);
+            for b in &batches {
+                prop_assert_eq!(b[i], want, "batch {:?}", k);
+            }
             for (e, c) in engines.iter().zip(CONFIGS) {
                 prop_assert_eq!(e.classify(&k), want, "key {:?} config {:?}", k, c);
+                prop_assert_eq!(e.classify_counted(&k).0, want, "counted {:?} {:?}", k, c);
             }
+            for (e, c) in trees.iter().zip(HS_CONFIGS) {
+                prop_assert_eq!(e.classify(&k), want, "key {:?} tree {:?}", k, c);
+                prop_assert_eq!(e.classify_counted(&k).0, want, "counted {:?} {:?}", k, c);
+            }
+            prop_assert_eq!(fast.classify(&k), want, "key {:?} {}", k, fast.name());
         }
     }
 
@@ -287,13 +326,36 @@ proptest! {
         let pol = policy(vec![], rules.clone());
         let lin = Linear::<FiveTuple>::new(&pol);
         let refs: Vec<&FiveMatch> = rules.iter().collect();
-        let engines: Vec<FastFive> =
+        let engines: Vec<TupleMerge<FiveTuple>> =
             CONFIGS.iter().map(|&c| TupleMerge::with_config(&refs, c)).collect();
-        for k in five_keys(&rules, &seeds) {
+        let trees: Vec<HyperSplit<FiveTuple>> = HS_CONFIGS
+            .iter()
+            .map(|&c| HyperSplit::from_matches(&refs, c).expect("within budget"))
+            .collect();
+        let fast = FastFive::from_matches(&refs);
+        let keys = five_keys(&rules, &seeds);
+        let batches: Vec<Vec<_>> = trees
+            .iter()
+            .map(|e| {
+                let mut out = vec![None; keys.len()];
+                e.classify_batch(&keys, &mut out);
+                out
+            })
+            .collect();
+        for (i, k) in keys.into_iter().enumerate() {
             let want = lin.classify(&k);
+            for b in &batches {
+                prop_assert_eq!(b[i], want, "batch {:?}", k);
+            }
             for (e, c) in engines.iter().zip(CONFIGS) {
                 prop_assert_eq!(e.classify(&k), want, "key {:?} config {:?}", k, c);
+                prop_assert_eq!(e.classify_counted(&k).0, want, "counted {:?} {:?}", k, c);
             }
+            for (e, c) in trees.iter().zip(HS_CONFIGS) {
+                prop_assert_eq!(e.classify(&k), want, "key {:?} tree {:?}", k, c);
+                prop_assert_eq!(e.classify_counted(&k).0, want, "counted {:?} {:?}", k, c);
+            }
+            prop_assert_eq!(fast.classify(&k), want, "key {:?} {}", k, fast.name());
         }
     }
 }

@@ -101,6 +101,9 @@ pub struct EngineRow {
     pub pps: f64,
     /// Keys on which this engine disagrees with the linear reference.
     pub mismatches: u64,
+    /// Probes per lookup, averaged over the keys: hash tables (TupleMerge), tree nodes
+    /// (HyperSplit) or rules tried (linear); why a set is slow for an engine.
+    pub probes: f64,
 }
 
 /// IPv6 packets without a 5-tuple, and why (the availability the 3-tuple does not depend on).
@@ -340,6 +343,15 @@ fn row<K: Key, C: Classifier<K>>(
         }
         acc
     });
+    let probes = if keys.is_empty() {
+        0.0
+    } else {
+        let total: u64 = keys
+            .iter()
+            .map(|k| u64::from(c.classify_counted(k).1))
+            .sum();
+        total as f64 / keys.len() as f64
+    };
     let pps = if key_ns + lookup_ns > 0.0 {
         1e9 / (key_ns + lookup_ns)
     } else {
@@ -356,6 +368,7 @@ fn row<K: Key, C: Classifier<K>>(
         lookup_ns,
         pps,
         mismatches,
+        probes,
     };
     (r, got)
 }
@@ -394,7 +407,12 @@ where
         if e == EngineKind::Linear {
             out.push(lin_row.clone());
         } else {
-            out.push(row(tuple, rules, build(e), keys, key_ns, Some(&reference), min).0);
+            let (mut r, _) = row(tuple, rules, build(e), keys, key_ns, Some(&reference), min);
+            if e == EngineKind::Fast {
+                // The cost model's pick, named apart from the engines asked for by name.
+                r.name = format!("fast={}", r.name);
+            }
+            out.push(r);
         }
     }
     reference

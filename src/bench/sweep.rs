@@ -26,12 +26,23 @@ pub struct SweepRow {
     pub lookup_ns: f64,
     /// Keys on which this engine disagrees with the linear reference (must be 0).
     pub mismatches: u64,
+    /// Probes per lookup (tables, tree nodes or rules).
+    pub probes: f64,
+    /// For `fast`: the engine its cost model picked at this size (the series stays `fast`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub picked: Option<String>,
 }
 
 impl From<EngineRow> for SweepRow {
     fn from(r: EngineRow) -> Self {
+        let (engine, picked) = match r.name.strip_prefix("fast=") {
+            Some(p) => ("fast".to_string(), Some(p.to_string())),
+            None => (r.name, None),
+        };
         SweepRow {
-            engine: r.name,
+            engine,
+            picked,
+            probes: r.probes,
             tuple: r.tuple,
             rules: r.rules,
             keys: r.keys,

@@ -34,6 +34,13 @@ where
             .map(|i| RuleId(i as u32))
     }
 
+    fn classify_counted(&self, key: &K) -> (Option<RuleId>, u32) {
+        match self.classify(key) {
+            Some(r) => (Some(r), r.0 + 1),
+            None => (None, self.rules.len() as u32),
+        }
+    }
+
     fn memory_bytes(&self) -> usize {
         self.rules.capacity() * std::mem::size_of::<K::Match>()
     }

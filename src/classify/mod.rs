@@ -1,7 +1,11 @@
 //! Classification engines: one trait, a linear first-match reference engine per key type, and
-//! the fast engines that must agree with it on every packet; the choice between them
-//! ([`EngineKind`]) and what a frame became under both ([`Outcome`]).
+//! the fast engines that must agree with it on every packet: TupleMerge, HyperSplit, and
+//! [`Fast`], which holds whichever of the two a cost model picked for the policy; the choice
+//! between the linear and fast engines ([`EngineKind`]) and what a frame became under both
+//! ([`Outcome`]).
 
+pub mod fast;
+pub mod hypersplit;
 pub mod linear;
 pub mod tuplemerge;
 
@@ -9,8 +13,10 @@ use crate::packet::key::{FiveTuple, ThreeTuple, Unavailable};
 use crate::packet::{Ipv6Keys, NonIpv6};
 use crate::policy::model::{FiveMatch, Policy, ThreeMatch};
 
+pub use fast::{CostEstimate, Fast, FastChoice, FastFive, FastThree};
+pub use hypersplit::{HsConfig, HsStats, HyperSplit};
 pub use linear::Linear;
-pub use tuplemerge::{FastFive, FastThree, TmConfig, TmKey, TupleMerge};
+pub use tuplemerge::{TmConfig, TmKey, TmStats, TupleMerge};
 
 /// The index of a rule in its policy's rule list for that tuple kind (its priority: lower wins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -67,6 +73,20 @@ pub trait Classifier<K: Key>: Send + Sync {
     fn name(&self) -> &'static str;
     /// The first rule (lowest index) that matches `key`.
     fn classify(&self, key: &K) -> Option<RuleId>;
+    /// Classifies `keys` into `out` (pairwise, up to the shorter of the two). Engines that can
+    /// overlap several lookups (HyperSplit walks a batch side by side) override it; the
+    /// default classifies one key after another.
+    fn classify_batch(&self, keys: &[K], out: &mut [Option<RuleId>]) {
+        for (k, o) in keys.iter().zip(out) {
+            *o = self.classify(k);
+        }
+    }
+    /// The first matching rule and the probes the lookup made: tables hashed, tree nodes
+    /// visited, or rules tried, whichever steps the engine takes (for reports and tuning; the
+    /// hot loop calls `classify`). The default counts one probe per lookup.
+    fn classify_counted(&self, key: &K) -> (Option<RuleId>, u32) {
+        (self.classify(key), 1)
+    }
     /// Approximate heap bytes held by the engine.
     fn memory_bytes(&self) -> usize;
 }
@@ -86,17 +106,21 @@ pub enum Outcome<'a> {
     },
 }
 
-/// The engine a command classifies with. Both give the same answers; TupleMerge is built once
-/// and looks up in near-constant time. On the command line: `linear`, `tuplemerge` (or `fast`).
+/// The engine a command classifies with. All give the same answers. On the command line:
+/// `linear`, `tuplemerge`, `fast`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EngineKind {
     /// The linear first-match reference engine.
     #[default]
     Linear,
-    /// TupleMerge (hash tables on masked fields); `fast` is accepted for it.
-    #[value(name = "tuplemerge", alias = "fast")]
+    /// TupleMerge (hash tables on masked fields), whatever the policy.
+    #[value(name = "tuplemerge")]
     TupleMerge,
+    /// The fast engine a cost model picks for the policy ([`Fast`]): TupleMerge, or the
+    /// HyperSplit decision tree where TupleMerge would probe many tables. Reports name the
+    /// engine it picked.
+    Fast,
 }
 
 impl EngineKind {
@@ -109,15 +133,17 @@ impl EngineKind {
         match self {
             EngineKind::Linear => Engine::Linear(Linear::new(policy)),
             EngineKind::TupleMerge => Engine::TupleMerge(TupleMerge::new(policy)),
+            EngineKind::Fast => Engine::Fast(Fast::new(policy)),
         }
     }
 }
 
-/// A built engine of either kind ([`EngineKind::build`]). The kind is fixed for a run, so the
+/// A built engine of any kind ([`EngineKind::build`]). The kind is fixed for a run, so the
 /// branch on it in `classify` is always predicted.
 pub enum Engine<K: TmKey> {
     Linear(Linear<K>),
     TupleMerge(TupleMerge<K>),
+    Fast(Fast<K>),
 }
 
 impl<K: TmKey> Classifier<K> for Engine<K>
@@ -129,6 +155,7 @@ where
         match self {
             Engine::Linear(e) => e.name(),
             Engine::TupleMerge(e) => e.name(),
+            Engine::Fast(e) => e.name(),
         }
     }
     #[inline(always)]
@@ -136,12 +163,28 @@ where
         match self {
             Engine::Linear(e) => e.classify(key),
             Engine::TupleMerge(e) => e.classify(key),
+            Engine::Fast(e) => e.classify(key),
+        }
+    }
+    fn classify_batch(&self, keys: &[K], out: &mut [Option<RuleId>]) {
+        match self {
+            Engine::Linear(e) => e.classify_batch(keys, out),
+            Engine::TupleMerge(e) => e.classify_batch(keys, out),
+            Engine::Fast(e) => e.classify_batch(keys, out),
+        }
+    }
+    fn classify_counted(&self, key: &K) -> (Option<RuleId>, u32) {
+        match self {
+            Engine::Linear(e) => e.classify_counted(key),
+            Engine::TupleMerge(e) => e.classify_counted(key),
+            Engine::Fast(e) => e.classify_counted(key),
         }
     }
     fn memory_bytes(&self) -> usize {
         match self {
             Engine::Linear(e) => e.memory_bytes(),
             Engine::TupleMerge(e) => e.memory_bytes(),
+            Engine::Fast(e) => e.memory_bytes(),
         }
     }
 }

@@ -29,6 +29,9 @@ use crate::packet::key::{FiveTuple, ThreeTuple};
 use crate::policy::model::{AddrMatch, FiveMatch, LabelMatch, Policy, Prefix, ThreeMatch};
 use rustc_hash::FxHashMap;
 
+/// The fast engines (the cost model's choice) under their old path.
+pub use super::fast::{FastFive, FastThree};
+
 /// Most entries a table bucket takes before a rule has to go to another (or a new) table.
 pub const COLLISION_LIMIT: usize = 32;
 
@@ -52,7 +55,7 @@ impl Default for TmConfig {
 
 /// A key type the TupleMerge engine can classify: its fields as (src, dst, extra bits), and how
 /// a rule of that key type splits into hashable entries plus a residual check.
-pub trait TmKey: Key + Sized {
+pub trait TmKey: Key + Sized + Send + Sync {
     /// What an entry checks beyond its two prefixes (label, or protocol and ports).
     type Residual: Copy + Send + Sync + std::fmt::Debug;
     /// The source address.
@@ -69,6 +72,19 @@ pub trait TmKey: Key + Sized {
     fn residual_ok(r: &Self::Residual, key: &Self) -> bool;
     /// The extra-bits mask a new table uses for an entry with mask `mask`.
     fn relax_extra(mask: u64) -> u64;
+    /// How many of [`TmKey::extra_point`]'s coordinates are used (the label; or the protocol
+    /// and both ports).
+    const EXTRA_DIMS: usize;
+    /// The non-address fields as separate coordinates (unused ones 0), for decision trees.
+    fn extra_point(&self) -> [u64; 3];
+    /// The smallest box (an inclusive range per coordinate of [`TmKey::extra_point`]) holding
+    /// every key the rule's non-address fields match, and whether it holds no other key (a
+    /// label value/mask whose free bits are not the low ones is not a box). An empty field is
+    /// `(1, 0)`.
+    fn extra_box(m: &Self::Match) -> ([(u64, u64); 3], bool);
+    /// The key with these addresses and [`TmKey::extra_point`] coordinates (truncated to the
+    /// fields' widths), for sample keys.
+    fn from_point(src: u128, dst: u128, extra: [u64; 3]) -> Self;
 }
 
 /// The residual check of a 3-tuple entry: `label & mask == value && lo <= label <= hi`, which
@@ -115,6 +131,38 @@ fn range_prefix(lo: u32, hi: u32, width: u32) -> (u32, u32) {
 
 impl TmKey for ThreeTuple {
     type Residual = LabelCheck;
+    const EXTRA_DIMS: usize = 1;
+    #[inline]
+    fn extra_point(&self) -> [u64; 3] {
+        [u64::from(self.label.value()), 0, 0]
+    }
+    fn from_point(src: u128, dst: u128, extra: [u64; 3]) -> Self {
+        ThreeTuple {
+            src,
+            dst,
+            label: crate::FlowLabel::from_low_bits(extra[0] as u32),
+        }
+    }
+    fn extra_box(m: &ThreeMatch) -> ([(u64, u64); 3], bool) {
+        const MAX: u32 = crate::FlowLabel::MASK;
+        let ((lo, hi), exact) = match m.label {
+            LabelMatch::Any => ((0, MAX), true),
+            LabelMatch::Exact(v) => ((v.value(), v.value()), true),
+            LabelMatch::Masked { value, mask } => {
+                let mask = mask & MAX;
+                if value & !mask != 0 {
+                    ((1, 0), true)
+                } else {
+                    let free = MAX & !mask;
+                    // Exact when the free bits are the low ones: then the set is one range.
+                    ((value, value | free), free & free.wrapping_add(1) == 0)
+                }
+            }
+            LabelMatch::Range { lo, hi } => ((lo.value(), hi.value()), true),
+        };
+        let (lo, hi) = if lo > hi { (1, 0) } else { (lo, hi) };
+        ([(u64::from(lo), u64::from(hi)), (0, 0), (0, 0)], exact)
+    }
     #[inline]
     fn src(&self) -> u128 {
         self.src
@@ -204,6 +252,35 @@ const SPORT_SHIFT: u32 = 16;
 
 impl TmKey for FiveTuple {
     type Residual = PortCheck;
+    const EXTRA_DIMS: usize = 3;
+    #[inline]
+    fn extra_point(&self) -> [u64; 3] {
+        [
+            u64::from(self.proto),
+            u64::from(self.sport),
+            u64::from(self.dport),
+        ]
+    }
+    fn from_point(src: u128, dst: u128, extra: [u64; 3]) -> Self {
+        FiveTuple {
+            src,
+            dst,
+            proto: extra[0] as u8,
+            sport: extra[1] as u16,
+            dport: extra[2] as u16,
+        }
+    }
+    fn extra_box(m: &FiveMatch) -> ([(u64, u64); 3], bool) {
+        let proto = m.proto.map_or((0, 255), |p| (u64::from(p), u64::from(p)));
+        let port = |p: crate::policy::model::PortMatch| {
+            if p.lo > p.hi {
+                (1, 0)
+            } else {
+                (u64::from(p.lo), u64::from(p.hi))
+            }
+        };
+        ([proto, port(m.sport), port(m.dport)], true)
+    }
     #[inline]
     fn src(&self) -> u128 {
         self.src
@@ -261,20 +338,20 @@ impl TmKey for FiveTuple {
     }
 }
 
-/// One hashable piece of a rule.
+/// One hashable piece of a rule: one (src prefix, dst prefix) pair of it and its residual check.
 #[derive(Clone, Copy, Debug)]
-struct Entry<R> {
-    src: u128,
-    dst: u128,
-    rule: u32,
-    slen: u8,
-    dlen: u8,
-    res: R,
+pub(crate) struct Entry<R> {
+    pub(crate) src: u128,
+    pub(crate) dst: u128,
+    pub(crate) rule: u32,
+    pub(crate) slen: u8,
+    pub(crate) dlen: u8,
+    pub(crate) res: R,
 }
 
 impl<R> Entry<R> {
     #[inline(always)]
-    fn addrs_ok(&self, s: u128, d: u128) -> bool {
+    pub(crate) fn addrs_ok(&self, s: u128, d: u128) -> bool {
         (s & Prefix::mask_of(self.slen) == self.src) & (d & Prefix::mask_of(self.dlen) == self.dst)
     }
 }
@@ -317,15 +394,28 @@ struct Table {
     base: u32,
 }
 
+/// Multiplies two words to 128 bits and folds the halves (wyhash's `mum`): every output bit
+/// depends on every input bit.
+#[inline(always)]
+fn mum(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p >> 64) as u64 ^ p as u64
+}
+
 #[inline(always)]
 fn hash(s: u128, d: u128, e: u64) -> u64 {
-    // FxHash-style word mixing, then a final multiply so the top bits depend on every word.
-    const K: u64 = 0xf135_7aea_2e62_a9c5;
-    let mut h = (s >> 64) as u64;
-    for w in [s as u64, (d >> 64) as u64, d as u64, e] {
-        h = (h.rotate_left(26) ^ w).wrapping_mul(K);
-    }
-    (h ^ (h >> 29)).wrapping_mul(K)
+    // Each address is folded by one 64x64->128 multiply, the two in parallel, then a third
+    // combines them with the extra bits: two multiplies deep instead of a chain of five.
+    const K: [u64; 5] = [
+        0xa076_1d64_78bd_642f,
+        0xe703_7ed1_a0b4_28db,
+        0x8ebc_6af0_9c88_c6e3,
+        0x5899_65cc_7537_4cc3,
+        0x1d8e_4e27_c47d_124f,
+    ];
+    let a = mum((s >> 64) as u64 ^ K[0], s as u64 ^ K[1]);
+    let b = mum((d >> 64) as u64 ^ K[2], d as u64 ^ K[3]);
+    mum(a ^ e, b ^ K[4])
 }
 
 /// The TupleMerge engine for one key type.
@@ -359,121 +449,149 @@ impl BuildTable {
     }
 }
 
-impl<K: TmKey> TupleMerge<K> {
-    /// Builds the engine from the policy's rules of this key type.
-    pub fn new(policy: &Policy) -> Self {
-        Self::from_matches(&K::rules(policy))
-    }
+/// A policy's rules expanded into entries, with each entry's tuple and its fixed extra bits.
+pub(crate) struct Expanded<R> {
+    pub(crate) entries: Vec<Entry<R>>,
+    tuples: Vec<Tuple>,
+    evals: Vec<u64>,
+}
 
-    /// Builds the engine from rules in priority order.
-    pub fn from_matches(rules: &[&K::Match]) -> Self {
-        Self::with_config(rules, TmConfig::default())
-    }
-
-    /// Builds the engine with explicit parameters.
-    pub fn with_config(rules: &[&K::Match], cfg: TmConfig) -> Self {
-        let step = cfg.addr_step.max(1);
-        let any = [Prefix { addr: 0, len: 0 }];
-        let mut entries: Vec<Entry<K::Residual>> = Vec::with_capacity(rules.len());
-        let mut tuples: Vec<Tuple> = Vec::with_capacity(rules.len());
-        let mut evals: Vec<u64> = Vec::with_capacity(rules.len());
-        for (i, m) in rules.iter().enumerate() {
-            let (sa, da) = K::addrs(m);
-            let srcs: &[Prefix] = if sa.is_any() { &any } else { &sa.0 };
-            let dsts: &[Prefix] = if da.is_any() { &any } else { &da.0 };
-            let (eval, emask, res) = K::extra_part(m);
-            for s in srcs {
-                for d in dsts {
-                    let s = Prefix::new(s.addr, s.len.min(128));
-                    let d = Prefix::new(d.addr, d.len.min(128));
-                    entries.push(Entry {
-                        src: s.addr,
-                        dst: d.addr,
-                        rule: i as u32,
-                        slen: s.len,
-                        dlen: d.len,
-                        res,
-                    });
-                    tuples.push(Tuple {
-                        slen: s.len,
-                        dlen: d.len,
-                        emask,
-                    });
-                    evals.push(eval & emask);
-                }
-            }
-        }
-
-        // Assign each entry (in priority order) to the most specific table that fits it and
-        // has room in its bucket, else to a new table with a relaxed tuple.
-        let mut tables: Vec<BuildTable> = Vec::new();
-        // Table indices, most specific tuple first.
-        let mut order: Vec<usize> = Vec::new();
-        let mut by_tuple: FxHashMap<Tuple, usize> = FxHashMap::default();
-        for (ei, e) in entries.iter().enumerate() {
-            let t = tuples[ei];
-            let ev = evals[ei];
-            let mut placed = false;
-            for &ti in &order {
-                let bt = &mut tables[ti];
-                if !bt.tuple.fits(&t) {
-                    continue;
-                }
-                let k = bt.key(e.src, e.dst, ev);
-                let g = bt.groups.entry(k).or_default();
-                if g.len() < cfg.collision_limit {
-                    g.push(ei as u32);
-                    placed = true;
-                    break;
-                }
-            }
-            if placed {
-                continue;
-            }
-            // A relaxed tuple's table exists only if this entry's bucket in it was full: then
-            // try finer steps, and at last the exact tuple, whose collisions (same hashed bits)
-            // nothing can split further.
-            let mut tuple = t;
-            let mut st = step;
-            while st > 1 {
-                let relaxed = Tuple {
-                    slen: t.slen - t.slen % st,
-                    dlen: t.dlen - t.dlen % st,
-                    emask: K::relax_extra(t.emask),
-                };
-                if !by_tuple.contains_key(&relaxed) {
-                    tuple = relaxed;
-                    break;
-                }
-                st /= 2;
-            }
-            let ti = *by_tuple.entry(tuple).or_insert_with(|| {
-                tables.push(BuildTable {
-                    tuple,
-                    groups: FxHashMap::default(),
+/// Expands every rule into one entry per (src prefix, dst prefix) pair, in priority order.
+pub(crate) fn expand<K: TmKey>(rules: &[&K::Match]) -> Expanded<K::Residual> {
+    let any = [Prefix { addr: 0, len: 0 }];
+    let mut x = Expanded {
+        entries: Vec::with_capacity(rules.len()),
+        tuples: Vec::with_capacity(rules.len()),
+        evals: Vec::with_capacity(rules.len()),
+    };
+    for (i, m) in rules.iter().enumerate() {
+        let (sa, da) = K::addrs(m);
+        let srcs: &[Prefix] = if sa.is_any() { &any } else { &sa.0 };
+        let dsts: &[Prefix] = if da.is_any() { &any } else { &da.0 };
+        let (eval, emask, res) = K::extra_part(m);
+        for s in srcs {
+            for d in dsts {
+                let s = Prefix::new(s.addr, s.len.min(128));
+                let d = Prefix::new(d.addr, d.len.min(128));
+                x.entries.push(Entry {
+                    src: s.addr,
+                    dst: d.addr,
+                    rule: i as u32,
+                    slen: s.len,
+                    dlen: d.len,
+                    res,
                 });
-                let ti = tables.len() - 1;
-                let pos = order
-                    .iter()
-                    .position(|&o| tables[o].tuple.specificity() < tuple.specificity())
-                    .unwrap_or(order.len());
-                order.insert(pos, ti);
-                ti
-            });
-            let bt = &mut tables[ti];
-            let k = bt.key(e.src, e.dst, ev);
-            bt.groups.entry(k).or_default().push(ei as u32);
+                x.tuples.push(Tuple {
+                    slen: s.len,
+                    dlen: d.len,
+                    emask,
+                });
+                x.evals.push(eval & emask);
+            }
         }
+    }
+    x
+}
 
-        // Merge: a table created early may be more specific than one created later for coarser
-        // rules; move each table, smallest first, into the most specific other table whose
-        // tuple fits all its entries and whose buckets stay within the limit. Fewer tables,
-        // fewer probes.
+/// The tables while they are built.
+struct Builder {
+    cfg: TmConfig,
+    /// The key type's [`TmKey::relax_extra`].
+    relax: fn(u64) -> u64,
+    tables: Vec<BuildTable>,
+    /// Table indices, most specific tuple first.
+    order: Vec<usize>,
+    by_tuple: FxHashMap<Tuple, usize>,
+}
+
+impl Builder {
+    fn new(cfg: TmConfig, relax: fn(u64) -> u64) -> Self {
+        Builder {
+            cfg,
+            relax,
+            tables: Vec::new(),
+            order: Vec::new(),
+            by_tuple: FxHashMap::default(),
+        }
+    }
+
+    /// Assigns each entry (in priority order) to the most specific table that fits it and has
+    /// room in its bucket, else to a new table with a relaxed tuple.
+    fn place<R>(&mut self, x: &Expanded<R>) {
+        for (ei, e) in x.entries.iter().enumerate() {
+            let (t, ev) = (x.tuples[ei], x.evals[ei]);
+            let placed = self.order.iter().any(|&ti| {
+                let bt = &mut self.tables[ti];
+                if !bt.tuple.fits(&t) {
+                    return false;
+                }
+                let g = bt.groups.entry(bt.key(e.src, e.dst, ev)).or_default();
+                let room = g.len() < self.cfg.collision_limit;
+                if room {
+                    g.push(ei as u32);
+                }
+                room
+            });
+            if !placed {
+                let ti = self.table_for(t);
+                let bt = &mut self.tables[ti];
+                let k = bt.key(e.src, e.dst, ev);
+                bt.groups.entry(k).or_default().push(ei as u32);
+            }
+        }
+    }
+
+    /// The table a new entry with tuple `t` goes to when no existing table had room. A relaxed
+    /// tuple's table exists only if this entry's bucket in it was full: then try finer steps,
+    /// and at last the exact tuple, whose collisions (same hashed bits) nothing can split.
+    fn table_for(&mut self, t: Tuple) -> usize {
+        let mut tuple = t;
+        let mut st = self.cfg.addr_step.max(1);
+        while st > 1 {
+            let relaxed = Tuple {
+                slen: t.slen - t.slen % st,
+                dlen: t.dlen - t.dlen % st,
+                emask: (self.relax)(t.emask),
+            };
+            if !self.by_tuple.contains_key(&relaxed) {
+                tuple = relaxed;
+                break;
+            }
+            st /= 2;
+        }
+        if let Some(&ti) = self.by_tuple.get(&tuple) {
+            return ti;
+        }
+        self.tables.push(BuildTable {
+            tuple,
+            groups: FxHashMap::default(),
+        });
+        let ti = self.tables.len() - 1;
+        self.by_tuple.insert(tuple, ti);
+        let pos = self
+            .order
+            .iter()
+            .position(|&o| self.tables[o].tuple.specificity() < tuple.specificity())
+            .unwrap_or(self.order.len());
+        self.order.insert(pos, ti);
+        ti
+    }
+
+    /// Merges tables: a table created early may be more specific than one created later for
+    /// coarser rules; move each table, smallest first, into the most specific other table
+    /// whose tuple fits all its entries and whose buckets stay within the limit. Fewer tables,
+    /// fewer probes.
+    fn merge<R>(&mut self, x: &Expanded<R>) {
+        let tables = &mut self.tables;
         let mut by_size: Vec<usize> = (0..tables.len()).collect();
         by_size.sort_by_key(|&ti| tables[ti].groups.values().map(Vec::len).sum::<usize>());
         let mut alive = vec![true; tables.len()];
         let mut adds: FxHashMap<MKey, usize> = FxHashMap::default();
         let mut moving: Vec<u32> = Vec::new();
+        let key_of = |bt: &BuildTable, e: u32| {
+            let en = &x.entries[e as usize];
+            bt.key(en.src, en.dst, x.evals[e as usize])
+        };
         for &ti in &by_size {
             moving.clear();
             moving.extend(tables[ti].groups.values().flatten().copied());
@@ -481,41 +599,42 @@ impl<K: TmKey> TupleMerge<K> {
                 alive[ti] = false;
                 continue;
             }
-            let target = order.iter().copied().find(|&tj| {
+            let target = self.order.iter().copied().find(|&tj| {
                 if tj == ti || !alive[tj] {
                     return false;
                 }
                 let bt = &tables[tj];
-                if !moving.iter().all(|&e| bt.tuple.fits(&tuples[e as usize])) {
+                if !moving.iter().all(|&e| bt.tuple.fits(&x.tuples[e as usize])) {
                     return false;
                 }
                 adds.clear();
                 moving.iter().all(|&e| {
-                    let en = &entries[e as usize];
-                    let k = bt.key(en.src, en.dst, evals[e as usize]);
+                    let k = key_of(bt, e);
                     let a = adds.entry(k).or_default();
                     *a += 1;
-                    bt.groups.get(&k).map_or(0, Vec::len) + *a <= cfg.collision_limit
+                    bt.groups.get(&k).map_or(0, Vec::len) + *a <= self.cfg.collision_limit
                 })
             });
             if let Some(tj) = target {
                 for &e in &moving {
-                    let en = &entries[e as usize];
-                    let k = tables[tj].key(en.src, en.dst, evals[e as usize]);
+                    let k = key_of(&tables[tj], e);
                     tables[tj].groups.entry(k).or_default().push(e);
                 }
                 tables[ti].groups = FxHashMap::default();
                 alive[ti] = false;
             }
         }
+    }
 
-        // Freeze: flat bucket offsets per table, entries grouped by bucket, sorted by rule.
-        let mut frozen: Vec<Table> = Vec::with_capacity(tables.len());
+    /// Freezes the tables into flat bucket offsets per table and entries grouped by bucket,
+    /// sorted by rule; tables in order of their best rule. Tables are consumed one by one so
+    /// that their maps are freed as they are frozen.
+    fn freeze<K: TmKey>(self, entries: &[Entry<K::Residual>]) -> TupleMerge<K> {
+        let mut frozen: Vec<Table> = Vec::with_capacity(self.tables.len());
         let mut offsets: Vec<u32> = Vec::new();
         let mut out: Vec<Entry<K::Residual>> = Vec::with_capacity(entries.len());
-        // Tables are consumed one by one so that their maps are freed as they are frozen.
         let mut placed: Vec<(u32, u32)> = Vec::new();
-        for bt in tables {
+        for bt in self.tables {
             let n = bt.groups.values().filter(|g| !g.is_empty()).count();
             if n == 0 {
                 continue;
@@ -559,42 +678,55 @@ impl<K: TmKey> TupleMerge<K> {
             entries: out,
         }
     }
+}
+impl<K: TmKey> TupleMerge<K> {
+    /// Builds the engine from the policy's rules of this key type.
+    pub fn new(policy: &Policy) -> Self {
+        Self::from_matches(&K::rules(policy))
+    }
+
+    /// Builds the engine from rules in priority order.
+    pub fn from_matches(rules: &[&K::Match]) -> Self {
+        Self::with_config(rules, TmConfig::default())
+    }
+
+    /// Builds the engine with explicit parameters, in four phases: expand the rules into
+    /// entries, place each entry in a table, merge tables into coarser ones, freeze the tables
+    /// into flat arrays.
+    pub fn with_config(rules: &[&K::Match], cfg: TmConfig) -> Self {
+        let entries = expand::<K>(rules);
+        let mut b = Builder::new(cfg, K::relax_extra);
+        b.place(&entries);
+        b.merge(&entries);
+        b.freeze::<K>(&entries.entries)
+    }
 
     /// The first matching rule index, or `None`.
     #[inline]
     pub fn lookup(&self, key: &K) -> Option<RuleId> {
-        let (s, d, x) = (key.src(), key.dst(), key.extra());
-        let mut best = u32::MAX;
-        for t in &self.tables {
-            if t.best >= best {
-                break;
-            }
-            let h = hash(s & t.smask, d & t.dmask, x & t.emask);
-            let b = t.base as usize + (h >> t.shift) as usize;
-            let (lo, hi) = (self.offsets[b] as usize, self.offsets[b + 1] as usize);
-            for e in &self.entries[lo..hi] {
-                if e.rule >= best {
-                    break;
-                }
-                if e.addrs_ok(s, d) && K::residual_ok(&e.res, key) {
-                    best = e.rule;
-                    break;
-                }
-            }
-        }
-        (best != u32::MAX).then_some(RuleId(best))
+        self.search::<false>(key).0
     }
 
     /// Like [`TupleMerge::lookup`], also counting the tables probed and the entries checked
-    /// (for tuning and reports; not the hot path).
+    /// (for tuning and reports; the same loop as `lookup`).
     pub fn lookup_counted(&self, key: &K) -> (Option<RuleId>, usize, usize) {
+        self.search::<true>(key)
+    }
+
+    /// The lookup loop: tables in order of their best rule, stopping once a table cannot beat
+    /// the match found so far. With `COUNT`, also the tables probed and the entries checked
+    /// (the counters compile away without it).
+    #[inline(always)]
+    fn search<const COUNT: bool>(&self, key: &K) -> (Option<RuleId>, usize, usize) {
         let (s, d, x) = (key.src(), key.dst(), key.extra());
         let (mut best, mut probes, mut checks) = (u32::MAX, 0, 0);
         for t in &self.tables {
             if t.best >= best {
                 break;
             }
-            probes += 1;
+            if COUNT {
+                probes += 1;
+            }
             let h = hash(s & t.smask, d & t.dmask, x & t.emask);
             let b = t.base as usize + (h >> t.shift) as usize;
             let (lo, hi) = (self.offsets[b] as usize, self.offsets[b + 1] as usize);
@@ -602,7 +734,9 @@ impl<K: TmKey> TupleMerge<K> {
                 if e.rule >= best {
                     break;
                 }
-                checks += 1;
+                if COUNT {
+                    checks += 1;
+                }
                 if e.addrs_ok(s, d) && K::residual_ok(&e.res, key) {
                     best = e.rule;
                     break;
@@ -647,17 +781,17 @@ where
         self.lookup(key)
     }
 
+    fn classify_counted(&self, key: &K) -> (Option<RuleId>, u32) {
+        let (r, probes, _) = self.search::<true>(key);
+        (r, probes as u32)
+    }
+
     fn memory_bytes(&self) -> usize {
         self.tables.capacity() * std::mem::size_of::<Table>()
             + self.offsets.capacity() * 4
             + self.entries.capacity() * std::mem::size_of::<Entry<K::Residual>>()
     }
 }
-
-/// The fast 3-tuple engine.
-pub type FastThree = TupleMerge<ThreeTuple>;
-/// The fast 5-tuple engine.
-pub type FastFive = TupleMerge<FiveTuple>;
 
 #[cfg(test)]
 mod tests {
@@ -802,7 +936,7 @@ mod tests {
             m("2001:db8:3::/48"),
             m("2001:db8:1::/48"),
         ];
-        let fast = FastThree::new(&policy(rules, vec![]));
+        let fast = TupleMerge::<ThreeTuple>::new(&policy(rules, vec![]));
         assert_eq!(fast.stats().tables, 1);
         let k = |a: &str| ThreeTuple {
             src: a.parse::<std::net::Ipv6Addr>().unwrap().into(),
@@ -824,6 +958,6 @@ mod tests {
             label: FlowLabel::ZERO,
         };
         assert_eq!(FastThree::new(&pol).classify(&k), None);
-        assert_eq!(FastThree::new(&pol).stats().tables, 0);
+        assert_eq!(TupleMerge::<ThreeTuple>::new(&pol).stats().tables, 0);
     }
 }

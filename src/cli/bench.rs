@@ -238,6 +238,7 @@ fn table(o: &Out<'_>) -> String {
         "bytes",
         "key ns",
         "lookup ns",
+        "probes",
         "Mpps",
         "mismatches",
     ]);
@@ -251,6 +252,7 @@ fn table(o: &Out<'_>) -> String {
             e.bytes.to_string(),
             format!("{:.1}", e.key_ns),
             format!("{:.1}", e.lookup_ns),
+            format!("{:.2}", e.probes),
             format!("{:.2}", e.pps / 1e6),
             e.mismatches.to_string(),
         ]);

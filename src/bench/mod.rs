@@ -95,8 +95,12 @@ pub struct EngineRow {
     pub bytes: usize,
     /// Nanoseconds per packet to extract this tuple kind's key.
     pub key_ns: f64,
-    /// Nanoseconds per key to classify it.
+    /// Nanoseconds per key to classify it, one key at a time.
     pub lookup_ns: f64,
+    /// Nanoseconds per key when keys are classified in batches of [`BATCH`]
+    /// ([`Classifier::classify_batch`]), as DPDK's `rte_acl_classify` takes them: engines that
+    /// walk several keys side by side (HyperSplit) overlap their memory loads.
+    pub batch_ns: f64,
     /// Packets per second for key extraction and lookup together.
     pub pps: f64,
     /// Keys on which this engine disagrees with the linear reference.
@@ -205,6 +209,9 @@ fn thread_time() -> Duration {
 
 /// Repeats `f` over at least `min` of the thread's CPU time; returns nanoseconds per call of
 /// `f` divided by `per` (the items `f` processes).
+/// Keys per call when lookups are timed in batches.
+pub const BATCH: usize = 64;
+
 fn time_per(per: usize, min: Duration, mut f: impl FnMut() -> u64) -> f64 {
     if per == 0 {
         return 0.0;
@@ -343,6 +350,16 @@ fn row<K: Key, C: Classifier<K>>(
         }
         acc
     });
+    let mut out = [None; BATCH];
+    let batch_ns = time_per(keys.len(), min, || {
+        let mut acc = 0u64;
+        for chunk in keys.chunks(BATCH) {
+            let out = &mut out[..chunk.len()];
+            c.classify_batch(black_box(chunk), out);
+            acc = acc.wrapping_add(out.iter().flatten().map(|r| u64::from(r.0)).sum::<u64>());
+        }
+        acc
+    });
     let probes = if keys.is_empty() {
         0.0
     } else {
@@ -366,6 +383,7 @@ fn row<K: Key, C: Classifier<K>>(
         bytes: c.memory_bytes(),
         key_ns,
         lookup_ns,
+        batch_ns,
         pps,
         mismatches,
         probes,

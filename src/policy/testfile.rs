@@ -28,6 +28,7 @@ use crate::packet::IpNumber;
 use crate::policy::diagnostic::{Code, Diagnostic};
 use crate::policy::explain::{self, FiveFields, Verdict};
 use crate::policy::model::{Action, Policy};
+use crate::policy::parse::PErr;
 use crate::policy::syntax::{Span, TupleKind};
 use nom::Parser;
 use nom::bytes::complete::take_while1;
@@ -75,13 +76,6 @@ pub struct Expect {
     pub action: Action,
     pub by: Option<At<By>>,
     pub span: Span,
-}
-
-/// A syntax error: where, and what was expected there.
-#[derive(Debug)]
-struct PErr<'a> {
-    at: &'a str,
-    expected: &'static str,
 }
 
 type PResult<'a, T> = Result<(&'a str, T), PErr<'a>>;
@@ -166,16 +160,7 @@ impl<'s> P<'s> {
     }
 
     fn error(&mut self, e: PErr<'s>) {
-        let (found, len) = crate::policy::parse::token_at(e.at);
-        let start = self.off(e.at);
-        self.diags.push(
-            Diagnostic::new(
-                Code::TestSyntax,
-                format!("expected {}, found {found}", e.expected),
-                Span::new(start, start + len),
-            )
-            .with_label(format!("expected {}", e.expected)),
-        );
+        self.diags.push(e.diagnostic(self.src, Code::TestSyntax));
     }
 
     fn file(&mut self) -> TestFile {

@@ -18,22 +18,8 @@ use std::process::Command;
 use support::compile::*;
 use support::flowpol;
 use support::gate::require_root;
-use support::netns::VethPair;
+use support::netns::{VethPair, mac};
 use support::proc::spawn_until;
-
-fn mac(ns: &str, ifc: &str) -> [u8; 6] {
-    let o = Command::new("ip")
-        .args(["-n", ns, "-j", "link", "show", ifc])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let s = v[0]["address"].as_str().unwrap();
-    let b: Vec<u8> = s
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16).unwrap())
-        .collect();
-    b.try_into().unwrap()
-}
 
 fn addr(s: &str) -> u128 {
     u128::from(s.parse::<std::net::Ipv6Addr>().unwrap())
@@ -137,23 +123,6 @@ fn stats(ns: &str) -> serde_json::Value {
         String::from_utf8_lossy(&o.stderr)
     );
     serde_json::from_slice(&o.stdout).unwrap()
-}
-
-/// Stops the sender's own IPv6 traffic (router solicitations, MLD reports) so that every packet
-/// the receiver's chain sees is one the test sent: frames go out by AF_PACKET regardless.
-fn quiet(pair: &VethPair) -> &VethPair {
-    let o = support::netns::exec(
-        &pair.a,
-        &[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{}.disable_ipv6=1", pair.a_if),
-        ],
-    )
-    .output()
-    .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    pair
 }
 
 /// Loads `policy` compiled for `engine` into `pair.b` on `hook` (input: frames to b's address;
@@ -399,7 +368,7 @@ fn kernel_counters_equal_flowpol_per_rule() {
         return;
     }
     let pair = VethPair::new("ck");
-    let pair = quiet(&pair);
+    let pair = pair.quiet_a();
     let b = addr(&pair.b_addr);
     let policy = policy(Prefix::new(b, 64));
     let pkts = packets(b);
@@ -423,7 +392,7 @@ fn kernel_counters_equal_flowpol_per_rule_five() {
         return;
     }
     let pair = VethPair::new("ck5");
-    let pair = quiet(&pair);
+    let pair = pair.quiet_a();
     let b = addr(&pair.b_addr);
     let b_net = AddrMatch(vec![Prefix::new(b, 64)]);
     let p48 = |n: u128| AddrMatch(vec![Prefix::new(DB8 | (n << 80), 48)]);
@@ -531,7 +500,7 @@ fn kernel_counters_equal_flowpol_on_random_policies() {
         return;
     }
     let pair = VethPair::new("ckr");
-    let pair = quiet(&pair);
+    let pair = pair.quiet_a();
     for seed in [11u64, 12, 13] {
         // Disjoint rules first (an overlapping policy may open with a catch-all), with a few
         // overlapping ones among them, then an overlapping tail.

@@ -8,7 +8,7 @@
 
 use flowpol::FlowLabel;
 use flowpol::classify::{Classifier, Linear};
-use flowpol::packet::{FiveTuple, ThreeTuple};
+use flowpol::packet::{FiveTuple, IpNumber, ThreeTuple};
 use flowpol::policy::diff::{DiffBudget, Example, PolicyDiff, TupleDiff, diff};
 use flowpol::policy::model::*;
 use proptest::prelude::*;
@@ -86,7 +86,7 @@ fn ports() -> impl Strategy<Value = PortMatch> {
 fn five_match() -> impl Strategy<Value = FiveMatch> {
     let proto = prop::option::of(prop_oneof![Just(6u8), Just(17), Just(58), Just(0)]);
     (addrs(), addrs(), proto, ports(), ports()).prop_map(|(src, dst, proto, sport, dport)| {
-        let with = proto.is_some_and(proto_has_ports);
+        let with = proto.is_some_and(|p| IpNumber(p).has_ports());
         FiveMatch {
             src,
             dst,
@@ -196,7 +196,7 @@ fn five_keys() -> impl Iterator<Item = FiveTuple> {
     ADDRS.into_iter().flat_map(|src| {
         ADDRS.into_iter().flat_map(move |dst| {
             PROTOS.into_iter().flat_map(move |proto| {
-                let ports: Vec<u16> = if proto_has_ports(proto) {
+                let ports: Vec<u16> = if IpNumber(proto).has_ports() {
                     PORTS.to_vec()
                 } else {
                     vec![0]

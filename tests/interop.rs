@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 use support::flowpol;
 use support::gate::require_root;
-use support::netns::{VethPair, sh};
+use support::netns::{VethPair, sh, sysctl};
 
 /// The addresses of namespace `a` the probe must find.
 struct Host {
@@ -419,15 +419,7 @@ fn table_and_markdown_show_the_context() {
     let h = host("ic");
     let ns = &h.pair.a;
     // bindv6only is per namespace: set it here and see it reported, and its effect.
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        "sysctl",
-        "-qw",
-        "net.ipv6.bindv6only=1",
-    ]);
+    sysctl(ns, "net.ipv6.bindv6only=1");
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let kernel = kernel.trim();
 

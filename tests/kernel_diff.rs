@@ -13,7 +13,7 @@ use std::process::Command;
 use support::compile::write_pcap;
 use support::flowpol;
 use support::gate::{have, require_root};
-use support::netns::VethPair;
+use support::netns::{VethPair, mac};
 
 // ---------------------------------------------------------------------------------------------
 // Packets
@@ -92,20 +92,6 @@ fn eth(dmac: [u8; 6], smac: [u8; 6], pkt: &[u8]) -> Vec<u8> {
 
 // ---------------------------------------------------------------------------------------------
 // The three views
-
-fn mac(ns: &str, ifc: &str) -> [u8; 6] {
-    let o = Command::new("ip")
-        .args(["-n", ns, "-j", "link", "show", ifc])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let s = v[0]["address"].as_str().unwrap();
-    let b: Vec<u8> = s
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16).unwrap())
-        .collect();
-    b.try_into().unwrap()
-}
 
 /// Packets per counter: rule names, `default`, and (five) `unavailable`.
 type Counts = BTreeMap<String, u64>;
@@ -261,23 +247,6 @@ struct Case<'a> {
     bpf_plain: Vec<bool>,
 }
 
-/// Stops the sender's own IPv6 traffic (router solicitations, MLD reports) so that every packet
-/// the receiver's chain counts is one the test sent.
-fn quiet(pair: VethPair) -> VethPair {
-    let o = support::netns::exec(
-        &pair.a,
-        &[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{}.disable_ipv6=1", pair.a_if),
-        ],
-    )
-    .output()
-    .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    pair
-}
-
 /// Checks every view against flowpol; returns flowpol's counts.
 fn agree(pair: &VethPair, case: &Case) -> Counts {
     let dir = tempfile::tempdir().unwrap();
@@ -388,7 +357,8 @@ fn tcp_behind_an_authentication_header_is_protocol_51_for_flowpol_as_for_nft() {
     if !gate("ah") {
         return;
     }
-    let pair = quiet(VethPair::new("ah"));
+    let pair = VethPair::new("ah");
+    pair.quiet_a();
     let packets = vec![
         ip6(1, None, 51, addr(A), addr(B), &ah(6, &tcp(1234, 443))),
         ip6(2, None, 51, addr(A), addr(B), &ah(17, &udp(53, 53))),
@@ -415,7 +385,8 @@ fn a_second_fragment_header_with_an_offset_is_unavailable_in_flowpol_and_nft() {
     if !gate("dfrag") {
         return;
     }
-    let pair = quiet(VethPair::new("dfrag"));
+    let pair = VethPair::new("dfrag");
+    pair.quiet_a();
     let two = frag(44, 0, true, &frag(6, 3, false, &[0u8; 16]));
     let packets = vec![
         ip6(1, None, 44, addr(A), addr(B), &two),
@@ -458,7 +429,8 @@ fn payload_length_zero_without_hop_by_hop_is_unavailable_in_flowpol_and_nft() {
     if !gate("plen0") {
         return;
     }
-    let pair = quiet(VethPair::new("plen0"));
+    let pair = VethPair::new("plen0");
+    pair.quiet_a();
     let packets = vec![
         ip6(1, Some(0), 6, addr(A), addr(B), &tcp(1234, 80)),
         ip6(2, Some(0), 58, addr(A), addr(B), &ICMP_ECHO),
@@ -485,7 +457,8 @@ fn a_short_tcp_header_gets_one_answer_in_both_encodings_and_in_flowpol() {
     if !gate("short") {
         return;
     }
-    let pair = quiet(VethPair::new("short"));
+    let pair = VethPair::new("short");
+    pair.quiet_a();
     let mut policy = String::from("default pass\nfive {\n");
     // Enough disjoint single-address rules that auto builds a map keyed on the ports.
     for i in 1..=200 {
@@ -532,7 +505,8 @@ fn frames_under_86dd_that_are_not_ipv6_are_selected_by_no_filter() {
     if !gate("not6") {
         return;
     }
-    let pair = quiet(VethPair::new("not6"));
+    let pair = VethPair::new("not6");
+    pair.quiet_a();
     let mut v4 = ip6(0, None, 6, addr("2001:db8::9"), addr(B), &tcp(1, 2));
     v4[0] = 0x40;
     let runt = ip6(0, None, 59, addr("2001:db8::9"), addr(B), &[])[..20].to_vec();
@@ -617,7 +591,8 @@ fn no_next_header_and_esp_have_no_five_tuple_in_flowpol_or_nft() {
     if !gate("esp") {
         return;
     }
-    let pair = quiet(VethPair::new("esp"));
+    let pair = VethPair::new("esp");
+    pair.quiet_a();
     let ours = agree(
         &pair,
         &Case {
@@ -643,7 +618,8 @@ fn filters_that_repeat_an_earlier_rules_prefix_compile_alike_with_and_without_th
     if !gate("opt") {
         return;
     }
-    let pair = quiet(VethPair::new("opt"));
+    let pair = VethPair::new("opt");
+    pair.quiet_a();
     let dst = addr("2001:db8::1");
     let ours = agree(
         &pair,
@@ -844,7 +820,8 @@ fn random_policies_get_the_same_verdicts_from_flowpol_nft_and_tcpdump() {
     if !gate("rnd") {
         return;
     }
-    let pair = quiet(VethPair::new("rnd"));
+    let pair = VethPair::new("rnd");
+    pair.quiet_a();
     for seed in 0..6u64 {
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0x16_0000 + seed);
         for engine in ["three", "five"] {

@@ -82,7 +82,7 @@ fn five_of<A: Strategy<Value = AddrMatch>, P: Strategy<Value = PortMatch>>(
     ports: impl Fn() -> P,
 ) -> impl Strategy<Value = FiveMatch> {
     (addrs(), addrs(), proto, ports(), ports()).prop_map(|(src, dst, proto, sport, dport)| {
-        let with_ports = proto.is_some_and(proto_has_ports);
+        let with_ports = proto.is_some_and(|p| IpNumber(p).has_ports());
         FiveMatch {
             src,
             dst,
@@ -340,7 +340,7 @@ proptest! {
 // Unreachable rules (W0002, W0003, W0006) against the linear engine, first match wins.
 
 use flowpol::classify::{Classifier, Linear};
-use flowpol::packet::{FiveTuple, ThreeTuple};
+use flowpol::packet::{FiveTuple, IpNumber, ThreeTuple};
 
 /// The base of the small address spaces below.
 const NET: u128 = 0x2001_0db8u128 << 96;

@@ -1,7 +1,9 @@
 //! `flowpol check`: validate policy files for CI, reporting every finding in every file.
 
 use crate::cli::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
-use crate::policy::{self, Severity, Source, diagnostic};
+use crate::policy::diagnostic::{Diagnostic, Renderer};
+use crate::policy::sarif::SarifLog;
+use crate::policy::{self, Severity, Source};
 use anyhow::Context;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -41,8 +43,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut io_failed = false;
     let (mut errors, mut warnings) = (0usize, 0usize);
-    let mut json = Vec::new();
-    let mut sarif = policy::sarif::SarifLog::new();
+    let mut printer = Printer::new(args.format);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for path in &args.files {
@@ -55,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
         };
         let (_, diags) = policy::check_source(&text);
-        let render = diagnostic::Renderer::new(Source {
+        let render = Renderer::new(Source {
             name: &name,
             text: &text,
         });
@@ -64,16 +65,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 Severity::Error => errors += 1,
                 Severity::Warning => warnings += 1,
             }
-            match args.format {
-                CheckFormat::Human => out.write_all(render.human(d).as_bytes())?,
-                CheckFormat::Github => writeln!(out, "{}", render.github(d))?,
-                CheckFormat::Json => json.push(serde_json::to_value(render.json(d))?),
-                CheckFormat::Sarif => sarif.add(&render, d),
-            }
+            printer.add(&mut out, &render, d)?;
         }
     }
     match args.format {
-        CheckFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?,
         CheckFormat::Human => {
             let files = args.files.len();
             let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
@@ -85,10 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 plural(warnings, "warning")
             )?;
         }
-        CheckFormat::Github => {}
-        CheckFormat::Sarif => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&sarif.to_value())?)?
-        }
+        _ => printer.finish(&mut out)?,
     }
     out.flush()?;
     Ok(if io_failed {
@@ -98,6 +90,55 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     } else {
         EXIT_OK
     })
+}
+
+/// Prints findings in one [`CheckFormat`], for `check` and `test`: human and GitHub lines as
+/// they come, JSON and SARIF gathered into the one document [`Printer::finish`] writes.
+pub struct Printer {
+    format: CheckFormat,
+    json: Vec<serde_json::Value>,
+    sarif: SarifLog,
+}
+
+impl Printer {
+    pub fn new(format: CheckFormat) -> Printer {
+        Printer {
+            format,
+            json: Vec::new(),
+            sarif: SarifLog::new(),
+        }
+    }
+
+    /// Prints (or gathers) one finding of the file `render` places it in.
+    pub fn add(
+        &mut self,
+        out: &mut impl Write,
+        render: &Renderer<'_>,
+        d: &Diagnostic,
+    ) -> anyhow::Result<()> {
+        match self.format {
+            CheckFormat::Human => out.write_all(render.human(d).as_bytes())?,
+            CheckFormat::Github => writeln!(out, "{}", render.github(d))?,
+            CheckFormat::Json => self.json.push(serde_json::to_value(render.json(d))?),
+            CheckFormat::Sarif => self.sarif.add(render, d),
+        }
+        Ok(())
+    }
+
+    /// Writes the JSON array or the SARIF log; the human and GitHub formats have nothing left
+    /// (a human summary line is the caller's).
+    pub fn finish(self, out: &mut impl Write) -> anyhow::Result<()> {
+        match self.format {
+            CheckFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&self.json)?)?,
+            CheckFormat::Sarif => writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&self.sarif.to_value())?
+            )?,
+            CheckFormat::Human | CheckFormat::Github => {}
+        }
+        Ok(())
+    }
 }
 
 /// Reads a policy file, or standard input for `-`; returns the display name and the text.

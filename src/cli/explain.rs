@@ -4,7 +4,6 @@ use crate::cli::{EXIT_OK, OutputFormat};
 use crate::label::FlowLabel;
 use crate::packet::IpNumber;
 use crate::policy::explain::{self, Explanation, FiveFields, Verdict};
-use crate::policy::model::proto_has_ports;
 use crate::policy::{self, Policy, Source, diagnostic};
 use anyhow::{Context, bail};
 use std::io::Write;
@@ -87,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let five = match (args.proto, args.sport, args.dport) {
         (None, None, None) => None,
         (None, _, _) => bail!("--sport and --dport need --proto"),
-        (Some(p), s, d) if proto_has_ports(p) => match (s, d) {
+        (Some(p), s, d) if IpNumber(p).has_ports() => match (s, d) {
             (Some(sport), Some(dport)) => Some(FiveFields {
                 proto: p,
                 sport,
@@ -95,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }),
             _ => bail!(
                 "protocol {} has ports: give --sport and --dport",
-                explain::show_proto(p)
+                IpNumber(p)
             ),
         },
         (Some(p), None, None) => Some(FiveFields {
@@ -105,7 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }),
         (Some(p), _, _) => bail!(
             "protocol {} has no ports: leave out --sport and --dport",
-            explain::show_proto(p)
+            IpNumber(p)
         ),
     };
     if args.label.is_none() && five.is_none() {

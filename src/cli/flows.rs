@@ -119,21 +119,36 @@ pub struct MeterInfo {
 impl MeterInfo {
     /// The human line: `meter: ...`.
     pub fn line(&self) -> String {
-        let s = &self.stats;
-        format!(
-            "meter: {} flows ({} records: {} idle, {} active, {} FIN/RST, {} at the end, {} evicted early), at most {} at once of --max-flows {} ({} bytes reserved)\n",
-            s.flows,
-            s.records(),
-            s.idle,
-            s.active,
-            s.end_of_flow,
-            s.forced,
-            s.evictions,
+        meter_line(
+            &self.stats,
+            "at the end",
             self.peak_flows,
             self.max_flows,
-            self.memory_bytes
+            &format!("{} bytes reserved", self.memory_bytes),
         )
     }
+}
+
+/// The human `meter: ...` line of `flows` and `watch`. `last` says when the flows still held
+/// were recorded (`at the end` of a capture, `at the stop` of a watch); `reserved` fills the
+/// last parentheses (the bytes the tables reserved, and what else the caller tells there).
+pub fn meter_line(
+    s: &MeterStats,
+    last: &str,
+    peak_flows: usize,
+    max_flows: usize,
+    reserved: &str,
+) -> String {
+    format!(
+        "meter: {} flows ({} records: {} idle, {} active, {} FIN/RST, {} {last}, {} evicted early), at most {peak_flows} at once of --max-flows {max_flows} ({reserved})\n",
+        s.flows,
+        s.records(),
+        s.idle,
+        s.active,
+        s.end_of_flow,
+        s.forced,
+        s.evictions,
+    )
 }
 
 /// The human line of the exporters' counters.

@@ -1,9 +1,8 @@
 //! `flowpol test FILE...`: run policy test files (the format is in `docs/testing.md`).
 
-use crate::cli::check::CheckFormat;
+use crate::cli::check::{CheckFormat, Printer};
 use crate::cli::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
 use crate::policy::diagnostic::{Code, Diagnostic, Renderer};
-use crate::policy::sarif::SarifLog;
 use crate::policy::syntax::Span;
 use crate::policy::{self, Severity, Source, testfile};
 use std::io::Write;
@@ -47,8 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     let mut out = std::io::stdout().lock();
-    let mut json = Vec::new();
-    let mut sarif = SarifLog::new();
+    let mut printer = Printer::new(args.format);
     for f in &all {
         let render = Renderer::new(Source {
             name: &f.name,
@@ -58,12 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             if d.severity == Severity::Error {
                 failed += 1;
             }
-            match args.format {
-                CheckFormat::Human => out.write_all(render.human(d).as_bytes())?,
-                CheckFormat::Github => writeln!(out, "{}", render.github(d))?,
-                CheckFormat::Json => json.push(serde_json::to_value(render.json(d))?),
-                CheckFormat::Sarif => sarif.add(&render, d),
-            }
+            printer.add(&mut out, &render, d)?;
         }
     }
     match args.format {
@@ -73,11 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             args.files.len(),
             if args.files.len() == 1 { "" } else { "s" }
         )?,
-        CheckFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?,
-        CheckFormat::Sarif => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&sarif.to_value())?)?
-        }
-        CheckFormat::Github => {}
+        _ => printer.finish(&mut out)?,
     }
     out.flush()?;
     Ok(if io_failed {

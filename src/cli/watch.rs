@@ -2,7 +2,7 @@
 //! refreshed every `--interval` seconds on stderr, the final one on stdout after SIGINT/SIGTERM,
 //! `--duration` or `--count`.
 
-use super::flows::{MeterArgs, export_line};
+use super::flows::{MeterArgs, export_line, meter_line};
 use crate::classify::{Classifier, EngineKind};
 use crate::export::ipfix::{ClassNames, ExportStats, Exports};
 use crate::packet::{FiveTuple, ThreeTuple};
@@ -501,7 +501,7 @@ fn final_summary(
                 )?;
             }
             if let Some(m) = &meter {
-                write!(out, "{}", meter_line(m))?;
+                write!(out, "{}", meter_numbers_line(m))?;
             }
             if let Some(e) = &export {
                 write!(out, "{}", export_line(e))?;
@@ -541,20 +541,13 @@ fn final_summary(
 }
 
 /// The meter's line of the final summary.
-fn meter_line(m: &MeterNumbers) -> String {
-    let s = &m.stats;
-    format!(
-        "meter: {} flows ({} records: {} idle, {} active, {} FIN/RST, {} at the stop, {} evicted early), at most {} at once of --max-flows {} ({} bytes reserved, {BYTES_PER_FLOW} a flow)\n",
-        s.flows,
-        s.records(),
-        s.idle,
-        s.active,
-        s.end_of_flow,
-        s.forced,
-        s.evictions,
+fn meter_numbers_line(m: &MeterNumbers) -> String {
+    meter_line(
+        &m.stats,
+        "at the stop",
         m.peak_flows,
         m.max_flows,
-        m.memory_bytes
+        &format!("{} bytes reserved, {BYTES_PER_FLOW} a flow", m.memory_bytes),
     )
 }
 

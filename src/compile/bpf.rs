@@ -93,10 +93,9 @@
 //! alone and by the default.
 
 use super::{CompileError, five_overlap, label_canon, three_overlap};
+use crate::packet::IpNumber;
 use crate::packet::link::ethertype;
-use crate::policy::model::{
-    Action, AddrMatch, FiveMatch, LabelMatch, Policy, Prefix, ThreeMatch, proto_has_ports,
-};
+use crate::policy::model::{Action, AddrMatch, FiveMatch, LabelMatch, Policy, Prefix, ThreeMatch};
 use crate::policy::syntax::TupleKind;
 use std::fmt::Write as _;
 
@@ -379,7 +378,7 @@ fn five_expr(at: At, name: &str, m: &FiveMatch) -> Result<Option<Vec<String>>, C
         }
         Some(p) => {
             parts.push(format!("{} = {p}", at.field(6, 1)));
-            if proto_has_ports(p) {
+            if IpNumber(p).has_ports() {
                 parts.extend(port_expr(at, 40, m.sport.lo, m.sport.hi));
                 parts.extend(port_expr(at, 42, m.dport.lo, m.dport.hi));
             } else if !(m.sport.matches(0) && m.dport.matches(0)) {

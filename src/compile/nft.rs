@@ -80,9 +80,8 @@ use super::{
     CompileError, CounterTag, DEFAULT_COUNTER, MarkPolicy, Marks, UNAVAILABLE_COUNTER,
     counter_name, disjoint_prefixes, five_overlap, label_canon, three_overlap, used_classes,
 };
-use crate::policy::model::{
-    Action, FiveMatch, LabelMatch, Policy, Prefix, ThreeMatch, proto_has_ports,
-};
+use crate::packet::IpNumber;
+use crate::policy::model::{Action, FiveMatch, LabelMatch, Policy, Prefix, ThreeMatch};
 use crate::policy::syntax::TupleKind;
 use std::fmt::Write as _;
 
@@ -243,7 +242,7 @@ impl Item {
                     reason: "ports without a protocol".into(),
                 });
             }
-            Some(p) if proto_has_ports(p) => {
+            Some(p) if IpNumber(p).has_ports() => {
                 if m.sport.is_any() && m.dport.is_any() {
                     (None, true)
                 } else {
@@ -316,7 +315,7 @@ impl Item {
             TupleKind::Three => self.label.as_range().map(|_| Shape::Three),
             TupleKind::Five => Some(match (self.proto, self.ports) {
                 (None, _) => Shape::FiveAddr,
-                (Some(p), _) if proto_has_ports(p) => Shape::FivePorts,
+                (Some(p), _) if IpNumber(p).has_ports() => Shape::FivePorts,
                 (Some(_), _) => Shape::FiveProto,
             }),
         }
@@ -656,7 +655,7 @@ const RULES_CHAIN: &str = "rules";
 /// `unavailable`. See the module documentation.
 fn transport_gate(act: &str) -> String {
     let ports: Vec<String> = (0..=u8::MAX)
-        .filter(|&p| proto_has_ports(p))
+        .filter(|&p| IpNumber(p).has_ports())
         .map(|p| p.to_string())
         .collect();
     let ports = ports.join(", ");

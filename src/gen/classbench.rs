@@ -347,11 +347,6 @@ pub struct Import {
     pub three: Vec<Imported>,
 }
 
-/// True for protocols whose packets carry ports in flowpol's 5-tuple.
-fn has_ports(p: u8) -> bool {
-    IpNumber(p).has_ports()
-}
-
 /// True for protocol numbers after which flowpol's packet walk finds no transport header: the
 /// IPv6 extension headers (IANA's "IPv6 Extension Header Types") and 59, no next header. The
 /// Authentication Header (51) is not among them: the 5-tuple stops there with protocol 51, as
@@ -369,7 +364,7 @@ impl Translation {
         let ports = !(full(r.sport) && full(r.dport));
         match r.proto {
             Some(p) if no_five_tuple(p) => Translation::NoFiveTuple,
-            Some(p) if has_ports(p) || !ports => Translation::Exact,
+            Some(p) if IpNumber(p).has_ports() || !ports => Translation::Exact,
             Some(_) if r.sport.0 == 0 && r.dport.0 == 0 => Translation::PortsDropped,
             Some(_) => Translation::PortsExcludeZero,
             None if ports => Translation::AnyProtocolPorts,
@@ -424,7 +419,7 @@ pub fn import(rules: &[CbRule], kind: As, map: Prefix) -> Import {
                     push(name.clone(), r.proto, PortMatch::ANY, PortMatch::ANY)
                 }
                 Translation::AnyProtocolPorts => {
-                    for q in (0..=u8::MAX).filter(|&q| has_ports(q)) {
+                    for q in (0..=u8::MAX).filter(|&q| IpNumber(q).has_ports()) {
                         push(format!("{name}.{}", IpNumber(q)), Some(q), sport, dport);
                     }
                 }
@@ -586,7 +581,7 @@ impl CbPacket {
         // Not reached: every trace packet builds and decodes. Said without the frame, the same.
         let five = if no_five_tuple(self.proto) {
             Err(Unavailable::UnknownHeader)
-        } else if has_ports(self.proto) {
+        } else if IpNumber(self.proto).has_ports() {
             Ok(self.five(map))
         } else {
             Ok(FiveTuple {
@@ -874,7 +869,7 @@ mod tests {
                 Ok(k) => {
                     assert!(!no_five_tuple(proto), "{proto}");
                     assert_eq!(k.proto, proto);
-                    let ports = if has_ports(proto) {
+                    let ports = if IpNumber(proto).has_ports() {
                         (1000, 2000)
                     } else {
                         (0, 0)
@@ -957,7 +952,8 @@ mod tests {
                 let m = &rule.matcher;
                 // What the check rejects (E0009): ports on a protocol without them.
                 assert!(
-                    m.sport.is_any() && m.dport.is_any() || m.proto.is_some_and(has_ports),
+                    m.sport.is_any() && m.dport.is_any()
+                        || m.proto.is_some_and(|p| IpNumber(p).has_ports()),
                     "{line}: {m:?}"
                 );
             }

@@ -4,6 +4,7 @@
 //! missing default) with the span it is about.
 
 use crate::label::FlowLabel;
+use crate::packet::IpNumber;
 use crate::policy::cover::{self, Space};
 use crate::policy::diagnostic::{Code, Diagnostic};
 use crate::policy::model::*;
@@ -576,7 +577,7 @@ impl Checker {
         let dport = self.ports(dport_f);
         let (proto, sport, dport) = (proto?, sport?, dport?);
         let has_ports = !(sport.is_any() && dport.is_any());
-        if has_ports && !proto.is_some_and(proto_has_ports) {
+        if has_ports && !proto.is_some_and(|p| IpNumber(p).has_ports()) {
             let port_field = [sport_f, dport_f]
                 .into_iter()
                 .flatten()
@@ -591,7 +592,7 @@ impl Checker {
                     "add `proto tcp`, `proto udp` or `proto sctp`".to_string(),
                 ),
                 Some(p) => (
-                    format!("protocol {} has no ports", proto_name(p).map_or(p.to_string(), str::to_string)),
+                    format!("protocol {} has no ports", IpNumber(p)),
                     "ports exist for tcp, udp, sctp, dccp and udplite: change the protocol or drop the port match".to_string(),
                 ),
             };

@@ -22,9 +22,8 @@
 
 use super::cover::{self, Dim, Set};
 use crate::label::FlowLabel;
-use crate::policy::model::{
-    Action, FiveMatch, LabelMatch, Policy, Prefix, Rule, ThreeMatch, proto_has_ports, proto_name,
-};
+use crate::packet::IpNumber;
+use crate::policy::model::{Action, FiveMatch, LabelMatch, Policy, Prefix, Rule, ThreeMatch};
 use crate::policy::syntax::TupleKind;
 use std::net::Ipv6Addr;
 
@@ -292,7 +291,7 @@ fn universe(tuple: TupleKind) -> Vec<Bx> {
         ]],
         TupleKind::Five => {
             let (with, without): (Vec<u8>, Vec<u8>) =
-                (0..=255u8).partition(|&p| proto_has_ports(p));
+                (0..=255u8).partition(|&p| IpNumber(p).has_ports());
             let set = |ps: Vec<u8>| {
                 D::Iv(Set::from_intervals(
                     ps.into_iter()
@@ -477,11 +476,8 @@ impl Example {
             s.push_str(&format!(" --label {}", show_label(l)));
         }
         if let Some(p) = self.proto {
-            match proto_name(p) {
-                Some(n) => s.push_str(&format!(" --proto {n}")),
-                None => s.push_str(&format!(" --proto {p}")),
-            }
-            if proto_has_ports(p) {
+            s.push_str(&format!(" --proto {}", IpNumber(p)));
+            if IpNumber(p).has_ports() {
                 s.push_str(&format!(
                     " --sport {} --dport {}",
                     self.sport.unwrap_or(0),
@@ -635,7 +631,7 @@ fn show_numbers(s: &Set, proto: bool) -> Vec<String> {
         .iter()
         .map(|&(lo, hi)| {
             if lo == hi {
-                match proto.then(|| proto_name(lo as u8)).flatten() {
+                match proto.then(|| IpNumber(lo as u8).name()).flatten() {
                     Some(n) => n.to_string(),
                     None => lo.to_string(),
                 }

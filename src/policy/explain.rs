@@ -3,9 +3,8 @@
 //! semantics of the engines, written out for one packet.
 
 use crate::label::FlowLabel;
-use crate::policy::model::{
-    Action, AddrMatch, LabelMatch, Policy, PortMatch, Prefix, Rule, proto_name,
-};
+use crate::packet::IpNumber;
+use crate::policy::model::{Action, AddrMatch, LabelMatch, Policy, PortMatch, Prefix, Rule};
 use serde::Serialize;
 use std::net::Ipv6Addr;
 
@@ -82,7 +81,11 @@ pub fn explain(
             miss_addr("src", &m.src, src)
                 .or_else(|| miss_addr("dst", &m.dst, dst))
                 .or_else(|| match m.proto {
-                    Some(p) if p != f.proto => Some(("proto", show_proto(p), show_proto(f.proto))),
+                    Some(p) if p != f.proto => Some((
+                        "proto",
+                        IpNumber(p).to_string(),
+                        IpNumber(f.proto).to_string(),
+                    )),
                     _ => None,
                 })
                 .or_else(|| miss_port("sport", m.sport, f.sport))
@@ -170,11 +173,6 @@ fn show_label_match(m: &LabelMatch) -> String {
         LabelMatch::Masked { value, mask } => format!("{value:#x}/{mask:#x}"),
         LabelMatch::Range { lo, hi } => format!("{}-{}", show(lo), show(hi)),
     }
-}
-
-/// A protocol number by its name when the language has one.
-pub fn show_proto(p: u8) -> String {
-    proto_name(p).map_or_else(|| p.to_string(), str::to_string)
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! tree by [`crate::policy::check`]; every rule keeps its span so a finding can point back at it.
 
 use crate::label::FlowLabel;
-use crate::packet::IpNumber;
 use crate::policy::syntax::Span;
 
 /// A rule set after checking: ordered rules for each tuple kind (first match wins) and a default.
@@ -316,16 +315,6 @@ impl FiveMatch {
             && self.sport.covers(&other.sport)
             && self.dport.covers(&other.dport)
     }
-}
-
-/// The policy-language name of a protocol number, if it has one ([`IpNumber::name`]).
-pub fn proto_name(p: u8) -> Option<&'static str> {
-    IpNumber(p).name()
-}
-
-/// True when packets of this protocol carry ports the 5-tuple can match ([`IpNumber::has_ports`]).
-pub fn proto_has_ports(p: u8) -> bool {
-    IpNumber(p).has_ports()
 }
 
 #[cfg(test)]

@@ -19,8 +19,23 @@ use std::net::IpAddr;
 /// A syntax error: where, and what the parser expected there.
 #[derive(Debug, Clone)]
 pub struct PErr<'a> {
-    at: &'a str,
-    expected: &'static str,
+    pub(crate) at: &'a str,
+    pub(crate) expected: &'static str,
+}
+
+impl PErr<'_> {
+    /// The finding `code` for this error in `src` (the text `at` is the rest of):
+    /// `expected X, found Y` under the token where parsing stopped.
+    pub(crate) fn diagnostic(&self, src: &str, code: Code) -> Diagnostic {
+        let (found, len) = token_at(self.at);
+        let start = src.len() - self.at.len();
+        Diagnostic::new(
+            code,
+            format!("expected {}, found {found}", self.expected),
+            Span::new(start, start + len),
+        )
+        .with_label(format!("expected {}", self.expected))
+    }
 }
 
 impl<'a> ParseError<&'a str> for PErr<'a> {
@@ -178,15 +193,8 @@ impl<'s> P<'s> {
 
     /// Records a syntax error at the token where parsing stopped.
     fn syntax_error(&mut self, e: PErr<'s>) {
-        let (found, len) = token_at(e.at);
-        let start = self.off(e.at);
-        let span = Span::new(start, start + len);
-        let mut d = Diagnostic::new(
-            Code::Syntax,
-            format!("expected {}, found {found}", e.expected),
-            span,
-        )
-        .with_label(format!("expected {}", e.expected));
+        let mut d = e.diagnostic(self.src, Code::Syntax);
+        let (found, _) = token_at(e.at);
         if let Some(help) = syntax_help(e.expected, &found) {
             d = d.with_help(help);
         }

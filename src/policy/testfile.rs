@@ -27,7 +27,8 @@ use crate::label::FlowLabel;
 use crate::packet::IpNumber;
 use crate::policy::diagnostic::{Code, Diagnostic};
 use crate::policy::explain::{self, FiveFields, Verdict};
-use crate::policy::model::{Action, Policy, proto_has_ports};
+use crate::policy::model::{Action, Policy};
+use crate::policy::parse::PErr;
 use crate::policy::syntax::{Span, TupleKind};
 use nom::Parser;
 use nom::bytes::complete::take_while1;
@@ -75,13 +76,6 @@ pub struct Expect {
     pub action: Action,
     pub by: Option<At<By>>,
     pub span: Span,
-}
-
-/// A syntax error: where, and what was expected there.
-#[derive(Debug)]
-struct PErr<'a> {
-    at: &'a str,
-    expected: &'static str,
 }
 
 type PResult<'a, T> = Result<(&'a str, T), PErr<'a>>;
@@ -166,16 +160,7 @@ impl<'s> P<'s> {
     }
 
     fn error(&mut self, e: PErr<'s>) {
-        let (found, len) = crate::policy::parse::token_at(e.at);
-        let start = self.off(e.at);
-        self.diags.push(
-            Diagnostic::new(
-                Code::TestSyntax,
-                format!("expected {}, found {found}", e.expected),
-                Span::new(start, start + len),
-            )
-            .with_label(format!("expected {}", e.expected)),
-        );
+        self.diags.push(e.diagnostic(self.src, Code::TestSyntax));
     }
 
     fn file(&mut self) -> TestFile {
@@ -466,13 +451,13 @@ pub fn run(file: &TestFile, policy: &Policy, policy_path: &str) -> Run {
             }
         });
         if let (Some(p), Some((_, span))) = (proto, c.sport.or(c.dport))
-            && !proto_has_ports(p)
+            && !IpNumber(p).has_ports()
         {
             bad.push(
                 invalid(
                     format!(
                         "protocol {} has no ports: packets of it have ports 0",
-                        explain::show_proto(p)
+                        IpNumber(p)
                     ),
                     span,
                 )
@@ -503,7 +488,7 @@ pub fn run(file: &TestFile, policy: &Policy, policy_path: &str) -> Run {
                         missing.push("proto");
                         None
                     }
-                    Some(p) if proto_has_ports(p) => {
+                    Some(p) if IpNumber(p).has_ports() => {
                         if sport.is_none() {
                             missing.push("sport");
                         }
@@ -582,8 +567,8 @@ pub fn run(file: &TestFile, policy: &Policy, policy_path: &str) -> Run {
                 }
                 TupleKind::Five => {
                     if let Some(f) = five {
-                        args.push_str(&format!(" --proto {}", explain::show_proto(f.proto)));
-                        if proto_has_ports(f.proto) {
+                        args.push_str(&format!(" --proto {}", IpNumber(f.proto)));
+                        if IpNumber(f.proto).has_ports() {
                             args.push_str(&format!(" --sport {} --dport {}", f.sport, f.dport));
                         }
                     }

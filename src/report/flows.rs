@@ -613,8 +613,7 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
             f.sport.map_or("-".into(), |p| p.to_string()),
             f.dst.clone(),
             f.dport.map_or("-".into(), |p| p.to_string()),
-            crate::policy::model::proto_name(f.proto)
-                .map_or_else(|| f.proto.to_string(), str::to_string),
+            crate::packet::IpNumber(f.proto).to_string(),
             f.packets.to_string(),
             labels,
             f.changes.to_string(),
@@ -659,8 +658,7 @@ pub fn render(r: &FlowsReport, limit: usize) -> String {
                 b.sport.map_or("-".into(), |p| p.to_string()),
                 b.dst.clone(),
                 b.dport.map_or("-".into(), |p| p.to_string()),
-                crate::policy::model::proto_name(b.proto)
-                    .map_or_else(|| b.proto.to_string(), str::to_string),
+                crate::packet::IpNumber(b.proto).to_string(),
                 b.why.clone(),
             ]);
         }

@@ -22,6 +22,23 @@ pub fn sh(args: &[&str]) -> Output {
     out
 }
 
+/// Sets a sysctl (`key=value`) inside the namespace `ns`, panicking when it fails.
+pub fn sysctl(ns: &str, key_value: &str) {
+    sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", key_value]);
+}
+
+/// The MAC address of the interface `ifc` in the namespace `ns`.
+pub fn mac(ns: &str, ifc: &str) -> [u8; 6] {
+    let o = sh(&["ip", "-n", ns, "-j", "link", "show", ifc]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = v[0]["address"].as_str().unwrap();
+    let b: Vec<u8> = s
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16).unwrap())
+        .collect();
+    b.try_into().unwrap()
+}
+
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// `ip netns exec NS args...` as a Command, for running or spawning.
@@ -136,24 +153,8 @@ impl VethPair {
             (a, "va", &pair.a_addr, &pair.a_addr4),
             (b, "vb", &pair.b_addr, &pair.b_addr4),
         ] {
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.accept_dad=0",
-            ]);
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{ifc}.accept_dad=0"),
-            ]);
+            sysctl(ns, "net.ipv6.conf.all.accept_dad=0");
+            sysctl(ns, &format!("net.ipv6.conf.{ifc}.accept_dad=0"));
             sh(&[
                 "ip",
                 "-n",
@@ -179,5 +180,16 @@ impl VethPair {
             sh(&["ip", "-n", ns, "link", "set", ifc, "up"]);
         }
         pair
+    }
+
+    /// Turns IPv6 off on a's interface so that a sends nothing of its own (router
+    /// solicitations, MLD reports): every packet b sees is one the test put on the wire from a
+    /// (by AF_PACKET, which needs no IPv6 on the sender).
+    pub fn quiet_a(&self) -> &VethPair {
+        sysctl(
+            &self.a,
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", self.a_if),
+        );
+        self
     }
 }

@@ -13,9 +13,8 @@ use std::time::Duration;
 use support::gate::{ci, have, shared_data};
 use support::tshark::{Occurrence, Row};
 
-#[path = "packet_encap/cases.rs"]
-mod cases;
 use cases::*;
+use support::encap as cases;
 
 // ---- comparing ----------------------------------------------------------------------------
 

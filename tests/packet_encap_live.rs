@@ -2,9 +2,8 @@
 //! end of a veth pair while `watch` reads the other, once keying the outer header and once the
 //! inner. Root only (skips elsewhere, fails under CI=true).
 
-#[path = "packet_encap/cases.rs"]
-mod cases;
 use cases::*;
+use support::encap as cases;
 
 use flowpol::packet::tunnel::Kind;
 use flowpol::packet::{LinkType, NonIpv6};

@@ -10,12 +10,14 @@
 //! - [`proc`]: a child spawned and waited on until it says it is ready;
 //! - [`tshark`]: tshark's reading of a capture, the outside truth;
 //! - [`capture`]: tcpdump captures, `flowpol sink` and pcap/pcapng files read with pcap-file;
-//! - [`compile`]: seeded policies and labelled frames for the compile tests.
+//! - [`compile`]: seeded policies and labelled frames for the compile tests;
+//! - [`encap`]: frames for every encapsulation flowpol decodes, and what it should key in them.
 
 pub mod alloc;
 pub mod capture;
 pub mod cmd;
 pub mod compile;
+pub mod encap;
 pub mod gate;
 pub mod netns;
 pub mod proc;

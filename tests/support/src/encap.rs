@@ -1,6 +1,5 @@
 //! Frames for every encapsulation, built byte by byte, and what flowpol should key in them
-//! (shared by `packet_encap.rs` and `packet_encap_live.rs`).
-#![allow(dead_code)]
+//! (used by `packet_encap.rs` and `packet_encap_live.rs`).
 
 use flowpol::packet::tunnel::Kind;
 use flowpol::packet::{LinkType, NonIpv6};

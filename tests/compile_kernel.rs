@@ -113,16 +113,11 @@ fn packets(dst: u128) -> Vec<Pkt> {
 }
 
 fn stats(ns: &str) -> serde_json::Value {
-    let o = flowpol!()
+    let out = flowpol!()
         .in_ns(ns)
         .args(["nft", "stats", "--format", "json"])
-        .output();
-    assert!(
-        o.status.success(),
-        "nft stats: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
+        .output_ok();
+    serde_json::from_str(&out).unwrap()
 }
 
 /// Loads `policy` compiled for `engine` into `pair.b` on `hook` (input: frames to b's address;

@@ -130,16 +130,11 @@ fn classify(policy: &Path, cap: &Path, engine: &str) -> Counts {
 }
 
 fn nft_counts(ns: &str) -> (u64, Counts) {
-    let o = flowpol!()
+    let out = flowpol!()
         .in_ns(ns)
         .args(["nft", "stats", "--format", "json"])
-        .output();
-    assert!(
-        o.status.success(),
-        "nft stats: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        .output_ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let c = v["rules"]
         .as_array()
         .unwrap()

@@ -360,6 +360,97 @@ proptest! {
     }
 }
 
+/// The top bits every narrowed policy shares: the IPv4-mapped prefix ::ffff:0:0/96 (whose top 64
+/// bits are zero, so the same value serves a /64).
+const NARROW_TOP: u128 = 0xffff_0000_0000;
+
+/// `m` moved inside `NARROW_TOP`'s first `drop` bits: each prefix keeps its low bits and is at
+/// least `drop` long; "any" becomes the whole narrow space.
+fn narrow_addr(m: &AddrMatch, drop: u8) -> AddrMatch {
+    let low = u128::MAX >> drop;
+    let top = (NARROW_TOP << 32) & !low;
+    if m.is_any() {
+        return AddrMatch(vec![Prefix::new(top, drop)]);
+    }
+    AddrMatch(
+        m.0.iter()
+            .map(|p| Prefix::new(top | (p.addr & low), p.len.max(drop)))
+            .collect(),
+    )
+}
+
+/// Keys outside the narrow space too: each key again with a top bit of its source or its
+/// destination flipped.
+fn with_outside<K: Copy>(keys: Vec<K>, flip: impl Fn(K, usize) -> K) -> Vec<K> {
+    let mut out = keys.clone();
+    for (i, k) in keys.into_iter().enumerate() {
+        out.push(flip(k, i));
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn narrow_five_policies_keep_only_the_low_address_bits_and_equal_linear(
+        rules in prop::collection::vec(five_match(), 0..40),
+        drop in prop::sample::select(vec![64u8, 96]),
+        seeds in prop::collection::vec(any::<u64>(), 1..200),
+    ) {
+        let rules: Vec<FiveMatch> = rules
+            .into_iter()
+            .map(|m| FiveMatch { src: narrow_addr(&m.src, drop), dst: narrow_addr(&m.dst, drop), ..m })
+            .collect();
+        let pol = policy(vec![], rules.clone());
+        let lin = Linear::<FiveTuple>::new(&pol);
+        let refs: Vec<&FiveMatch> = rules.iter().collect();
+        let tm = TupleMerge::<FiveTuple>::from_matches(&refs);
+        prop_assert!(tm.address_bits() <= 128 - drop, "{} bits", tm.address_bits());
+        let hs = HyperSplit::<FiveTuple>::from_matches(&refs, HS_CONFIGS[0]).expect("within budget");
+        let fast = FastFive::from_matches(&refs);
+        let keys = with_outside(five_keys(&rules, &seeds), |k, i| {
+            let bit = 1u128 << (127 - (i % usize::from(drop)));
+            if i % 2 == 0 { FiveTuple { src: k.src ^ bit, ..k } } else { FiveTuple { dst: k.dst ^ bit, ..k } }
+        });
+        for k in keys {
+            let want = lin.classify(&k);
+            prop_assert_eq!(tm.classify(&k), want, "tuplemerge {:?}", k);
+            prop_assert_eq!(hs.classify(&k), want, "hypersplit {:?}", k);
+            prop_assert_eq!(fast.classify(&k), want, "fast {:?}", k);
+        }
+    }
+
+    #[test]
+    fn narrow_three_policies_keep_only_the_low_address_bits_and_equal_linear(
+        rules in prop::collection::vec(three_match(), 0..40),
+        drop in prop::sample::select(vec![64u8, 96]),
+        seeds in prop::collection::vec(any::<u64>(), 1..200),
+    ) {
+        let rules: Vec<ThreeMatch> = rules
+            .into_iter()
+            .map(|m| ThreeMatch { src: narrow_addr(&m.src, drop), dst: narrow_addr(&m.dst, drop), ..m })
+            .collect();
+        let pol = policy(rules.clone(), vec![]);
+        let lin = Linear::<ThreeTuple>::new(&pol);
+        let refs: Vec<&ThreeMatch> = rules.iter().collect();
+        let tm = TupleMerge::<ThreeTuple>::from_matches(&refs);
+        prop_assert!(tm.address_bits() <= 128 - drop, "{} bits", tm.address_bits());
+        let hs = HyperSplit::<ThreeTuple>::from_matches(&refs, HS_CONFIGS[0]).expect("within budget");
+        let fast = FastThree::from_matches(&refs);
+        let keys = with_outside(three_keys(&rules, &seeds), |k, i| {
+            let bit = 1u128 << (127 - (i % usize::from(drop)));
+            if i % 2 == 0 { ThreeTuple { src: k.src ^ bit, ..k } } else { ThreeTuple { dst: k.dst ^ bit, ..k } }
+        });
+        for k in keys {
+            let want = lin.classify(&k);
+            prop_assert_eq!(tm.classify(&k), want, "tuplemerge {:?}", k);
+            prop_assert_eq!(hs.classify(&k), want, "hypersplit {:?}", k);
+            prop_assert_eq!(fast.classify(&k), want, "fast {:?}", k);
+        }
+    }
+}
+
 #[test]
 fn fast_matches_linear_on_generated_sets() {
     for shape in [Shape::Acl, Shape::Fw, Shape::Ipc] {

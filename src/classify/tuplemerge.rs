@@ -23,6 +23,11 @@
 //! to store its key: the frozen tables are flat arrays of bucket offsets indexed by the top bits of
 //! a multiplicative hash (a hash collision only adds a candidate to check). Lookup does not
 //! allocate.
+//!
+//! The frozen tables keep only the address bits that tell entries apart ([`Narrow`]): when every
+//! entry's prefixes share their top 96 (or 64) bits, as an IPv4-mapped policy's do, entries and
+//! masks hold the low 32 (or 64) bits and a bucket hash is one multiply; a key outside that
+//! shared space matches nothing and is answered before any table is probed.
 
 use super::{Classifier, Key, RuleId};
 use crate::packet::key::{FiveTuple, ThreeTuple};
@@ -339,20 +344,153 @@ impl TmKey for FiveTuple {
 }
 
 /// One hashable piece of a rule: one (src prefix, dst prefix) pair of it and its residual check.
+/// The addresses are [`Word`]s: all 128 bits, or the low bits a [`Narrow`] keeps.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Entry<R> {
-    pub(crate) src: u128,
-    pub(crate) dst: u128,
+pub(crate) struct Entry<R, W = u128> {
+    pub(crate) src: W,
+    pub(crate) dst: W,
     pub(crate) rule: u32,
     pub(crate) slen: u8,
     pub(crate) dlen: u8,
     pub(crate) res: R,
 }
 
-impl<R> Entry<R> {
+impl<R, W: Word> Entry<R, W> {
     #[inline(always)]
-    pub(crate) fn addrs_ok(&self, s: u128, d: u128) -> bool {
-        (s & Prefix::mask_of(self.slen) == self.src) & (d & Prefix::mask_of(self.dlen) == self.dst)
+    pub(crate) fn addrs_ok(&self, s: W, d: W) -> bool {
+        (s & W::mask(self.slen) == self.src) & (d & W::mask(self.dlen) == self.dst)
+    }
+
+    /// This entry with its addresses narrowed to `V`, the top `drop` bits removed.
+    fn narrowed<V: Word>(&self, drop: u8) -> Entry<R, V>
+    where
+        R: Copy,
+        W: Into<u128>,
+    {
+        Entry {
+            src: V::low(self.src.into()),
+            dst: V::low(self.dst.into()),
+            rule: self.rule,
+            slen: self.slen - drop,
+            dlen: self.dlen - drop,
+            res: self.res,
+        }
+    }
+}
+
+/// An address as the frozen engine stores it: all 128 bits, or only the low 64 or 32 when every
+/// entry's prefixes agree on the bits above them ([`Narrow`]). A narrow word makes an entry half
+/// or a third the size, its check a few instructions, and its hash one multiply.
+pub(crate) trait Word:
+    Copy + Eq + Send + Sync + std::fmt::Debug + std::ops::BitAnd<Output = Self> + 'static
+{
+    /// The low bits of an address.
+    fn low(a: u128) -> Self;
+    /// The mask of a prefix of `len` bits (at most the word's width).
+    fn mask(len: u8) -> Self;
+    /// The bucket hash of masked key bits (its top bits pick the bucket).
+    fn hash(s: Self, d: Self, e: u64) -> u64;
+}
+
+impl Word for u32 {
+    #[inline(always)]
+    fn low(a: u128) -> Self {
+        a as u32
+    }
+    #[inline(always)]
+    fn mask(len: u8) -> Self {
+        u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+    }
+    #[inline(always)]
+    fn hash(s: u32, d: u32, e: u64) -> u64 {
+        mum(
+            (u64::from(s) << 32 | u64::from(d)) ^ HASH_K[0],
+            e ^ HASH_K[1],
+        )
+    }
+}
+
+impl Word for u64 {
+    #[inline(always)]
+    fn low(a: u128) -> Self {
+        a as u64
+    }
+    #[inline(always)]
+    fn mask(len: u8) -> Self {
+        u64::MAX.checked_shl(64 - u32::from(len)).unwrap_or(0)
+    }
+    #[inline(always)]
+    fn hash(s: u64, d: u64, e: u64) -> u64 {
+        mum(mum(s ^ HASH_K[0], d ^ HASH_K[1]) ^ e, HASH_K[4])
+    }
+}
+
+impl Word for u128 {
+    #[inline(always)]
+    fn low(a: u128) -> Self {
+        a
+    }
+    #[inline(always)]
+    fn mask(len: u8) -> Self {
+        Prefix::mask_of(len)
+    }
+    #[inline(always)]
+    fn hash(s: u128, d: u128, e: u64) -> u64 {
+        hash(s, d, e)
+    }
+}
+
+/// Which address bits the frozen engine keeps. When every entry's source prefix is at least
+/// `drop` bits long and they all agree on those top bits, and likewise every destination, only
+/// the low `128 - drop` bits tell entries apart (96 for an IPv4-mapped policy such as an
+/// imported ClassBench set, 64 for one inside a single /64). A key whose top bits differ
+/// matches no entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Narrow {
+    /// Top bits dropped: 0, 64 or 96.
+    pub(crate) drop: u8,
+    src_top: u128,
+    dst_top: u128,
+}
+
+impl Narrow {
+    /// The widest drop every entry allows.
+    pub(crate) fn of<R, W: Into<u128> + Copy>(entries: &[Entry<R, W>]) -> Narrow {
+        for drop in [96u8, 64] {
+            let top = |a: W| a.into() >> (128 - u32::from(drop));
+            let Some(first) = entries.first() else {
+                return Narrow {
+                    drop,
+                    src_top: 0,
+                    dst_top: 0,
+                };
+            };
+            let (st, dt) = (top(first.src), top(first.dst));
+            if entries
+                .iter()
+                .all(|e| e.slen >= drop && e.dlen >= drop && top(e.src) == st && top(e.dst) == dt)
+            {
+                return Narrow {
+                    drop,
+                    src_top: st,
+                    dst_top: dt,
+                };
+            }
+        }
+        Narrow {
+            drop: 0,
+            src_top: 0,
+            dst_top: 0,
+        }
+    }
+
+    /// Whether a key with these addresses can match any entry.
+    #[inline(always)]
+    pub(crate) fn admits(&self, s: u128, d: u128) -> bool {
+        match 128u32.checked_sub(u32::from(self.drop)) {
+            Some(keep) if keep < 128 => (s >> keep == self.src_top) & (d >> keep == self.dst_top),
+            _ => true,
+        }
     }
 }
 
@@ -382,9 +520,9 @@ type MKey = u64;
 
 /// A frozen table: masks, the hash width, and where its bucket offsets start.
 #[derive(Clone, Copy, Debug)]
-struct Table {
-    smask: u128,
-    dmask: u128,
+struct Table<W> {
+    smask: W,
+    dmask: W,
     emask: u64,
     /// `64 - bits` for a table of `2^bits` buckets.
     shift: u32,
@@ -402,27 +540,42 @@ fn mum(a: u64, b: u64) -> u64 {
     (p >> 64) as u64 ^ p as u64
 }
 
+/// wyhash's secrets, the hash's constants.
+const HASH_K: [u64; 5] = [
+    0xa076_1d64_78bd_642f,
+    0xe703_7ed1_a0b4_28db,
+    0x8ebc_6af0_9c88_c6e3,
+    0x5899_65cc_7537_4cc3,
+    0x1d8e_4e27_c47d_124f,
+];
+
 #[inline(always)]
 fn hash(s: u128, d: u128, e: u64) -> u64 {
     // Each address is folded by one 64x64->128 multiply, the two in parallel, then a third
     // combines them with the extra bits: two multiplies deep instead of a chain of five.
-    const K: [u64; 5] = [
-        0xa076_1d64_78bd_642f,
-        0xe703_7ed1_a0b4_28db,
-        0x8ebc_6af0_9c88_c6e3,
-        0x5899_65cc_7537_4cc3,
-        0x1d8e_4e27_c47d_124f,
-    ];
-    let a = mum((s >> 64) as u64 ^ K[0], s as u64 ^ K[1]);
-    let b = mum((d >> 64) as u64 ^ K[2], d as u64 ^ K[3]);
-    mum(a ^ e, b ^ K[4])
+    let a = mum((s >> 64) as u64 ^ HASH_K[0], s as u64 ^ HASH_K[1]);
+    let b = mum((d >> 64) as u64 ^ HASH_K[2], d as u64 ^ HASH_K[3]);
+    mum(a ^ e, b ^ HASH_K[4])
 }
 
 /// The TupleMerge engine for one key type.
 pub struct TupleMerge<K: TmKey> {
-    tables: Vec<Table>,
+    narrow: Narrow,
+    words: Words<K>,
+}
+
+/// The frozen tables at the address width [`Narrow`] allows.
+enum Words<K: TmKey> {
+    W32(Frozen<K, u32>),
+    W64(Frozen<K, u64>),
+    W128(Frozen<K, u128>),
+}
+
+/// Frozen tables and entries with addresses of one width.
+struct Frozen<K: TmKey, W> {
+    tables: Vec<Table<W>>,
     offsets: Vec<u32>,
-    entries: Vec<Entry<K::Residual>>,
+    entries: Vec<Entry<K::Residual, W>>,
 }
 
 /// Shape of a built engine, for reports and tuning.
@@ -626,13 +779,25 @@ impl Builder {
         }
     }
 
+    /// Freezes the tables at the narrowest address width the entries allow ([`Narrow`]).
+    fn freeze<K: TmKey>(self, x: &Expanded<K::Residual>) -> TupleMerge<K> {
+        let narrow = Narrow::of(&x.entries);
+        let words = match narrow.drop {
+            96 => Words::W32(self.freeze_words(x, narrow.drop)),
+            64 => Words::W64(self.freeze_words(x, narrow.drop)),
+            _ => Words::W128(self.freeze_words(x, 0)),
+        };
+        TupleMerge { narrow, words }
+    }
+
     /// Freezes the tables into flat bucket offsets per table and entries grouped by bucket,
-    /// sorted by rule; tables in order of their best rule. Tables are consumed one by one so
+    /// sorted by rule; tables in order of their best rule. Each entry's bucket is recomputed
+    /// with the frozen width's hash, the one lookup uses. Tables are consumed one by one so
     /// that their maps are freed as they are frozen.
-    fn freeze<K: TmKey>(self, entries: &[Entry<K::Residual>]) -> TupleMerge<K> {
-        let mut frozen: Vec<Table> = Vec::with_capacity(self.tables.len());
+    fn freeze_words<K: TmKey, W: Word>(self, x: &Expanded<K::Residual>, drop: u8) -> Frozen<K, W> {
+        let mut frozen: Vec<Table<W>> = Vec::with_capacity(self.tables.len());
         let mut offsets: Vec<u32> = Vec::new();
-        let mut out: Vec<Entry<K::Residual>> = Vec::with_capacity(entries.len());
+        let mut out: Vec<Entry<K::Residual, W>> = Vec::with_capacity(x.entries.len());
         let mut placed: Vec<(u32, u32)> = Vec::new();
         for bt in self.tables {
             let n = bt.groups.values().filter(|g| !g.is_empty()).count();
@@ -642,13 +807,17 @@ impl Builder {
             let bits = (2 * n).next_power_of_two().trailing_zeros().clamp(1, 31);
             let nb = 1usize << bits;
             let shift = 64 - bits;
+            let smask = W::mask(bt.tuple.slen.saturating_sub(drop));
+            let dmask = W::mask(bt.tuple.dlen.saturating_sub(drop));
+            let emask = bt.tuple.emask;
             // (bucket, entry) pairs sorted: buckets in order, entries in rule order within each.
             placed.clear();
-            for (k, g) in &bt.groups {
-                let b = (k >> shift) as u32;
-                placed.extend(g.iter().map(|&ei| (b, ei)));
+            for &ei in bt.groups.values().flatten() {
+                let e = x.entries[ei as usize].narrowed::<W>(drop);
+                let h = W::hash(e.src & smask, e.dst & dmask, x.evals[ei as usize] & emask);
+                placed.push(((h >> shift) as u32, ei));
             }
-            drop(bt.groups);
+            std::mem::drop(bt.groups);
             placed.sort_unstable();
             let base = offsets.len() as u32;
             let mut best = u32::MAX;
@@ -656,29 +825,30 @@ impl Builder {
             for b in 0..nb as u32 {
                 offsets.push(out.len() as u32);
                 while let Some(&(_, ei)) = next.next_if(|&&(pb, _)| pb == b) {
-                    let e = entries[ei as usize];
+                    let e = x.entries[ei as usize].narrowed::<W>(drop);
                     best = best.min(e.rule);
                     out.push(e);
                 }
             }
             offsets.push(out.len() as u32);
             frozen.push(Table {
-                smask: Prefix::mask_of(bt.tuple.slen),
-                dmask: Prefix::mask_of(bt.tuple.dlen),
-                emask: bt.tuple.emask,
+                smask,
+                dmask,
+                emask,
                 shift,
                 best,
                 base,
             });
         }
         frozen.sort_by_key(|t| t.best);
-        TupleMerge {
+        Frozen {
             tables: frozen,
             offsets,
             entries: out,
         }
     }
 }
+
 impl<K: TmKey> TupleMerge<K> {
     /// Builds the engine from the policy's rules of this key type.
     pub fn new(policy: &Policy) -> Self {
@@ -698,7 +868,7 @@ impl<K: TmKey> TupleMerge<K> {
         let mut b = Builder::new(cfg, K::relax_extra);
         b.place(&entries);
         b.merge(&entries);
-        b.freeze::<K>(&entries.entries)
+        b.freeze::<K>(&entries)
     }
 
     /// The first matching rule index, or `None`.
@@ -713,12 +883,43 @@ impl<K: TmKey> TupleMerge<K> {
         self.search::<true>(key)
     }
 
+    /// The lookup: a key outside the entries' common top bits matches nothing; others go
+    /// to the tables at their frozen width.
+    #[inline(always)]
+    fn search<const COUNT: bool>(&self, key: &K) -> (Option<RuleId>, usize, usize) {
+        let (s, d) = (key.src(), key.dst());
+        if !self.narrow.admits(s, d) {
+            return (None, 0, 0);
+        }
+        match &self.words {
+            Words::W32(f) => f.search::<COUNT>(u32::low(s), u32::low(d), key),
+            Words::W64(f) => f.search::<COUNT>(u64::low(s), u64::low(d), key),
+            Words::W128(f) => f.search::<COUNT>(s, d, key),
+        }
+    }
+
+    /// Tables, entries and bucket sizes.
+    pub fn stats(&self) -> TmStats {
+        match &self.words {
+            Words::W32(f) => f.stats(),
+            Words::W64(f) => f.stats(),
+            Words::W128(f) => f.stats(),
+        }
+    }
+
+    /// The address bits the frozen tables keep (32, 64 or 128).
+    pub fn address_bits(&self) -> u8 {
+        128 - self.narrow.drop
+    }
+}
+
+impl<K: TmKey, W: Word> Frozen<K, W> {
     /// The lookup loop: tables in order of their best rule, stopping once a table cannot beat
     /// the match found so far. With `COUNT`, also the tables probed and the entries checked
     /// (the counters compile away without it).
     #[inline(always)]
-    fn search<const COUNT: bool>(&self, key: &K) -> (Option<RuleId>, usize, usize) {
-        let (s, d, x) = (key.src(), key.dst(), key.extra());
+    fn search<const COUNT: bool>(&self, s: W, d: W, key: &K) -> (Option<RuleId>, usize, usize) {
+        let x = key.extra();
         let (mut best, mut probes, mut checks) = (u32::MAX, 0, 0);
         for t in &self.tables {
             if t.best >= best {
@@ -727,7 +928,7 @@ impl<K: TmKey> TupleMerge<K> {
             if COUNT {
                 probes += 1;
             }
-            let h = hash(s & t.smask, d & t.dmask, x & t.emask);
+            let h = W::hash(s & t.smask, d & t.dmask, x & t.emask);
             let b = t.base as usize + (h >> t.shift) as usize;
             let (lo, hi) = (self.offsets[b] as usize, self.offsets[b + 1] as usize);
             for e in &self.entries[lo..hi] {
@@ -746,8 +947,7 @@ impl<K: TmKey> TupleMerge<K> {
         ((best != u32::MAX).then_some(RuleId(best)), probes, checks)
     }
 
-    /// Tables, entries and bucket sizes.
-    pub fn stats(&self) -> TmStats {
+    fn stats(&self) -> TmStats {
         let mut max_bucket = 0;
         let mut buckets = 0;
         for t in &self.tables {
@@ -765,6 +965,12 @@ impl<K: TmKey> TupleMerge<K> {
             buckets,
             max_bucket,
         }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.tables.capacity() * std::mem::size_of::<Table<W>>()
+            + self.offsets.capacity() * 4
+            + self.entries.capacity() * std::mem::size_of::<Entry<K::Residual, W>>()
     }
 }
 
@@ -787,9 +993,11 @@ where
     }
 
     fn memory_bytes(&self) -> usize {
-        self.tables.capacity() * std::mem::size_of::<Table>()
-            + self.offsets.capacity() * 4
-            + self.entries.capacity() * std::mem::size_of::<Entry<K::Residual>>()
+        match &self.words {
+            Words::W32(f) => f.memory_bytes(),
+            Words::W64(f) => f.memory_bytes(),
+            Words::W128(f) => f.memory_bytes(),
+        }
     }
 }
 

@@ -26,7 +26,7 @@
 //! the builder gives up (returns `None`) past a budget of entry copies and nodes, and the caller
 //! keeps TupleMerge.
 
-use super::tuplemerge::{Entry, TmKey, expand};
+use super::tuplemerge::{Entry, Narrow, TmKey, Word, expand};
 use super::{Classifier, RuleId};
 use crate::policy::model::{Policy, Prefix};
 
@@ -167,9 +167,66 @@ fn prefix_ranges(addr: u128, len: u8) -> [(u64, u64); 2] {
 /// The HyperSplit engine for one key type.
 pub struct HyperSplit<K: TmKey> {
     nodes: Vec<MNode>,
-    leaves: Vec<Entry<K::Residual>>,
+    /// The leaves' entries, with addresses as narrow as [`Narrow`] allows (as in TupleMerge).
+    leaves: Leaves<K::Residual>,
+    narrow: Narrow,
     /// Nodes from the root to the deepest leaf, the leaf included.
     height: u32,
+}
+
+/// Leaf entries at one address width.
+enum Leaves<R> {
+    W32(Vec<Entry<R, u32>>),
+    W64(Vec<Entry<R, u64>>),
+    W128(Vec<Entry<R, u128>>),
+}
+
+impl<R: Copy> Leaves<R> {
+    fn new(entries: Vec<Entry<R>>, narrow: Narrow) -> Self {
+        fn to<R: Copy, W: Word>(v: Vec<Entry<R>>, drop: u8) -> Vec<Entry<R, W>> {
+            v.iter().map(|e| e.narrowed::<W>(drop)).collect()
+        }
+        match narrow.drop {
+            96 => Leaves::W32(to(entries, 96)),
+            64 => Leaves::W64(to(entries, 64)),
+            _ => Leaves::W128(entries.into_iter().collect()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Leaves::W32(v) => v.len(),
+            Leaves::W64(v) => v.len(),
+            Leaves::W128(v) => v.len(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Leaves::W32(v) => v.capacity() * std::mem::size_of::<Entry<R, u32>>(),
+            Leaves::W64(v) => v.capacity() * std::mem::size_of::<Entry<R, u64>>(),
+            Leaves::W128(v) => v.capacity() * std::mem::size_of::<Entry<R, u128>>(),
+        }
+    }
+}
+
+/// The first entry of `run` whose addresses and residual match, and the entries checked.
+#[inline(always)]
+fn scan<K: TmKey, W: Word, const COUNT: bool>(
+    run: &[Entry<K::Residual, W>],
+    key: &K,
+) -> (Option<RuleId>, usize) {
+    let (s, d) = (W::low(key.src()), W::low(key.dst()));
+    let mut checks = 0;
+    for e in run {
+        if COUNT {
+            checks += 1;
+        }
+        if e.addrs_ok(s, d) && K::residual_ok(&e.res, key) {
+            return (Some(RuleId(e.rule)), checks);
+        }
+    }
+    (None, checks)
 }
 
 /// Shape of a built tree, for reports and tuning.
@@ -405,7 +462,7 @@ impl<K: TmKey> HyperSplit<K> {
             cands: Vec::new(),
         };
         b.fill(0, ents, region, 0, None).ok()?;
-        let (bin, mut leaves) = (b.nodes, b.leaves);
+        let (bin, leaves) = (b.nodes, b.leaves);
         let mut nodes = vec![
             MNode {
                 thr: [u64::MAX; FANOUT],
@@ -417,11 +474,12 @@ impl<K: TmKey> HyperSplit<K> {
         let height = collapse(&bin, &mut nodes, 0, 0) + 1;
         drop(bin);
         nodes.shrink_to_fit();
-        leaves.shrink_to_fit();
+        let narrow = Narrow::of(&x.entries);
         Some(HyperSplit {
             nodes,
             height,
-            leaves,
+            leaves: Leaves::new(leaves, narrow),
+            narrow,
         })
     }
 
@@ -459,18 +517,15 @@ impl<K: TmKey> HyperSplit<K> {
     /// The first matching entry of leaf `n`, and the entries checked.
     #[inline(always)]
     fn scan_leaf<const COUNT: bool>(&self, n: &MNode, key: &K) -> (Option<RuleId>, usize) {
-        let (s, d) = (key.src(), key.dst());
-        let start = n.thr[0] as usize;
-        let mut checks = 0;
-        for e in &self.leaves[start..start + n.thr[1] as usize] {
-            if COUNT {
-                checks += 1;
-            }
-            if e.addrs_ok(s, d) && K::residual_ok(&e.res, key) {
-                return (Some(RuleId(e.rule)), checks);
-            }
+        if !self.narrow.admits(key.src(), key.dst()) {
+            return (None, 0);
         }
-        (None, checks)
+        let run = n.thr[0] as usize..(n.thr[0] + n.thr[1]) as usize;
+        match &self.leaves {
+            Leaves::W32(v) => scan::<K, u32, COUNT>(&v[run], key),
+            Leaves::W64(v) => scan::<K, u64, COUNT>(&v[run], key),
+            Leaves::W128(v) => scan::<K, u128, COUNT>(&v[run], key),
+        }
     }
 
     /// Like [`HyperSplit::lookup`], also counting the nodes visited (the leaf included) and the
@@ -529,7 +584,6 @@ where
     }
 
     fn memory_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<MNode>()
-            + self.leaves.capacity() * std::mem::size_of::<Entry<K::Residual>>()
+        self.nodes.capacity() * std::mem::size_of::<MNode>() + self.leaves.bytes()
     }
 }

@@ -362,7 +362,7 @@ impl<R, W: Word> Entry<R, W> {
     }
 
     /// This entry with its addresses narrowed to `V`, the top `drop` bits removed.
-    fn narrowed<V: Word>(&self, drop: u8) -> Entry<R, V>
+    pub(crate) fn narrowed<V: Word>(&self, drop: u8) -> Entry<R, V>
     where
         R: Copy,
         W: Into<u128>,

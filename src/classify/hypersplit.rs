@@ -138,22 +138,6 @@ struct Node {
 
 type Region = [(u64, u64); DIMS];
 
-/// The key's coordinates (the eighth is always 0, so a masked index stays in bounds).
-#[inline(always)]
-fn point<K: TmKey>(key: &K) -> [u64; 8] {
-    let (s, d, x) = (key.src(), key.dst(), key.extra_point());
-    [
-        (s >> 64) as u64,
-        s as u64,
-        (d >> 64) as u64,
-        d as u64,
-        x[0],
-        x[1],
-        x[2],
-        0,
-    ]
-}
-
 /// The high-half and low-half ranges of a prefix.
 fn prefix_ranges(addr: u128, len: u8) -> [(u64, u64); 2] {
     let m = Prefix::mask_of(len);
@@ -170,8 +154,45 @@ pub struct HyperSplit<K: TmKey> {
     /// The leaves' entries, with addresses as narrow as [`Narrow`] allows (as in TupleMerge).
     leaves: Leaves<K::Residual>,
     narrow: Narrow,
+    coords: Coords,
     /// Nodes from the root to the deepest leaf, the leaf included.
     height: u32,
+}
+
+/// How a key becomes the tree's point: both 64-bit halves of each address, or, for a narrowed
+/// policy ([`Narrow`]), only the low half, all its entries differ in (two fewer coordinates for
+/// the builder to weigh and for splits to waste levels on).
+#[derive(Clone, Copy, Debug)]
+struct Coords {
+    wide: bool,
+}
+
+impl Coords {
+    fn of(narrow: Narrow) -> Self {
+        Coords {
+            wide: narrow.drop == 0,
+        }
+    }
+
+    /// The key's coordinates (the eighth is always 0, so a masked index stays in bounds).
+    #[inline(always)]
+    fn point<K: TmKey>(&self, key: &K) -> [u64; 8] {
+        let (s, d, x) = (key.src(), key.dst(), key.extra_point());
+        if self.wide {
+            [
+                (s >> 64) as u64,
+                s as u64,
+                (d >> 64) as u64,
+                d as u64,
+                x[0],
+                x[1],
+                x[2],
+                0,
+            ]
+        } else {
+            [s as u64, d as u64, x[0], x[1], x[2], 0, 0, 0]
+        }
+    }
 }
 
 /// Leaf entries at one address width.
@@ -420,6 +441,8 @@ impl<K: TmKey> HyperSplit<K> {
     /// As [`HyperSplit::new`], from rules in priority order.
     pub fn from_matches(rules: &[&K::Match], cfg: HsConfig) -> Option<Self> {
         let x = expand::<K>(rules);
+        let narrow = Narrow::of(&x.entries);
+        let coords = Coords::of(narrow);
         let extra: Vec<([(u64, u64); 3], bool)> = rules.iter().map(|m| K::extra_box(m)).collect();
         let mut boxes = Vec::with_capacity(x.entries.len());
         let mut exact = Vec::with_capacity(x.entries.len());
@@ -428,7 +451,11 @@ impl<K: TmKey> HyperSplit<K> {
             let (xb, ex) = extra[e.rule as usize];
             let [s0, s1] = prefix_ranges(e.src, e.slen);
             let [d0, d1] = prefix_ranges(e.dst, e.dlen);
-            let b = [s0, s1, d0, d1, xb[0], xb[1], xb[2]];
+            let b = if coords.wide {
+                [s0, s1, d0, d1, xb[0], xb[1], xb[2]]
+            } else {
+                [s1, d1, xb[0], xb[1], xb[2], (0, 0), (0, 0)]
+            };
             // An empty field matches nothing: the entry can never be a first match.
             if b.iter().all(|&(lo, hi)| lo <= hi) {
                 ents.push(i as u32);
@@ -437,15 +464,16 @@ impl<K: TmKey> HyperSplit<K> {
             exact.push(ex);
         }
         drop(extra);
+        let dims = if coords.wide { 4 } else { 2 } + K::EXTRA_DIMS;
         let mut region: Region = [(0, u64::MAX); DIMS];
-        for r in region.iter_mut().skip(4 + K::EXTRA_DIMS) {
+        for r in region.iter_mut().skip(dims) {
             *r = (0, 0);
         }
         let mut b = Builder {
             entries: &x.entries,
             boxes,
             exact,
-            dims: 4 + K::EXTRA_DIMS,
+            dims,
             nodes: vec![Node {
                 thr: 0,
                 child: 0,
@@ -474,12 +502,12 @@ impl<K: TmKey> HyperSplit<K> {
         let height = collapse(&bin, &mut nodes, 0, 0) + 1;
         drop(bin);
         nodes.shrink_to_fit();
-        let narrow = Narrow::of(&x.entries);
         Some(HyperSplit {
             nodes,
             height,
             leaves: Leaves::new(leaves, narrow),
             narrow,
+            coords,
         })
     }
 
@@ -498,7 +526,7 @@ impl<K: TmKey> HyperSplit<K> {
             let mut pts = [[0u64; 8]; BATCH];
             let mut at = [0usize; BATCH];
             for (p, k) in pts.iter_mut().zip(ks) {
-                *p = point(k);
+                *p = self.coords.point(k);
             }
             for _ in 1..self.height {
                 for (a, p) in at.iter_mut().zip(&pts) {
@@ -536,7 +564,7 @@ impl<K: TmKey> HyperSplit<K> {
 
     #[inline(always)]
     fn search<const COUNT: bool>(&self, key: &K) -> (Option<RuleId>, usize, usize) {
-        let p = point(key);
+        let p = self.coords.point(key);
         let mut visited = 1;
         let mut n = &self.nodes[0];
         while n.dim != LEAF_DIM {

@@ -399,7 +399,8 @@ impl Word for u32 {
     }
     #[inline(always)]
     fn mask(len: u8) -> Self {
-        u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+        // One shift, no branch: the top half of the 64-bit word, moved down by `len`.
+        (0xffff_ffff_0000_0000u64 >> len) as u32
     }
     #[inline(always)]
     fn hash(s: u32, d: u32, e: u64) -> u64 {
@@ -417,7 +418,8 @@ impl Word for u64 {
     }
     #[inline(always)]
     fn mask(len: u8) -> Self {
-        u64::MAX.checked_shl(64 - u32::from(len)).unwrap_or(0)
+        // Two shifts that are each below 64, no branch.
+        !((u64::MAX >> (len / 2)) >> (len - len / 2))
     }
     #[inline(always)]
     fn hash(s: u64, d: u64, e: u64) -> u64 {
@@ -1018,6 +1020,20 @@ mod tests {
 
     fn policy(three: Vec<ThreeMatch>, five: Vec<FiveMatch>) -> Policy {
         Policy::from_matches(three, five)
+    }
+
+    #[test]
+    fn every_word_mask_is_the_prefix_mask_at_that_width() {
+        for len in 0..=128u8 {
+            let m = Prefix::mask_of(len);
+            assert_eq!(<u128 as Word>::mask(len), m, "u128 /{len}");
+            if len <= 64 {
+                assert_eq!(<u64 as Word>::mask(len), (m >> 64) as u64, "u64 /{len}");
+            }
+            if len <= 32 {
+                assert_eq!(<u32 as Word>::mask(len), (m >> 96) as u32, "u32 /{len}");
+            }
+        }
     }
 
     #[test]

@@ -188,6 +188,7 @@ fn main() {
                 for step in [8, 16] {
                     let cfg = TmConfig {
                         collision_limit: limit,
+                        merge_limit: limit.max(flowpol::classify::tuplemerge::MERGE_LIMIT),
                         addr_step: step,
                     };
                     let f5 = FastFive::with_config(&FiveTuple::rules(&p5), cfg);

@@ -249,14 +249,17 @@ fn five_keys(rules: &[FiveMatch], seeds: &[u64]) -> Vec<FiveTuple> {
 const CONFIGS: [TmConfig; 3] = [
     TmConfig {
         collision_limit: 32,
+        merge_limit: 48,
         addr_step: 16,
     },
     TmConfig {
         collision_limit: 1,
+        merge_limit: 1,
         addr_step: 64,
     },
     TmConfig {
         collision_limit: 2,
+        merge_limit: 5,
         addr_step: 3,
     },
 ];

@@ -12,9 +12,10 @@
 //! exact destination port.
 //!
 //! After placement, a merge pass moves each table (smallest first) into the most specific other
-//! table whose tuple fits all of its entries, when no bucket overflows: a table created early by
-//! a specific rule is often subsumed by one created later for coarser rules. On the ClassBench
-//! 10k sets this cuts tables from 18-33 to 7-12 and probes per lookup about threefold.
+//! table whose tuple fits all of its entries, when no bucket grows past [`MERGE_LIMIT`]: a table
+//! created early by a specific rule is often subsumed by one created later for coarser rules. On
+//! the ClassBench 10k sets this cuts tables from 18-33 to 4-9 and probes per lookup three- to
+//! fivefold.
 //!
 //! Lookup hashes the key under each table's tuple, in order of the table's best (lowest) rule
 //! index, and stops as soon as a table's best cannot beat the match found so far. Every candidate
@@ -39,12 +40,19 @@ pub use super::fast::{FastFive, FastThree};
 
 /// Most entries a table bucket takes before a rule has to go to another (or a new) table.
 pub const COLLISION_LIMIT: usize = 32;
+/// Most entries a bucket may hold after the merge pass moves a table into a coarser one. Above
+/// the placement limit: a merge saves a probe for every key that reached the table, and costs a
+/// few more entry checks only in the buckets that grow. On the ClassBench 10k sets 48 gave the
+/// fewest ns per lookup of 24, 32, 48, 64, 80 and 128 (docs/performance.md).
+pub const MERGE_LIMIT: usize = 48;
 
 /// Build parameters (the defaults are what the measurements in docs/performance.md use).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TmConfig {
     /// Most entries per bucket before a rule goes elsewhere.
     pub collision_limit: usize,
+    /// Most entries per bucket a merge may leave.
+    pub merge_limit: usize,
     /// New tables round prefix lengths down to a multiple of this.
     pub addr_step: u8,
 }
@@ -53,6 +61,7 @@ impl Default for TmConfig {
     fn default() -> Self {
         TmConfig {
             collision_limit: COLLISION_LIMIT,
+            merge_limit: MERGE_LIMIT,
             addr_step: 16,
         }
     }
@@ -767,7 +776,7 @@ impl Builder {
                     let k = key_of(bt, e);
                     let a = adds.entry(k).or_default();
                     *a += 1;
-                    bt.groups.get(&k).map_or(0, Vec::len) + *a <= self.cfg.collision_limit
+                    bt.groups.get(&k).map_or(0, Vec::len) + *a <= self.cfg.merge_limit
                 })
             });
             if let Some(tj) = target {

@@ -157,6 +157,34 @@ pub struct HyperSplit<K: TmKey> {
     coords: Coords,
     /// Nodes from the root to the deepest leaf, the leaf included.
     height: u32,
+    /// Nodes a batched walk takes side by side before each key finishes alone
+    /// ([`batch_steps`]).
+    batch_steps: u32,
+}
+
+/// Leaves (of all leaves) that a batched walk's lockstep part should reach: the rest finish
+/// their walk one key at a time.
+const BATCH_LEAF_SHARE: f64 = 0.9;
+
+/// The fewest nodes from the root (the leaf included) within which [`BATCH_LEAF_SHARE`] of the
+/// leaves lie. A batched walk goes that far for every key side by side and lets the few keys
+/// bound for deeper leaves finish alone, so one deep corner of the tree does not make every key
+/// take its depth in steps.
+fn batch_steps(nodes: &[MNode]) -> u32 {
+    let mut depths: Vec<u32> = Vec::new();
+    let mut stack = vec![(0usize, 1u32)];
+    while let Some((i, depth)) = stack.pop() {
+        let n = &nodes[i];
+        if n.dim == LEAF_DIM {
+            depths.push(depth);
+            continue;
+        }
+        let children = 1 + n.thr.iter().filter(|&&t| t != u64::MAX).count();
+        stack.extend((0..children).map(|c| (n.child as usize + c, depth + 1)));
+    }
+    depths.sort_unstable();
+    let at = ((depths.len() as f64 * BATCH_LEAF_SHARE).ceil() as usize).clamp(1, depths.len());
+    depths[at - 1]
 }
 
 /// How a key becomes the tree's point: both 64-bit halves of each address, or, for a narrowed
@@ -502,7 +530,9 @@ impl<K: TmKey> HyperSplit<K> {
         let height = collapse(&bin, &mut nodes, 0, 0) + 1;
         drop(bin);
         nodes.shrink_to_fit();
+        let batch_steps = batch_steps(&nodes);
         Some(HyperSplit {
+            batch_steps,
             nodes,
             height,
             leaves: Leaves::new(leaves, narrow),
@@ -528,7 +558,7 @@ impl<K: TmKey> HyperSplit<K> {
             for (p, k) in pts.iter_mut().zip(ks) {
                 *p = self.coords.point(k);
             }
-            for _ in 1..self.height {
+            for _ in 1..self.batch_steps {
                 for (a, p) in at.iter_mut().zip(&pts) {
                     let n = &self.nodes[*a];
                     let v = p[usize::from(n.dim & 7)];
@@ -536,8 +566,14 @@ impl<K: TmKey> HyperSplit<K> {
                     *a = n.child as usize + go;
                 }
             }
-            for ((o, k), &a) in os.iter_mut().zip(ks).zip(&at) {
-                *o = self.scan_leaf::<false>(&self.nodes[a], k).0;
+            for (((o, k), &a), p) in os.iter_mut().zip(ks).zip(&at).zip(&pts) {
+                let mut n = &self.nodes[a];
+                while n.dim != LEAF_DIM {
+                    let v = p[usize::from(n.dim & 7)];
+                    let go = n.thr.iter().map(|&t| usize::from(v > t)).sum::<usize>();
+                    n = &self.nodes[n.child as usize + go];
+                }
+                *o = self.scan_leaf::<false>(n, k).0;
             }
         }
     }

@@ -460,6 +460,9 @@ impl Word for u128 {
 pub(crate) struct Narrow {
     /// Top bits dropped: 0, 64 or 96.
     pub(crate) drop: u8,
+    /// The mask of the dropped bits, and the value every entry's source and destination has
+    /// under it.
+    top: u128,
     src_top: u128,
     dst_top: u128,
 }
@@ -468,21 +471,25 @@ impl Narrow {
     /// The widest drop every entry allows.
     pub(crate) fn of<R, W: Into<u128> + Copy>(entries: &[Entry<R, W>]) -> Narrow {
         for drop in [96u8, 64] {
-            let top = |a: W| a.into() >> (128 - u32::from(drop));
+            let top = Prefix::mask_of(drop);
             let Some(first) = entries.first() else {
                 return Narrow {
                     drop,
+                    top,
                     src_top: 0,
                     dst_top: 0,
                 };
             };
-            let (st, dt) = (top(first.src), top(first.dst));
-            if entries
-                .iter()
-                .all(|e| e.slen >= drop && e.dlen >= drop && top(e.src) == st && top(e.dst) == dt)
-            {
+            let (st, dt) = (first.src.into() & top, first.dst.into() & top);
+            if entries.iter().all(|e| {
+                e.slen >= drop
+                    && e.dlen >= drop
+                    && e.src.into() & top == st
+                    && e.dst.into() & top == dt
+            }) {
                 return Narrow {
                     drop,
+                    top,
                     src_top: st,
                     dst_top: dt,
                 };
@@ -490,18 +497,17 @@ impl Narrow {
         }
         Narrow {
             drop: 0,
+            top: 0,
             src_top: 0,
             dst_top: 0,
         }
     }
 
-    /// Whether a key with these addresses can match any entry.
+    /// Whether a key with these addresses can match any entry (always, when nothing is
+    /// dropped: the mask is then 0).
     #[inline(always)]
     pub(crate) fn admits(&self, s: u128, d: u128) -> bool {
-        match 128u32.checked_sub(u32::from(self.drop)) {
-            Some(keep) if keep < 128 => (s >> keep == self.src_top) & (d >> keep == self.dst_top),
-            _ => true,
-        }
+        (s & self.top == self.src_top) & (d & self.top == self.dst_top)
     }
 }
 

@@ -6,6 +6,7 @@ use flowpol::classify::{
 };
 use flowpol::r#gen::rules::{self, Shape};
 use flowpol::packet::key::{FiveTuple, ThreeTuple};
+use flowpol::policy::model::{AddrMatch, FiveMatch, Policy, Prefix};
 use flowpol::policy::syntax::TupleKind;
 use support::alloc;
 
@@ -91,6 +92,76 @@ fn every_engine_classifies_and_counts_probes_without_allocating() {
     });
     assert!(hits > 15_000, "the loop must really classify ({hits} hits)");
     assert_eq!(n, 0, "classify allocated {n} times");
+}
+
+/// An address moved into the IPv4-mapped space ::ffff:0:0/96 (its top 32 bits kept).
+fn v4_mapped(a: u128) -> u128 {
+    (0xffff_u128 << 32) | (a >> 96)
+}
+
+#[test]
+fn engines_on_an_ipv4_mapped_policy_keep_32_bit_addresses_and_do_not_allocate() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let wide = rules::generate(Shape::Acl, 3000, 5, TupleKind::Five);
+    let map = |m: &AddrMatch| {
+        let any = [Prefix::new(0, 0)];
+        let ps: &[Prefix] = if m.is_any() { &any } else { &m.0 };
+        AddrMatch(
+            ps.iter()
+                .map(|p| Prefix::new(v4_mapped(p.addr), 96 + p.len.min(32)))
+                .collect(),
+        )
+    };
+    let five: Vec<FiveMatch> = wide
+        .five
+        .iter()
+        .map(|r| FiveMatch {
+            src: map(&r.matcher.src),
+            dst: map(&r.matcher.dst),
+            ..r.matcher.clone()
+        })
+        .collect();
+    let p5 = Policy::from_matches(vec![], five);
+    let keys: Vec<FiveTuple> = rules::five_keys(&wide, 5000, 6)
+        .into_iter()
+        .map(|k| FiveTuple {
+            src: v4_mapped(k.src),
+            dst: v4_mapped(k.dst),
+            ..k
+        })
+        .collect();
+    let lin = Linear::<FiveTuple>::new(&p5);
+    let tm = TupleMerge::<FiveTuple>::new(&p5);
+    assert_eq!(
+        tm.address_bits(),
+        32,
+        "an IPv4-mapped policy keeps 32 address bits"
+    );
+    let hs = HyperSplit::<FiveTuple>::new(
+        &p5,
+        HsConfig {
+            leaf_size: 16,
+            budget_per_entry: 256,
+        },
+    )
+    .expect("tree within budget");
+    let want: Vec<_> = keys.iter().map(|k| lin.classify(k)).collect();
+    let mut out = vec![None; keys.len()];
+    let (n, hits) = allocations(|| {
+        hs.classify_batch(&keys, &mut out);
+        let mut hits = out.iter().filter(|r| r.is_some()).count() as u64;
+        for k in &keys {
+            hits += u64::from(tm.classify(k).is_some()) + u64::from(hs.classify(k).is_some());
+        }
+        hits
+    });
+    assert_eq!(n, 0, "classify allocated {n} times");
+    assert!(hits > 5_000, "the loop must really classify ({hits} hits)");
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(tm.classify(k), want[i], "tuplemerge {k:?}");
+        assert_eq!(hs.classify(k), want[i], "hypersplit {k:?}");
+        assert_eq!(out[i], want[i], "batch {k:?}");
+    }
 }
 
 #[test]

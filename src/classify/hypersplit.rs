@@ -64,13 +64,44 @@ const FANOUT: usize = (1 << RUN) - 1;
 /// A node of the built tree (one cache line): an inner node sends a key whose coordinate `dim`
 /// is greater than `i` of its values (unused values are `u64::MAX`) to child `child + i`
 /// (`i` is counted without a branch). A leaf (`dim == LEAF_DIM`) holds `thr[1]` entries from
-/// `thr[0]` on.
+/// `thr[0]` on. `kids` holds the coordinate each child reads, three bits a child, so a one-key
+/// walk fetches the next coordinate of the key while the child's cache line is still on its
+/// way (the coordinate load leaves the chain of dependent loads: acl5 38 -> 34 ns). A batched
+/// walk reads `dim` instead: there the loads of eight keys overlap anyway, and fewer
+/// instructions per step count more.
 #[derive(Clone, Copy, Debug)]
 #[repr(align(64))]
 struct MNode {
     thr: [u64; FANOUT],
     child: u32,
     dim: u8,
+    kids: [u8; 3],
+}
+
+impl MNode {
+    /// The coordinate child `go` reads.
+    #[inline(always)]
+    fn kid_dim(&self, go: usize) -> usize {
+        let kids = u32::from_le_bytes([self.kids[0], self.kids[1], self.kids[2], 0]);
+        ((kids >> (3 * go)) & 7) as usize
+    }
+}
+
+/// Fills every inner node's `kids` from its children's coordinates.
+fn link_kids(nodes: &mut [MNode]) {
+    for i in 0..nodes.len() {
+        let n = nodes[i];
+        if n.dim == LEAF_DIM {
+            continue;
+        }
+        let children = 1 + n.thr.iter().filter(|&&t| t != u64::MAX).count();
+        let mut kids = 0u32;
+        for c in 0..children {
+            kids |= u32::from(nodes[n.child as usize + c].dim) << (3 * c);
+        }
+        let [a, b, c, _] = kids.to_le_bytes();
+        nodes[i].kids = [a, b, c];
+    }
 }
 
 /// Collapses the binary tree under `bin[i]` into `out[at]`: each node takes its descendants
@@ -87,6 +118,8 @@ fn collapse(bin: &[Node], out: &mut Vec<MNode>, at: usize, i: usize) -> u32 {
             thr,
             child: at as u32,
             dim: LEAF_DIM,
+            // Its one child is itself, a leaf too (a batched walk may step past a leaf).
+            kids: [LEAF_DIM, 0, 0],
         };
         return 0;
     }
@@ -119,6 +152,7 @@ fn collapse(bin: &[Node], out: &mut Vec<MNode>, at: usize, i: usize) -> u32 {
         thr,
         child: base as u32,
         dim: n.dim,
+        kids: [0; 3],
     };
     let mut height = 0;
     for (c, &f) in frontier.iter().enumerate() {
@@ -524,10 +558,12 @@ impl<K: TmKey> HyperSplit<K> {
                 thr: [u64::MAX; FANOUT],
                 child: 0,
                 dim: LEAF,
+                kids: [0; 3],
             };
             1
         ];
         let height = collapse(&bin, &mut nodes, 0, 0) + 1;
+        link_kids(&mut nodes);
         drop(bin);
         nodes.shrink_to_fit();
         let batch_steps = batch_steps(&nodes);
@@ -603,12 +639,14 @@ impl<K: TmKey> HyperSplit<K> {
         let p = self.coords.point(key);
         let mut visited = 1;
         let mut n = &self.nodes[0];
-        while n.dim != LEAF_DIM {
+        let mut dim = usize::from(n.dim & 7);
+        while dim != usize::from(LEAF_DIM) {
             if COUNT {
                 visited += 1;
             }
-            let v = p[usize::from(n.dim & 7)];
+            let v = p[dim];
             let go = n.thr.iter().map(|&t| usize::from(v > t)).sum::<usize>();
+            dim = n.kid_dim(go);
             n = &self.nodes[n.child as usize + go];
         }
         let (r, checks) = self.scan_leaf::<COUNT>(n, key);

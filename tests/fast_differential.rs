@@ -5,7 +5,8 @@
 
 use flowpol::FlowLabel;
 use flowpol::classify::{
-    Classifier, FastFive, FastThree, HsConfig, HyperSplit, Linear, TmConfig, TupleMerge,
+    Classifier, Fast, FastFive, FastThree, HsConfig, HyperSplit, Linear, TmConfig, TmKey,
+    TupleMerge,
 };
 use flowpol::r#gen::rules::{self, Shape};
 use flowpol::packet::key::{FiveTuple, ThreeTuple};
@@ -382,14 +383,38 @@ fn narrow_addr(m: &AddrMatch, drop: u8) -> AddrMatch {
     )
 }
 
-/// Keys outside the narrow space too: each key again with a top bit of its source or its
-/// destination flipped.
-fn with_outside<K: Copy>(keys: Vec<K>, flip: impl Fn(K, usize) -> K) -> Vec<K> {
-    let mut out = keys.clone();
-    for (i, k) in keys.into_iter().enumerate() {
-        out.push(flip(k, i));
+/// The check both tuples share on a narrowed policy: TupleMerge keeps at most `128 - drop`
+/// address bits, and every engine answers each key as linear does, both the key and the key with
+/// one of its top `drop` bits flipped (outside the policy's shared space).
+fn narrow_engines_equal_linear<K>(pol: &Policy, drop: u8, keys: &[K]) -> Result<(), TestCaseError>
+where
+    K: TmKey + std::fmt::Debug,
+    K::Match: Clone + Send + Sync,
+{
+    let lin = Linear::<K>::new(pol);
+    let tm = TupleMerge::<K>::new(pol);
+    prop_assert!(
+        tm.address_bits() <= 128 - drop,
+        "{} bits",
+        tm.address_bits()
+    );
+    let hs = HyperSplit::<K>::new(pol, HS_CONFIGS[0]).expect("within budget");
+    let fast = Fast::<K>::new(pol);
+    for (i, &k) in keys.iter().enumerate() {
+        let bit = 1u128 << (127 - (i % usize::from(drop)));
+        let (s, d) = if i % 2 == 0 {
+            (k.src() ^ bit, k.dst())
+        } else {
+            (k.src(), k.dst() ^ bit)
+        };
+        for k in [k, K::from_point(s, d, k.extra_point())] {
+            let want = lin.classify(&k);
+            prop_assert_eq!(tm.classify(&k), want, "tuplemerge {:?}", k);
+            prop_assert_eq!(hs.classify(&k), want, "hypersplit {:?}", k);
+            prop_assert_eq!(fast.classify(&k), want, "fast {:?}", k);
+        }
     }
-    out
+    Ok(())
 }
 
 proptest! {
@@ -405,23 +430,7 @@ proptest! {
             .into_iter()
             .map(|m| FiveMatch { src: narrow_addr(&m.src, drop), dst: narrow_addr(&m.dst, drop), ..m })
             .collect();
-        let pol = policy(vec![], rules.clone());
-        let lin = Linear::<FiveTuple>::new(&pol);
-        let refs: Vec<&FiveMatch> = rules.iter().collect();
-        let tm = TupleMerge::<FiveTuple>::from_matches(&refs);
-        prop_assert!(tm.address_bits() <= 128 - drop, "{} bits", tm.address_bits());
-        let hs = HyperSplit::<FiveTuple>::from_matches(&refs, HS_CONFIGS[0]).expect("within budget");
-        let fast = FastFive::from_matches(&refs);
-        let keys = with_outside(five_keys(&rules, &seeds), |k, i| {
-            let bit = 1u128 << (127 - (i % usize::from(drop)));
-            if i % 2 == 0 { FiveTuple { src: k.src ^ bit, ..k } } else { FiveTuple { dst: k.dst ^ bit, ..k } }
-        });
-        for k in keys {
-            let want = lin.classify(&k);
-            prop_assert_eq!(tm.classify(&k), want, "tuplemerge {:?}", k);
-            prop_assert_eq!(hs.classify(&k), want, "hypersplit {:?}", k);
-            prop_assert_eq!(fast.classify(&k), want, "fast {:?}", k);
-        }
+        narrow_engines_equal_linear(&policy(vec![], rules.clone()), drop, &five_keys(&rules, &seeds))?;
     }
 
     #[test]
@@ -434,23 +443,7 @@ proptest! {
             .into_iter()
             .map(|m| ThreeMatch { src: narrow_addr(&m.src, drop), dst: narrow_addr(&m.dst, drop), ..m })
             .collect();
-        let pol = policy(rules.clone(), vec![]);
-        let lin = Linear::<ThreeTuple>::new(&pol);
-        let refs: Vec<&ThreeMatch> = rules.iter().collect();
-        let tm = TupleMerge::<ThreeTuple>::from_matches(&refs);
-        prop_assert!(tm.address_bits() <= 128 - drop, "{} bits", tm.address_bits());
-        let hs = HyperSplit::<ThreeTuple>::from_matches(&refs, HS_CONFIGS[0]).expect("within budget");
-        let fast = FastThree::from_matches(&refs);
-        let keys = with_outside(three_keys(&rules, &seeds), |k, i| {
-            let bit = 1u128 << (127 - (i % usize::from(drop)));
-            if i % 2 == 0 { ThreeTuple { src: k.src ^ bit, ..k } } else { ThreeTuple { dst: k.dst ^ bit, ..k } }
-        });
-        for k in keys {
-            let want = lin.classify(&k);
-            prop_assert_eq!(tm.classify(&k), want, "tuplemerge {:?}", k);
-            prop_assert_eq!(hs.classify(&k), want, "hypersplit {:?}", k);
-            prop_assert_eq!(fast.classify(&k), want, "fast {:?}", k);
-        }
+        narrow_engines_equal_linear(&policy(rules.clone(), vec![]), drop, &three_keys(&rules, &seeds))?;
     }
 }
 

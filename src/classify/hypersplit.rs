@@ -5,7 +5,10 @@
 //! A key is a point in seven coordinates: the high and low 64 bits of the source and of the
 //! destination address, then the non-address fields ([`TmKey::extra_point`]: the label; or the
 //! protocol and both ports). A prefix is a range in the high half and a range in the low half,
-//! so every entry of a rule (one (src prefix, dst prefix) pair, as in TupleMerge) is a box. Each
+//! so every entry of a rule (one (src prefix, dst prefix) pair, as in TupleMerge) is a box. When
+//! the policy's entries all share their top 64 or 96 address bits (TupleMerge's `Narrow`: an
+//! IPv4-mapped policy, say), the high halves are dropped from the point and the leaves hold
+//! 32- or 64-bit addresses; a key outside the shared space matches nothing. Each
 //! binary split divides its region in one coordinate at one value; an entry that straddles the
 //! value goes to both children. The builder picks, in every coordinate, the value that makes the
 //! larger child smallest (on a strided sample of at most [`SAMPLE`] entries for large nodes), and
@@ -19,6 +22,8 @@
 //! coordinate (counted without a branch). The leaf's entries are then checked in rule order in
 //! full (prefixes, label value/mask/range, protocol, port ranges), so the result is exactly the
 //! linear first match. Leaves hold copies of their entries so a leaf is one contiguous run.
+//! Each node also records the coordinate each of its children reads, so a one-key walk loads
+//! the key's next coordinate beside the next node rather than after it.
 //! [`HyperSplit::lookup_batch`] walks [`BATCH`] keys side by side so that their loads overlap.
 //! Lookup does not allocate.
 //!
@@ -584,9 +589,10 @@ impl<K: TmKey> HyperSplit<K> {
     }
 
     /// Classifies `keys` into `out` (pairwise, up to the shorter), walking [`BATCH`] keys
-    /// through the tree side by side: every key takes the tree's height in steps (a leaf sends
-    /// a key to itself), so the walks have no data-dependent branch and their memory loads
-    /// overlap, as DPDK's `rte_acl_classify` does for its batches.
+    /// through the tree side by side for [`batch_steps`] nodes (a leaf sends a key to itself),
+    /// so those steps have no data-dependent branch and their memory loads overlap, as DPDK's
+    /// `rte_acl_classify` does for its batches; a key bound for a deeper leaf then finishes
+    /// alone.
     pub fn lookup_batch(&self, keys: &[K], out: &mut [Option<RuleId>]) {
         for (ks, os) in keys.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
             let mut pts = [[0u64; 8]; BATCH];

@@ -589,7 +589,7 @@ impl<K: TmKey> HyperSplit<K> {
     }
 
     /// Classifies `keys` into `out` (pairwise, up to the shorter), walking [`BATCH`] keys
-    /// through the tree side by side for [`batch_steps`] nodes (a leaf sends a key to itself),
+    /// through the tree side by side for `batch_steps` nodes (a leaf sends a key to itself),
     /// so those steps have no data-dependent branch and their memory loads overlap, as DPDK's
     /// `rte_acl_classify` does for its batches; a key bound for a deeper leaf then finishes
     /// alone.

@@ -25,7 +25,7 @@
 //! a multiplicative hash (a hash collision only adds a candidate to check). Lookup does not
 //! allocate.
 //!
-//! The frozen tables keep only the address bits that tell entries apart ([`Narrow`]): when every
+//! The frozen tables keep only the address bits that tell entries apart (`Narrow`): when every
 //! entry's prefixes share their top 96 (or 64) bits, as an IPv4-mapped policy's do, entries and
 //! masks hold the low 32 (or 64) bits and a bucket hash is one multiply; a key outside that
 //! shared space matches nothing and is answered before any table is probed.

@@ -46,7 +46,7 @@
 //! length is wrong.
 
 use super::ipv6::{Fixed, Payload};
-use super::key::Unavailable;
+use super::key::{FiveTuple, ThreeTuple, Unavailable};
 use super::proto::IpNumber;
 
 /// What the walk found: the transport protocol and ports, or why not.
@@ -58,6 +58,21 @@ pub struct Walk {
     pub proto: u8,
     /// `(sport, dport)`, both 0 for a protocol without ports.
     pub ports: Result<(u16, u16), Unavailable>,
+}
+
+impl Walk {
+    /// The 5-tuple of a packet with `three`'s addresses that this walk gives, or why there is
+    /// none.
+    #[inline]
+    pub fn five_tuple(&self, three: &ThreeTuple) -> Result<FiveTuple, Unavailable> {
+        self.ports.map(|(sport, dport)| FiveTuple {
+            src: three.src,
+            dst: three.dst,
+            proto: self.proto,
+            sport,
+            dport,
+        })
+    }
 }
 
 /// Walks from `first` (the fixed header's next header) through `payload`. Never panics, never

@@ -175,13 +175,7 @@ pub fn five_of(
     three: &ThreeTuple,
 ) -> (u8, Result<FiveTuple, Unavailable>) {
     let w = five::walk_packet(fixed);
-    let five = w.ports.map(|(sport, dport)| FiveTuple {
-        src: three.src,
-        dst: three.dst,
-        proto: w.proto,
-        sport,
-        dport,
-    });
+    let five = w.five_tuple(three);
     (w.proto, five)
 }
 
@@ -191,13 +185,7 @@ pub fn five_of(
 pub fn keys<'a>(three: ThreeTuple, fixed: &ipv6::Fixed<'a>) -> Ipv6Keys<'a> {
     // One walk gives the ports and the transport header (for the TCP flags) together.
     let (w, transport) = five::walk_packet_to(fixed);
-    let five = w.ports.map(|(sport, dport)| FiveTuple {
-        src: three.src,
-        dst: three.dst,
-        proto: w.proto,
-        sport,
-        dport,
-    });
+    let five = w.five_tuple(&three);
     Ipv6Keys {
         packet: fixed.packet(),
         three,

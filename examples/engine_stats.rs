@@ -14,16 +14,9 @@ use flowpol::packet::key::FiveTuple;
 use std::hint::black_box;
 use std::time::Instant;
 
+/// CPU time of this thread in ns (the bench harness's clock).
 fn cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0);
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    flowpol::bench::thread_time().as_nanos() as u64
 }
 
 /// Best of five rounds of at least 100 ms CPU time each, in ns per lookup (CPU time of this

@@ -16,32 +16,11 @@ use flowpol::r#gen::rules::{self, Shape};
 use flowpol::packet::key::{FiveTuple, ThreeTuple};
 use flowpol::policy::Policy;
 use flowpol::policy::syntax::TupleKind;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-
-struct Counting;
-static CUR: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting bytes.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let c = CUR.fetch_add(l.size(), Relaxed) + l.size();
-        PEAK.fetch_max(c, Relaxed);
-        // SAFETY: same layout contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        CUR.fetch_sub(l.size(), Relaxed);
-        // SAFETY: `p` came from `alloc` with this layout.
-        unsafe { System.dealloc(p, l) }
-    }
-}
+use support::alloc;
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: support::alloc::Counting = support::alloc::Counting;
 
 fn time_ns<K, C: Classifier<K> + ?Sized>(c: &C, keys: &[K], min_rounds: usize) -> (f64, u64)
 where
@@ -63,18 +42,10 @@ where
     )
 }
 
-/// CPU time of this thread: the machine is shared, and wall time would count the time other
-/// processes had the core.
+/// CPU time of this thread in ns (the bench harness's clock): the machine is shared, and wall
+/// time would count the time other processes had the core.
 fn cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0);
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    flowpol::bench::thread_time().as_nanos() as u64
 }
 
 struct Row {
@@ -101,12 +72,11 @@ where
     F: Classifier<K>,
 {
     let lin = Linear::<K>::new(policy);
-    let base = CUR.load(Relaxed);
-    PEAK.store(base, Relaxed);
+    let base = alloc::reset_peak();
     let t = cpu_ns();
     let fast = build(policy);
     let build_ms = (cpu_ns() - t) as f64 / 1e6;
-    let peak_mb = (PEAK.load(Relaxed) - base) as f64 / 1e6;
+    let peak_mb = (alloc::peak_bytes() - base) as f64 / 1e6;
     for k in keys {
         let (a, b) = (lin.classify(k), fast.classify(k));
         assert_eq!(a, b, "{name}: mismatch on {k:?}");
@@ -131,8 +101,7 @@ fn main() {
         for shape in [Shape::Acl, Shape::Fw, Shape::Ipc] {
             for tuple in [TupleKind::Five, TupleKind::Three] {
                 let p = rules::generate(shape, 100_000, 42, tuple);
-                let base = CUR.load(Relaxed);
-                PEAK.store(base, Relaxed);
+                let base = alloc::reset_peak();
                 let t = cpu_ns();
                 let (tables, bytes) = match tuple {
                     TupleKind::Five => {
@@ -145,7 +114,7 @@ fn main() {
                     }
                 };
                 let ms = (cpu_ns() - t) as f64 / 1e6;
-                let peak = (PEAK.load(Relaxed) - base) as f64 / 1e6;
+                let peak = (alloc::peak_bytes() - base) as f64 / 1e6;
                 println!(
                     "{shape:?} {tuple:?} 100k: build {ms:.1} ms, peak {peak:.1} MB, {bytes} bytes, {tables} tables"
                 );

@@ -198,7 +198,7 @@ pub struct Measured {
 
 /// CPU time of the calling thread: on a shared machine, wall time would also count the time
 /// other processes held the core. Wall time where the clock is not available.
-fn thread_time() -> Duration {
+pub fn thread_time() -> Duration {
     use nix::time::{ClockId, clock_gettime};
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     match clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID) {

@@ -269,7 +269,7 @@ fn run(
             String::from_utf8_lossy(&o.stderr)
         );
 
-        let o = flowpol!()
+        let sent = flowpol!()
             .in_ns(&pair.a)
             .args([
                 "replay",
@@ -280,13 +280,8 @@ fn run(
                 &pair.a_if,
                 cap.to_str().unwrap(),
             ])
-            .output();
-        assert!(
-            o.status.success(),
-            "flowpol replay: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let sent: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            .output_ok();
+        let sent: serde_json::Value = serde_json::from_str(&sent).unwrap();
         assert_eq!(
             sent["frames_sent"].as_u64(),
             Some(pkts.len() as u64),

@@ -4,7 +4,7 @@
 //! IPv6 totals. Without the tools the tests skip, except under CI=true, where they must run.
 
 use flowpol::classify::{Classifier, Linear};
-use flowpol::export::ipfix::{ClassNames, ExportConfig, Exporter, TEMPLATE_ID, field};
+use flowpol::export::ipfix::{ClassNames, ExportConfig, ExportStats, Exporter, TEMPLATE_ID, field};
 use flowpol::r#gen::trace::{TraceConfig, generate};
 use flowpol::packet::five::{tcp_flags, walk_to};
 use flowpol::packet::{FiveTuple, LinkType, ThreeTuple};
@@ -78,13 +78,7 @@ fn meter(
             packets += 1;
             bytes += u64::from(ip_len(&fixed));
             let (w, transport) = walk_to(fixed.next_header(), fixed.payload());
-            let five = w.ports.map(|(sport, dport)| FiveTuple {
-                src: three.src,
-                dst: three.dst,
-                proto: w.proto,
-                sport,
-                dport,
-            });
+            let five = w.five_tuple(&three);
             let class = |r: Option<flowpol::classify::RuleId>| {
                 r.map_or(Class::Default, |r| Class::Rule(r.0))
             };
@@ -259,6 +253,24 @@ fn totals(rows: &[Row]) -> (u64, u64) {
         .fold((0, 0), |(p, b), r| (p + r.packets, b + r.bytes))
 }
 
+/// Exports `records` over UDP to `addr`, sleeping 1 ms after every `every` records so the
+/// collector's socket buffer keeps up; the exporter's final counters.
+fn send_paced(
+    addr: SocketAddr,
+    names: &ClassNames,
+    records: &[FlowRecord],
+    every: usize,
+) -> ExportStats {
+    let e = Exporter::udp(addr, names.clone(), cfg()).unwrap();
+    for (i, r) in records.iter().enumerate() {
+        e.send(*r);
+        if i % every == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    e.finish().unwrap()
+}
+
 fn cfg() -> ExportConfig {
     ExportConfig {
         domain: 14,
@@ -291,15 +303,8 @@ fn tshark_decodes_every_record_sent_over_udp_as_the_meter_counted_it() {
         }
         got
     });
-    let e = Exporter::udp(addr, names.clone(), cfg()).unwrap();
-    for (i, r) in records.iter().enumerate() {
-        e.send(*r);
-        if i % 64 == 0 {
-            // Let the receiver keep up: loopback drops what the socket buffer cannot hold.
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    let stats = e.finish().unwrap();
+    // Paced so the receiver keeps up: loopback drops what the socket buffer cannot hold.
+    let stats = send_paced(addr, &names, &records, 64);
     let messages = receiver.join().unwrap();
     assert_eq!(stats.records_sent, records.len() as u64, "{stats:?}");
     assert_eq!(messages.len() as u64, stats.messages_sent);
@@ -519,15 +524,8 @@ fn nfcapd_stores_every_flow_with_the_packets_and_bytes_of_the_meter() {
     std::fs::create_dir(&store).unwrap();
     let nfcapd = Nfcapd::start(&store);
     let addr: SocketAddr = ([127, 0, 0, 1], nfcapd.port).into();
-    let e = Exporter::udp(addr, names.clone(), cfg()).unwrap();
-    for (i, r) in records.iter().enumerate() {
-        e.send(*r);
-        // Paced to a few messages a millisecond: nfcapd drops what its socket buffer cannot hold.
-        if i % 8 == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    let stats = e.finish().unwrap();
+    // Paced to a few messages a millisecond: nfcapd drops what its socket buffer cannot hold.
+    let stats = send_paced(addr, &names, &records, 8);
     assert_eq!(stats.records_sent, records.len() as u64, "{stats:?}");
     // Time for the collector to read its socket before it stops.
     std::thread::sleep(Duration::from_secs(1));
@@ -567,14 +565,8 @@ fn softflowd_and_flowpol_give_nfcapd_the_same_flows_apart_from_the_differences_e
     let ours_dir = dir.path().join("flowpol");
     std::fs::create_dir(&ours_dir).unwrap();
     let nfcapd = Nfcapd::start(&ours_dir);
-    let e = Exporter::udp(([127, 0, 0, 1], nfcapd.port).into(), names, cfg()).unwrap();
-    for (i, r) in records.iter().enumerate() {
-        e.send(*r);
-        if i % 8 == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    assert_eq!(e.finish().unwrap().records_sent, records.len() as u64);
+    let stats = send_paced(([127, 0, 0, 1], nfcapd.port).into(), &names, &records, 8);
+    assert_eq!(stats.records_sent, records.len() as u64);
     // Time for the collector to read its socket before it stops.
     std::thread::sleep(Duration::from_secs(1));
     nfcapd.stop();
@@ -749,14 +741,8 @@ fn pmacct_nfacctd_stores_every_flow_with_its_flow_label_and_the_meter_counts() {
     let dir = tempfile::tempdir().unwrap();
     let (total, records, names) = meter(&trace(dir.path()), 100_000, Duration::from_secs(15));
     let nfacctd = Nfacctd::start(dir.path());
-    let e = Exporter::udp(([127, 0, 0, 1], nfacctd.port).into(), names.clone(), cfg()).unwrap();
-    for (i, r) in records.iter().enumerate() {
-        e.send(*r);
-        if i % 8 == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    assert_eq!(e.finish().unwrap().records_sent, records.len() as u64);
+    let stats = send_paced(([127, 0, 0, 1], nfacctd.port).into(), &names, &records, 8);
+    assert_eq!(stats.records_sent, records.len() as u64);
 
     // nfacctd sums records per aggregate; so do we.
     type Agg = (String, String, u8, u16, u16, u32);

@@ -278,6 +278,50 @@ const HS_CONFIGS: [HsConfig; 2] = [
     },
 ];
 
+/// The check both tuples share: every TupleMerge configuration, every tree (one key at a time,
+/// counted, and batched) and the cost model's choice answer each key as linear does.
+fn every_engine_equals_linear<K>(pol: &Policy, keys: &[K]) -> Result<(), TestCaseError>
+where
+    K: TmKey + std::fmt::Debug,
+    K::Match: Clone + Send + Sync,
+{
+    let lin = Linear::<K>::new(pol);
+    let rules = K::rules(pol);
+    let engines: Vec<TupleMerge<K>> = CONFIGS
+        .iter()
+        .map(|&c| TupleMerge::with_config(&rules, c))
+        .collect();
+    let trees: Vec<HyperSplit<K>> = HS_CONFIGS
+        .iter()
+        .map(|&c| HyperSplit::from_matches(&rules, c).expect("within budget"))
+        .collect();
+    let fast = Fast::<K>::from_matches(&rules);
+    let batches: Vec<Vec<_>> = trees
+        .iter()
+        .map(|e| {
+            let mut out = vec![None; keys.len()];
+            e.classify_batch(keys, &mut out);
+            out
+        })
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        let want = lin.classify(k);
+        for b in &batches {
+            prop_assert_eq!(b[i], want, "batch {:?}", k);
+        }
+        for (e, c) in engines.iter().zip(CONFIGS) {
+            prop_assert_eq!(e.classify(k), want, "key {:?} config {:?}", k, c);
+            prop_assert_eq!(e.classify_counted(k).0, want, "counted {:?} {:?}", k, c);
+        }
+        for (e, c) in trees.iter().zip(HS_CONFIGS) {
+            prop_assert_eq!(e.classify(k), want, "key {:?} tree {:?}", k, c);
+            prop_assert_eq!(e.classify_counted(k).0, want, "counted {:?} {:?}", k, c);
+        }
+        prop_assert_eq!(fast.classify(k), want, "key {:?} {}", k, fast.name());
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -286,40 +330,7 @@ proptest! {
         rules in prop::collection::vec(three_match(), 0..40),
         seeds in prop::collection::vec(any::<u64>(), 1..200),
     ) {
-        let pol = policy(rules.clone(), vec![]);
-        let lin = Linear::<ThreeTuple>::new(&pol);
-        let refs: Vec<&ThreeMatch> = rules.iter().collect();
-        let engines: Vec<TupleMerge<ThreeTuple>> =
-            CONFIGS.iter().map(|&c| TupleMerge::with_config(&refs, c)).collect();
-        let trees: Vec<HyperSplit<ThreeTuple>> = HS_CONFIGS
-            .iter()
-            .map(|&c| HyperSplit::from_matches(&refs, c).expect("within budget"))
-            .collect();
-        let fast = FastThree::from_matches(&refs);
-        let keys = three_keys(&rules, &seeds);
-        let batches: Vec<Vec<_>> = trees
-            .iter()
-            .map(|e| {
-                let mut out = vec![None; keys.len()];
-                e.classify_batch(&keys, &mut out);
-                out
-            })
-            .collect();
-        for (i, k) in keys.into_iter().enumerate() {
-            let want = lin.classify(&k);
-            for b in &batches {
-                prop_assert_eq!(b[i], want, "batch {:?}", k);
-            }
-            for (e, c) in engines.iter().zip(CONFIGS) {
-                prop_assert_eq!(e.classify(&k), want, "key {:?} config {:?}", k, c);
-                prop_assert_eq!(e.classify_counted(&k).0, want, "counted {:?} {:?}", k, c);
-            }
-            for (e, c) in trees.iter().zip(HS_CONFIGS) {
-                prop_assert_eq!(e.classify(&k), want, "key {:?} tree {:?}", k, c);
-                prop_assert_eq!(e.classify_counted(&k).0, want, "counted {:?} {:?}", k, c);
-            }
-            prop_assert_eq!(fast.classify(&k), want, "key {:?} {}", k, fast.name());
-        }
+        every_engine_equals_linear(&policy(rules.clone(), vec![]), &three_keys(&rules, &seeds))?;
     }
 
     #[test]
@@ -327,40 +338,7 @@ proptest! {
         rules in prop::collection::vec(five_match(), 0..40),
         seeds in prop::collection::vec(any::<u64>(), 1..200),
     ) {
-        let pol = policy(vec![], rules.clone());
-        let lin = Linear::<FiveTuple>::new(&pol);
-        let refs: Vec<&FiveMatch> = rules.iter().collect();
-        let engines: Vec<TupleMerge<FiveTuple>> =
-            CONFIGS.iter().map(|&c| TupleMerge::with_config(&refs, c)).collect();
-        let trees: Vec<HyperSplit<FiveTuple>> = HS_CONFIGS
-            .iter()
-            .map(|&c| HyperSplit::from_matches(&refs, c).expect("within budget"))
-            .collect();
-        let fast = FastFive::from_matches(&refs);
-        let keys = five_keys(&rules, &seeds);
-        let batches: Vec<Vec<_>> = trees
-            .iter()
-            .map(|e| {
-                let mut out = vec![None; keys.len()];
-                e.classify_batch(&keys, &mut out);
-                out
-            })
-            .collect();
-        for (i, k) in keys.into_iter().enumerate() {
-            let want = lin.classify(&k);
-            for b in &batches {
-                prop_assert_eq!(b[i], want, "batch {:?}", k);
-            }
-            for (e, c) in engines.iter().zip(CONFIGS) {
-                prop_assert_eq!(e.classify(&k), want, "key {:?} config {:?}", k, c);
-                prop_assert_eq!(e.classify_counted(&k).0, want, "counted {:?} {:?}", k, c);
-            }
-            for (e, c) in trees.iter().zip(HS_CONFIGS) {
-                prop_assert_eq!(e.classify(&k), want, "key {:?} tree {:?}", k, c);
-                prop_assert_eq!(e.classify_counted(&k).0, want, "counted {:?} {:?}", k, c);
-            }
-            prop_assert_eq!(fast.classify(&k), want, "key {:?} {}", k, fast.name());
-        }
+        every_engine_equals_linear(&policy(vec![], rules.clone()), &five_keys(&rules, &seeds))?;
     }
 }
 

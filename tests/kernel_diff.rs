@@ -154,7 +154,7 @@ fn nft_counts(ns: &str) -> (u64, Counts) {
 fn kernel(pair: &VethPair, policy: &Path, cap: &Path, engine: &str, frames: u64) -> Vec<Counts> {
     let mut out = Vec::new();
     for encoding in ["auto", "plain"] {
-        let o = flowpol!()
+        flowpol!()
             .in_ns(&pair.b)
             .args([
                 "compile",
@@ -169,25 +169,15 @@ fn kernel(pair: &VethPair, policy: &Path, cap: &Path, engine: &str, frames: u64)
                 encoding,
             ])
             .arg(policy)
-            .output();
-        assert!(
-            o.status.success(),
-            "compile --apply: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let o = flowpol!()
+            .output_ok();
+        let sent = flowpol!()
             .in_ns(&pair.a)
             .args([
                 "replay", "--fast", "--format", "json", "--iface", &pair.a_if,
             ])
             .arg(cap)
-            .output();
-        assert!(
-            o.status.success(),
-            "flowpol replay: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let sent: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            .output_ok();
+        let sent: serde_json::Value = serde_json::from_str(&sent).unwrap();
         assert_eq!(sent["frames_sent"].as_u64(), Some(frames), "{sent}");
         // The kernel drops what is not IPv6 to it before the hook; wait until the count is
         // steady.
@@ -337,6 +327,16 @@ fn gate(test: &str) -> bool {
     true
 }
 
+/// The veth pair a test sends on (side a quiet), once the gate lets the test run.
+fn veth(test: &str) -> Option<VethPair> {
+    if !gate(test) {
+        return None;
+    }
+    let pair = VethPair::new(test);
+    pair.quiet_a();
+    Some(pair)
+}
+
 fn counts(pairs: &[(&str, u64)]) -> Counts {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
@@ -349,11 +349,9 @@ const B: &str = "2001:db8:ff::2";
 
 #[test]
 fn tcp_behind_an_authentication_header_is_protocol_51_for_flowpol_as_for_nft() {
-    if !gate("ah") {
+    let Some(pair) = veth("ah") else {
         return;
-    }
-    let pair = VethPair::new("ah");
-    pair.quiet_a();
+    };
     let packets = vec![
         ip6(1, None, 51, addr(A), addr(B), &ah(6, &tcp(1234, 443))),
         ip6(2, None, 51, addr(A), addr(B), &ah(17, &udp(53, 53))),
@@ -377,11 +375,9 @@ fn tcp_behind_an_authentication_header_is_protocol_51_for_flowpol_as_for_nft() {
 
 #[test]
 fn a_second_fragment_header_with_an_offset_is_unavailable_in_flowpol_and_nft() {
-    if !gate("dfrag") {
+    let Some(pair) = veth("dfrag") else {
         return;
-    }
-    let pair = VethPair::new("dfrag");
-    pair.quiet_a();
+    };
     let two = frag(44, 0, true, &frag(6, 3, false, &[0u8; 16]));
     let packets = vec![
         ip6(1, None, 44, addr(A), addr(B), &two),
@@ -421,11 +417,9 @@ fn a_second_fragment_header_with_an_offset_is_unavailable_in_flowpol_and_nft() {
 
 #[test]
 fn payload_length_zero_without_hop_by_hop_is_unavailable_in_flowpol_and_nft() {
-    if !gate("plen0") {
+    let Some(pair) = veth("plen0") else {
         return;
-    }
-    let pair = VethPair::new("plen0");
-    pair.quiet_a();
+    };
     let packets = vec![
         ip6(1, Some(0), 6, addr(A), addr(B), &tcp(1234, 80)),
         ip6(2, Some(0), 58, addr(A), addr(B), &ICMP_ECHO),
@@ -449,11 +443,9 @@ fn payload_length_zero_without_hop_by_hop_is_unavailable_in_flowpol_and_nft() {
 
 #[test]
 fn a_short_tcp_header_gets_one_answer_in_both_encodings_and_in_flowpol() {
-    if !gate("short") {
+    let Some(pair) = veth("short") else {
         return;
-    }
-    let pair = VethPair::new("short");
-    pair.quiet_a();
+    };
     let mut policy = String::from("default pass\nfive {\n");
     // Enough disjoint single-address rules that auto builds a map keyed on the ports.
     for i in 1..=200 {
@@ -497,11 +489,9 @@ fn a_short_tcp_header_gets_one_answer_in_both_encodings_and_in_flowpol() {
 
 #[test]
 fn frames_under_86dd_that_are_not_ipv6_are_selected_by_no_filter() {
-    if !gate("not6") {
+    let Some(pair) = veth("not6") else {
         return;
-    }
-    let pair = VethPair::new("not6");
-    pair.quiet_a();
+    };
     let mut v4 = ip6(0, None, 6, addr("2001:db8::9"), addr(B), &tcp(1, 2));
     v4[0] = 0x40;
     let runt = ip6(0, None, 59, addr("2001:db8::9"), addr(B), &[])[..20].to_vec();
@@ -583,11 +573,9 @@ fn five_tuple_filters_say_why_esp_and_no_next_header_are_inexact() {
 
 #[test]
 fn no_next_header_and_esp_have_no_five_tuple_in_flowpol_or_nft() {
-    if !gate("esp") {
+    let Some(pair) = veth("esp") else {
         return;
-    }
-    let pair = VethPair::new("esp");
-    pair.quiet_a();
+    };
     let ours = agree(
         &pair,
         &Case {
@@ -610,11 +598,9 @@ fn no_next_header_and_esp_have_no_five_tuple_in_flowpol_or_nft() {
 
 #[test]
 fn filters_that_repeat_an_earlier_rules_prefix_compile_alike_with_and_without_the_optimizer() {
-    if !gate("opt") {
+    let Some(pair) = veth("opt") else {
         return;
-    }
-    let pair = VethPair::new("opt");
-    pair.quiet_a();
+    };
     let dst = addr("2001:db8::1");
     let ours = agree(
         &pair,
@@ -812,11 +798,9 @@ fn edge_packet(r: &mut impl Rng, addrs: &[u128], ports: &[u16], labels: &[u32]) 
 
 #[test]
 fn random_policies_get_the_same_verdicts_from_flowpol_nft_and_tcpdump() {
-    if !gate("rnd") {
+    let Some(pair) = veth("rnd") else {
         return;
-    }
-    let pair = VethPair::new("rnd");
-    pair.quiet_a();
+    };
     for seed in 0..6u64 {
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0x16_0000 + seed);
         for engine in ["three", "five"] {

@@ -32,6 +32,19 @@ fn only(
     (c.before.to_string(), c.after.to_string(), c.region.exact())
 }
 
+/// Each change of a block as ("before -> after", the values of region field `field`).
+fn moves(t: &flowpol::policy::diff::TupleDiff, field: usize) -> Vec<(String, Vec<String>)> {
+    t.changes
+        .iter()
+        .map(|c| {
+            (
+                format!("{} -> {}", c.before, c.after),
+                c.region.exact()[field].1.clone(),
+            )
+        })
+        .collect()
+}
+
 fn strs(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -60,19 +73,8 @@ fn exact_labels_move_one_label_each_way() {
         &three("rule a label 5 -> drop"),
         &three("rule a label 6 -> drop"),
     );
-    let labels: Vec<(String, Vec<String>)> = x
-        .three
-        .changes
-        .iter()
-        .map(|c| {
-            (
-                format!("{} -> {}", c.before, c.after),
-                c.region.exact()[2].1.clone(),
-            )
-        })
-        .collect();
     assert_eq!(
-        labels,
+        moves(&x.three, 2),
         [
             ("drop -> pass".to_string(), strs(&["0x5"])),
             ("pass -> drop".to_string(), strs(&["0x6"])),
@@ -113,19 +115,8 @@ fn a_changed_protocol_moves_both_protocols() {
         &five("rule r proto tcp -> drop"),
         &five("rule r proto udp -> drop"),
     );
-    let got: Vec<(String, Vec<String>)> = x
-        .five
-        .changes
-        .iter()
-        .map(|c| {
-            (
-                format!("{} -> {}", c.before, c.after),
-                c.region.exact()[2].1.clone(),
-            )
-        })
-        .collect();
     assert_eq!(
-        got,
+        moves(&x.five, 2),
         [
             ("drop -> pass".to_string(), strs(&["tcp"])),
             ("pass -> drop".to_string(), strs(&["udp"])),

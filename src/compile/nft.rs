@@ -1061,29 +1061,22 @@ mod tests {
 
     #[test]
     fn small_runs_of_single_address_rules_stay_plain_because_a_map_loads_slower() {
-        let rules: Vec<_> = (0..40u32)
-            .map(|i| {
-                three(
-                    &format!("s{i}"),
-                    &["2001:db8::/32"],
-                    LabelMatch::Exact(FlowLabel::from_low_bits(i)),
-                    Action::Drop,
-                )
-            })
-            .collect();
-        let r = compile(&policy(rules), &NftOptions::default()).unwrap();
+        let run = |n: u32| {
+            let rules: Vec<_> = (0..n)
+                .map(|i| {
+                    three(
+                        &format!("s{i}"),
+                        &["2001:db8::/32"],
+                        LabelMatch::Exact(FlowLabel::from_low_bits(i)),
+                        Action::Drop,
+                    )
+                })
+                .collect();
+            compile(&policy(rules), &NftOptions::default()).unwrap()
+        };
+        let r = run(40);
         assert_eq!(r.groups, 0, "{}", r.text);
-        let rules: Vec<_> = (0..200u32)
-            .map(|i| {
-                three(
-                    &format!("s{i}"),
-                    &["2001:db8::/32"],
-                    LabelMatch::Exact(FlowLabel::from_low_bits(i)),
-                    Action::Drop,
-                )
-            })
-            .collect();
-        let r = compile(&policy(rules), &NftOptions::default()).unwrap();
+        let r = run(200);
         assert_eq!((r.groups, r.grouped_rules), (1, 200));
     }
 

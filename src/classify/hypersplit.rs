@@ -193,7 +193,6 @@ pub struct HyperSplit<K: TmKey> {
     /// The leaves' entries, with addresses as narrow as [`Narrow`] allows (as in TupleMerge).
     leaves: Leaves<K::Residual>,
     narrow: Narrow,
-    coords: Coords,
     /// Nodes from the root to the deepest leaf, the leaf included.
     height: u32,
     /// Nodes a batched walk takes side by side before each key finishes alone
@@ -226,39 +225,26 @@ fn batch_steps(nodes: &[MNode]) -> u32 {
     depths[at - 1]
 }
 
-/// How a key becomes the tree's point: both 64-bit halves of each address, or, for a narrowed
-/// policy ([`Narrow`]), only the low half, all its entries differ in (two fewer coordinates for
-/// the builder to weigh and for splits to waste levels on).
-#[derive(Clone, Copy, Debug)]
-struct Coords {
-    wide: bool,
-}
-
-impl Coords {
-    fn of(narrow: Narrow) -> Self {
-        Coords {
-            wide: narrow.drop == 0,
-        }
-    }
-
-    /// The key's coordinates (the eighth is always 0, so a masked index stays in bounds).
-    #[inline(always)]
-    fn point<K: TmKey>(&self, key: &K) -> [u64; 8] {
-        let (s, d, x) = (key.src(), key.dst(), key.extra_point());
-        if self.wide {
-            [
-                (s >> 64) as u64,
-                s as u64,
-                (d >> 64) as u64,
-                d as u64,
-                x[0],
-                x[1],
-                x[2],
-                0,
-            ]
-        } else {
-            [s as u64, d as u64, x[0], x[1], x[2], 0, 0, 0]
-        }
+/// The key's coordinates (the eighth is always 0, so a masked index stays in bounds): both
+/// 64-bit halves of each address when `wide`, else (a narrowed policy, see `Narrow`) only the
+/// low half, all its entries differ in (two fewer coordinates for the builder to weigh and for
+/// splits to waste levels on).
+#[inline(always)]
+fn point<K: TmKey>(key: &K, wide: bool) -> [u64; 8] {
+    let (s, d, x) = (key.src(), key.dst(), key.extra_point());
+    if wide {
+        [
+            (s >> 64) as u64,
+            s as u64,
+            (d >> 64) as u64,
+            d as u64,
+            x[0],
+            x[1],
+            x[2],
+            0,
+        ]
+    } else {
+        [s as u64, d as u64, x[0], x[1], x[2], 0, 0, 0]
     }
 }
 
@@ -509,7 +495,7 @@ impl<K: TmKey> HyperSplit<K> {
     pub fn from_matches(rules: &[&K::Match], cfg: HsConfig) -> Option<Self> {
         let x = expand::<K>(rules);
         let narrow = Narrow::of(&x.entries);
-        let coords = Coords::of(narrow);
+        let wide = narrow.drop == 0;
         let extra: Vec<([(u64, u64); 3], bool)> = rules.iter().map(|m| K::extra_box(m)).collect();
         let mut boxes = Vec::with_capacity(x.entries.len());
         let mut exact = Vec::with_capacity(x.entries.len());
@@ -518,7 +504,7 @@ impl<K: TmKey> HyperSplit<K> {
             let (xb, ex) = extra[e.rule as usize];
             let [s0, s1] = prefix_ranges(e.src, e.slen);
             let [d0, d1] = prefix_ranges(e.dst, e.dlen);
-            let b = if coords.wide {
+            let b = if wide {
                 [s0, s1, d0, d1, xb[0], xb[1], xb[2]]
             } else {
                 [s1, d1, xb[0], xb[1], xb[2], (0, 0), (0, 0)]
@@ -531,7 +517,7 @@ impl<K: TmKey> HyperSplit<K> {
             exact.push(ex);
         }
         drop(extra);
-        let dims = if coords.wide { 4 } else { 2 } + K::EXTRA_DIMS;
+        let dims = if wide { 4 } else { 2 } + K::EXTRA_DIMS;
         let mut region: Region = [(0, u64::MAX); DIMS];
         for r in region.iter_mut().skip(dims) {
             *r = (0, 0);
@@ -578,7 +564,6 @@ impl<K: TmKey> HyperSplit<K> {
             height,
             leaves: Leaves::new(leaves, narrow),
             narrow,
-            coords,
         })
     }
 
@@ -598,7 +583,7 @@ impl<K: TmKey> HyperSplit<K> {
             let mut pts = [[0u64; 8]; BATCH];
             let mut at = [0usize; BATCH];
             for (p, k) in pts.iter_mut().zip(ks) {
-                *p = self.coords.point(k);
+                *p = point(k, self.wide());
             }
             for _ in 1..self.batch_steps {
                 for (a, p) in at.iter_mut().zip(&pts) {
@@ -642,7 +627,7 @@ impl<K: TmKey> HyperSplit<K> {
 
     #[inline(always)]
     fn search<const COUNT: bool>(&self, key: &K) -> (Option<RuleId>, usize, usize) {
-        let p = self.coords.point(key);
+        let p = point(key, self.wide());
         let mut visited = 1;
         let mut n = &self.nodes[0];
         let mut dim = usize::from(n.dim & 7);
@@ -657,6 +642,12 @@ impl<K: TmKey> HyperSplit<K> {
         }
         let (r, checks) = self.scan_leaf::<COUNT>(n, key);
         (r, visited, checks)
+    }
+
+    /// Whether points keep both halves of each address (the policy is not narrowed).
+    #[inline(always)]
+    fn wide(&self) -> bool {
+        self.narrow.drop == 0
     }
 
     /// Nodes, leaf entry copies and height.
